@@ -1,0 +1,14 @@
+"""Blocks: the GloRe unit and the global-context family, for ``(B, C, *S)`` inputs."""
+
+from .factory import BLOCKS, create_block
+from .global_context import GlobalContext, SqueezeExcite
+from .glore_unit import GloRe, GraphConv
+from .non_local import ContextAttention, NonLocal, PairwiseAttention, SimplifiedNonLocal
+from .official import convert_official_state_dict
+from .pointwise import Pointwise
+
+__all__ = [
+    "BLOCKS", "ContextAttention", "GlobalContext", "GloRe", "GraphConv", "NonLocal",
+    "PairwiseAttention", "Pointwise", "SimplifiedNonLocal", "SqueezeExcite",
+    "convert_official_state_dict", "create_block",
+]

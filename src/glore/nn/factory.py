@@ -1,0 +1,24 @@
+"""``create_block``: build any block of the library by its short name."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .global_context import GlobalContext, SqueezeExcite
+from .glore_unit import GloRe
+from .non_local import NonLocal, SimplifiedNonLocal
+
+BLOCKS: dict[str, type[nn.Module]] = {
+    "glore": GloRe,
+    "nl": NonLocal,
+    "snl": SimplifiedNonLocal,
+    "gc": GlobalContext,
+    "se": SqueezeExcite,
+}
+
+
+def create_block(name: str, channels: int, **kwargs) -> nn.Module:
+    """Build block ``name`` (one of ``glore``, ``nl``, ``snl``, ``gc``, ``se``) for ``channels``."""
+    if not isinstance(name, str) or name.lower() not in BLOCKS:
+        raise ValueError(f"unknown block {name!r}; expected one of {sorted(BLOCKS)}")
+    return BLOCKS[name.lower()](channels, **kwargs)

@@ -1,0 +1,86 @@
+"""Global context block (Cao et al., GCNet, papers/004 Eq. 5) and its ablation variants."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._validate import check_block_input, check_choice, check_positive_int
+from .non_local import ContextAttention, attention_pool
+from .pointwise import Pointwise
+
+
+def _hidden_width(channels: int, ratio: float) -> int:
+    if not (isinstance(ratio, (int, float)) and 0 < ratio <= 1):
+        raise ValueError(f"ratio must be a number in (0, 1] or None, got {ratio!r}")
+    return max(1, round(channels * ratio))
+
+
+class GlobalContext(nn.Module):
+    """Global context block, GCNet Eq. 5: ``z_i = x_i + W_v2 ReLU(LN(W_v1 sum_j a_j x_j))``.
+
+    Args:
+        channels: input and output channels ``C``.
+        ratio: bottleneck ratio ``1/r`` (1/16 for classification, 1/4 for segmentation and video);
+            ``None`` is the ablation "w/o ratio": one ``C x C`` conv, no LayerNorm, no ReLU.
+        pooling: ``att`` (``a_j = softmax_j(W_k x_j)``) or ``avg`` (``a_j = 1/L``).
+        fusion: ``add`` (``x + t``) or ``scale`` (``x * sigmoid(t)``).
+        layer_norm: LayerNorm over the ``C/r`` bottleneck vector.
+        zero_init: start the last conv at zero (with ``add`` fusion: identity at initialisation).
+    """
+
+    def __init__(self, channels: int, *, ratio: float | None = 1 / 16, pooling: str = "att",
+                 fusion: str = "add", layer_norm: bool = True, zero_init: bool = True):
+        super().__init__()
+        self.channels = check_positive_int("channels", channels)
+        self.pooling = check_choice("pooling", pooling, ("att", "avg"))
+        self.fusion = check_choice("fusion", fusion, ("add", "scale"))
+        self.attention = ContextAttention(channels) if pooling == "att" else None
+        if ratio is None:
+            self.transform = nn.Sequential(Pointwise(channels, channels))
+        else:
+            hidden = _hidden_width(channels, ratio)
+            self.transform = nn.Sequential(
+                Pointwise(channels, hidden),
+                _ChannelLayerNorm(hidden) if layer_norm else nn.Identity(),
+                nn.ReLU(inplace=True),
+                Pointwise(hidden, channels),
+            )
+        if zero_init:
+            nn.init.zeros_(self.transform[-1].weight)
+            nn.init.zeros_(self.transform[-1].bias)
+
+    def pool(self, flat: torch.Tensor) -> torch.Tensor:
+        """Context vector ``(B, C, 1)`` of ``flat`` ``(B, C, L)``."""
+        if self.attention is None:
+            return flat.mean(dim=-1, keepdim=True)
+        return attention_pool(flat, self.attention(flat))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_block_input(type(self).__name__, x, self.channels)
+        t = self.transform(self.pool(x.flatten(2)))
+        t = t.view(*t.shape[:2], *([1] * (x.dim() - 2)))
+        return x + t if self.fusion == "add" else x * torch.sigmoid(t)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, pooling={self.pooling!r}, fusion={self.fusion!r}"
+
+
+class _ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channel axis of a ``(B, C, 1)`` tensor."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+class SqueezeExcite(GlobalContext):
+    """Squeeze-and-excitation (Hu et al.): average pooling, conv-ReLU-conv, sigmoid scaling.
+
+    GCNet §4 shows SE as a global context block with ``avg`` pooling, ``scale`` fusion and no
+    LayerNorm; this class is exactly that configuration (last conv not zero-initialised, so that the
+    scale starts near the standard SE's rather than at sigmoid(0) everywhere).
+    """
+
+    def __init__(self, channels: int, *, ratio: float = 1 / 16):
+        super().__init__(channels, ratio=ratio, pooling="avg", fusion="scale", layer_norm=False,
+                         zero_init=False)

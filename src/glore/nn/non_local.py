@@ -1,0 +1,122 @@
+"""Non-local block (Wang et al., CVPR 2018) and the simplified non-local block (GCNet, papers/004)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._validate import check_block_input, check_choice, check_positive_int
+from .pointwise import Pointwise
+
+PAIRWISE = ("embedded_gaussian", "gaussian", "dot_product", "concat")
+
+
+class PairwiseAttention(nn.Module):
+    """Normalised pairwise function ``w_ij`` of GCNet Eq. 1; returns ``(B, L_query, L_key)``.
+
+    - ``gaussian``: ``softmax_j <x_i, x_j>``
+    - ``embedded_gaussian``: ``softmax_j <W_q x_i, W_k x_j>``
+    - ``dot_product``: ``<W_q x_i, W_k x_j> / N_p``
+    - ``concat``: ``ReLU(w^T [W_q x_i, W_k x_j]) / N_p``
+    """
+
+    def __init__(self, channels: int, inner: int, pairwise: str):
+        super().__init__()
+        self.pairwise = check_choice("pairwise", pairwise, PAIRWISE)
+        if pairwise != "gaussian":
+            self.query = Pointwise(channels, inner)
+            self.key = Pointwise(channels, inner)
+        if pairwise == "concat":
+            self.concat = Pointwise(2 * inner, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pairwise == "gaussian":
+            return torch.softmax(torch.matmul(x.transpose(1, 2), x), dim=-1)
+        q, k = self.query(x), self.key(x)                       # (B, inner, L)
+        if self.pairwise == "embedded_gaussian":
+            return torch.softmax(torch.matmul(q.transpose(1, 2), k), dim=-1)
+        if self.pairwise == "dot_product":
+            return torch.matmul(q.transpose(1, 2), k) / x.shape[-1]
+        # concat: w^T [q_i; k_j] = w_q . q_i + w_k . k_j, without building the (2*inner, L, L) tensor
+        w_q, w_k = self.concat.weight[0, :, 0].chunk(2)
+        scores = torch.matmul(w_q, q)[:, :, None] + torch.matmul(w_k, k)[:, None, :]
+        return F.relu(scores) / x.shape[-1]
+
+
+class NonLocal(nn.Module):
+    """Non-local block, GCNet Eq. 1: ``z_i = x_i + W_z sum_j w_ij (W_v x_j)``.
+
+    ``W_z`` is followed by a BatchNorm whose weight starts at zero (identity at initialisation).
+
+    Args:
+        channels: input and output channels ``C``.
+        inner: width of the embeddings; defaults to ``channels // 2``.
+        pairwise: ``embedded_gaussian`` (default), ``gaussian``, ``dot_product`` or ``concat``.
+        zero_init: start the output BatchNorm's weight at zero.
+    """
+
+    def __init__(self, channels: int, *, inner: int | None = None, pairwise: str = "embedded_gaussian",
+                 zero_init: bool = True):
+        super().__init__()
+        check_positive_int("channels", channels)
+        inner = max(channels // 2, 1) if inner is None else check_positive_int("inner", inner)
+        self.channels, self.inner = channels, inner
+        self.attention = PairwiseAttention(channels, inner, pairwise)
+        self.value = Pointwise(channels, inner)
+        self.out = Pointwise(inner, channels, bias=False)
+        self.norm = nn.BatchNorm1d(channels)
+        if zero_init:
+            nn.init.zeros_(self.norm.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_block_input(type(self).__name__, x, self.channels)
+        flat = x.flatten(2)
+        attn = self.attention(flat)                                   # (B, L, L)
+        y = torch.matmul(self.value(flat), attn.transpose(1, 2))      # (B, inner, L)
+        return x + self.norm(self.out(y)).view(x.shape)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, inner={self.inner}, pairwise={self.attention.pairwise!r}"
+
+
+class ContextAttention(nn.Module):
+    """Query-independent attention ``softmax_j(W_k x_j)``, returned as ``(B, 1, L)``."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.key = Pointwise(channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.key(x), dim=-1)
+
+
+def attention_pool(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``sum_j w_j x_j`` for ``x`` of shape ``(B, C, L)`` and weights ``(B, 1, L)``: ``(B, C, 1)``."""
+    return torch.matmul(x, weights.transpose(1, 2))
+
+
+class SimplifiedNonLocal(nn.Module):
+    """Simplified non-local block, GCNet Eq. 2-3: ``z_i = x_i + W_v sum_j softmax_j(W_k x_j) x_j``.
+
+    The same global context is added at every position. ``W_v`` (``C x C``) starts at zero when
+    ``zero_init``, so the block is the identity at initialisation.
+    """
+
+    def __init__(self, channels: int, *, zero_init: bool = True):
+        super().__init__()
+        self.channels = check_positive_int("channels", channels)
+        self.attention = ContextAttention(channels)
+        self.value = Pointwise(channels, channels)
+        if zero_init:
+            nn.init.zeros_(self.value.weight)
+            nn.init.zeros_(self.value.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_block_input(type(self).__name__, x, self.channels)
+        flat = x.flatten(2)
+        context = self.value(attention_pool(flat, self.attention(flat)))   # (B, C, 1)
+        return x + context.view(*context.shape[:2], *([1] * (x.dim() - 2)))
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}"

@@ -1,1 +1,10 @@
-"""glore.data"""
+"""Datasets: the built-in relational sets and readers of standard on-disk layouts."""
+
+from .._lazy import lazy_exports
+
+# name -> module defining it. Owners add their public names here.
+_EXPORTS = {
+    "DistantDigits": "glore.data.distant_digits",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -1,6 +1,7 @@
 """Models: blocks inserted into backbones; classification, segmentation and video models."""
 
 from .._lazy import lazy_exports
+from . import registry as _registry  # noqa: F401  registers the papers' configurations with timm
 
 # name -> module defining it. Owners add their public names here.
 _EXPORTS = {
@@ -8,6 +9,10 @@ _EXPORTS = {
     "insert_blocks": "glore.models.insert",
     "create_segmenter": "glore.models.segmentation",
     "create_video_model": "glore.models.video",
+    "available_backbones": "glore.models.factory",
+    "load_checkpoint": "glore.models.factory",
+    "inserted_blocks": "glore.models.insert",
+    "find_stages": "glore.models.insert",
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

@@ -32,6 +32,9 @@ def convert_official_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[
     divides ``V`` by ``L`` only when built with ``normalize=True`` (its default is ``False``): build
     ``GloRe(C, mid=m, normalize=False)`` to reproduce a unit created with their defaults.
     """
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"expected a mapping of parameter names to tensors (a state dict), "
+                        f"got {type(state_dict).__name__}")
     missing = sorted(set(_KEY_MAP) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(_KEY_MAP))
     if missing or unexpected:
@@ -41,6 +44,8 @@ def convert_official_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[
         )
     converted = {}
     for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{key}: expected a torch.Tensor, got {type(value).__name__}")
         if key.endswith(".weight") and not key.startswith("blocker."):
             if value.dim() < 3 or any(s != 1 for s in value.shape[2:]):
                 raise ValueError(f"{key}: expected a 1x1 conv weight (out, in, 1[, 1[, 1]]), "

@@ -1,0 +1,141 @@
+"""Timing and memory helpers shared by the benchmarks (not part of the library).
+
+Conventions, used by every script here:
+
+- **Time**: every case is warmed up, then the cases are run *interleaved* (round-robin: case 1, case 2,
+  ..., case 1, ...) so that they all see the same background load; each case reports the median (and
+  the minimum) of its repeats. Ratios between blocks are ratios of medians taken in the same run.
+- **Throughput baseline**: the fp32 matrix multiply of the same machine, timed in the same run and with
+  the same thread count (`gemm_throughput`). GFLOP/s counts 2 FLOPs per multiply-add.
+- **Peak memory** (`peak_memory`): bytes of tensor storage allocated by the CPU allocator while the
+  measured function runs, from the profiler's allocation/free events (``profile_memory=True``): the
+  running sum of allocations minus frees, maximum over time. Tensors that exist before the call (the
+  input, the upstream gradient, the parameters) are not in it; add them to get the process's peak.
+- **Load**: ``os.getloadavg()`` before and after every measurement, printed and written to the JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
+
+
+def setup(threads: int = 2, seed: int = 0) -> dict:
+    """Fix the thread count and seed; return a description of the machine for the JSON."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "torch": torch.__version__, "python": sys.version.split()[0], "cpu": cpu,
+        "threads": torch.get_num_threads(), "logical_cpus": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "avx512_bf16": bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()),
+        "amx": bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()),
+    }
+
+
+def load() -> list[float]:
+    """1, 5 and 15 minute load averages, rounded."""
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def time_interleaved(cases: dict[str, Callable[[], object]], *, repeats: int = 7, warmup: int = 2,
+                     min_seconds: float = 0.0) -> dict[str, dict]:
+    """Time every case ``repeats`` times, round-robin, after ``warmup`` calls each.
+
+    A case that takes less than ``min_seconds`` is run several times per sample (the sample is the
+    mean over those runs). Returns ``{name: {"median": s, "min": s, "samples": [...]}}``.
+    """
+    inner = {}
+    for name, fn in cases.items():
+        start = time.perf_counter()
+        for _ in range(max(warmup, 1)):
+            fn()
+        once = (time.perf_counter() - start) / max(warmup, 1)
+        inner[name] = max(1, int(min_seconds / once)) if once > 0 else 1
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            for _ in range(inner[name]):
+                fn()
+            samples[name].append((time.perf_counter() - start) / inner[name])
+    return {name: {"median": statistics.median(s), "min": min(s), "samples": s}
+            for name, s in samples.items()}
+
+
+def peak_memory(fn: Callable[[], object]) -> int:
+    """Peak bytes of CPU tensor storage allocated (and not yet freed) while ``fn()`` runs."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]" and _is_cpu(e))
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
+def _is_cpu(event) -> bool:
+    device = event.device_type()
+    return getattr(device, "name", str(device)).upper().endswith("CPU") or device == 0
+
+
+def gemm_throughput(shapes: list[tuple[int, int, int]] | None = None, *, repeats: int = 7,
+                    dtype: torch.dtype = torch.float32) -> dict[str, float]:
+    """GFLOP/s of ``(m, k) @ (k, n)`` products (2 FLOPs per multiply-add), median of ``repeats``."""
+    shapes = shapes or [(1024, 1024, 1024), (2048, 2048, 2048)]
+    cases, flops = {}, {}
+    for m, k, n in shapes:
+        a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+        out = torch.empty(m, n, dtype=dtype)
+        name = f"{m}x{k}x{n}"
+        cases[name] = lambda a=a, b=b, out=out: torch.mm(a, b, out=out)
+        flops[name] = 2.0 * m * k * n
+    timing = time_interleaved(cases, repeats=repeats, warmup=2, min_seconds=0.05)
+    return {name: flops[name] / t["median"] / 1e9 for name, t in timing.items()}
+
+
+def mb(nbytes: float) -> float:
+    return round(nbytes / 2**20, 2)
+
+
+def write_json(name: str, payload: dict, out_dir: Path | None = None) -> Path:
+    out_dir = Path(out_dir or RESULTS)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=1, default=float))
+    return path
+
+
+def fmt_table(rows: list[dict], columns: list[str]) -> str:
+    """A small fixed-width text table."""
+    cells = [[_fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)

@@ -1,0 +1,410 @@
+"""Forward+backward time, peak memory and GEMM efficiency of the context blocks, in one run.
+
+    python benchmarks/blocks.py            # full grid (see docs/benchmarks.md for its run time)
+    python benchmarks/blocks.py --quick    # small grid, a minute or two
+
+Sections (each prints a table; everything goes to results/benchmarks/blocks.json and the log-log plot
+to results/benchmarks/blocks_positions.png):
+
+1. ``gemm``: the machine's fp32 matrix-multiply throughput, measured first, same threads.
+2. ``positions``: every block at C=512, batch 1, from 14x14 to 128x128 positions: time, achieved
+   GFLOP/s as a fraction of the GEMM throughput, peak memory, and time relative to GloRe.
+3. ``channels``: every block at 14x14, batch 8, C = 256 ... 2048.
+4. ``unit``: the GloRe unit of the goal (C=1024, mid=256, 14x14, batch 8): contiguous vs channels_last
+   input, torch.compile vs eager, bf16 autocast vs fp32 (with its relative error), a straightforward
+   reference implementation of the same unit, the unit's own GEMMs timed bare, and its peak memory
+   against the memory of its inputs and saved activations.
+
+FLOPs of a block are counted by ``torch.utils.flop_counter.FlopCounterMode`` over one forward and
+backward pass on the meta device (matrix products and convolutions, 2 FLOPs per multiply-add).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+import _common as common
+from glore.nn import GlobalContext, GloRe, NonLocal, SimplifiedNonLocal, SqueezeExcite
+
+BLOCK_NAMES = ("GloRe", "NL", "SNL", "GC", "SE", "timm-NL", "timm-GC")
+
+
+def build(name: str, channels: int, device: str | torch.device = "cpu") -> nn.Module:
+    """The blocks compared, with the settings of their papers (timm's with its own defaults)."""
+    with torch.device(device):
+        if name == "GloRe":
+            block = GloRe(channels, mid=channels // 4)
+        elif name == "NL":
+            block = NonLocal(channels)                       # embedded gaussian, inner C/2
+        elif name == "SNL":
+            block = SimplifiedNonLocal(channels)
+        elif name == "GC":
+            block = GlobalContext(channels, ratio=1 / 16)
+        elif name == "SE":
+            block = SqueezeExcite(channels, ratio=1 / 16)
+        elif name == "timm-NL":
+            from timm.layers import NonLocalAttn
+            block = NonLocalAttn(channels)                   # timm default: inner C/8, scaled
+        elif name == "timm-GC":
+            from timm.layers import GlobalContext as TimmGC
+            block = TimmGC(channels, fuse_add=True, fuse_scale=False, rd_ratio=1 / 16)  # GCNet's r16
+        else:
+            raise ValueError(f"unknown block {name!r}; expected one of {BLOCK_NAMES}")
+    # non-zero output weights, so that backward computes every gradient (zero-init would skip none
+    # of the work, but keeps the numbers of a trained block)
+    for m in block.modules():
+        if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) and m.weight is not None:
+            if device != "meta":
+                nn.init.ones_(m.weight)
+    return block.train()
+
+
+def count_flops(name: str, shape: tuple[int, ...]) -> int:
+    """FLOPs (2 per multiply-add) of one forward+backward pass of block ``name`` on ``shape``."""
+    block = build(name, shape[1], "meta")
+    x = torch.empty(shape, device="meta", requires_grad=True)
+    with FlopCounterMode(display=False) as counter:
+        block(x).sum().backward()
+    return counter.get_total_flops()
+
+
+def glore_macs(b: int, c: int, mid: int, length: int) -> dict[str, int]:
+    """Multiply-adds of the GloRe unit's forward, by step (DESIGN.md §1; N = mid, C_s = 2 mid)."""
+    n, s = mid, 2 * mid
+    return {"reduce": b * s * c * length, "project": b * n * c * length, "V": b * s * n * length,
+            "gcn_node": b * n * n * s, "gcn_state": b * s * s * n, "reverse": b * s * n * length,
+            "extend": b * c * s * length}
+
+
+def fwd_bwd(block: nn.Module, x: torch.Tensor, grad: torch.Tensor):
+    """One training step of the block alone: forward, backward with a fixed upstream gradient."""
+    def step():
+        x.grad = None
+        for p in block.parameters():
+            p.grad = None
+        block(x).backward(grad)
+    return step
+
+
+def make_input(shape, channels_last=False, dtype=torch.float32):
+    x = torch.randn(shape, dtype=dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    return x.requires_grad_(), torch.randn(shape, dtype=dtype)
+
+
+def run_grid(configs, names, args, gemm_gflops, label):
+    """Time all blocks on every config (interleaved within a config); return rows."""
+    rows = []
+    for size, channels, batch in configs:
+        shape = (batch, channels, size, size)
+        length = size * size
+        cases, peaks, flops = {}, {}, {}
+        for name in names:
+            if name in ("NL", "timm-NL") and size > args.nl_max:
+                continue
+            block = build(name, channels)
+            x, g = make_input(shape)
+            step = fwd_bwd(block, x, g)
+            flops[name] = count_flops(name, shape)
+            peaks[name] = common.peak_memory(step)                # also the first warm-up call
+            cases[name] = step
+        expected = max(flops.values()) / (gemm_gflops * 1e9)       # seconds of the costliest case
+        repeats = args.repeats if expected < 2 else max(2, args.repeats // 3)
+        load0 = common.load()
+        timing = common.time_interleaved(cases, repeats=repeats, warmup=1, min_seconds=0.2)
+        load1 = common.load()
+        base = timing.get("GloRe", {}).get("median")
+        for name, t in timing.items():
+            med = t["median"]
+            rows.append({
+                "section": label, "block": name, "size": f"{size}x{size}", "positions": length,
+                "channels": channels, "batch": batch, "ms": med * 1e3, "min_ms": t["min"] * 1e3,
+                "gflop": flops[name] / 1e9, "gflops": flops[name] / med / 1e9,
+                "frac_gemm": flops[name] / med / 1e9 / gemm_gflops,
+                "peak_mb": common.mb(peaks[name]), "x_glore": med / base if base else float("nan"),
+                "load": [load0, load1], "repeats": repeats,
+            })
+        print(common.fmt_table([r for r in rows if r["size"] == f"{size}x{size}"
+                                and r["channels"] == channels],
+                               ["block", "size", "channels", "batch", "ms", "gflop", "gflops",
+                                "frac_gemm", "peak_mb", "x_glore"]), f"\nload {load0} -> {load1}\n",
+              flush=True)
+    return rows
+
+
+# --- the GloRe unit of the goal -----------------------------------------------------------------
+
+
+def reference_glore(unit: GloRe, x: torch.Tensor) -> torch.Tensor:
+    """The unit written the straightforward way (per-sample matmuls over (B, C, L), as in the
+    authors' release): the baseline for the speedup of the library's implementation."""
+    flat = x.flatten(2)
+
+    def conv(m, t):
+        y = torch.matmul(m.weight[:, :, 0], t)
+        return y if m.bias is None else y + m.bias[:, None]
+
+    state, proj = conv(unit.reduce, flat), conv(unit.project, flat)
+    v = torch.matmul(state, proj.transpose(1, 2)) * (1.0 / flat.shape[-1])
+    for g in unit.gcn:
+        h = conv(g.node, v.transpose(1, 2)).transpose(1, 2)
+        v = conv(g.state, F.relu(h + v))
+    y = unit.norm(conv(unit.extend, torch.matmul(v, proj)))
+    return x + y.view(x.shape)
+
+
+def unit_gemms(b: int, c: int, mid: int, length: int) -> list[tuple[int, int, int, int]]:
+    """The (batch, m, k, n) matrix products of one forward+backward of the unit, laid out as the
+    library runs them (positions folded into the batch where the layout allows)."""
+    n, s, bl = mid, 2 * mid, b * length
+    fwd = [(1, bl, c, s), (1, bl, c, n), (b, s, length, n), (1, b * s, n, n), (1, b * n, s, s),
+           (b, length, n, s), (1, bl, s, c)]
+    gemms = []
+    for bt, m, k, nn_ in fwd:   # forward, grad wrt the left operand, grad wrt the right operand
+        gemms += [(bt, m, k, nn_), (bt, m, nn_, k), (bt, k, m, nn_)]
+    return gemms
+
+
+def time_bare_gemms(gemms, repeats):
+    mats = [(torch.randn(bt, m, k), torch.randn(bt, k, n)) for bt, m, k, n in gemms]
+
+    def run():
+        for a, b in mats:
+            torch.bmm(a, b) if a.shape[0] > 1 else torch.mm(a[0], b[0])
+    return run
+
+
+def unit_section(args, gemm_gflops):
+    b, c, mid, size = 8, 1024, 256, 14
+    shape = (b, c, size, size)
+    length = size * size
+    macs = glore_macs(b, c, mid, length)
+    fwd_macs = sum(macs.values())
+    unit = build("GloRe", c)
+    flops = count_flops("GloRe", shape)
+    x, g = make_input(shape)
+    x_cl = x.detach().to(memory_format=torch.channels_last).requires_grad_()
+    g_cl = g.contiguous(memory_format=torch.channels_last)
+
+    cases = {
+        "eager": fwd_bwd(unit, x, g),
+        "eager channels_last": fwd_bwd(unit, x_cl, g_cl),
+        "reference impl": fwd_bwd(lambda t: reference_glore(unit, t), x, g),
+        "bare GEMMs": time_bare_gemms(unit_gemms(b, c, mid, length), args.repeats),
+    }
+    notes = {}
+    if not args.no_compile:
+        start = time.perf_counter()
+        compiled = torch.compile(unit)
+        try:
+            fwd_bwd(compiled, x, g)()
+            fwd_bwd(compiled, x_cl, g_cl)()
+            cases["compiled"] = fwd_bwd(compiled, x, g)
+            cases["compiled channels_last"] = fwd_bwd(compiled, x_cl, g_cl)
+            notes["compile_s"] = time.perf_counter() - start
+        except Exception as err:   # no compiler on the machine: report, do not fail the run
+            notes["compile_error"] = repr(err)[:300]
+
+    def bf16_step():
+        x.grad = None
+        for p in unit.parameters():
+            p.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = unit(x)
+        y.backward(g)
+    cases["bf16 autocast"] = bf16_step
+
+    load0 = common.load()
+    timing = common.time_interleaved(cases, repeats=args.repeats, warmup=2)
+    load1 = common.load()
+    eager = timing["eager"]["median"]
+    rows = []
+    for name, t in timing.items():
+        rows.append({"case": name, "ms": t["median"] * 1e3, "min_ms": t["min"] * 1e3,
+                     "gflops": flops / t["median"] / 1e9,
+                     "frac_gemm": flops / t["median"] / 1e9 / gemm_gflops,
+                     "x_eager": t["median"] / eager})
+    print(common.fmt_table(rows, ["case", "ms", "min_ms", "gflops", "frac_gemm", "x_eager"]))
+    print(f"load {load0} -> {load1}")
+
+    # accuracy of bf16 autocast: output delta (y - x) and input gradient, relative to fp32
+    unit.zero_grad(set_to_none=True)
+    xa = x.detach().requires_grad_()
+    y32 = unit(xa)
+    y32.backward(g)
+    gx32 = xa.grad
+    xb = x.detach().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y16 = unit(xb)
+    y16.float().backward(g)
+    rel = lambda a, r: ((a.float() - r).norm() / r.norm()).item()  # noqa: E731
+    accuracy = {"bf16_rel_err_delta": rel(y16.float() - x, y32 - x),
+                "bf16_rel_err_grad_input": rel(xb.grad, gx32)}
+    print(f"bf16 autocast relative error: output delta {accuracy['bf16_rel_err_delta']:.2e}, "
+          f"input gradient {accuracy['bf16_rel_err_grad_input']:.2e}")
+
+    memory = unit_memory(unit, x, x_cl, g, g_cl, b, c, mid, length)
+    summary = {
+        "config": dict(batch=b, channels=c, mid=mid, size=f"{size}x{size}"),
+        "fwd_macs": fwd_macs, "fwd_macs_by_step": macs, "flop_counter_fwd_bwd_flops": flops,
+        "analytic_fwd_bwd_flops": 2 * 3 * fwd_macs,
+        "rows": rows, "load": [load0, load1], "accuracy": accuracy, "memory": memory, **notes,
+    }
+    print(f"fwd MACs {fwd_macs / 1e9:.3f} G (analytic), fwd+bwd FLOPs counted {flops / 1e9:.2f} G; "
+          f"eager reaches {rows[0]['frac_gemm']:.0%} of the GEMM throughput")
+    return summary
+
+
+def unit_memory(unit, x, x_cl, g, g_cl, b, c, mid, length):
+    """Peak of the allocations of a forward+backward, against the memory the pass cannot avoid.
+
+    Counted as necessary: the input x and the upstream gradient (they exist before the call), the
+    output, the activations backward needs (projection B, phi(x), Y = Z B, the BatchNorm input), the
+    input gradient and the parameter gradients. Measured: x and the upstream gradient plus the peak
+    of what the call allocates (``_common.peak_memory``), the output kept alive to the end.
+    """
+    item = 4
+    act = {"x": b * c * length, "upstream_grad": b * c * length, "output": b * c * length,
+           "B": b * mid * length, "phi_x": b * 2 * mid * length, "Y": b * 2 * mid * length,
+           "bn_input": b * c * length, "grad_x": b * c * length,
+           "param_grads": sum(p.numel() for p in unit.parameters())}
+    necessary = item * sum(act.values())
+    result = {"necessary_mb": common.mb(necessary),
+              "necessary_parts_mb": {k: common.mb(v * item) for k, v in act.items()}}
+    for name, (xi, gi, fn) in {"eager": (x, g, unit), "eager channels_last": (x_cl, g_cl, unit),
+                               "reference impl": (x, g, lambda t: reference_glore(unit, t))}.items():
+        kept = []
+
+        def step(xi=xi, gi=gi, fn=fn):
+            xi.grad = None
+            unit.zero_grad(set_to_none=True)
+            y = fn(xi)
+            y.backward(gi)
+            kept.append(y)                     # the caller holds the output: count it to the end
+        peak = common.peak_memory(step) + 2 * item * b * c * length
+        result[name] = {"peak_mb": common.mb(peak), "x_necessary": peak / necessary}
+        print(f"peak memory {name}: {common.mb(peak)} MiB = {peak / necessary:.2f} x the necessary "
+              f"{common.mb(necessary)} MiB")
+    return result
+
+
+def plot(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+    names = [n for n in BLOCK_NAMES if any(r["block"] == n for r in rows)]
+    for name in names:
+        pts = sorted((r["positions"], r["ms"]) for r in rows if r["block"] == name)
+        ax.plot([p for p, _ in pts], [t for _, t in pts], marker="o", ms=3, label=name,
+                lw=2.2 if name == "GloRe" else 1.2)
+    xs = sorted({r["positions"] for r in rows})
+    glore = {r["positions"]: r["ms"] for r in rows if r["block"] == "GloRe"}
+    if glore:
+        x0 = xs[0]
+        for slope, style in ((1, ":"), (2, "--")):
+            ax.plot(xs, [glore[x0] * (x / x0) ** slope for x in xs], "k" + style, lw=0.8,
+                    label=f"slope {slope}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("positions L = H x W (14x14 ... 128x128)")
+    ax.set_ylabel("forward+backward time (ms)")
+    c = rows[0]["channels"]
+    ax.set_title(f"C={c}, batch {rows[0]['batch']}, fp32, {torch.get_num_threads()} CPU threads")
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(True, which="both", lw=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small grid, fewer repeats")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--sizes", type=int, nargs="*", default=None,
+                        help="square sizes of the positions sweep (default 14 28 32 56 64 96 128)")
+    parser.add_argument("--channels", type=int, nargs="*", default=None,
+                        help="channels of the channel sweep (default 256 512 1024 2048)")
+    parser.add_argument("--nl-max", type=int, default=128, help="largest size at which NL runs")
+    parser.add_argument("--blocks", nargs="*", default=list(BLOCK_NAMES), choices=BLOCK_NAMES)
+    parser.add_argument("--sections", nargs="*", default=["positions", "channels", "unit"],
+                        choices=["positions", "channels", "unit"])
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile in 'unit'")
+    parser.add_argument("--out", default=None, help="output folder (default results/benchmarks)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes = args.sizes or [14, 32, 64, 96]
+        args.channels = args.channels or [256, 1024]
+        args.repeats = args.repeats or 3
+        args.nl_max = min(args.nl_max, 96)
+    args.sizes = args.sizes or [14, 28, 32, 56, 64, 96, 128]
+    args.channels = args.channels or [256, 512, 1024, 2048]
+    args.repeats = args.repeats or 7
+    warnings.filterwarnings("ignore", category=UserWarning)
+
+    started = time.perf_counter()
+    env = common.setup(args.threads)
+    print(f"{env}\nload {common.load()}")
+    gemm = common.gemm_throughput(repeats=args.repeats)
+    gemm_gflops = max(gemm.values())
+    print("fp32 GEMM GFLOP/s:", {k: round(v, 1) for k, v in gemm.items()},
+          f"-> baseline {gemm_gflops:.1f}\n")
+    out = {"env": env, "args": vars(args), "gemm_gflops": gemm, "gemm_baseline": gemm_gflops}
+
+    if "positions" in args.sections:
+        print("== positions: C=512, batch 1 ==")
+        out["positions"] = run_grid([(s, 512, 1) for s in args.sizes], args.blocks, args,
+                                    gemm_gflops, "positions")
+        summarize_positions(out["positions"], out)
+        path = common.RESULTS if args.out is None else args.out
+        common.RESULTS.mkdir(parents=True, exist_ok=True)
+        plot(out["positions"], f"{path}/blocks_positions.png")
+    if "channels" in args.sections:
+        print("== channels: 14x14, batch 8 ==")
+        out["channels"] = run_grid([(14, c, 8) for c in args.channels], args.blocks, args,
+                                   gemm_gflops, "channels")
+    if "unit" in args.sections:
+        print("== the GloRe unit of the goal: C=1024, mid=256, 14x14, batch 8 ==")
+        out["unit"] = unit_section(args, gemm_gflops)
+    out["gemm_after"] = common.gemm_throughput(repeats=args.repeats)
+    print("fp32 GEMM GFLOP/s at the end:", {k: round(v, 1) for k, v in out["gemm_after"].items()})
+    out["wall_s"] = time.perf_counter() - started
+    out["load_end"] = common.load()
+    path = common.write_json("blocks", out, args.out)
+    print(f"wrote {path} ({out['wall_s']:.0f} s)")
+
+
+def summarize_positions(rows, out):
+    ms = {(r["block"], r["positions"]): r["ms"] for r in rows}
+    summary = {}
+    if ("GloRe", 128 * 128) in ms and ("GloRe", 32 * 32) in ms:
+        summary["glore_128_over_32"] = ms[("GloRe", 128 * 128)] / ms[("GloRe", 32 * 32)]
+    if ("NL", 128 * 128) in ms and ("NL", 32 * 32) in ms:
+        summary["nl_128_over_32"] = ms[("NL", 128 * 128)] / ms[("NL", 32 * 32)]
+    for size in (64, 96, 128):
+        if ("NL", size * size) in ms and ("GloRe", size * size) in ms:
+            summary[f"nl_over_glore_{size}"] = ms[("NL", size * size)] / ms[("GloRe", size * size)]
+    # log-log slope of time against positions over the sizes >= 32x32
+    for name in ("GloRe", "NL"):
+        pts = sorted((p, t) for (n, p), t in ms.items() if n == name and p >= 32 * 32)
+        if len(pts) >= 2:
+            summary[f"{name}_loglog_slope"] = (math.log(pts[-1][1] / pts[0][1])
+                                               / math.log(pts[-1][0] / pts[0][0]))
+    print("positions summary:", {k: round(v, 2) for k, v in summary.items()}, "\n")
+    out["positions_summary"] = summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""``glore analyze {projections,attention,query-independence,graph}``: figures and statistics of a
+trained model's blocks. The numbers come from :mod:`glore.analysis`; this module only loads, draws
+and writes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import torch
+
+from .attention import attention_maps
+from .figures import save_graph_figure, save_map_grid
+from .graph import graph_adjacency, node_feature_norms
+from .projections import SELECT, projection_maps, resize_maps
+from .query_independence import format_table, query_independence
+
+
+# ---------------------------------------------------------------- loading
+
+def load_model_and_loader(args) -> tuple[torch.nn.Module, object]:
+    """The checkpoint's model (eval mode, on ``args.device``) and a loader over ``args.split``.
+
+    Two checkpoint formats: a training checkpoint of ``glore train`` (model rebuilt by
+    ``glore.engine.runner.load_model``, data by the task's ``build_datamodule``), and a ``make demo``
+    file ``<variant>/model.pt`` (``{"model": "distant_digits_net", "model_kwargs", "data_kwargs",
+    "state_dict"}``; data: the first ``args.num_images`` images of distant-digits).
+    """
+    from ..engine.checkpoint import load_checkpoint_file
+
+    checkpoint = load_checkpoint_file(args.checkpoint)
+    if checkpoint.get("model") == "distant_digits_net" and "state_dict" in checkpoint:
+        model, loader = _demo_model_and_loader(checkpoint, args)
+    else:
+        model, loader = _engine_model_and_loader(args)
+    return model.to(args.device).eval(), loader
+
+
+def _demo_model_and_loader(checkpoint: dict, args):
+    from torch.utils.data import DataLoader
+
+    from ..data.distant_digits import DistantDigits
+    from ..models.small import distant_digits_net
+
+    model = distant_digits_net(**checkpoint.get("model_kwargs", {}))
+    model.load_state_dict(checkpoint["state_dict"])
+    data = DistantDigits(args.split, num_samples=args.num_images, **checkpoint.get("data_kwargs", {}))
+    return model, DataLoader(data, batch_size=64, shuffle=False)
+
+
+def _engine_model_and_loader(args):
+    import importlib
+
+    from ..engine import TASKS
+    from ..engine.runner import load_model
+
+    model, cfg = load_model(str(args.checkpoint))
+    task = cfg.get("task", "classification")
+    if task not in TASKS:
+        raise ValueError(f"checkpoint task must be one of {sorted(TASKS)}, got {task!r}")
+    datamodule = importlib.import_module(TASKS[task]).build_datamodule(cfg)
+    datamodule.setup("validate" if args.split == "val" else "fit")
+    loader = datamodule.val_dataloader() if args.split == "val" else datamodule.train_dataloader()
+    return model, loader
+
+
+def _batch_images(batch) -> torch.Tensor:
+    if isinstance(batch, (tuple, list)):
+        batch = batch[0]
+    if isinstance(batch, dict):
+        batch = batch["image"]
+    return batch
+
+
+def first_images(loader, count: int) -> torch.Tensor:
+    """The first ``count`` images a loader yields, as one batch."""
+    images, total = [], 0
+    for batch in loader:
+        x = _batch_images(batch)
+        images.append(x[: count - total])
+        total += images[-1].shape[0]
+        if total >= count:
+            break
+    if not images:
+        raise ValueError("the dataset split has no images")
+    return torch.cat(images)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _queries(text: str) -> list[list[float]]:
+    try:
+        return [[float(v) for v in point.split(",")] for point in text.split(";") if point.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected queries like '0.25,0.5;0.75,0.5', got {text!r}")
+
+
+def _filename(prefix: str, name: str, suffix: str = ".png") -> str:
+    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', name).strip('_') or 'model'}{suffix}"
+
+
+def _pick(results: dict, block: str | None) -> dict:
+    if block is None:
+        return results
+    if block not in results:
+        raise ValueError(f"--block must be one of {sorted(results)}, got {block!r}")
+    return {block: results[block]}
+
+
+def _frame(images: torch.Tensor, frame: int | None) -> tuple[torch.Tensor, int | None]:
+    """2D view of a batch: ``(B, C, T, H, W)`` -> frame ``frame`` (default the middle one)."""
+    if images.dim() == 4:
+        return images, None
+    if images.dim() != 5:
+        raise ValueError(f"expected images of shape (B, C, H, W) or (B, C, T, H, W), got "
+                         f"{tuple(images.shape)}")
+    t = images.shape[2] // 2 if frame is None else frame
+    if not 0 <= t < images.shape[2]:
+        raise ValueError(f"--frame must be in [0, {images.shape[2] - 1}], got {frame}")
+    return images[:, :, t], t
+
+
+def _write_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------- subcommands
+
+def run_projections(args) -> int:
+    model, loader = load_model_and_loader(args)
+    images = first_images(loader, args.num_images).to(args.device)
+    results = _pick(projection_maps(model, images, k=args.nodes, select=args.select,
+                                    size=images.shape[2:]), args.block)
+    shown, t = _frame(images, args.frame)
+    out, summary = Path(args.output), {}
+    for name, res in results.items():
+        maps = res["maps"] if t is None else res["maps"][:, :, t]
+        nodes = res["nodes"].tolist()
+        path = save_map_grid(out / _filename("projections", name), shown.cpu(), maps.cpu(),
+                             labels=[f"node {n}" for n in nodes], cell=args.cell)
+        summary[name] = {"figure": path.name, "nodes": nodes, "select": args.select,
+                         "variance": res["variance"].tolist()}
+        print(f"{name}: nodes {nodes} -> {path}")
+    _write_json(out / "projections.json", {"checkpoint": str(args.checkpoint), "frame": t,
+                                           "images": int(images.shape[0]), "units": summary})
+    return 0
+
+
+def run_attention(args) -> int:
+    model, loader = load_model_and_loader(args)
+    images = first_images(loader, args.num_images).to(args.device)
+    results = _pick(attention_maps(model, images, queries=args.queries, size=images.shape[2:]),
+                    args.block)
+    shown, t = _frame(images, args.frame)
+    out, summary = Path(args.output), {}
+    for name, res in results.items():
+        maps = res["maps"] if t is None else res["maps"][:, :, t]
+        if res["positions"] is None:
+            labels, markers = [f"{res['kind']}: one map for all queries"], None
+        else:
+            h, w = shown.shape[2:]
+            labels, markers = [], []
+            for pos in res["positions"].tolist():
+                labels.append("query " + ",".join(map(str, pos)))
+                gy, gx = res["shape"][-2:]
+                markers.append(((pos[-1] + 0.5) * w / gx - 0.5, (pos[-2] + 0.5) * h / gy - 0.5))
+        path = save_map_grid(out / _filename("attention", name), shown.cpu(), maps.cpu(),
+                             labels=labels, markers=markers, cell=args.cell)
+        summary[name] = {"figure": path.name, "kind": res["kind"], "grid": list(res["shape"]),
+                         "queries": None if res["positions"] is None else res["positions"].tolist()}
+        print(f"{name} ({res['kind']}) -> {path}")
+    _write_json(out / "attention.json", {"checkpoint": str(args.checkpoint), "frame": t,
+                                         "images": int(images.shape[0]), "blocks": summary})
+    return 0
+
+
+def run_query_independence(args) -> int:
+    model, loader = load_model_and_loader(args)
+    stats = _pick(query_independence(model, loader, kinds=args.kinds, max_images=args.num_images,
+                                     device=args.device), args.block)
+    print(format_table(stats))
+    path = Path(args.output) / "query_independence.json"
+    _write_json(path, {"checkpoint": str(args.checkpoint), "split": args.split,
+                       "measure": "(1/N^2) sum_i sum_j (1 - cos(v_i, v_j)) / 2 over positions, "
+                                  "mean over images", "blocks": stats})
+    print(f"-> {path}")
+    return 0
+
+
+def run_graph(args) -> int:
+    model, loader = load_model_and_loader(args)
+    adjacency = _pick(graph_adjacency(model), args.block)
+    images = first_images(loader, args.num_images).to(args.device)
+    norms = node_feature_norms(model, images)
+    out, summary = Path(args.output), {}
+    for name, adj in adjacency.items():
+        path = save_graph_figure(out / _filename("graph", name), adj, norms[name], title=name,
+                                 cell=args.cell)
+        summary[name] = {"figure": path.name, "nodes": int(adj.shape[1]), "layers": int(adj.shape[0]),
+                         "node_norm_mean": norms[name].mean(dim=0).tolist(),
+                         "adjacency": adj.tolist()}
+        print(f"{name}: {adj.shape[0]} layer(s), {adj.shape[1]} nodes -> {path}")
+    _write_json(out / "graph.json", {"checkpoint": str(args.checkpoint),
+                                     "images": int(images.shape[0]), "units": summary})
+    return 0
+
+
+# ---------------------------------------------------------------- parsers
+
+def _common(parser: argparse.ArgumentParser, *, num_images: int, cell: int | None) -> None:
+    parser.add_argument("--checkpoint", required=True, type=Path, help="checkpoint of a trained model")
+    parser.add_argument("--output", required=True, type=Path, help="directory for figures and JSON")
+    parser.add_argument("--num-images", type=_positive, default=num_images,
+                        help=f"images from the split to use (default {num_images})")
+    parser.add_argument("--split", choices=("val", "train"), default="val", help="dataset split")
+    parser.add_argument("--block", default=None, help="only the block with this module name")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    if cell is not None:
+        parser.add_argument("--cell", type=_positive, default=cell, help="panel width in pixels")
+
+
+def register(subparsers) -> None:
+    analyze = subparsers.add_parser("analyze", help="figures and statistics of a trained model's blocks",
+                                    description=__doc__.splitlines()[0])
+    analyze.set_defaults(func=lambda args: analyze.print_help() or 2)
+    sub = analyze.add_subparsers(dest="analysis", metavar="ANALYSIS")
+
+    p = sub.add_parser("projections", help="GloRe projection weights B over the image (GloRe Fig. 7)")
+    _common(p, num_images=4, cell=96)
+    p.add_argument("--nodes", type=_positive, default=4, help="nodes to show per unit (default 4)")
+    p.add_argument("--select", choices=SELECT, default="variance",
+                   help="first k nodes, or the k of largest spatial variance (default)")
+    p.add_argument("--frame", type=int, default=None, help="frame shown for 3D inputs (default middle)")
+    p.set_defaults(func=run_projections)
+
+    p = sub.add_parser("attention", help="NL/SNL/GC attention maps (GCNet Fig. 2 and 5)")
+    _common(p, num_images=4, cell=96)
+    p.add_argument("--queries", type=_queries, default=None,
+                   help="NL query points as fractions per spatial dim, e.g. '0.25,0.25;0.75,0.75' "
+                        "(default: the four quadrant centres)")
+    p.add_argument("--frame", type=int, default=None, help="frame shown for 3D inputs (default middle)")
+    p.set_defaults(func=run_attention)
+
+    p = sub.add_parser("query-independence",
+                       help="GCNet Table 1: cosine distances of NL inputs, outputs and attention")
+    _common(p, num_images=256, cell=None)
+    p.add_argument("--kinds", nargs="+", choices=("nl", "snl", "gc", "se"), default=["nl"],
+                   help="block types to measure (default nl)")
+    p.set_defaults(func=run_query_independence)
+
+    p = sub.add_parser("graph", help="learned adjacency and node-feature norms of GloRe units")
+    _common(p, num_images=64, cell=320)
+    p.set_defaults(func=run_graph)

@@ -1,0 +1,202 @@
+"""``glore summary``: parameters and GMACs of a model, beside the papers' figures.
+
+    glore summary resnet50 --block glore --units 0,3
+    glore summary resnet50 --block nl --units '{res4: [5]}'
+    glore summary resnet50_gc_all
+    glore summary resnet50 --kind segmentation --block glore --units '{res5: 1}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import re
+from fractions import Fraction
+
+import yaml
+
+KINDS = {
+    # kind -> (builder in glore.models, its module, default input size)
+    "classification": ("create_model", "glore.models.factory", (3, 224, 224)),
+    "segmentation": ("create_segmenter", "glore.models.segmentation", (3, 769, 769)),
+    "video": ("create_video_model", "glore.models.video", (3, 8, 224, 224)),
+}
+
+
+def parse_units(text: str):
+    """``"0,3"`` -> ``(0, 3)``; ``"all"``; otherwise YAML: ``"{res4: [5]}"`` -> ``{"res4": [5]}``."""
+    text = text.strip()
+    if re.fullmatch(r"\d+\s*,\s*\d+", text):
+        n, m = (int(v) for v in text.split(","))
+        return (n, m)
+    if text == "all":
+        return text
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"--units: expected 'n,m', 'all' or a YAML dict like '{{res4: [5]}}', "
+                         f"got {text!r} ({exc})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"--units: expected 'n,m', 'all' or a YAML dict like '{{res4: [5]}}', "
+                         f"got {text!r}")
+    return value
+
+
+def parse_block_arg(text: str) -> tuple[str, object]:
+    """``"ratio=1/4"`` -> ``("ratio", 0.25)``; values are YAML scalars or fractions ``a/b``."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"--block-arg: expected KEY=VALUE, got {text!r}")
+    raw = raw.strip()
+    if re.fullmatch(r"\d+\s*/\s*\d+", raw):
+        return key.strip(), float(Fraction(raw.replace(" ", "")))
+    return key.strip(), yaml.safe_load(raw) if raw else None
+
+
+def parse_input_size(text: str) -> tuple[int, ...]:
+    """``"3,224,224"`` or ``"3x8x224x224"`` -> tuple of ints."""
+    parts = re.split(r"[,x]", text.strip())
+    if not all(p.strip().isdigit() for p in parts) or len(parts) not in (3, 4):
+        raise ValueError(f"--input-size: expected C,H,W or C,T,H,W, got {text!r}")
+    return tuple(int(p) for p in parts)
+
+
+def build(kind: str, backbone: str, *, block=None, units=None, position=None, num_classes=None,
+          block_kwargs=None):
+    """Build a model of ``kind`` through ``glore.models`` (segmenters and video models lazily).
+
+    Options left at ``None`` are not passed (the builder's defaults apply); ``block="none"`` passes
+    ``block=None`` (the baseline; segmenters and video models default to GloRe).
+    - classification: ``create_model(backbone, block=, units=, position=, num_classes=, **block_kwargs)``
+    - segmentation: ``create_segmenter(backbone, head=block, units=, num_classes=, block_kwargs=)``
+    - video: ``create_video_model(backbone, block=, num_classes=, block_kwargs=)``
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+    name, module, _ = KINDS[kind]
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        raise ValueError(f"{kind} models are not available: module {module} (glore.models.{name}) "
+                         f"is missing from this installation") from None
+    import glore.models
+
+    builder = getattr(glore.models, name)
+    block_kwargs = dict(block_kwargs or {})
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    if kind == "classification":
+        if block is not None and block != "none":
+            kwargs.update(block=block, units=units, position=position, **block_kwargs)
+        elif units is not None or position is not None or block_kwargs:
+            raise ValueError(f"--units, --position and --block-arg need --block; got block={block!r}")
+        return builder(backbone, **kwargs)
+    if position is not None:
+        raise ValueError(f"--position is not an option of {kind} models, got {position!r}")
+    if kind == "video" and units is not None:
+        raise ValueError(f"video models place their units themselves; --units is not an option "
+                         f"of them, got {units!r}")
+    if block is not None:
+        kwargs["head" if kind == "segmentation" else "block"] = None if block == "none" else block
+    if units is not None:
+        kwargs["units"] = units
+    if block_kwargs:
+        kwargs["block_kwargs"] = block_kwargs
+    return builder(backbone, **kwargs)
+
+
+def _stage_depths(model) -> dict[str, int] | None:
+    from glore.models.insert import find_stages
+
+    try:
+        return {s: len(h) for s, h in find_stages(model).items() if h}
+    except TypeError:
+        return None
+
+
+def paper_rows(args, model) -> tuple[str | None, list]:
+    """Registered configuration name matching the request, and its papers' figures."""
+    from glore.models.paper_figures import FIGURES
+    from glore.models.registry import find_config
+
+    if args.kind != "classification" or args.num_classes not in (None, 1000) or args.block == "none":
+        return None, []
+    depths = _stage_depths(model)
+    if depths is None:
+        return None, []
+    name = find_config(args.backbone, args.block, args.units, args.position, args.block_kwargs,
+                       depths)
+    return name, list(FIGURES.get(name, ())) if name else []
+
+
+def _pct(ours: float, paper: float) -> str:
+    return f"{100 * (ours / paper - 1):+.1f}%"
+
+
+def run(args: argparse.Namespace) -> int:
+    from glore.analysis.summary import summary
+    from glore.models.paper_figures import FIGURES, baseline_figure
+
+    args.units = parse_units(args.units) if args.units is not None else None
+    args.block_kwargs = dict(parse_block_arg(a) for a in args.block_arg)
+    input_size = parse_input_size(args.input_size) if args.input_size else KINDS[args.kind][2]
+    model = build(args.kind, args.backbone, block=args.block, units=args.units,
+                  position=args.position, num_classes=args.num_classes,
+                  block_kwargs=args.block_kwargs)
+    result = summary(model, input_size)
+    config, figures = paper_rows(args, model)
+    rows = []
+    for fig in figures:
+        row = {"source": fig.source, "row": fig.row, "params_m": fig.params_m, "gmacs": fig.gmacs}
+        base = baseline_figure(fig)
+        if base is not None and base.gmacs is not None and fig.gmacs is not None:
+            base_ours = summary(build(args.kind, fig.baseline), input_size)["gmacs"]
+            row["gmacs_increment"] = round(fig.gmacs - base.gmacs, 3)
+            row["ours_gmacs_increment"] = round(result["gmacs"] - base_ours, 3)
+        rows.append(row)
+
+    if args.json:
+        out = {k: v for k, v in result.items()}
+        out.update(model=args.backbone, configuration=config, paper=rows)
+        print(json.dumps(out, indent=2, default=list))
+        return 0
+    desc = args.backbone if args.block in (None, "none") else f"{args.backbone} + {args.block} units={args.units!r}"
+    print(f"model         {desc}" + (f"  (registered as {config})" if config and config in FIGURES
+                                     and config != args.backbone else ""))
+    print(f"input         1x{'x'.join(map(str, input_size))}")
+    print(f"params        {result['params'] / 1e6:.3f} M")
+    print(f"GMACs         {result['gmacs']:.3f}")
+    for row in rows:
+        line = (f"paper         {row['params_m']} M ({_pct(result['params'] / 1e6, row['params_m'])})")
+        if row["gmacs"] is not None:
+            line += f", {row['gmacs']} GMACs ({_pct(result['gmacs'], row['gmacs'])})"
+        if "gmacs_increment" in row:
+            line += (f"; over the baseline: paper +{row['gmacs_increment']:.2f}, "
+                     f"ours +{row['ours_gmacs_increment']:.2f}")
+        print(f"{line}  [{row['source']}: {row['row']}]")
+    if not rows and args.kind == "classification":
+        print("paper         (configuration not in the papers' tables)")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("summary", help="parameters and GMACs of a model, beside the papers'",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("backbone", help="e.g. resnet50, dpn98, tv_resnet50, resnet50_glore_0_3")
+    p.add_argument("--kind", choices=sorted(KINDS), default="classification",
+                   help="model family: create_model, create_segmenter or create_video_model")
+    p.add_argument("--block", choices=("glore", "nl", "snl", "gc", "se", "none"), default=None,
+                   help="block to insert (segmentation: the head's context block); 'none' = baseline")
+    p.add_argument("--units", default=None,
+                   help="'n,m' (n in res3, m in res4), 'all', or YAML like '{res4: [5]}'")
+    p.add_argument("--position", choices=("after_add", "after_1x1"), default=None)
+    p.add_argument("--block-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="block option, repeatable: ratio=1/4, pairwise=gaussian, mid=128")
+    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--input-size", default=None,
+                   help="C,H,W or C,T,H,W (default 3,224,224; segmentation 3,769,769; "
+                        "video 3,8,224,224)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run)

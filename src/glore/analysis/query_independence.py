@@ -1,0 +1,97 @@
+"""Query-independence statistics of non-local blocks (GCNet §3.2.2, Table 1, papers/004)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from .cosine import average_cosine_distance
+from .hooks import record_blocks
+
+QI_KINDS = ("nl", "snl", "gc", "se")
+COLUMNS = ("input", "output", "att")
+
+
+def block_statistics(x: torch.Tensor, z: torch.Tensor, attention: torch.Tensor | None) -> dict:
+    """The three average cosine distances of one image, over its ``L`` positions.
+
+    ``x`` and ``z`` are a block's input and output ``(C, *S)``; ``attention`` is ``(L, L)`` (row =
+    query) or ``(1, L)`` (one map shared by all queries, distance 0), or None. Returns
+    ``{"input": d(x_i), "output": d(z_i - x_i), "att": d(w_i) or None}``.
+    """
+    x_flat = x.flatten(1).T                                 # (L, C): one vector per position
+    out = (z - x).flatten(1).T
+    att = None if attention is None else average_cosine_distance(attention.flatten(1))
+    return {"input": average_cosine_distance(x_flat), "output": average_cosine_distance(out),
+            "att": att}
+
+
+def _images(batch) -> torch.Tensor:
+    if isinstance(batch, (tuple, list)):
+        batch = batch[0]
+    if isinstance(batch, dict):
+        batch = batch["image"]
+    if not isinstance(batch, torch.Tensor):
+        raise TypeError(f"expected batches of image tensors or (images, ...) tuples, got "
+                        f"{type(batch).__name__}")
+    return batch
+
+
+def query_independence(model: nn.Module, batches: Iterable, *, kinds=("nl",),
+                       max_images: int | None = None, device=None) -> dict[str, dict]:
+    """GCNet Table 1 statistics of every block of the given kinds over a dataset.
+
+    For each image and block: the average cosine distance (:func:`average_cosine_distance`, the
+    paper's definition with ``i = j`` terms) over positions of the block's inputs ``x_i``, of its
+    outputs before fusion ``z_i - x_i``, and of its attention maps ``w_i``; then the mean over
+    images. ``batches`` yields image tensors ``(B, C, *S)`` or ``(images, labels, ...)`` tuples
+    (a DataLoader). Returns ``{block name: {"kind", "input", "output", "att", "images"}}`` (``att``
+    is None for blocks without attention: GC with average pooling, SE).
+    """
+    if max_images is not None and (not isinstance(max_images, int) or max_images < 1):
+        raise ValueError(f"max_images must be a positive int or None, got {max_images!r}")
+    sums: dict[str, dict] = {}
+    seen = 0
+    for batch in batches:
+        images = _images(batch)
+        if max_images is not None:
+            images = images[: max_images - seen]
+        if device is not None:
+            images = images.to(device)
+        records = record_blocks(model, images, kinds=kinds, keep=("input", "output", "attention"))
+        for name, rec in records.items():
+            acc = sums.setdefault(name, {"kind": rec.kind, "input": 0.0, "output": 0.0,
+                                         "att": None if rec.attention is None else 0.0, "images": 0})
+            for b in range(images.shape[0]):
+                stats = block_statistics(rec.input[b], rec.output[b],
+                                         None if rec.attention is None else rec.attention[b])
+                for key in COLUMNS:
+                    if acc[key] is not None:
+                        acc[key] += stats[key]
+                acc["images"] += 1
+        seen += images.shape[0]
+        if max_images is not None and seen >= max_images:
+            break
+    if not sums:
+        raise ValueError("no images: batches was empty")
+    for acc in sums.values():
+        for key in COLUMNS:
+            if acc[key] is not None:
+                acc[key] /= acc["images"]
+    return sums
+
+
+def format_table(stats: dict[str, dict]) -> str:
+    """Plain-text table of :func:`query_independence` results, laid out like GCNet Table 1."""
+    header = ("block", "type", "images", "input", "output", "att")
+    rows = [header]
+    for name, s in stats.items():
+        rows.append((name, s["kind"], str(s["images"]),
+                     *("-" if s[k] is None else f"{s[k]:.3f}" for k in COLUMNS)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

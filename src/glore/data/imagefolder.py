@@ -1,0 +1,206 @@
+"""Readers of on-disk image-classification layouts, with the standard ImageNet transforms.
+
+Layouts (``layout=``):
+
+- ``imagefolder`` (ImageNet and most sets)::
+
+      root/train/<class>/<image>     root/val/<class>/<image>
+
+  class indices follow the sorted class-folder names (torchvision's ``ImageFolder``).
+- ``cub200`` (the CUB-200-2011 archive as distributed)::
+
+      root/images/<class>/<image>, root/images.txt, root/image_class_labels.txt,
+      root/train_test_split.txt
+
+  ``train`` is the official training split, ``val`` / ``test`` the official test split.
+
+Transforms: training uses ``RandomResizedCrop(image_size, scale)`` and a horizontal flip;
+evaluation resizes the short side to ``resize_size`` and takes one ``image_size`` center crop
+(the 256 / 224 single-crop protocol). Both normalise with the ImageNet mean and std.
+
+Errors say what was expected: a missing root or split directory, a split with no class folders or no
+images, and an image file that cannot be decoded (:class:`ImageReadError` naming the file).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+from PIL import Image
+from torchvision import datasets, transforms
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+LAYOUTS = ("imagefolder", "cub200")
+
+
+class ImageReadError(ValueError):
+    """An image file that cannot be decoded; the message names the file."""
+
+
+def load_rgb(path: str) -> Image.Image:
+    """Open ``path`` as an RGB PIL image; :class:`ImageReadError` naming the file when it is unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            image = Image.open(handle)
+            image.load()
+            return image.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageReadError(f"cannot read image file {path!r}: {exc}") from None
+
+
+def build_transform(
+    *,
+    train: bool,
+    image_size: int = 224,
+    resize_size: int = 256,
+    scale: Sequence[float] = (0.08, 1.0),
+    hflip: bool = True,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+):
+    """The standard transforms: random resized crop + flip for training, resize + center crop otherwise."""
+    if train:
+        steps = [transforms.RandomResizedCrop(image_size, scale=tuple(scale))]
+        if hflip:
+            steps.append(transforms.RandomHorizontalFlip())
+    else:
+        steps = [transforms.Resize(resize_size), transforms.CenterCrop(image_size)]
+    steps += [transforms.ToTensor(), transforms.Normalize(mean=list(mean), std=list(std))]
+    return transforms.Compose(steps)
+
+
+def _has_image(directory: str) -> bool:
+    for _, _, files in os.walk(directory):
+        if any(name.lower().endswith(IMAGE_EXTENSIONS) for name in files):
+            return True
+    return False
+
+
+def check_imagefolder(root: str, split: str) -> str:
+    """Return ``root/split`` after checking it is an ImageFolder layout; errors say what was expected."""
+    expected = f"expected {os.path.join(root, split, '<class>', '<image>')}"
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"data directory {root!r} does not exist; {expected}")
+    split_dir = os.path.join(root, split)
+    if not os.path.isdir(split_dir):
+        found = sorted(e for e in os.listdir(root) if os.path.isdir(os.path.join(root, e)))
+        raise FileNotFoundError(
+            f"split directory {split_dir!r} does not exist (subdirectories of {root!r}: {found}); {expected}"
+        )
+    classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
+    if not classes:
+        loose = [e.name for e in os.scandir(split_dir) if e.is_file()][:3]
+        hint = f" (found files {loose} directly in it)" if loose else ""
+        raise ValueError(f"wrong layout: {split_dir!r} has no class folders{hint}; {expected}")
+    if not any(_has_image(os.path.join(split_dir, c)) for c in classes):
+        raise ValueError(
+            f"wrong layout: no image files ({', '.join(IMAGE_EXTENSIONS)}) in the class folders of {split_dir!r}; {expected}"
+        )
+    return split_dir
+
+
+class ImageFolderDataset(datasets.ImageFolder):
+    """torchvision ``ImageFolder`` over ``root/split`` with a checked layout and file-naming errors.
+
+    Class folders without images are allowed (they keep their index), so train and val agree.
+    """
+
+    def __init__(self, root: str, split: str, *, transform=None):
+        split_dir = check_imagefolder(os.fspath(root), split)
+        super().__init__(split_dir, transform=transform, loader=load_rgb, allow_empty=True)
+
+
+class CUB200Dataset(torch.utils.data.Dataset):
+    """CUB-200-2011 in its distributed layout (see the module docstring); labels 0..199."""
+
+    FILES = ("images.txt", "image_class_labels.txt", "train_test_split.txt")
+
+    def __init__(self, root: str, split: str, *, transform=None):
+        root = os.fspath(root)
+        expected = "expected the CUB_200_2011 layout: images/<class>/<image>, " + ", ".join(self.FILES)
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"data directory {root!r} does not exist; {expected}")
+        missing = [f for f in self.FILES if not os.path.isfile(os.path.join(root, f))]
+        if missing or not os.path.isdir(os.path.join(root, "images")):
+            missing += [] if os.path.isdir(os.path.join(root, "images")) else ["images/"]
+            raise FileNotFoundError(f"wrong layout in {root!r}: missing {missing}; {expected}")
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"CUB-200 split must be train, val or test, got {split!r}")
+        paths = self._read(root, "images.txt")
+        labels = self._read(root, "image_class_labels.txt")
+        is_train = self._read(root, "train_test_split.txt")
+        want = "1" if split == "train" else "0"
+        self.samples = [
+            (os.path.join(root, "images", paths[i]), int(labels[i]) - 1)
+            for i in sorted(paths, key=int)
+            if is_train.get(i) == want
+        ]
+        if not self.samples:
+            raise ValueError(f"no {split} images listed in {os.path.join(root, 'train_test_split.txt')!r}")
+        self.targets = [t for _, t in self.samples]
+        self.transform = transform
+
+    @staticmethod
+    def _read(root: str, name: str) -> dict[str, str]:
+        out = {}
+        path = os.path.join(root, name)
+        with open(path, encoding="utf-8") as handle:
+            for line_no, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                parts = line.split()
+                if len(parts) != 2:
+                    raise ValueError(f"{path!r} line {line_no}: expected '<id> <value>', got {line.strip()!r}")
+                out[parts[0]] = parts[1]
+        return out
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, target = self.samples[index]
+        image = load_rgb(path)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, target
+
+
+def build_image_dataset(
+    root: str,
+    split: str,
+    *,
+    train: bool,
+    layout: str = "imagefolder",
+    augment: bool = True,
+    image_size: int = 224,
+    resize_size: int = 256,
+    scale: Sequence[float] = (0.08, 1.0),
+    hflip: bool = True,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+):
+    """Dataset of ``(image tensor (3, image_size, image_size), label)`` for ``split`` of ``root``.
+
+    ``train=True`` with ``augment=True`` uses the training augmentation, otherwise the center crop.
+    """
+    transform = build_transform(
+        train=train and augment, image_size=image_size, resize_size=resize_size,
+        scale=scale, hflip=hflip, mean=mean, std=std,
+    )
+    if layout == "imagefolder":
+        return ImageFolderDataset(root, split, transform=transform)
+    if layout == "cub200":
+        return CUB200Dataset(root, split, transform=transform)
+    raise ValueError(f"unknown image layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+
+
+def count_classes(root: str, split: str = "train", *, layout: str = "imagefolder") -> int:
+    """Number of classes of a layout (class folders, or 200 for CUB)."""
+    if layout == "cub200":
+        return 200
+    split_dir = check_imagefolder(os.fspath(root), split)
+    return sum(1 for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))

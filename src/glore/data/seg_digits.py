@@ -1,0 +1,157 @@
+"""``seg-digits``: a segmentation set where a pixel's label depends on a distant region.
+
+Each canvas holds ``num_digits`` handwritten digits (real scans from :func:`sklearn.datasets.load_digits`,
+rescaled to ``digit_size``) at random, well separated places. One of them, the *key*, is framed by a
+bright rectangle. Every pixel of every digit is labelled
+
+- 1 ("match") if its digit is of the same class as the key (the key itself included),
+- 2 ("other") otherwise,
+
+and background pixels 0. Faint rim pixels of the digits (intensity between ``ignore_low`` and
+``ignore_high``) are 255 (ignored), so that the labels do not hinge on an arbitrary threshold.
+Matching digits are other scans of the key's class, so the task needs recognising the two digits
+and comparing them across the canvas: local evidence alone tells digit from background but cannot
+tell "match" from "other" (at most half the digit pixels, chance level).
+
+Samples are generated on the fly, deterministically from ``(seed, split, index)``. The train and val
+splits draw their digits from disjoint sets of scans (the fixed partition of
+:func:`glore.data.distant_digits.source_digits`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .distant_digits import source_digits
+
+CLASS_NAMES = ("background", "match", "other")
+NUM_CLASSES = len(CLASS_NAMES)
+IGNORE_INDEX = 255
+SPLITS = ("train", "val")
+DEFAULT_NUM_SAMPLES = {"train": 2000, "val": 400}
+_SPLIT_CODE = {"train": 1, "val": 2}
+_MAX_TRIES = 2000
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class SegDigits(Dataset):
+    """Digits labelled by whether they match a framed key digit elsewhere on the canvas.
+
+    Returns ``(image, target)``: ``image`` float ``(3, canvas, canvas)`` in [0, 1] (grey, the same in
+    the three channels), ``target`` long ``(canvas, canvas)`` with 0 background, 1 match, 2 other,
+    255 ignored.
+
+    Args:
+        split: ``train`` or ``val`` (disjoint source scans).
+        num_samples: length of the split (default 2000 train, 400 val).
+        canvas: image side in pixels.
+        num_digits: digits per canvas, the key included (at least 2).
+        digit_size: side of a rescaled digit.
+        min_distance: minimum gap in pixels between two digit boxes (the key's frame included).
+        p_match: probability that a non-key digit is of the key's class.
+        classes: the digit classes drawn (default all ten; fewer make recognition, not the
+            comparison, easier).
+        seed: generation seed.
+    """
+
+    def __init__(self, split: str = "train", *, num_samples: int | None = None, canvas: int = 64,
+                 num_digits: int = 4, digit_size: int = 12, min_distance: int = 4, p_match: float = 0.5,
+                 ignore_low: float = 0.15, ignore_high: float = 0.4, classes=None, seed: int = 0):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+        self.split = split
+        self.num_samples = _check_int("num_samples", DEFAULT_NUM_SAMPLES[split] if num_samples is None
+                                      else num_samples, 1)
+        self.canvas = _check_int("canvas", canvas, 8)
+        self.num_digits = _check_int("num_digits", num_digits, 2)
+        self.digit_size = _check_int("digit_size", digit_size, 4)
+        self.min_distance = _check_int("min_distance", min_distance, 0)
+        if not (isinstance(p_match, (int, float)) and 0 <= p_match <= 1):
+            raise ValueError(f"p_match must be a number in [0, 1], got {p_match!r}")
+        if not 0 <= ignore_low <= ignore_high <= 1:
+            raise ValueError(f"need 0 <= ignore_low <= ignore_high <= 1, got {ignore_low!r}, {ignore_high!r}")
+        self.p_match = float(p_match)
+        self.ignore_low, self.ignore_high = float(ignore_low), float(ignore_high)
+        self.seed = int(seed)
+        classes = tuple(range(10)) if classes is None else tuple(classes)
+        if (len(classes) < 2 or len(set(classes)) != len(classes)
+                or not all(isinstance(c, int) and 0 <= c <= 9 for c in classes)):
+            raise ValueError(f"classes must be at least two distinct digits 0-9, got {classes!r}")
+        self.classes = classes
+        box = self.digit_size + 4                                    # digit + frame margin
+        if self.num_digits * (box + self.min_distance) ** 2 > 0.6 * self.canvas ** 2:
+            raise ValueError(f"{self.num_digits} digits of size {self.digit_size} with min_distance "
+                             f"{self.min_distance} do not fit on a {self.canvas}x{self.canvas} canvas; "
+                             f"use a larger canvas or fewer/smaller digits")
+        images, labels = source_digits(split, digit_size=self.digit_size)
+        self._images = images
+        self._by_class = [np.flatnonzero(labels == c) for c in range(10)]
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def _place(self, rng) -> list[tuple[int, int]]:
+        """Top-left corners of the digit boxes (digit + frame margin), ``min_distance`` apart."""
+        box = self.digit_size + 4
+        for _ in range(_MAX_TRIES):                                  # restart when a layout jams
+            places: list[tuple[int, int]] = []
+            for _ in range(50 * self.num_digits):
+                y, x = (int(v) for v in rng.integers(0, self.canvas - box + 1, size=2))
+                if all(max(abs(y - py), abs(x - px)) >= box + self.min_distance for py, px in places):
+                    places.append((y, x))
+                    if len(places) == self.num_digits:
+                        return places
+        raise RuntimeError(f"could not place {self.num_digits} digits of size {self.digit_size} on a "
+                           f"{self.canvas}px canvas (min_distance {self.min_distance})")
+
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray, dict]:
+        """``(image (H, W) float32, target (H, W) int64, info)`` of sample ``index`` (no tensors)."""
+        if not 0 <= index < self.num_samples:
+            raise IndexError(f"index {index} out of range for a split of {self.num_samples} samples")
+        rng = np.random.default_rng([self.seed, _SPLIT_CODE[self.split], index])
+        k = len(self.classes)
+        key = int(rng.integers(k))
+        key_class = self.classes[key]
+        classes = [key_class]
+        for _ in range(self.num_digits - 1):
+            if rng.random() < self.p_match:
+                classes.append(key_class)
+            else:
+                classes.append(self.classes[(key + int(rng.integers(1, k))) % k])
+        places = self._place(rng)
+        image = np.zeros((self.canvas, self.canvas), dtype=np.float32)
+        target = np.zeros((self.canvas, self.canvas), dtype=np.int64)
+        s = self.digit_size
+        for i, (cls, (y, x)) in enumerate(zip(classes, places)):
+            scan = self._images[rng.choice(self._by_class[cls])]
+            scan = scan / max(float(scan.max()), 1e-6)
+            y0, x0 = y + 2, x + 2
+            image[y0:y0 + s, x0:x0 + s] = scan
+            label = 1 if cls == key_class else 2
+            region = target[y0:y0 + s, x0:x0 + s]
+            region[scan >= self.ignore_high] = label
+            region[(scan > self.ignore_low) & (scan < self.ignore_high)] = IGNORE_INDEX
+            if i == 0:                                              # the key's frame
+                image[y, x:x + s + 4] = image[y + s + 3, x:x + s + 4] = 1.0
+                image[y:y + s + 4, x] = image[y:y + s + 4, x + s + 3] = 1.0
+        info = {"key_class": key_class, "classes": classes, "places": places}
+        return image, target, info
+
+    def __getitem__(self, index: int):
+        image, target, _ = self.sample(index)
+        img = torch.from_numpy(image)[None].expand(3, -1, -1).contiguous()
+        return img, torch.from_numpy(target)
+
+    def extra_repr(self) -> str:
+        return (f"split={self.split!r}, num_samples={self.num_samples}, canvas={self.canvas}, "
+                f"num_digits={self.num_digits}, digit_size={self.digit_size}, seed={self.seed}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"

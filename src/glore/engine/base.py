@@ -1,0 +1,92 @@
+"""The LightningModule base class shared by the tasks (classification, segmentation, video).
+
+Interface for a task module (subclass :class:`TaskModule`):
+
+- ``__init__(self, cfg)``: call ``super().__init__(cfg)`` first; ``self.cfg`` is then the plain run
+  config (saved as the ``cfg`` hyper-parameter, so the checkpoint holds it). Build the network and
+  the torchmetrics objects there; keep the network (without loss and metrics) at ``self.model`` so
+  ``glore.engine.runner.load_model`` can hand it to the analysis tools.
+- implement ``forward``, ``training_step`` (return the loss; log ``train/loss``) and
+  ``validation_step`` (update metrics; log ``val/...`` with ``sync_dist=True`` or via torchmetrics
+  objects so DDP runs reduce them).
+- class attributes ``monitor`` (the metric that picks ``best.ckpt``, e.g. ``"val/acc1"``) and
+  ``monitor_mode`` (``"max"`` or ``"min"``).
+- optionally override ``optimizer_param_groups()`` (e.g. a larger LR for a head); the default is the
+  whole module, split by ``optim.no_weight_decay_on_norm_and_bias``.
+
+What the base class does:
+
+- ``configure_optimizers`` builds the optimizer and a per-step LR schedule from ``cfg["optim"]`` via
+  :mod:`glore.engine.optim`, with the steps per epoch Lightning reports for the current run (so
+  DDP and gradient accumulation are accounted for).
+- ``on_before_backward`` stops the run with :class:`NonFiniteLossError` (naming the global step,
+  epoch and batch) as soon as the training loss is NaN or infinite, before the bad gradients touch
+  the weights. Checkpoints are written only at epoch ends, so ``last.ckpt`` and ``best.ckpt`` still
+  hold the last good state. Under DDP the decision is taken jointly by all processes so none hangs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+
+from .config import to_plain
+from .optim import build_optimizer, build_scheduler
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names the step."""
+
+
+class TaskModule(L.LightningModule):
+    """Base class of the task modules; see the module docstring for the interface."""
+
+    monitor: str = "val/loss"
+    monitor_mode: str = "min"
+
+    def __init__(self, cfg: dict):
+        super().__init__()
+        cfg = to_plain(cfg)
+        self.save_hyperparameters({"cfg": cfg})
+        self.cfg = cfg
+
+    # -- optimisation -------------------------------------------------------------------------
+    def optimizer_param_groups(self):
+        """What the optimizer updates: a module (default ``self``), an iterable of parameters or of
+        param-group dicts."""
+        return self
+
+    def _steps_per_epoch(self) -> tuple[int, int | None]:
+        trainer = self.trainer
+        total = trainer.estimated_stepping_batches
+        batches = trainer.num_training_batches
+        if batches is None or not math.isfinite(batches):
+            spe = int(total) if math.isfinite(total) else 1
+        else:
+            spe = max(math.ceil(batches / max(trainer.accumulate_grad_batches, 1)), 1)
+        return spe, (int(total) if math.isfinite(total) else None)
+
+    def configure_optimizers(self):
+        optim_cfg = self.cfg["optim"]
+        optimizer = build_optimizer(self.optimizer_param_groups(), optim_cfg)
+        steps_per_epoch, total = self._steps_per_epoch()
+        max_epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
+        scheduler = build_scheduler(optimizer, optim_cfg, steps_per_epoch, max_epochs, total_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- non-finite loss guard ---------------------------------------------------------------
+    def on_before_backward(self, loss: torch.Tensor) -> None:
+        finite = bool(torch.isfinite(loss.detach()).all())
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            finite = bool(trainer.strategy.reduce_boolean_decision(finite, all=True))
+        if not finite:
+            epoch = self.current_epoch
+            batch = trainer.fit_loop.epoch_loop.batch_progress.current.ready - 1 if trainer is not None else -1
+            value = loss.detach().float().cpu().item() if loss.numel() == 1 else "non-finite"
+            raise NonFiniteLossError(
+                f"training loss is {value} at global step {self.global_step} (epoch {epoch}, batch {batch}); "
+                "stopping. The last good checkpoint (last.ckpt / best.ckpt from the previous epoch) is kept."
+            )

@@ -1,0 +1,248 @@
+"""Image classification: cross-entropy training, top-1 / top-5 evaluation.
+
+Config (see ``configs/classification/*.yaml``)::
+
+    model:
+      name: resnet50          # a glore.models.small.SMALL_MODELS name, a backbone for
+                              # glore.models.create_model, or "package.module:function"
+      num_classes: 1000       # inferred from the class folders for image layouts when left out
+      block: glore            # create_model options: block, units, position, checkpoint
+      units: [0, 3]
+      block_kwargs: {}        # extra options of the block (create_model **block_kwargs)
+      label_smoothing: 0.0
+    data:
+      name: imagefolder       # or distant-digits
+      root: /data/imagenet
+      layout: imagefolder     # or cub200
+      train_split: train
+      val_split: val
+      batch_size: 32          # per process
+      val_batch_size: null    # defaults to batch_size
+      num_workers: 4
+      augment: true           # RandomResizedCrop + flip on the training split
+      image_size: 224
+      resize_size: 256
+      scale: [0.08, 1.0]
+      shuffle: true
+      drop_last: false
+      options: {}             # keyword options of DistantDigits(split, **options)
+
+Metrics: ``val/loss``, ``val/acc1`` and, with at least 5 classes, ``val/acc5`` (fractions in [0, 1]). ``best.ckpt``
+follows ``val/acc1``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from torchmetrics.classification import MulticlassAccuracy
+
+from .base import TaskModule
+
+DATASETS = ("distant-digits", "imagefolder")
+# model keys consumed here; the rest of cfg["model"] go to the model builder
+_MODEL_KEYS = ("name", "label_smoothing")
+
+
+def _small_models() -> dict:
+    try:
+        from glore.models.small import SMALL_MODELS
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("glore.models.small",):
+            raise
+        return {}
+    return SMALL_MODELS
+
+
+def build_model(model_cfg: dict) -> torch.nn.Module:
+    """Build the network described by ``cfg["model"]`` (see the module docstring)."""
+    model_cfg = dict(model_cfg)
+    name = model_cfg.get("name")
+    if not name or not isinstance(name, str):
+        raise ValueError(f"model.name must name a model, got {name!r}")
+    kwargs = {k: v for k, v in model_cfg.items() if k not in _MODEL_KEYS}
+    small = _small_models()
+    if name in small:
+        return small[name](**kwargs)
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            builder = getattr(importlib.import_module(module_name), attr)
+        except (ModuleNotFoundError, AttributeError) as exc:
+            raise ValueError(f"unknown model {name!r}: cannot import {attr!r} from {module_name!r} ({exc})") from None
+        return builder(**kwargs)
+    try:
+        from glore.models import create_model
+    except (ImportError, AttributeError, ModuleNotFoundError):  # the factory is not installed
+        create_model = None
+    block_kwargs = dict(kwargs.pop("block_kwargs", None) or {})
+    if create_model is None:
+        raise ValueError(
+            f"unknown model {name!r}; expected one of the small models {sorted(small)} or "
+            "'package.module:function' (glore.models.create_model is not available)"
+        )
+    try:
+        return create_model(name, **kwargs, **block_kwargs)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        message = exc.args[0] if exc.args else str(exc)
+        if "unknown" in str(message).lower() or "not found" in str(message).lower() or isinstance(exc, KeyError):
+            raise ValueError(
+                f"unknown model {name!r}: {message} (small models: {sorted(small)})"
+            ) from None
+        raise
+
+
+def resolve_num_classes(cfg: dict) -> int:
+    """``model.num_classes``, or the number of class folders of an image dataset."""
+    num = cfg["model"].get("num_classes")
+    if num is not None:
+        return int(num)
+    data = cfg["data"]
+    if data.get("name") == "imagefolder":
+        from glore.data.imagefolder import count_classes
+
+        return count_classes(_data_root(data), data.get("train_split", "train"), layout=data.get("layout", "imagefolder"))
+    raise ValueError(f"model.num_classes is required for data.name={data.get('name')!r}")
+
+
+def _data_root(data: dict) -> str:
+    root = data.get("root")
+    if not root:
+        raise ValueError("data.root is required for data.name='imagefolder' (a directory with train/ and val/)")
+    return os.path.expanduser(str(root))
+
+
+class ClassificationModule(TaskModule):
+    """Cross-entropy (with optional label smoothing), top-1 / top-5 accuracy via torchmetrics."""
+
+    monitor = "val/acc1"
+    monitor_mode = "max"
+
+    def __init__(self, cfg: dict):
+        super().__init__(cfg)
+        model_cfg = dict(self.cfg["model"])
+        model_cfg["num_classes"] = self.num_classes = resolve_num_classes(self.cfg)
+        self.model = build_model(model_cfg)
+        self.label_smoothing = float(model_cfg.get("label_smoothing", 0.0) or 0.0)
+        self.val_acc1 = MulticlassAccuracy(num_classes=self.num_classes, top_k=1, average="micro")
+        self.val_acc5 = (
+            MulticlassAccuracy(num_classes=self.num_classes, top_k=5, average="micro") if self.num_classes >= 5 else None
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def training_step(self, batch, batch_idx):
+        images, labels = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=labels.shape[0])
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False,
+                 batch_size=labels.shape[0])
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        images, labels = batch
+        logits = self(images).float()
+        loss = F.cross_entropy(logits, labels)
+        n = labels.shape[0]
+        self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=n, prog_bar=True)
+        self.val_acc1.update(logits, labels)
+        self.log("val/acc1", self.val_acc1, on_epoch=True, batch_size=n, prog_bar=True)
+        if self.val_acc5 is not None:
+            self.val_acc5.update(logits, labels)
+            self.log("val/acc5", self.val_acc5, on_epoch=True, batch_size=n)
+
+
+
+class EpochShuffleSampler(torch.utils.data.Sampler):
+    """A random permutation that depends only on ``(seed, epoch)``, so a resumed run sees the same
+    order as an uninterrupted one (Lightning calls ``set_epoch`` before each epoch)."""
+
+    def __init__(self, length: int, *, seed: int = 0):
+        self.length = int(length)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.length, generator=generator).tolist())
+
+
+class ClassificationData(L.LightningDataModule):
+    """Train / val loaders for ``cfg["data"]`` (distant-digits or an image layout)."""
+
+    def __init__(self, data_cfg: dict, *, seed: int = 0):
+        super().__init__()
+        self.data_cfg = dict(data_cfg)
+        self.seed = seed
+        name = self.data_cfg.get("name")
+        if name not in DATASETS:
+            raise ValueError(f"unknown classification dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
+        self.train_set = self.val_set = None
+
+    def _dataset(self, split_key: str, default: str, *, train: bool):
+        data = self.data_cfg
+        split = data.get(split_key, default)
+        if data["name"] == "distant-digits":
+            from glore.data.distant_digits import DistantDigits
+
+            return DistantDigits(split, **dict(data.get("options") or {}))
+        from glore.data.imagefolder import build_image_dataset
+
+        return build_image_dataset(
+            _data_root(data), split, train=train,
+            layout=data.get("layout", "imagefolder"),
+            augment=bool(data.get("augment", True)),
+            image_size=int(data.get("image_size", 224)),
+            resize_size=int(data.get("resize_size", 256)),
+            scale=tuple(data.get("scale", (0.08, 1.0))),
+            hflip=bool(data.get("hflip", True)),
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_set is None:
+            self.train_set = self._dataset("train_split", "train", train=True)
+        if self.val_set is None:
+            self.val_set = self._dataset("val_split", "val", train=False)
+
+    def _loader(self, dataset, *, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
+        workers = int(self.data_cfg.get("num_workers", 0))
+        sampler = None
+        distributed = self.trainer is not None and self.trainer.world_size > 1
+        if shuffle and not distributed:
+            # under DDP Lightning swaps shuffle=True for a DistributedSampler (also seeded by epoch)
+            sampler, shuffle = EpochShuffleSampler(len(dataset), seed=self.seed), False
+        return DataLoader(
+            dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler, drop_last=drop_last,
+            num_workers=workers, pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(
+            self.train_set, batch_size=int(self.data_cfg.get("batch_size", 32)),
+            shuffle=bool(self.data_cfg.get("shuffle", True)), drop_last=bool(self.data_cfg.get("drop_last", False)),
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        batch = self.data_cfg.get("val_batch_size") or self.data_cfg.get("batch_size", 32)
+        return self._loader(self.val_set, batch_size=int(batch), shuffle=False, drop_last=False)
+
+
+def build_module(cfg: dict) -> ClassificationModule:
+    return ClassificationModule(cfg)
+
+
+def build_datamodule(cfg: dict) -> ClassificationData:
+    return ClassificationData(cfg["data"], seed=int(cfg.get("seed", 0)))

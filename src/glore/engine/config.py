@@ -1,0 +1,217 @@
+"""Run configuration: a nested dict loaded from YAML, with ``key.sub=value`` overrides.
+
+A config has the top-level keys in :data:`TOP_LEVEL_KEYS`::
+
+    task: classification            # a key of glore.engine.TASKS
+    seed: 0
+    output_dir: runs/example
+    model: {name: resnet50, block: glore, units: [0, 3], num_classes: 1000}
+    data: {name: imagefolder, root: /data/imagenet, batch_size: 32, num_workers: 8}
+    optim: {name: sgd, lr: 0.1, momentum: 0.9, weight_decay: 1.0e-4, schedule: cosine, warmup_epochs: 5}
+    trainer: {max_epochs: 100, precision: 32-true, devices: 1, num_nodes: 1}
+
+``load_config(path, overrides)`` deep-merges :data:`DEFAULTS`, the YAML file, then each override
+(``optim.lr=0.1``, ``model.units=[0,3]``; values are parsed as YAML (safe loader; ``1e-4`` is a float) so numbers, lists,
+booleans and ``null`` come out typed). The result holds only plain dicts, lists, strings, numbers,
+booleans and None, so it can be stored in a checkpoint read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Iterable, Mapping
+
+import yaml
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-4`` (no dot, YAML 1.2 style) as a float."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text_or_stream):
+    """``yaml.safe_load`` with YAML 1.2 floats (``1e-4``)."""
+    return yaml.load(text_or_stream, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
+
+TOP_LEVEL_KEYS = ("task", "seed", "output_dir", "model", "data", "optim", "trainer")
+
+DEFAULTS: dict = {
+    "task": "classification",
+    "seed": 0,
+    "output_dir": "runs/default",
+    "model": {},
+    "data": {},
+    "optim": {
+        "name": "sgd",
+        "lr": 0.1,
+        "momentum": 0.9,
+        "nesterov": False,
+        "weight_decay": 1.0e-4,
+        "betas": [0.9, 0.999],
+        "schedule": "cosine",      # step | cosine | poly | onecycle | constant
+        "milestones": [30, 60, 90],  # epochs, for step
+        "gamma": 0.1,              # for step
+        "power": 0.9,              # for poly
+        "min_lr": 0.0,             # floor for cosine / poly
+        "warmup_epochs": 0,        # linear warm-up, in epochs (may be fractional) ...
+        "warmup_steps": 0,         # ... or in optimizer steps (the larger of the two wins)
+        "warmup_start_factor": 0.001,
+        "no_weight_decay_on_norm_and_bias": False,
+    },
+    "trainer": {
+        "max_epochs": 1,
+        "max_steps": -1,
+        "accelerator": "auto",
+        "devices": 1,
+        "num_nodes": 1,
+        "strategy": "auto",
+        "precision": "32-true",
+        "deterministic": "warn",  # torch.use_deterministic_algorithms(warn_only=True)
+        "accumulate_grad_batches": 1,
+        "gradient_clip_val": None,
+        "log_every_n_steps": 10,
+        "check_val_every_n_epoch": 1,
+        "limit_train_batches": None,
+        "limit_val_batches": None,
+        "enable_progress_bar": True,
+        "sync_batchnorm": False,
+    },
+}
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used."""
+
+
+def deep_merge(base: Mapping, update: Mapping) -> dict:
+    """Return a new dict: ``base`` with ``update`` merged in, recursing into nested dicts.
+
+    A non-dict value in ``update`` replaces the value in ``base``; neither argument is modified.
+    """
+    out = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    """Split ``"a.b.c=value"`` into ``(["a", "b", "c"], parsed value)``."""
+    if "=" not in text:
+        raise ConfigError(f"override must look like key.sub=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    path = [part for part in key.strip().split(".")]
+    if not key.strip() or any(not part for part in path):
+        raise ConfigError(f"override key must be dotted names like optim.lr, got {key!r} in {text!r}")
+    try:
+        value = yaml_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse the value of override {text!r}: {exc}") from None
+    return path, value
+
+
+def apply_overrides(cfg: Mapping, overrides: Iterable[str]) -> dict:
+    """Return ``cfg`` with each ``key.sub=value`` override set (creating nested dicts as needed)."""
+    out = copy.deepcopy(dict(cfg))
+    for text in overrides:
+        path, value = parse_override(text)
+        _check_top_level(path[0], source=f"override {text!r}")
+        node = out
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                where = ".".join(path[: i + 1])
+                raise ConfigError(
+                    f"override {text!r}: {where} is a {type(child).__name__} ({child!r}), expected a mapping"
+                )
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def _check_top_level(key: str, *, source: str) -> None:
+    if key not in TOP_LEVEL_KEYS:
+        raise ConfigError(
+            f"unknown top-level config key {key!r} in {source}; expected one of {', '.join(TOP_LEVEL_KEYS)}"
+        )
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> dict:
+    """Load a run config: :data:`DEFAULTS`, then the YAML file at ``path`` (if any), then ``overrides``.
+
+    Raises :class:`ConfigError` (a ``ValueError``) for a missing file, a file that is not a mapping,
+    an unknown top-level key, or a malformed override; :class:`FileNotFoundError` when ``path`` does
+    not exist.
+    """
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"config file not found: {path!r}")
+        with open(path, encoding="utf-8") as handle:
+            try:
+                loaded = yaml_load(handle)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"cannot parse config file {path!r}: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path!r} must hold a mapping, got {type(loaded).__name__}")
+        for key in loaded:
+            _check_top_level(key, source=f"config file {path!r}")
+        cfg = deep_merge(cfg, loaded)
+    cfg = apply_overrides(cfg, overrides)
+    return validate_config(cfg)
+
+
+def validate_config(cfg: Mapping) -> dict:
+    """Check the shape of a merged config and return it as a plain dict."""
+    cfg = dict(cfg)
+    for key in cfg:
+        _check_top_level(key, source="config")
+    for key in ("model", "data", "optim", "trainer"):
+        if not isinstance(cfg.get(key), dict):
+            raise ConfigError(f"config key {key!r} must be a mapping, got {cfg.get(key)!r}")
+    from . import TASKS
+
+    if cfg.get("task") not in TASKS:
+        raise ConfigError(f"unknown task {cfg.get('task')!r}; expected one of {', '.join(TASKS)}")
+    return cfg
+
+
+def to_plain(value):
+    """Convert tuples and other sequences/mappings to plain lists/dicts (safe for ``weights_only`` loads)."""
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise ConfigError(f"config values must be plain YAML types, got {type(value).__name__} ({value!r})")
+
+
+def dump_config(cfg: Mapping, path: str | os.PathLike) -> None:
+    """Write ``cfg`` as YAML."""
+    with open(path, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(to_plain(cfg), handle, sort_keys=False)

@@ -1,0 +1,218 @@
+"""Train and evaluate any task of ``glore.engine.TASKS`` with PyTorch Lightning.
+
+- :func:`train` builds the task's module and data module from the config, seeds everything, and runs a
+  ``lightning.Trainer`` that writes under ``cfg["output_dir"]``::
+
+      config.yaml                       the merged config of the run
+      checkpoints/last.ckpt             every epoch (atomic write)
+      checkpoints/best.ckpt             best epoch by the module's ``monitor`` metric
+      csv/version_N/metrics.csv         CSVLogger
+      tensorboard/version_N/            TensorBoardLogger
+      metrics.json                      final validation metrics
+
+  DDP: set ``trainer.strategy=ddp`` and ``trainer.devices`` (and ``trainer.num_nodes``) and start the
+  command under ``torchrun`` (one process per device); Lightning picks up torchrun's environment.
+- :func:`evaluate` rebuilds the run from the config stored in a checkpoint (plus overrides) and
+  returns the validation metrics, through the task's ``evaluate(module, datamodule, cfg, **options)``
+  when it defines one.
+- :func:`load_model` returns the trained network and its config, for the analysis tools.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+from types import ModuleType
+
+import torch
+
+from . import TASKS
+from .checkpoint import AtomicCheckpointIO, load_checkpoint_file
+from .config import apply_overrides, dump_config, to_plain, validate_config
+
+CHECKPOINT_DIR = "checkpoints"
+# keys of cfg["model"] naming pretrained weights; cleared when a trained checkpoint supplies the weights
+_PRETRAINED_KEYS = ("checkpoint", "pretrained")
+
+
+def task_module(cfg: dict) -> ModuleType:
+    """The ``glore.engine.<task>`` module of ``cfg["task"]``."""
+    task = cfg.get("task")
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    return importlib.import_module(TASKS[task])
+
+
+def _trainer_kwargs(trainer_cfg: dict) -> dict:
+    allowed = (
+        "max_epochs", "max_steps", "accelerator", "devices", "num_nodes", "strategy", "precision",
+        "deterministic", "accumulate_grad_batches", "gradient_clip_val", "log_every_n_steps",
+        "check_val_every_n_epoch", "limit_train_batches", "limit_val_batches", "enable_progress_bar",
+        "sync_batchnorm", "val_check_interval", "num_sanity_val_steps", "benchmark",
+    )
+    unknown = sorted(set(trainer_cfg) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown trainer option(s) {unknown}; expected some of {', '.join(allowed)}")
+    return {k: v for k, v in trainer_cfg.items() if v is not None}
+
+
+def _metrics(values: dict, prefix: str | None = None) -> dict:
+    out = {}
+    for key, value in values.items():
+        if prefix and not key.startswith(prefix):
+            continue
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                continue
+            value = value.item()
+        if isinstance(value, (int, float)):
+            out[key] = float(value)
+    return dict(sorted(out.items()))
+
+
+def _resolve_resume(resume: str | None, output_dir: str) -> str | None:
+    if resume is None:
+        return None
+    if resume == "last":
+        resume = os.path.join(output_dir, CHECKPOINT_DIR, "last.ckpt")
+    if not os.path.isfile(resume):
+        raise FileNotFoundError(f"checkpoint to resume from not found: {resume!r}")
+    return resume
+
+
+def build_trainer(cfg: dict, *, monitor: str | None, mode: str = "max", for_eval: bool = False):
+    """The ``lightning.Trainer`` of a run (checkpoints and loggers only when training)."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    kwargs = _trainer_kwargs(dict(cfg["trainer"]))
+    output_dir = os.fspath(cfg["output_dir"])
+    if for_eval:
+        for key in ("max_epochs", "max_steps", "accumulate_grad_batches", "gradient_clip_val",
+                    "limit_train_batches", "check_val_every_n_epoch", "val_check_interval", "num_sanity_val_steps"):
+            kwargs.pop(key, None)
+        return L.Trainer(logger=False, enable_checkpointing=False, default_root_dir=output_dir,
+                         plugins=[AtomicCheckpointIO()], **kwargs)
+    validating = kwargs.get("limit_val_batches", 1.0) not in (0, 0.0)
+    checkpoint = ModelCheckpoint(
+        dirpath=os.path.join(output_dir, CHECKPOINT_DIR),
+        filename="best",
+        monitor=monitor if validating else None,
+        mode=mode,
+        save_top_k=1,
+        save_last=True,
+        every_n_epochs=1,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+    callbacks = [checkpoint]
+    if kwargs.get("enable_progress_bar", True):
+        callbacks.append(TQDMProgressBar(refresh_rate=max(int(kwargs.get("log_every_n_steps", 10)), 1)))
+    loggers = [
+        CSVLogger(output_dir, name="csv"),
+        TensorBoardLogger(output_dir, name="tensorboard", default_hp_metric=False),
+    ]
+    return L.Trainer(default_root_dir=output_dir, callbacks=callbacks, logger=loggers,
+                     plugins=[AtomicCheckpointIO()], **kwargs)
+
+
+def train(cfg: dict, *, resume: str | None = None) -> dict:
+    """Train the run described by ``cfg``; return the final validation metrics.
+
+    ``resume`` is a checkpoint path, or ``"last"`` for ``<output_dir>/checkpoints/last.ckpt``: the
+    weights, optimizer, scheduler, epoch and step counters continue from it. Raises
+    ``glore.engine.base.NonFiniteLossError`` when the loss becomes NaN/inf (the checkpoints of the
+    last finished epoch are kept).
+    """
+    import lightning as L
+
+    cfg = validate_config(to_plain(cfg))
+    task = task_module(cfg)
+    output_dir = os.fspath(cfg["output_dir"])
+    resume = _resolve_resume(resume, output_dir)
+    L.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
+    module = task.build_module(cfg)
+    datamodule = task.build_datamodule(cfg)
+    trainer = build_trainer(cfg, monitor=getattr(module, "monitor", None), mode=getattr(module, "monitor_mode", "max"))
+    if trainer.is_global_zero:
+        os.makedirs(output_dir, exist_ok=True)
+        dump_config(cfg, os.path.join(output_dir, "config.yaml"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    metrics = _metrics(trainer.callback_metrics, prefix="val/")
+    if trainer.is_global_zero:
+        write_metrics(metrics, os.path.join(output_dir, "metrics.json"))
+    return metrics
+
+
+def write_metrics(metrics: dict, path: str) -> None:
+    """Write ``metrics`` as JSON (non-finite numbers as strings)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    clean = {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v)) for k, v in metrics.items()}
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(clean, handle, indent=2)
+        handle.write("\n")
+
+
+def _checkpoint_cfg(checkpoint: dict, path: str) -> dict:
+    try:
+        cfg = checkpoint["hyper_parameters"]["cfg"]
+    except (KeyError, TypeError):
+        raise ValueError(f"checkpoint {path!r} holds no glore run config (hyper_parameters.cfg); "
+                         "expected a checkpoint written by `glore train`") from None
+    return to_plain(cfg)
+
+
+def _restore(checkpoint_path: str, overrides=()) -> tuple:
+    checkpoint_path = os.fspath(checkpoint_path)
+    checkpoint = load_checkpoint_file(checkpoint_path)
+    cfg = validate_config(apply_overrides(_checkpoint_cfg(checkpoint, checkpoint_path), overrides))
+    for key in _PRETRAINED_KEYS:
+        if cfg["model"].get(key):
+            cfg["model"][key] = None
+    task = task_module(cfg)
+    module = task.build_module(cfg)
+    if "state_dict" not in checkpoint:
+        raise ValueError(f"checkpoint {checkpoint_path!r} has no state_dict")
+    module.load_state_dict(checkpoint["state_dict"])
+    return task, module, cfg
+
+
+def load_model(checkpoint: str) -> tuple[torch.nn.Module, dict]:
+    """Return ``(network, cfg)`` from a training checkpoint: the task module's ``model`` attribute (the
+    network without loss/metrics) in eval mode, and the run config."""
+    _, module, cfg = _restore(checkpoint)
+    network = getattr(module, "model", None)
+    if not isinstance(network, torch.nn.Module):
+        network = module
+    return network.eval(), cfg
+
+
+def evaluate(checkpoint: str, *, overrides=(), **options) -> dict:
+    """Evaluate a checkpoint on the validation split of its config (with ``overrides`` applied).
+
+    ``options`` go to the task's ``evaluate(module, datamodule, cfg, **options)``; a task without one
+    is evaluated with ``Trainer.validate`` and accepts no options.
+    """
+    import lightning as L
+
+    task, module, cfg = _restore(checkpoint, overrides)
+    L.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
+    datamodule = task.build_datamodule(cfg)
+    custom = getattr(task, "evaluate", None)
+    if custom is not None:
+        return custom(module, datamodule, cfg, **options)
+    if options:
+        raise ValueError(f"task {cfg['task']!r} takes no evaluation options, got {sorted(options)}")
+    eval_cfg = dict(cfg)
+    eval_cfg["trainer"] = {k: v for k, v in cfg["trainer"].items() if k not in ("strategy", "sync_batchnorm")}
+    eval_cfg["trainer"]["devices"] = 1
+    eval_cfg["trainer"]["num_nodes"] = 1
+    trainer = build_trainer(eval_cfg, monitor=None, for_eval=True)
+    results = trainer.validate(module, datamodule=datamodule, verbose=False)
+    merged = {}
+    for result in results:
+        merged.update(result)
+    return _metrics(merged)

@@ -1,0 +1,272 @@
+"""Video action recognition: cross-entropy training on clips; clip top-1 and video top-1 evaluation.
+
+Config (see ``configs/video/*.yaml``)::
+
+    model:
+      name: resnet50_3d        # glore.models.video.VIDEO_MODELS (3D ones)
+      block: glore             # glore | nl | gc | null (baseline)
+      num_classes: 400         # inferred from the class folders of data.root/train_split when left out
+      pretrained: null         # a 2D lite checkpoint inflated into the 3D weights (alias: inflate_from)
+      checkpoint: null         # a 3D checkpoint of the same model
+      label_smoothing: 0.0
+      # any other key goes to create_video_model: width_mult, dropout, in_channels, block_kwargs, ...
+    data:
+      name: kinetics           # or moving-digits
+      root: /data/kinetics     # holds <train_split>/ and <val_split>/ class folders
+      train_split: train
+      val_split: val
+      train_annotations: null  # optional CSV lists (path,label), paths relative to root/<split>
+      val_annotations: null
+      num_frames: 8
+      stride: 8
+      crop: 224
+      scale: [256, 320]        # training short side, random in this range
+      short_side: 256          # evaluation short side
+      flip: true
+      num_clips: 10            # clips averaged for video top-1
+      skip_unreadable: false
+      batch_size: 8
+      val_batch_size: null
+      num_workers: 4
+      options: {}              # moving-digits: keyword options of MovingDigits(split, **options)
+
+Metrics: ``val/loss`` and ``val/acc1`` on the center clip of every validation video (clip top-1, picks
+``best.ckpt``). :func:`evaluate` reports ``clip_top1`` (center clip, center crop) and, for Kinetics
+layouts, ``video_top1`` (softmax scores of ``num_clips`` evenly spaced clips averaged), in percent.
+"""
+
+from __future__ import annotations
+
+import os
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from torchmetrics.classification import MulticlassAccuracy
+
+from .base import TaskModule
+
+DATASETS = ("kinetics", "moving-digits")
+_MODEL_KEYS = ("name", "label_smoothing", "pretrained", "inflate_from")
+_EVAL_OPTIONS = ("num_clips", "batch_size", "device", "limit_batches")
+
+
+def build_model(model_cfg: dict) -> torch.nn.Module:
+    """Build ``cfg["model"]`` with :func:`glore.models.create_video_model`."""
+    from glore.models.video import create_video_model
+
+    model_cfg = dict(model_cfg)
+    name = model_cfg.get("name")
+    if not name or not isinstance(name, str):
+        raise ValueError(f"model.name must name a video model, got {name!r}")
+    pretrained = model_cfg.get("pretrained") or model_cfg.get("inflate_from")
+    kwargs = {k: v for k, v in model_cfg.items() if k not in _MODEL_KEYS}
+    if "block" in kwargs and kwargs["block"] in ("none", "None", ""):
+        kwargs["block"] = None
+    return create_video_model(name, inflate_from=pretrained, **kwargs)
+
+
+def _split_root(data: dict, split_key: str, default: str) -> str:
+    root = data.get("root")
+    if not root:
+        raise ValueError("data.root is required for data.name='kinetics' (a folder with train/ and val/)")
+    return os.path.join(os.path.expanduser(str(root)), str(data.get(split_key, default)))
+
+
+def resolve_num_classes(cfg: dict) -> int:
+    num = cfg["model"].get("num_classes")
+    if num is not None:
+        return int(num)
+    data = cfg["data"]
+    if data.get("name") == "moving-digits":
+        return 2
+    if data.get("name") == "kinetics":
+        from glore.data.video import VideoFolder
+
+        annotations = data.get("train_annotations")
+        return len(VideoFolder(_split_root(data, "train_split", "train"), annotations=annotations).classes)
+    raise ValueError(f"model.num_classes is required for data.name={data.get('name')!r}")
+
+
+class VideoModule(TaskModule):
+    """A video classifier trained on single clips; validation on the center clip."""
+
+    monitor = "val/acc1"
+    monitor_mode = "max"
+
+    def __init__(self, cfg: dict):
+        super().__init__(cfg)
+        model_cfg = dict(self.cfg["model"])
+        model_cfg["num_classes"] = self.num_classes = resolve_num_classes(self.cfg)
+        self.model = build_model(model_cfg)
+        self.label_smoothing = float(model_cfg.get("label_smoothing", 0.0) or 0.0)
+        self.val_acc1 = MulticlassAccuracy(num_classes=self.num_classes, top_k=1, average="micro")
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.model(clips)
+
+    def training_step(self, batch, batch_idx):
+        clips, labels = batch
+        logits = self(clips)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        n = labels.shape[0]
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False,
+                 batch_size=n)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        clips, labels = batch
+        logits = self(clips).float()
+        n = labels.shape[0]
+        self.log("val/loss", F.cross_entropy(logits, labels), on_epoch=True, sync_dist=True, batch_size=n,
+                 prog_bar=True)
+        self.val_acc1.update(logits, labels)
+        self.log("val/acc1", self.val_acc1, on_epoch=True, batch_size=n, prog_bar=True)
+
+    test_step = validation_step
+
+
+class VideoData(L.LightningDataModule):
+    """Train / val loaders for ``cfg["data"]``; ``multi_clip_dataloader`` for video top-1."""
+
+    def __init__(self, data_cfg: dict, *, seed: int = 0):
+        super().__init__()
+        self.data_cfg = dict(data_cfg)
+        self.seed = seed
+        name = self.data_cfg.get("name")
+        if name not in DATASETS:
+            raise ValueError(f"unknown video dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
+        self.train_set = self.val_set = None
+
+    @property
+    def has_videos(self) -> bool:
+        """Whether the data are videos from which several clips can be drawn (video top-1)."""
+        return self.data_cfg["name"] == "kinetics"
+
+    def _dataset(self, split_key: str, default: str, *, mode: str):
+        data = self.data_cfg
+        if data["name"] == "moving-digits":
+            from glore.data.moving_digits import MovingDigits
+
+            split = data.get(split_key, default)
+            return MovingDigits(split, **dict(data.get("options") or {}))
+        from glore.data.video import VideoFolder
+        from glore.data.video_transforms import eval_transform, train_transform
+
+        crop = int(data.get("crop", 224))
+        if mode == "train":
+            transform = train_transform(crop=crop, scale=tuple(int(s) for s in data.get("scale", (256, 320))),
+                                        flip=bool(data.get("flip", True)))
+        else:
+            transform = eval_transform(crop=crop, short_side=int(data.get("short_side", 256)))
+        annotations = data.get("train_annotations" if mode == "train" else "val_annotations")
+        classes = None
+        if annotations is None and mode != "train":
+            # label indices must follow the training classes even when a val folder lacks some
+            train_root = _split_root(data, "train_split", "train")
+            if os.path.isdir(train_root):
+                classes = VideoFolder(train_root).classes
+        return VideoFolder(
+            _split_root(data, split_key, default), annotations=annotations, classes=classes,
+            num_frames=int(data.get("num_frames", 8)), stride=int(data.get("stride", 8)), mode=mode,
+            num_clips=int(data.get("num_clips", 10)), transform=transform,
+            skip_unreadable=bool(data.get("skip_unreadable", False)),
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_set is None:
+            self.train_set = self._dataset("train_split", "train", mode="train")
+        if self.val_set is None:
+            self.val_set = self._dataset("val_split", "val", mode="center")
+
+    def _loader(self, dataset, *, batch_size: int, shuffle: bool, drop_last: bool = False) -> DataLoader:
+        workers = int(self.data_cfg.get("num_workers", 0))
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                          num_workers=workers, pin_memory=torch.cuda.is_available(),
+                          persistent_workers=workers > 0,
+                          generator=torch.Generator().manual_seed(int(self.seed)))
+
+    def _val_batch(self) -> int:
+        return int(self.data_cfg.get("val_batch_size") or self.data_cfg.get("batch_size", 8))
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, batch_size=int(self.data_cfg.get("batch_size", 8)),
+                            shuffle=bool(self.data_cfg.get("shuffle", True)),
+                            drop_last=bool(self.data_cfg.get("drop_last", False)))
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, batch_size=self._val_batch(), shuffle=False)
+
+    test_dataloader = val_dataloader
+
+    def multi_clip_dataloader(self, *, num_clips: int | None = None, batch_size: int | None = None) -> DataLoader:
+        """Items ``(clips (K, C, T, H, W), label)`` with ``K = num_clips`` evenly spaced clips per video."""
+        if not self.has_videos:
+            raise ValueError(f"data.name={self.data_cfg['name']!r} has single clips; multi-clip "
+                             f"evaluation needs data.name='kinetics'")
+        dataset = self._dataset("val_split", "val", mode="multi")
+        if num_clips is not None:
+            dataset.num_clips = int(num_clips)
+        batch = batch_size or max(1, self._val_batch() // dataset.num_clips)
+        return self._loader(dataset, batch_size=batch, shuffle=False)
+
+
+def build_module(cfg: dict) -> VideoModule:
+    return VideoModule(cfg)
+
+
+def build_datamodule(cfg: dict) -> VideoData:
+    return VideoData(cfg["data"], seed=int(cfg.get("seed", 0)))
+
+
+@torch.no_grad()
+def evaluate(module: VideoModule, datamodule: VideoData, cfg: dict, **options) -> dict:
+    """Clip top-1 (center clip, center crop) and video top-1 (``num_clips`` clips averaged), in percent.
+
+    Options: ``num_clips`` (default ``data.num_clips``, 10), ``batch_size`` (clips per forward pass),
+    ``device`` (default: CUDA when available), ``limit_batches`` (evaluate the first batches only).
+    """
+    unknown = sorted(set(options) - set(_EVAL_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown video evaluation option(s) {unknown}; expected some of {list(_EVAL_OPTIONS)}")
+    device = torch.device(options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+    limit = options.get("limit_batches")
+    batch_size = options.get("batch_size")
+    model = module.model.to(device).eval()
+    datamodule.setup("validate")
+
+    def batches(loader):
+        for i, batch in enumerate(loader):
+            if limit is not None and i >= int(limit):
+                break
+            yield batch
+
+    correct = total = 0
+    loss_sum = 0.0
+    loader = (datamodule._loader(datamodule.val_set, batch_size=int(batch_size), shuffle=False)
+              if batch_size else datamodule.val_dataloader())
+    for clips, labels in batches(loader):
+        logits = model(clips.to(device)).float()
+        labels = labels.to(device)
+        loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+        correct += int((logits.argmax(1) == labels).sum())
+        total += labels.shape[0]
+    if total == 0:
+        raise ValueError("evaluation saw no validation clip (empty split or limit_batches=0)")
+    result = {"clip_top1": 100.0 * correct / total, "loss": loss_sum / total, "num_videos": total}
+
+    if datamodule.has_videos:
+        num_clips = int(options.get("num_clips") or cfg["data"].get("num_clips", 10))
+        per_video = max(1, int(batch_size) // num_clips) if batch_size else None
+        correct = videos = 0
+        for clips, labels in batches(datamodule.multi_clip_dataloader(num_clips=num_clips, batch_size=per_video)):
+            b, k = clips.shape[:2]
+            scores = torch.softmax(model(clips.flatten(0, 1).to(device)).float(), dim=1)
+            scores = scores.view(b, k, -1).mean(1)
+            correct += int((scores.argmax(1).cpu() == labels).sum())
+            videos += b
+        result["video_top1"] = 100.0 * correct / max(videos, 1)
+        result["num_clips"] = num_clips
+    return result

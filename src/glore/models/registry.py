@@ -1,0 +1,106 @@
+"""The papers' configurations, registered with timm: ``timm.create_model("resnet50_glore_0_3")``.
+
+Importing :mod:`glore.models` registers them. Each entrypoint builds the timm backbone with random
+weights and inserts the blocks; ``pretrained=True`` is refused (nothing is downloaded; load local
+weights with ``timm.create_model(name, checkpoint_path=...)`` or ``glore.models.create_model(...,
+checkpoint=...)``). Other keyword arguments (``num_classes``, ``drop_rate``, ...) go to the backbone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from timm.models import register_model
+
+from .insert import DEFAULT_POSITION, resolve_units
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A backbone with blocks: the arguments of :func:`glore.models.create_model`."""
+
+    backbone: str
+    block: str
+    units: object
+    position: str | None = None
+    block_kwargs: Mapping = field(default_factory=dict)
+    description: str = ""
+
+
+_LAST_BUT_ONE_RES4 = {"res4": [5]}   # "right before the last residual block of c4" (ResNet-50: 6 blocks)
+
+CONFIGS: dict[str, ModelConfig] = {
+    # GloRe paper Table 2: (n, m) units in Res3 / Res4 after blocks 1, 3, 5
+    "resnet50_glore_0_3": ModelConfig("resnet50", "glore", (0, 3), description="R50 + GloRe (0, 3)"),
+    "resnet50_glore_2_3": ModelConfig("resnet50", "glore", (2, 3), description="R50 + GloRe (2, 3)"),
+    "seresnet50_glore_0_3": ModelConfig("seresnet50", "glore", (0, 3),
+                                        description="SE-R50 + GloRe (0, 3)"),
+    "resnet200_glore_0_3": ModelConfig("resnet200", "glore", (0, 3), description="R200 + GloRe (0, 3)"),
+    "resnet200_glore_2_3": ModelConfig("resnet200", "glore", (2, 3), description="R200 + GloRe (2, 3)"),
+    "resnext101_32x4d_glore_2_3": ModelConfig("resnext101_32x4d", "glore", (2, 3),
+                                              description="ResNeXt-101 32x4d + GloRe (2, 3)"),
+    "dpn98_glore_2_3": ModelConfig("dpn98", "glore", (2, 3), description="DPN-98 + GloRe (2, 3)"),
+    "dpn131_glore_2_3": ModelConfig("dpn131", "glore", (2, 3), description="DPN-131 + GloRe (2, 3)"),
+    # GCNet paper Table 8a: one block before the last block of res4, or GC (r=16) in every block
+    "resnet50_nl": ModelConfig("resnet50", "nl", _LAST_BUT_ONE_RES4, description="R50 + 1 NL"),
+    "resnet50_snl": ModelConfig("resnet50", "snl", _LAST_BUT_ONE_RES4, description="R50 + 1 SNL"),
+    "resnet50_gc": ModelConfig("resnet50", "gc", _LAST_BUT_ONE_RES4, "after_add",
+                               description="R50 + 1 GC (r=16)"),
+    "resnet50_gc_all": ModelConfig("resnet50", "gc", "all", description="GC-ResNet-50 (r=16, res3-res5)"),
+}
+
+
+def build_config(name: str, **backbone_kwargs):
+    """Build registered configuration ``name``; ``backbone_kwargs`` go to ``timm.create_model``."""
+    import timm
+
+    from .insert import insert_blocks
+
+    if name not in CONFIGS:
+        raise ValueError(f"unknown configuration {name!r}; expected one of {sorted(CONFIGS)}")
+    cfg = CONFIGS[name]
+    model = timm.create_model(cfg.backbone, pretrained=False, **backbone_kwargs)
+    return insert_blocks(model, block=cfg.block, units=cfg.units, position=cfg.position,
+                         **cfg.block_kwargs)
+
+
+def find_config(backbone: str, block: str | None, units, position: str | None, block_kwargs: Mapping,
+                depths: Mapping[str, int]) -> str | None:
+    """Name of the registered configuration equal to these arguments (same placement), else None.
+
+    A plain backbone (``block=None``) is its own name. ``depths`` are the backbone's stage depths.
+    """
+    if block is None:
+        return backbone
+    if backbone in CONFIGS:
+        return None
+    placement = resolve_units(units, depths)
+    position = position or DEFAULT_POSITION.get(block)
+    for name, cfg in CONFIGS.items():
+        if (cfg.backbone == backbone and cfg.block == block
+                and (cfg.position or DEFAULT_POSITION[cfg.block]) == position
+                and dict(cfg.block_kwargs) == dict(block_kwargs)
+                and resolve_units(cfg.units, depths) == placement):
+            return name
+    return None
+
+
+def _entrypoint(name: str):
+    def entrypoint(pretrained: bool = False, **kwargs):
+        if pretrained:
+            raise ValueError(f"{name}: pretrained=True is not supported (no downloads); load a local "
+                             f"file with checkpoint_path=... instead, got pretrained={pretrained!r}")
+        for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+            kwargs.pop(key, None)
+        return build_config(name, **kwargs)
+
+    entrypoint.__name__ = entrypoint.__qualname__ = name
+    entrypoint.__module__ = __name__
+    entrypoint.__doc__ = f"{CONFIGS[name].description}: {CONFIGS[name]}"
+    return entrypoint
+
+
+for _name in CONFIGS:
+    globals()[_name] = register_model(_entrypoint(_name))
+del _name

@@ -1,0 +1,285 @@
+"""Semantic segmentation: a dilated FCN with a context head (GloRe paper §4.3, GCNet §5.4).
+
+The backbone is a timm ResNet whose last two downsamplings are replaced by dilation 2 (res4) and 4
+(res5), so the features are at output stride 8; multi-grid (DeepLabv3) multiplies the dilation of the
+3x3 convolutions of res5's blocks by ``(1, 2, 4)``, i.e. 4, 8 and 16 (DESIGN.md §3).
+
+Heads (mmsegmentation-style, small and composable):
+
+- :class:`ContextHead`: 3x3 "adaptive" conv ``C5 -> channels``, an optional stack of context blocks
+  (GloRe, NL, SNL, GC), a second 3x3 conv, optionally the GCNet/CCNet concatenation with ``c5``
+  followed by a 3x3 conv, dropout and a 1x1 classifier. With no block it is the plain FCN head.
+- :class:`FCNHead`: the auxiliary head on res4 (3x3 conv, dropout, classifier).
+
+:func:`create_segmenter` assembles them into a :class:`Segmenter`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn import create_block
+
+HEADS = (None, "glore", "nl", "snl", "gc")
+
+# per-head block options (DESIGN.md §3): the GloRe unit sits on the 512-channel adaptive conv output
+# with mid = 512 // 4 = 128 (128 nodes, 256 states); GC uses ratio 1/4 for segmentation.
+DEFAULT_BLOCK_KWARGS: dict[str | None, dict] = {
+    None: {},
+    "glore": {"mid": None},
+    "nl": {},
+    "snl": {},
+    "gc": {"ratio": 1 / 4},
+}
+# GCNet's head concatenates the context output with c5; the GloRe paper's head does not.
+DEFAULT_CONCAT_INPUT = {None: False, "glore": False, "nl": True, "snl": True, "gc": True}
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
+    """Conv (no bias), BatchNorm, ReLU; ``padding`` keeps the spatial size."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class FCNHead(nn.Module):
+    """FCN head: 3x3 conv-BN-ReLU, dropout, 1x1 classifier (the auxiliary head on res4)."""
+
+    def __init__(self, in_channels: int, num_classes: int, *, channels: int = 256, dropout: float = 0.1):
+        super().__init__()
+        self.conv = conv_bn_relu(in_channels, channels)
+        self.dropout = nn.Dropout2d(dropout)
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.conv(x)))
+
+
+class ContextHead(nn.Module):
+    """Context head: ``conv_in`` -> context blocks -> ``conv_out`` [-> concat c5 -> ``conv_cat``] -> cls.
+
+    Args:
+        in_channels: channels of the backbone's last feature map (c5).
+        num_classes: output classes.
+        block: ``None`` (plain FCN head), ``"glore"``, ``"nl"``, ``"snl"`` or ``"gc"``.
+        units: number of context blocks stacked between the two adaptive convs.
+        channels: width of the adaptive convs (512 in both papers).
+        concat_input: concatenate c5 with the context output, then a 3x3 conv (GCNet/CCNet head);
+            ``None`` picks the paper's choice for ``block`` (on for nl/snl/gc, off for glore/None).
+        dropout: dropout before the classifier.
+        block_kwargs: options for :func:`glore.nn.create_block`, merged over the defaults.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, *, block: str | None = "glore", units: int = 1,
+                 channels: int = 512, concat_input: bool | None = None, dropout: float = 0.1,
+                 block_kwargs: Mapping | None = None):
+        super().__init__()
+        block = _check_head(block)
+        if isinstance(units, bool) or not isinstance(units, int) or units < 0:
+            raise ValueError(f"units must be a non-negative integer, got {units!r}")
+        if block is None and units not in (0, 1):
+            raise ValueError(f"head=None (plain FCN) takes no context units, got units={units}")
+        self.block_name = block
+        self.concat_input = DEFAULT_CONCAT_INPUT[block] if concat_input is None else bool(concat_input)
+        self.conv_in = conv_bn_relu(in_channels, channels)
+        kwargs = {**DEFAULT_BLOCK_KWARGS[block], **dict(block_kwargs or {})}
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        blocks = [] if block is None else [create_block(block, channels, **kwargs) for _ in range(units)]
+        self.context = nn.Sequential(*blocks)
+        self.conv_out = conv_bn_relu(channels, channels)
+        self.conv_cat = conv_bn_relu(in_channels + channels, channels) if self.concat_input else None
+        self.dropout = nn.Dropout2d(dropout)
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+
+    def features(self, c5: torch.Tensor) -> torch.Tensor:
+        """The features fed to the classifier (before dropout)."""
+        x = self.conv_out(self.context(self.conv_in(c5)))
+        if self.conv_cat is not None:
+            x = self.conv_cat(torch.cat([c5, x], dim=1))
+        return x
+
+    def forward(self, c5: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.features(c5)))
+
+
+class Segmenter(nn.Module):
+    """Backbone (c4, c5 at stride 8), a :class:`ContextHead` and an optional auxiliary :class:`FCNHead`.
+
+    ``forward(x)`` returns the logits ``(B, num_classes, H, W)`` upsampled (bilinear) to the input
+    size. In training mode with an auxiliary head, or with ``return_aux=True``, it returns
+    ``{"out": logits, "aux": aux_logits}`` instead (both at input size).
+    """
+
+    def __init__(self, backbone: nn.Module, head: ContextHead, aux_head: FCNHead | None = None, *,
+                 num_classes: int, aux_weight: float = 0.4):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.aux_head = aux_head
+        self.num_classes = num_classes
+        self.aux_weight = float(aux_weight)
+
+    def forward(self, x: torch.Tensor, *, return_aux: bool | None = None):
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"Segmenter expects images of shape (B, 3, H, W), got {tuple(x.shape)}")
+        size = x.shape[-2:]
+        c4, c5 = self.backbone(x)
+        out = _upsample(self.head(c5), size)
+        if return_aux is None:
+            return_aux = self.training and self.aux_head is not None
+        if not return_aux:
+            return out
+        if self.aux_head is None:
+            raise ValueError("return_aux=True needs a model built with aux=True")
+        return {"out": out, "aux": _upsample(self.aux_head(c4), size)}
+
+
+def _upsample(x: torch.Tensor, size) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def _check_head(head):
+    if isinstance(head, str):
+        head = head.lower()
+        if head in ("none", "fcn", ""):
+            head = None
+    if head not in HEADS:
+        raise ValueError(f"head must be one of None, 'glore', 'nl', 'snl', 'gc', got {head!r}")
+    return head
+
+
+def apply_multigrid(stage: nn.Module, multigrid: Sequence[int], base_dilation: int) -> None:
+    """Set the dilation of the 3x3 convs of block ``i`` of ``stage`` to ``base_dilation * multigrid[i]``.
+
+    For bottleneck blocks that is the middle conv; for basic blocks both 3x3 convs. A stage with
+    more blocks than grid entries cycles through the grid (a 2-block ResNet-18 res5 gets ``(1, 2)``).
+    """
+    blocks = list(stage.children())
+    grid = tuple(multigrid)
+    if not grid or not all(isinstance(g, int) and not isinstance(g, bool) and g > 0 for g in grid):
+        raise ValueError(f"multigrid must be a non-empty sequence of positive integers, got {multigrid!r}")
+    for i, block in enumerate(blocks):
+        g = grid[i % len(grid)]
+        for conv in block.modules():
+            if isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3):
+                conv.dilation = (base_dilation * g,) * 2
+                conv.padding = (base_dilation * g,) * 2
+
+
+def create_backbone(name: str = "resnet50", *, multigrid: Sequence[int] | None = (1, 2, 4),
+                    output_stride: int = 8, **kwargs) -> nn.Module:
+    """timm ResNet returning ``[c4, c5]`` at ``output_stride`` 8 (dilations 2, 4), with multi-grid."""
+    if output_stride not in (8, 16, 32):
+        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
+    try:
+        backbone = timm.create_model(name, pretrained=False, features_only=True, out_indices=(3, 4),
+                                     output_stride=output_stride, **kwargs)
+    except RuntimeError as exc:  # timm: unknown model
+        raise ValueError(f"unknown backbone {name!r} ({exc})") from exc
+    except TypeError as exc:
+        raise ValueError(f"backbone {name!r} does not support output_stride/features_only ({exc})") from exc
+    if multigrid is not None:
+        stage = getattr(backbone, "layer4", None)
+        if stage is None:
+            raise ValueError(f"multigrid needs a ResNet-style backbone with a layer4, got {name!r}")
+        apply_multigrid(stage, multigrid, {8: 4, 16: 2, 32: 1}[output_stride])
+    return backbone
+
+
+def create_segmenter(backbone: str = "resnet50", *, head: str | None = "glore", num_classes: int = 19,
+                     units: int = 1, multigrid: Sequence[int] | None = (1, 2, 4), aux: bool = True,
+                     aux_weight: float = 0.4, channels: int = 512, aux_channels: int = 256,
+                     dropout: float = 0.1, concat_input: bool | None = None,
+                     block_kwargs: Mapping | None = None, output_stride: int = 8,
+                     checkpoint: str | os.PathLike | None = None, backbone_kwargs: Mapping | None = None
+                     ) -> Segmenter:
+    """Build a dilated FCN segmenter (GloRe paper §4.3; GCNet §5.4).
+
+    Args:
+        backbone: a timm ResNet-family name (``resnet18``, ``resnet50``, ``resnet101``, ...).
+        head: ``None`` (plain FCN), ``"glore"`` (``units`` GloRe units between two adaptive 3x3
+            convs), ``"nl"``, ``"snl"`` or ``"gc"`` (ratio 1/4, output concatenated with c5 then a
+            3x3 conv, as in GCNet).
+        num_classes: output classes (19 for Cityscapes).
+        units: number of context blocks in the head.
+        multigrid: res5 multi-grid factors (``None`` keeps timm's dilations).
+        aux: add the auxiliary FCN head on res4; its loss weight is ``aux_weight``.
+        channels, aux_channels, dropout: head widths and dropout.
+        concat_input: override the head's c5 concatenation (default: the paper's choice per head).
+        block_kwargs: options for the context blocks (e.g. ``{"mid": 64}`` for GloRe).
+        output_stride: 8 (default), 16 or 32.
+        checkpoint: weights to load: a segmenter state dict (all keys loaded strictly) or a
+            classification checkpoint of the same backbone (its backbone weights; ``fc`` dropped).
+        backbone_kwargs: extra options for ``timm.create_model``.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    head = _check_head(head)
+    net = create_backbone(backbone, multigrid=multigrid, output_stride=output_stride,
+                          **dict(backbone_kwargs or {}))
+    c4_channels, c5_channels = net.feature_info.channels()
+    model = Segmenter(
+        net,
+        ContextHead(c5_channels, num_classes, block=head, units=units, channels=channels,
+                    concat_input=concat_input, dropout=dropout, block_kwargs=block_kwargs),
+        FCNHead(c4_channels, num_classes, channels=aux_channels, dropout=dropout) if aux else None,
+        num_classes=num_classes, aux_weight=aux_weight,
+    )
+    if checkpoint is not None:
+        load_segmenter_checkpoint(model, checkpoint)
+    return model
+
+
+def _read_state_dict(path) -> dict:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+        return load_file(path)
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path}: expected a state dict (a mapping of tensors), got {type(obj).__name__}")
+    return dict(obj)
+
+
+def _strip_prefix(state: dict, prefixes=("model.", "module.", "net.")) -> dict:
+    for prefix in prefixes:
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def load_segmenter_checkpoint(model: Segmenter, path) -> Segmenter:
+    """Load ``path`` into ``model``: a full segmenter state dict, or backbone (classification) weights."""
+    state = _strip_prefix(_read_state_dict(path))
+    if any(k.startswith("head.") for k in state):
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{path}: segmenter checkpoint does not match the model: "
+                             f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+        return model
+    state = {k[len("backbone."):] if k.startswith("backbone.") else k: v for k, v in state.items()}
+    own = model.backbone.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise ValueError(f"{path}: no tensor matches the backbone (expected keys like "
+                         f"{sorted(own)[:3]}, got {sorted(state)[:3]})")
+    missing = sorted(set(own) - set(matched))
+    if missing:
+        raise ValueError(f"{path}: backbone weights incomplete; missing {len(missing)} tensors, "
+                         f"e.g. {missing[:5]}")
+    model.backbone.load_state_dict(matched, strict=False)
+    return model

@@ -1,0 +1,85 @@
+"""Small networks for the built-in relational datasets (the ``make demo`` network).
+
+``distant_digits_net`` is a four-conv stem whose receptive field is 13 pixels, one optional global
+block (``glore``, ``gc``, ``nl``, ...; built with :func:`glore.nn.create_block`) on the stride-4
+feature map, two 1x1 conv layers, global average pooling and a linear classifier. Without a block
+(the baseline) nothing after the stem mixes positions before the pooling, so every pooled feature is
+a function of one 13x13 window of the input; ``docs/demo.md`` shows why that cannot solve
+``distant-digits``/``select``.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..nn import create_block
+
+# per-block defaults for the demo network, as a function of its width (overridable by kwargs)
+_BLOCK_DEFAULTS = {
+    "glore": lambda width: {"mid": width},                # N = width nodes, C_s = 2 * width states
+    "gc": lambda width: {"ratio": 1 / 4},                  # GCNet's r = 4 (an 8-wide bottleneck at 32)
+    "nl": lambda width: {},                                # inner C/2, embedded gaussian
+}
+
+
+def _conv_bn_relu(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class DistantDigitsNet(nn.Module):
+    """Stem (RF 13, stride 4) -> optional block -> two 1x1 conv layers -> pool -> linear.
+
+    Attributes:
+        receptive_field: side of the input window seen by one stem output (13).
+        stride: total stride of the stem (4).
+    """
+
+    receptive_field = 13
+    stride = 4
+
+    def __init__(self, *, block: str | None = None, num_classes: int = 10, in_chans: int = 1,
+                 width: int = 32, **block_kwargs):
+        super().__init__()
+        for name, value in (("num_classes", num_classes), ("in_chans", in_chans), ("width", width)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if width % 4:
+            raise ValueError(f"width must be a multiple of 4, got {width}")
+        if block is None and block_kwargs:
+            raise ValueError(f"block options {sorted(block_kwargs)} given without a block")
+        half = width // 2
+        # receptive fields 3, 5 (stride 2), 9, 13 (stride 4)
+        self.stem = nn.Sequential(
+            _conv_bn_relu(in_chans, half, 3),
+            _conv_bn_relu(half, half, 3, stride=2),
+            _conv_bn_relu(half, width, 3),
+            _conv_bn_relu(width, width, 3, stride=2),
+        )
+        if block is None:
+            self.block = nn.Identity()
+        else:
+            key = block.lower() if isinstance(block, str) else block
+            kwargs = {**_BLOCK_DEFAULTS.get(key, lambda w: {})(width), **block_kwargs}
+            self.block = create_block(block, width, **kwargs)
+        self.block_name = block
+        self.head = nn.Sequential(_conv_bn_relu(width, 2 * width, 1), _conv_bn_relu(2 * width, 2 * width, 1))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2 * width, num_classes)
+
+    def forward_features(self, x):
+        """Features before pooling, ``(B, 2 * width, H / 4, W / 4)``."""
+        return self.head(self.block(self.stem(x)))
+
+    def forward(self, x):
+        return self.fc(self.pool(self.forward_features(x)).flatten(1))
+
+
+def distant_digits_net(*, block: str | None = None, num_classes: int = 10, in_chans: int = 1,
+                       width: int = 32, **block_kwargs) -> DistantDigitsNet:
+    """The demo network; ``block=None`` is the baseline (see :class:`DistantDigitsNet`)."""
+    return DistantDigitsNet(block=block, num_classes=num_classes, in_chans=in_chans, width=width,
+                            **block_kwargs)
+
+
+SMALL_MODELS = {"distant_digits_net": distant_digits_net}

@@ -1,0 +1,51 @@
+"""torch.compile (inductor, full graph) and torch.export on every block.
+
+Compiling is slow (5-20 s a block on one CPU thread), so each block is compiled once, on a tiny input,
+in its own test: pytest-xdist (``-n 2``) spreads them over workers.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from glore.nn import BLOCKS, create_block
+from test_nn_reference import randomize_
+
+NAMES = sorted(BLOCKS)
+KWARGS = {"glore": dict(mid=2), "gc": dict(ratio=1 / 4), "se": dict(ratio=1 / 4)}
+
+
+def _block(name: str) -> torch.nn.Module:
+    return randomize_(create_block(name, 8, **KWARGS.get(name, {}))).eval()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_torch_compile(name):
+    torch._dynamo.reset()
+    block = _block(name)
+    compiled = torch.compile(block, fullgraph=True)     # fullgraph: a graph break is an error
+    x = torch.randn(2, 8, 3, 4)
+    torch.testing.assert_close(compiled(x), block(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_torch_export_with_dynamic_sizes(name):
+    block = _block(name)
+    x = torch.randn(2, 8, 3, 4)
+    batch, height, width = (torch.export.Dim(n, min=2, max=64) for n in ("batch", "height", "width"))
+    program = torch.export.export(block, (x,), dynamic_shapes={"x": {0: batch, 2: height, 3: width}})
+    exported = program.module()
+    for shape in [(2, 8, 3, 4), (3, 8, 5, 7)]:
+        x = torch.randn(shape)
+        torch.testing.assert_close(exported(x), block(x))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("shape", [(2, 8, 5), (1, 8, 2, 3, 4)], ids=["1d", "3d"])
+def test_torch_export_1d_and_3d(name, shape):
+    block = _block(name)
+    x = torch.randn(shape)
+    exported = torch.export.export(block, (x,)).module()
+    torch.testing.assert_close(exported(x), block(x))

@@ -1,0 +1,234 @@
+"""Properties of the blocks: identity at initialisation, gradients, size invariance of the GloRe
+unit's node features, memory formats, bf16 autocast, and hypothesis tests over shapes and dtypes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from glore.nn import BLOCKS, GlobalContext, GloRe, NonLocal, create_block
+from test_nn_reference import randomize_
+
+NAMES = sorted(BLOCKS)
+
+# blocks whose zero-initialised last layer makes them the identity at initialisation
+IDENTITY_AT_INIT = {
+    "glore": lambda c: GloRe(c, mid=2),
+    "glore_unnormalized_2layers": lambda c: GloRe(c, mid=2, normalize=False, gcn_layers=2),
+    "nl_embedded_gaussian": lambda c: NonLocal(c),
+    "nl_gaussian": lambda c: NonLocal(c, pairwise="gaussian"),
+    "nl_dot_product": lambda c: NonLocal(c, pairwise="dot_product"),
+    "nl_concat": lambda c: NonLocal(c, pairwise="concat"),
+    "snl": lambda c: create_block("snl", c),
+    "gc": lambda c: create_block("gc", c),
+    "gc_avg": lambda c: GlobalContext(c, pooling="avg"),
+    "gc_no_ln": lambda c: GlobalContext(c, layer_norm=False),
+    "gc_no_ratio": lambda c: GlobalContext(c, ratio=None),
+}
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("shape", [(2, 8, 5), (2, 8, 3, 4), (2, 8, 2, 3, 3)], ids=["1d", "2d", "3d"])
+@pytest.mark.parametrize("variant", sorted(IDENTITY_AT_INIT))
+def test_identity_at_initialisation(variant, shape, training):
+    block = IDENTITY_AT_INIT[variant](shape[1]).train(training)
+    x = torch.randn(shape)
+    assert torch.equal(block(x), x)
+
+
+def test_zero_init_false_is_not_identity():
+    # the identity above comes from the zero-initialised parts, not from a block that does nothing
+    x = torch.randn(2, 8, 3, 4)
+    for block in (GloRe(8, mid=2, zero_init=False), NonLocal(8, zero_init=False),
+                  create_block("snl", 8, zero_init=False), GlobalContext(8, zero_init=False)):
+        with torch.no_grad():     # make sure the (random) output is far from zero
+            for p in block.parameters():
+                p.add_(0.1)
+        assert not torch.allclose(block.train()(x), x), type(block).__name__
+
+
+@pytest.mark.parametrize("fusion_block", ["gc_scale", "se"])
+def test_scale_fusion_starts_at_half_or_standard_scale(fusion_block):
+    x = torch.randn(2, 8, 3, 4)
+    if fusion_block == "gc_scale":
+        # zero-initialised transform: sigmoid(0) = 1/2 at every channel
+        torch.testing.assert_close(GlobalContext(8, fusion="scale")(x), x / 2)
+    else:
+        y = create_block("se", 8)(x)
+        assert not torch.allclose(y, x / 2) and torch.all((y / x > 0) & (y / x < 1))
+
+
+# parameters whose gradient is zero by construction: a bias added to every logit of a softmax
+# (the softmax is invariant to it), as in the authors' releases of NL and GC
+SOFTMAX_INVARIANT = {"attention.key.bias"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_parameter_gets_a_gradient_within_two_steps(name):
+    kwargs = {"glore": dict(mid=3), "gc": dict(ratio=1 / 4), "se": dict(ratio=1 / 4)}.get(name, {})
+    block = create_block(name, 12, **kwargs).train()
+    opt = torch.optim.SGD(block.parameters(), lr=0.5)
+    x, target = torch.randn(4, 12, 5, 6), torch.randn(4, 12, 5, 6)
+    got_grad = {n: False for n, _ in block.named_parameters()}
+    for _ in range(2):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(block(x), target).backward()
+        for n, p in block.named_parameters():
+            assert p.grad is not None, n
+            assert torch.isfinite(p.grad).all(), n
+            if n in SOFTMAX_INVARIANT:
+                assert p.grad.abs().max() < 1e-6, n
+            elif p.grad.abs().max() > 0:
+                got_grad[n] = True
+        opt.step()
+    missing = [n for n, ok in got_grad.items() if not ok and n not in SOFTMAX_INVARIANT]
+    assert not missing, f"{name}: no gradient after two steps for {missing}"
+
+
+def test_first_step_only_reaches_the_zero_initialised_layer():
+    # at initialisation the BN weight is zero, so nothing before it gets a gradient yet
+    unit = GloRe(32).train()
+    unit(torch.randn(2, 32, 4, 4)).square().sum().backward()
+    assert unit.norm.weight.grad.abs().max() > 0
+    assert unit.reduce.weight.grad.abs().max() == 0
+
+
+# --- size invariance of the GloRe unit's interaction space (normalize) ---------------------------
+
+
+def _node_features(unit: GloRe, x: torch.Tensor) -> torch.Tensor:
+    seen = []
+    handle = unit.gcn.register_forward_pre_hook(lambda m, i: seen.append(i[0]))
+    unit(x)
+    handle.remove()
+    return seen[0]
+
+
+@pytest.mark.parametrize("reps", [(1, 1, 2), (1, 1, 2, 2), (1, 1, 1, 2, 2)], ids=["1d", "2d", "3d"])
+def test_glore_node_features_invariant_to_tiling(reps):
+    unit = randomize_(GloRe(8, mid=3).double()).eval()
+    x = torch.randn((2, 8) + (3, 4, 5)[: len(reps) - 2], dtype=torch.float64)
+    tiled = x.repeat(*reps)
+    torch.testing.assert_close(_node_features(unit, tiled), _node_features(unit, x))
+    # every position of a tile sees the same nodes, so the output is the tiled output
+    torch.testing.assert_close(unit(tiled), unit(x).repeat(*reps))
+
+
+def test_glore_node_features_scale_with_tiling_without_normalize():
+    unit = randomize_(GloRe(8, mid=3, normalize=False).double()).eval()
+    x = torch.randn(2, 8, 3, 4, dtype=torch.float64)
+    torch.testing.assert_close(_node_features(unit, x.repeat(1, 1, 2, 2)), 4 * _node_features(unit, x))
+
+
+# --- one module for 1D, 2D and 3D; memory formats --------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_nd_inputs_share_one_module(name):
+    block = randomize_(create_block(name, 8, **({"mid": 2} if name == "glore" else {}))).eval()
+    x3 = torch.randn(2, 8, 2, 3, 4)
+    flat = block(x3.flatten(2))
+    torch.testing.assert_close(block(x3), flat.view(x3.shape))
+    torch.testing.assert_close(block(x3.flatten(3)), flat.view(2, 8, 2, 12))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dims", [4, 5], ids=["2d", "3d"])
+def test_channels_last_inputs(name, dims):
+    block = randomize_(create_block(name, 8, **({"mid": 2} if name == "glore" else {})).double()).train()
+    x = torch.randn((2, 8, 3, 4, 5)[:dims], dtype=torch.float64, requires_grad=True)
+    fmt = torch.channels_last if dims == 4 else torch.channels_last_3d
+    x_cl = x.detach().to(memory_format=fmt).requires_grad_()
+    assert not x_cl.is_contiguous()
+    y, y_cl = block(x), block(x_cl)
+    torch.testing.assert_close(y_cl, y)
+    y.square().sum().backward()
+    y_cl.square().sum().backward()
+    torch.testing.assert_close(x_cl.grad, x.grad)
+
+
+# --- bf16 autocast at 128 x 128 positions -----------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_bf16_autocast_at_128x128(name):
+    kwargs = {"glore": dict(mid=8), "gc": dict(ratio=1 / 4), "se": dict(ratio=1 / 4)}.get(name, {})
+    block = randomize_(create_block(name, 32, **kwargs), std=0.2).eval()
+    # NL's (L, L) attention at 128 x 128 is 2^28 entries (1 GiB in fp32, ~20 s on one CPU thread);
+    # it gets 64 x 64 = 4096 positions, still a softmax over thousands of bf16 logits
+    side = 64 if name == "nl" else 128
+    x = torch.randn(1, 32, side, side)
+    with torch.no_grad():
+        y32 = block(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y16 = block(x)
+    assert torch.isfinite(y16).all()
+    # compare the block's contribution, y - x, relative to its size; bf16 keeps 8 mantissa bits
+    delta32, delta16 = y32 - x, y16.float() - x
+    assert delta32.norm() > 1e-3 * x.norm()        # the block does something in this test
+    rel = ((delta16 - delta32).norm() / delta32.norm()).item()
+    assert rel < 0.03, f"{name}: bf16 relative error {rel:.4f}"
+
+
+def test_bf16_autocast_runs_the_glore_products_in_bf16():
+    unit = randomize_(GloRe(32, mid=8)).eval()
+    seen = []
+    unit.gcn.register_forward_pre_hook(lambda m, i: seen.append(i[0].dtype))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        unit(torch.randn(1, 32, 16, 16))
+    assert seen == [torch.bfloat16]
+
+
+# --- hypothesis: shapes, batch sizes, dtypes ---------------------------------------------------------
+
+
+def _blocks_for(name: str, channels: int):
+    if name == "glore":
+        return GloRe(channels, mid=max(channels // 4, 1))
+    if name in ("gc", "se"):
+        return create_block(name, channels, ratio=1 / 4)
+    return create_block(name, channels)
+
+
+shapes = st.tuples(
+    st.integers(1, 3),                                    # batch
+    st.integers(1, 9),                                    # channels
+    st.lists(st.integers(1, 4), min_size=1, max_size=3),  # 1D, 2D or 3D sizes
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(name=st.sampled_from(NAMES), shape=shapes, dtype=st.sampled_from([torch.float32, torch.float64]),
+       seed=st.integers(0, 2**16))
+def test_property_shape_dtype_and_position_equivariance(name, shape, dtype, seed):
+    batch, channels, sizes = shape
+    torch.manual_seed(seed)
+    block = randomize_(_blocks_for(name, channels)).to(dtype).eval()
+    x = torch.randn(batch, channels, *sizes, dtype=dtype)
+    y = block(x)
+    assert y.shape == x.shape and y.dtype == dtype
+    assert torch.isfinite(y).all()
+    # every block is global: permuting the positions permutes the output the same way
+    n = math.prod(sizes)
+    perm = torch.randperm(n)
+    y_perm = block(x.flatten(2)[:, :, perm].reshape(x.shape))
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(y_perm, y.flatten(2)[:, :, perm].reshape(x.shape), **tol)
+    # in eval mode, samples do not interact
+    torch.testing.assert_close(block(x[-1:]), y[-1:], **tol)
+
+
+@settings(max_examples=15, deadline=None)
+@given(name=st.sampled_from(NAMES), shape=shapes, dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_property_float64_and_float32_agree(name, shape, dtype):
+    batch, channels, sizes = shape
+    block = randomize_(_blocks_for(name, channels)).double().eval()
+    x = torch.randn(batch, channels, *sizes, dtype=torch.float64)
+    y64 = block(x)
+    y = block.to(dtype)(x.to(dtype))
+    torch.testing.assert_close(y.double(), y64, rtol=1e-4, atol=1e-4)

@@ -84,14 +84,23 @@ def glore_macs(b: int, c: int, mid: int, length: int) -> dict[str, int]:
             "extend": b * c * s * length}
 
 
-def fwd_bwd(block: nn.Module, x: torch.Tensor, grad: torch.Tensor):
+def fwd_bwd(block, x: torch.Tensor, grad: torch.Tensor, params=None):
     """One training step of the block alone: forward, backward with a fixed upstream gradient."""
+    params = list(block.parameters() if params is None else params)
+
     def step():
         x.grad = None
-        for p in block.parameters():
+        for p in params:
             p.grad = None
         block(x).backward(grad)
     return step
+
+
+def gemm_case(size: int = 1024):
+    """The throughput reference, timed inside every interleaved group: an fp32 square product."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    out = torch.empty(size, size)
+    return (lambda: torch.mm(a, b, out=out)), 2.0 * size**3
 
 
 def make_input(shape, channels_last=False, dtype=torch.float32):
@@ -119,9 +128,11 @@ def run_grid(configs, names, args, gemm_gflops, label):
             cases[name] = step
         expected = max(flops.values()) / (gemm_gflops * 1e9)       # seconds of the costliest case
         repeats = args.repeats if expected < 2 else max(2, args.repeats // 3)
+        cases["GEMM"], gemm_flop = gemm_case(args.gemm_size)
         load0 = common.load()
         timing = common.time_interleaved(cases, repeats=repeats, warmup=1, min_seconds=0.2)
         load1 = common.load()
+        group_gflops = gemm_flop / timing.pop("GEMM")["median"] / 1e9   # same run, same load
         base = timing.get("GloRe", {}).get("median")
         for name, t in timing.items():
             med = t["median"]
@@ -129,14 +140,15 @@ def run_grid(configs, names, args, gemm_gflops, label):
                 "section": label, "block": name, "size": f"{size}x{size}", "positions": length,
                 "channels": channels, "batch": batch, "ms": med * 1e3, "min_ms": t["min"] * 1e3,
                 "gflop": flops[name] / 1e9, "gflops": flops[name] / med / 1e9,
-                "frac_gemm": flops[name] / med / 1e9 / gemm_gflops,
+                "frac_gemm": flops[name] / med / 1e9 / group_gflops, "gemm_gflops": group_gflops,
                 "peak_mb": common.mb(peaks[name]), "x_glore": med / base if base else float("nan"),
                 "load": [load0, load1], "repeats": repeats,
             })
         print(common.fmt_table([r for r in rows if r["size"] == f"{size}x{size}"
                                 and r["channels"] == channels],
                                ["block", "size", "channels", "batch", "ms", "gflop", "gflops",
-                                "frac_gemm", "peak_mb", "x_glore"]), f"\nload {load0} -> {load1}\n",
+                                "frac_gemm", "peak_mb", "x_glore"]),
+              f"\nGEMM {group_gflops:.1f} GFLOP/s in this group; load {load0} -> {load1}\n",
               flush=True)
     return rows
 
@@ -198,7 +210,7 @@ def unit_section(args, gemm_gflops):
     cases = {
         "eager": fwd_bwd(unit, x, g),
         "eager channels_last": fwd_bwd(unit, x_cl, g_cl),
-        "reference impl": fwd_bwd(lambda t: reference_glore(unit, t), x, g),
+        "reference impl": fwd_bwd(lambda t: reference_glore(unit, t), x, g, unit.parameters()),
         "bare GEMMs": time_bare_gemms(unit_gemms(b, c, mid, length), args.repeats),
     }
     notes = {}
@@ -223,9 +235,12 @@ def unit_section(args, gemm_gflops):
         y.backward(g)
     cases["bf16 autocast"] = bf16_step
 
+    cases["GEMM"], gemm_flop = gemm_case(args.gemm_size)
     load0 = common.load()
-    timing = common.time_interleaved(cases, repeats=args.repeats, warmup=2)
+    timing = common.time_interleaved(cases, repeats=args.repeats, warmup=2, min_seconds=0.2)
     load1 = common.load()
+    gemm_gflops = gemm_flop / timing.pop("GEMM")["median"] / 1e9
+    print(f"GEMM {args.gemm_size}^3 in this group: {gemm_gflops:.1f} GFLOP/s")
     eager = timing["eager"]["median"]
     rows = []
     for name, t in timing.items():
@@ -257,7 +272,8 @@ def unit_section(args, gemm_gflops):
         "config": dict(batch=b, channels=c, mid=mid, size=f"{size}x{size}"),
         "fwd_macs": fwd_macs, "fwd_macs_by_step": macs, "flop_counter_fwd_bwd_flops": flops,
         "analytic_fwd_bwd_flops": 2 * 3 * fwd_macs,
-        "rows": rows, "load": [load0, load1], "accuracy": accuracy, "memory": memory, **notes,
+        "rows": rows, "load": [load0, load1], "accuracy": accuracy, "memory": memory,
+        "gemm_gflops": gemm_gflops, **notes,
     }
     print(f"fwd MACs {fwd_macs / 1e9:.3f} G (analytic), fwd+bwd FLOPs counted {flops / 1e9:.2f} G; "
           f"eager reaches {rows[0]['frac_gemm']:.0%} of the GEMM throughput")
@@ -337,6 +353,8 @@ def main(argv=None):
                         help="square sizes of the positions sweep (default 14 28 32 56 64 96 128)")
     parser.add_argument("--channels", type=int, nargs="*", default=None,
                         help="channels of the channel sweep (default 256 512 1024 2048)")
+    parser.add_argument("--gemm-size", type=int, default=2048,
+                        help="square fp32 GEMM timed in every group as the throughput reference")
     parser.add_argument("--nl-max", type=int, default=128, help="largest size at which NL runs")
     parser.add_argument("--blocks", nargs="*", default=list(BLOCK_NAMES), choices=BLOCK_NAMES)
     parser.add_argument("--sections", nargs="*", default=["positions", "channels", "unit"],

@@ -6,7 +6,8 @@ from glore.analysis.attention import attention_maps, default_queries, query_posi
 from glore.analysis.cosine import average_cosine_distance
 from glore.analysis.graph import graph_adjacency, node_feature_norms
 from glore.analysis.projections import projection_maps, select_nodes
-from glore.analysis.query_independence import block_statistics, format_table, query_independence
+from glore.analysis.query_independence import (block_statistics, query_independence_statistics,
+                                               query_independence_table)
 from glore.nn import GlobalContext, GloRe, NonLocal, SimplifiedNonLocal
 
 from test_analysis_hooks import tiny_model
@@ -114,7 +115,7 @@ def test_query_independence_averages_over_images():
     model = tiny_model()
     images = torch.randn(5, 1, 4, 4)
     batches = [(images[:2], torch.zeros(2)), (images[2:], torch.zeros(3))]
-    stats = query_independence(model, batches, kinds=("nl", "snl", "gc", "se"), max_images=4)
+    stats = query_independence_statistics(model, batches, kinds=("nl", "snl", "gc", "se"), max_images=4)
     assert set(stats) == {"2", "3", "4", "5"} and stats["2"]["images"] == 4
     with torch.no_grad():
         h1 = model[1](model[0](images[:4]))
@@ -125,8 +126,8 @@ def test_query_independence_averages_over_images():
         assert stats["2"][key] == pytest.approx(sum(p[key] for p in per_image) / 4)
     assert stats["3"]["att"] == pytest.approx(0.0, abs=1e-12)
     assert stats["5"]["att"] is None
-    table = format_table(stats)
+    table = query_independence_table(stats)
     assert table.splitlines()[0].split() == ["block", "type", "images", "input", "output", "att"]
     assert f"{stats['2']['input']:.3f}" in table.splitlines()[2]
     with pytest.raises(ValueError, match=r"no nl block.*glore x1"):
-        query_independence(nn.Sequential(GloRe(4, mid=2)), [torch.randn(1, 4, 3, 3)])
+        query_independence_statistics(nn.Sequential(GloRe(4, mid=2)), [torch.randn(1, 4, 3, 3)])

@@ -16,7 +16,7 @@ class SimulatedCrash(RuntimeError):
 
 def test_interrupted_and_resumed_run_matches(tmp_path, monkeypatch):
     root = make_image_folder(tmp_path / "data", per_class=5)  # 10 images, batch 4: 3 steps per epoch
-    extra = ("trainer.max_epochs=3", "optim.warmup_steps=2", "optim.momentum=0.9", "data.augment=true")
+    extra = ("trainer.max_epochs=3", "optim.warmup_steps=2", "optim.momentum=0.9", "data.shuffle=true")
 
     runner.train(load_config(None, tiny_overrides(root, tmp_path / "straight", *extra)))
     straight = load_checkpoint_file(tmp_path / "straight" / "checkpoints" / "last.ckpt")

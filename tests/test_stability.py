@@ -53,3 +53,37 @@ def test_resnet18_glore_after_res4_trains_with_papers_003_recipe():
     assert max(losses) < 10 * math.log(10), f"loss blew up: max {max(losses):.2f}"
     # the unit took part: its output BatchNorm left zero
     assert float(unit.norm.weight.abs().max()) > 0
+
+
+def ablation(*, canvas: int = 64, steps: int = 100, seed: int = 0) -> list[dict]:
+    """The papers/003 recipe with our unit, without zero-init BN, without normalisation, without both.
+
+    ``python tests/test_stability.py`` prints one JSON line per variant (docs/demo.md quotes them).
+    """
+    variants = {"ours": {}, "no_zero_init": {"zero_init": False}, "no_normalize": {"normalize": False},
+                "neither": {"zero_init": False, "normalize": False}}
+    rows = []
+    for name, kwargs in variants.items():
+        model, losses = _train_003(steps, canvas=canvas, seed=seed, **kwargs)
+        finite = [v for v in losses if math.isfinite(v)]
+        k = max(1, steps // 5)
+        # mean of the last k losses (finite ones), and what the trained model does on the first batch
+        data = DistantDigits("val", num_samples=256, canvas=canvas, min_distance=4, seed=seed)
+        with torch.no_grad():
+            val_loss = float(F.cross_entropy(model.eval()(data.images), data.labels))
+        rows.append({"variant": name, "canvas": canvas, "steps": steps, "seed": seed,
+                     "nonfinite_steps": len(losses) - len(finite),
+                     "max_loss": round(max(finite), 3) if finite else None,
+                     "mean_first": round(sum(losses[:k]) / k, 3), "mean_last": round(sum(losses[-k:]) / k, 3),
+                     "val_loss_eval_mode": round(val_loss, 3)})
+    return rows
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    torch.set_num_threads(1)
+    canvas = int(sys.argv[1]) if len(sys.argv) > 1 else 64
+    for row in ablation(canvas=canvas):
+        print(json.dumps(row), flush=True)

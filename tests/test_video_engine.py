@@ -1,5 +1,7 @@
 """Video task through the engine: one training step on a PyAV-written tree, clip and video top-1."""
 
+from pathlib import Path
+
 import av
 import numpy as np
 import pytest
@@ -8,6 +10,8 @@ import torch
 from glore.engine import runner
 from glore.engine import video as video_task
 from glore.engine.config import load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "video"
 
 
 def write_video(path, num_frames: int, value: int, *, h: int = 36, w: int = 44):
@@ -41,7 +45,7 @@ def video_cfg(tmp_path, root, **model):
         "model": {"name": "resnet50_3d", "block": "glore", "width_mult": 0.0625, **model},
         "data": {"name": "kinetics", "root": str(root), "num_frames": 4, "stride": 2, "crop": 32,
                  "scale": [34, 40], "short_side": 36, "num_clips": 3, "batch_size": 2, "num_workers": 0},
-        "optim": {"name": "sgd", "lr": 0.1, "schedule": "constant"},
+        "optim": {"name": "sgd", "lr": 0.001, "schedule": "constant"},
         "trainer": {"max_epochs": 1, "limit_train_batches": 1, "enable_progress_bar": False,
                     "accelerator": "cpu", "log_every_n_steps": 1},
     }
@@ -109,9 +113,10 @@ def test_video_top1_averages_the_clip_scores(tmp_path, kinetics):
 
 
 def test_moving_digits_config_trains_one_step(tmp_path):
-    cfg = load_config("configs/video/moving_digits_glore.yaml",
+    cfg = load_config(str(CONFIGS / "moving_digits_glore.yaml"),
                       [f"output_dir={tmp_path / 'md'}", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
-                       "trainer.limit_val_batches=1", "data.options.length=8", "data.batch_size=4",
+                       "trainer.limit_val_batches=1", "data.options.length=8", "data.val_options.length=8",
+                       "data.batch_size=4",
                        "model.width_mult=0.0625"])
     metrics = runner.train(cfg)
     assert set(metrics) >= {"val/acc1", "val/loss"}

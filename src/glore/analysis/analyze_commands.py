@@ -15,7 +15,8 @@ from .attention import attention_maps
 from .figures import save_graph_figure, save_map_grid
 from .graph import graph_adjacency, node_feature_norms
 from .projections import SELECT, projection_maps, resize_maps
-from .query_independence import format_table, query_independence
+from .query_independence import (batch_images, query_independence_statistics,
+                                 query_independence_table)
 
 
 # ---------------------------------------------------------------- loading
@@ -66,19 +67,11 @@ def _engine_model_and_loader(args):
     return model, loader
 
 
-def _batch_images(batch) -> torch.Tensor:
-    if isinstance(batch, (tuple, list)):
-        batch = batch[0]
-    if isinstance(batch, dict):
-        batch = batch["image"]
-    return batch
-
-
 def first_images(loader, count: int) -> torch.Tensor:
     """The first ``count`` images a loader yields, as one batch."""
     images, total = [], 0
     for batch in loader:
-        x = _batch_images(batch)
+        x = batch_images(batch)
         images.append(x[: count - total])
         total += images[-1].shape[0]
         if total >= count:
@@ -184,9 +177,10 @@ def run_attention(args) -> int:
 
 def run_query_independence(args) -> int:
     model, loader = load_model_and_loader(args)
-    stats = _pick(query_independence(model, loader, kinds=args.kinds, max_images=args.num_images,
-                                     device=args.device), args.block)
-    print(format_table(stats))
+    stats = _pick(query_independence_statistics(model, loader, kinds=args.kinds,
+                                                max_images=args.num_images, device=args.device),
+                  args.block)
+    print(query_independence_table(stats))
     path = Path(args.output) / "query_independence.json"
     _write_json(path, {"checkpoint": str(args.checkpoint), "split": args.split,
                        "measure": "(1/N^2) sum_i sum_j (1 - cos(v_i, v_j)) / 2 over positions, "
@@ -229,7 +223,8 @@ def _common(parser: argparse.ArgumentParser, *, num_images: int, cell: int | Non
 
 def register(subparsers) -> None:
     analyze = subparsers.add_parser("analyze", help="figures and statistics of a trained model's blocks",
-                                    description=__doc__.splitlines()[0])
+                                    description="Figures and statistics of the GloRe / NL / SNL / GC "
+                                                "blocks of a trained model, on its dataset.")
     analyze.set_defaults(func=lambda args: analyze.print_help() or 2)
     sub = analyze.add_subparsers(dest="analysis", metavar="ANALYSIS")
 

@@ -28,7 +28,8 @@ def block_statistics(x: torch.Tensor, z: torch.Tensor, attention: torch.Tensor |
             "att": att}
 
 
-def _images(batch) -> torch.Tensor:
+def batch_images(batch) -> torch.Tensor:
+    """The image tensor of a batch: the batch itself, its first item, or its ``"image"`` entry."""
     if isinstance(batch, (tuple, list)):
         batch = batch[0]
     if isinstance(batch, dict):
@@ -39,8 +40,8 @@ def _images(batch) -> torch.Tensor:
     return batch
 
 
-def query_independence(model: nn.Module, batches: Iterable, *, kinds=("nl",),
-                       max_images: int | None = None, device=None) -> dict[str, dict]:
+def query_independence_statistics(model: nn.Module, batches: Iterable, *, kinds=("nl",),
+                                  max_images: int | None = None, device=None) -> dict[str, dict]:
     """GCNet Table 1 statistics of every block of the given kinds over a dataset.
 
     For each image and block: the average cosine distance (:func:`average_cosine_distance`, the
@@ -55,7 +56,7 @@ def query_independence(model: nn.Module, batches: Iterable, *, kinds=("nl",),
     sums: dict[str, dict] = {}
     seen = 0
     for batch in batches:
-        images = _images(batch)
+        images = batch_images(batch)
         if max_images is not None:
             images = images[: max_images - seen]
         if device is not None:
@@ -83,8 +84,8 @@ def query_independence(model: nn.Module, batches: Iterable, *, kinds=("nl",),
     return sums
 
 
-def format_table(stats: dict[str, dict]) -> str:
-    """Plain-text table of :func:`query_independence` results, laid out like GCNet Table 1."""
+def query_independence_table(stats: dict[str, dict]) -> str:
+    """Plain-text table of :func:`query_independence_statistics` results, laid out like GCNet Table 1."""
     header = ("block", "type", "images", "input", "output", "att")
     rows = [header]
     for name, s in stats.items():

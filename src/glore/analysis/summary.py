@@ -38,10 +38,13 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
 
 def count_macs(model: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor]):
     """Trace ``model(*inputs)`` with fvcore and return ``(total, by_operator, uncounted_ops)``."""
-    from fvcore.nn import FlopCountAnalysis
+    with warnings.catch_warnings():      # fvcore's import scripts a helper (deprecation warning)
+        warnings.simplefilter("ignore")
+        from fvcore.nn import FlopCountAnalysis
+        from fvcore.nn.jit_handles import (addmm_flop_jit, conv_flop_jit, einsum_flop_jit,
+                                           linear_flop_jit)
 
     inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
-    from fvcore.nn.jit_handles import addmm_flop_jit, conv_flop_jit, einsum_flop_jit, linear_flop_jit
 
     analysis = FlopCountAnalysis(model, inputs).clear_op_handles()
     analysis.set_op_handle(**{

@@ -5,6 +5,9 @@ from .._lazy import lazy_exports
 # name -> module defining it. Owners add their public names here.
 _EXPORTS = {
     "DistantDigits": "glore.data.distant_digits",
+    "MovingDigits": "glore.data.moving_digits",
+    "VideoFolder": "glore.data.video",
+    "VideoReadError": "glore.data.video",
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

@@ -97,18 +97,13 @@ def build_trainer(cfg: dict, *, monitor: str | None, mode: str = "max", for_eval
         return L.Trainer(logger=False, enable_checkpointing=False, default_root_dir=output_dir,
                          plugins=[AtomicCheckpointIO()], **kwargs)
     validating = kwargs.get("limit_val_batches", 1.0) not in (0, 0.0)
-    checkpoint = ModelCheckpoint(
-        dirpath=os.path.join(output_dir, CHECKPOINT_DIR),
-        filename="best",
-        monitor=monitor if validating else None,
-        mode=mode,
-        save_top_k=1,
-        save_last=True,
-        every_n_epochs=1,
-        auto_insert_metric_name=False,
-        enable_version_counter=False,
-    )
-    callbacks = [checkpoint]
+    ckpt_dir = os.path.join(output_dir, CHECKPOINT_DIR)
+    common = dict(dirpath=ckpt_dir, save_top_k=1, every_n_epochs=1, auto_insert_metric_name=False,
+                  enable_version_counter=False, save_last=False)
+    # last.ckpt: every epoch (Lightning's save_last only follows a top-k save, so it is its own callback)
+    callbacks = [ModelCheckpoint(filename="last", monitor=None, **common)]
+    if validating and monitor:
+        callbacks.append(ModelCheckpoint(filename="best", monitor=monitor, mode=mode, **common))
     if kwargs.get("enable_progress_bar", True):
         callbacks.append(TQDMProgressBar(refresh_rate=max(int(kwargs.get("log_every_n_steps", 10)), 1)))
     loggers = [

@@ -29,6 +29,7 @@ Config (see ``configs/video/*.yaml``)::
       val_batch_size: null
       num_workers: 4
       options: {}              # moving-digits: keyword options of MovingDigits(split, **options)
+      val_options: {}          # moving-digits: overrides of options for the validation split
 
 Metrics: ``val/loss`` and ``val/acc1`` on the center clip of every validation video (clip top-1, picks
 ``best.ckpt``). :func:`evaluate` reports ``clip_top1`` (center clip, center crop) and, for Kinetics
@@ -151,7 +152,10 @@ class VideoData(L.LightningDataModule):
             from glore.data.moving_digits import MovingDigits
 
             split = data.get(split_key, default)
-            return MovingDigits(split, **dict(data.get("options") or {}))
+            options = dict(data.get("options") or {})
+            if mode != "train":
+                options.update(data.get("val_options") or {})
+            return MovingDigits(split, **options)
         from glore.data.video import VideoFolder
         from glore.data.video_transforms import eval_transform, train_transform
 

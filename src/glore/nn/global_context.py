@@ -11,7 +11,7 @@ from .pointwise import Pointwise
 
 
 def _hidden_width(channels: int, ratio: float) -> int:
-    if not (isinstance(ratio, (int, float)) and 0 < ratio <= 1):
+    if isinstance(ratio, bool) or not (isinstance(ratio, (int, float)) and 0 < ratio <= 1):
         raise ValueError(f"ratio must be a number in (0, 1] or None, got {ratio!r}")
     return max(1, round(channels * ratio))
 

@@ -26,7 +26,10 @@ class GraphConv(nn.Module):
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         h = self.node(v.transpose(1, 2)).transpose(1, 2)    # conv over the node axis
-        return self.state(F.relu(h + v))
+        h = F.relu(h.add_(v))                               # h is a fresh tensor: add in place
+        # node-major copy (B*N rows of C_s states): the state conv is then one matrix product,
+        # and its output is laid out the way the reverse projection reads it
+        return self.state(h.transpose(1, 2).contiguous().transpose(1, 2))
 
 
 class GloRe(nn.Module):
@@ -79,21 +82,40 @@ class GloRe(nn.Module):
 
     def project_to_nodes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(V, B)``: node features ``(B, C_s, N)`` and projection ``(B, N, L)``."""
-        flat = x.flatten(2)
-        state, proj = self.reduce(flat), self.project(flat)
-        v = torch.matmul(state, proj.transpose(1, 2))
+        return self._project(_position_major(x))
+
+    def _project(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        state, proj = self.reduce(flat), self.project(flat)         # (B, C_s, L), (B, N, L)
+        v = torch.matmul(state, proj.transpose(1, 2))               # (B, C_s, N)
         if self.normalize:
-            v = v * (1.0 / flat.shape[-1])
+            v = v.mul_(1.0 / flat.shape[-1])                        # fresh tensor: in place
         return v, proj
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_block_input(type(self).__name__, x, self.channels)
-        v, proj = self.project_to_nodes(x)
+        b, c = x.shape[:2]
+        v, proj = self._project(_position_major(x))
         z = self.gcn(v)
-        y = torch.matmul(z, proj)                                   # (B, C_s, L)
-        y = self.norm(self.extend(y))
-        return x + y.view(x.shape)
+        # reverse projection Y = Z B, computed as Y^T = B^T Z^T: position-major (B, L, C_s), so that
+        # the extension is one matrix product over all B * L positions
+        y = torch.matmul(proj.transpose(1, 2), z.transpose(1, 2)).transpose(1, 2)
+        y = self.extend(y).transpose(1, 2).reshape(-1, c)          # (B * L, C), a view
+        y = self.norm(y)            # BatchNorm1d over (B * L, C): the statistics of (B, C, L)
+        y = y.view(b, -1, c).transpose(1, 2).view(x.shape)         # position-major (B, C, *S)
+        if y.stride() == x.stride() and y.dtype == x.dtype:
+            return y.add_(x)        # channels_last input: residual in place in the fresh BN output
+        return x + y
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, num_nodes={self.num_nodes}, num_state={self.num_state}, "
                 f"normalize={self.normalize}")
+
+
+def _position_major(x: torch.Tensor) -> torch.Tensor:
+    """``x`` flattened to ``(B, C, L)`` with position-major storage (strides ``(L*C, 1, C)``).
+
+    A channels_last input already is (a view, no copy); a contiguous one is copied once, so that
+    every product over positions in the unit is one matrix product over the ``B * L`` positions
+    instead of ``B`` smaller ones, and weight gradients need no per-sample buffers.
+    """
+    return x.flatten(2).transpose(1, 2).contiguous().transpose(1, 2)

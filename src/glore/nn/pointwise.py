@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -10,16 +11,25 @@ class Pointwise(nn.Conv1d):
     """``nn.Conv1d(in, out, 1)`` applied as a matrix product over ``(B, C, L)``.
 
     A 1x1 conv is a linear map over channels, so every block flattens its positions and shares this
-    module across 1D, 2D and 3D inputs. ``torch.matmul`` accepts strided views (a flattened
-    channels_last tensor is one) without the copy that the convolution kernel would make. The weight
-    keeps ``nn.Conv1d``'s shape ``(out, in, 1)`` and initialisation.
+    module across 1D, 2D and 3D inputs. The weight keeps ``nn.Conv1d``'s shape ``(out, in, 1)`` and
+    initialisation.
+
+    The output keeps the layout of the input, without copying it:
+
+    - position-major input (strides ``(L*C, 1, C)``: a flattened channels_last tensor, or the
+      ``transpose(1, 2)`` of a contiguous ``(B, L, C)``): one matrix product over all ``B * L``
+      positions with the bias fused (``F.linear``), and a position-major output;
+    - channel-major input (contiguous ``(B, C, L)``): one product per sample, contiguous output.
     """
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
         super().__init__(in_channels, out_channels, kernel_size=1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.matmul(self.weight[:, :, 0], x)
+        weight = self.weight[:, :, 0]
+        if x.dim() == 3 and x.mT.is_contiguous():
+            return F.linear(x.mT, weight, self.bias).mT
+        y = torch.matmul(weight, x)
         if self.bias is not None:
             y = y + self.bias[:, None]
         return y

@@ -1,0 +1,36 @@
+import json
+
+import pytest
+import torch
+
+from glore import demo
+from glore.models.small import distant_digits_net
+
+
+def test_demo_tiny_budget_writes_summary_curves_and_checkpoints(tmp_path, capsys):
+    summary = demo.run(tmp_path, seed=3, variants=("baseline", "glore"), progress=False, threads=None,
+                       epochs=2, train_samples=192, val_samples=64)
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written == json.loads(json.dumps(summary))
+    for name in ("baseline", "glore"):
+        r = written[name]
+        assert 0.0 <= r["val_acc"] <= 1.0 and len(r["curve"]) == 2 and r["curve"][-1] == r["val_acc"]
+        assert r["params"] > 0 and r["gmacs"] > 0 and r["sec_per_epoch"] > 0
+    assert written["glore"]["params"] > written["baseline"]["params"]
+    assert written["glore"]["gmacs"] > written["baseline"]["gmacs"]
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    table = capsys.readouterr().out
+    assert "baseline" in table and "glore" in table and "val_acc" in table
+
+    ckpt = torch.load(tmp_path / "glore" / "model.pt", weights_only=True)
+    model = distant_digits_net(**ckpt["model_kwargs"])
+    model.load_state_dict(ckpt["state_dict"])
+    x = torch.rand(2, 1, 48, 48)
+    assert model.eval()(x).shape == (2, 10)
+
+
+def test_demo_rejects_unknown_variant_and_option(tmp_path):
+    with pytest.raises(ValueError, match="variants must be a non-empty subset"):
+        demo.run(tmp_path, variants=("resnet",), progress=False, threads=None)
+    with pytest.raises(ValueError, match="unknown budget options"):
+        demo.run(tmp_path, variants=("glore",), progress=False, threads=None, learning_rate=1.0)

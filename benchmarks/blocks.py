@@ -284,14 +284,16 @@ def unit_memory(unit, x, x_cl, g, g_cl, b, c, mid, length):
     """Peak of the allocations of a forward+backward, against the memory the pass cannot avoid.
 
     Counted as necessary: the input x and the upstream gradient (they exist before the call), the
-    output, the activations backward needs (projection B, phi(x), Y = Z B, the BatchNorm input), the
-    input gradient and the parameter gradients. Measured: x and the upstream gradient plus the peak
-    of what the call allocates (``_common.peak_memory``), the output kept alive to the end.
+    output, the input gradient, the parameter gradients, and the activations backward needs: the
+    operands of every product that has a gradient to compute (projection B, phi(x), V, ReLU output,
+    Z, Y = Z B) and the BatchNorm input. Measured: x and the upstream gradient plus the peak of what
+    the call allocates (``_common.peak_memory``), the output kept alive to the end.
     """
     item = 4
+    s, n = 2 * mid, mid
     act = {"x": b * c * length, "upstream_grad": b * c * length, "output": b * c * length,
-           "B": b * mid * length, "phi_x": b * 2 * mid * length, "Y": b * 2 * mid * length,
-           "bn_input": b * c * length, "grad_x": b * c * length,
+           "B": b * n * length, "phi_x": b * s * length, "V": b * s * n, "relu_out": b * s * n,
+           "Z": b * s * n, "Y": b * s * length, "bn_input": b * c * length, "grad_x": b * c * length,
            "param_grads": sum(p.numel() for p in unit.parameters())}
     necessary = item * sum(act.values())
     result = {"necessary_mb": common.mb(necessary),
@@ -355,7 +357,8 @@ def main(argv=None):
                         help="channels of the channel sweep (default 256 512 1024 2048)")
     parser.add_argument("--gemm-size", type=int, default=2048,
                         help="square fp32 GEMM timed in every group as the throughput reference")
-    parser.add_argument("--nl-max", type=int, default=128, help="largest size at which NL runs")
+    parser.add_argument("--nl-max", type=int, default=96,
+                        help="largest size at which the non-local blocks run (128 costs ~1 min a run)")
     parser.add_argument("--blocks", nargs="*", default=list(BLOCK_NAMES), choices=BLOCK_NAMES)
     parser.add_argument("--sections", nargs="*", default=["positions", "channels", "unit"],
                         choices=["positions", "channels", "unit"])

@@ -110,3 +110,25 @@ def test_missing_block_type_names_the_types_present():
         find_blocks(model, ["xx"])
     with pytest.raises(ValueError, match=r"keep must be among"):
         BlockRecorder(model, keep=("weights",))
+
+
+@pytest.mark.parametrize("pairwise", ["embedded_gaussian", "gaussian", "dot_product", "concat"])
+def test_captured_attention_reproduces_the_nl_output(pairwise):
+    nl = randomize(NonLocal(6, pairwise=pairwise)).eval()
+    x = torch.randn(2, 6, 3, 4)
+    rec = record_blocks(nl, x)["<model>"]
+    assert rec.attention.shape == (2, 12, 12)
+    with torch.no_grad():
+        y = nl.value(x.flatten(2)) @ rec.attention.transpose(1, 2)
+        rebuilt = x + nl.norm(nl.out(y)).view(x.shape)
+    torch.testing.assert_close(rec.output, rebuilt)
+
+
+def test_captured_projection_and_nodes_reproduce_the_glore_output():
+    unit = randomize(GloRe(8, mid=3, gcn_layers=2)).eval()
+    x = torch.randn(2, 8, 2, 3, 4)                       # 3D input
+    rec = record_blocks(unit, x)["<model>"]
+    with torch.no_grad():
+        y = unit.gcn(rec.nodes) @ rec.projection
+        rebuilt = x + unit.norm(unit.extend(y)).view(x.shape)
+    torch.testing.assert_close(rec.output, rebuilt)

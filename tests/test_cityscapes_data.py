@@ -75,7 +75,7 @@ def test_trains_one_step_and_evaluates(mini_cityscapes, tmp_path):
         "model.aux_channels=8", "data.batch_size=2", "data.num_workers=0", "data.crop_size=40",
         "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "trainer.accelerator=cpu",
         "trainer.devices=1", "trainer.strategy=auto", "trainer.sync_batchnorm=false", "trainer.precision=32-true",
-        "trainer.enable_progress_bar=false", "trainer.num_sanity_val_steps=0",
+        "trainer.enable_progress_bar=false", "trainer.num_sanity_val_steps=0", "trainer.check_val_every_n_epoch=1",
     ])
     metrics = train(cfg)
     assert 0.0 <= metrics["val/miou"] <= 1.0
@@ -106,6 +106,7 @@ def test_label_ids_outside_the_table(mini_cityscapes):
     label = np.asarray(Image.open(path)).copy()
     label[0, 0] = 40
     Image.fromarray(label).save(path)
+    assert os.path.basename(path) == "frankfurt_000001_000019_gtFine_labelIds.png"    # sorted order
     with pytest.raises(ValueError, match=r"(?s)frankfurt_000001_000019_gtFine_labelIds\.png.*\[40\].*outside"):
         ds[1]
 

@@ -52,9 +52,10 @@ def test_select_geometry_label_and_cue():
         target_level = float(img[t:t + s, l:l + s].max())
         t, l, s = other
         other_level = float(img[t:t + s, l:l + s].max())
-        # the marker's intensity equals the target digit's peak intensity, not the other one's
-        assert marker_level == pytest.approx(target_level)
-        assert marker_level != pytest.approx(other_level)
+        # the marker is drawn at the target digit's level (a scan's peak may be a little below it)
+        assert marker_level in (pytest.approx(ds.bright), pytest.approx(ds.dim))
+        assert target_level <= marker_level + 1e-6
+        assert abs(target_level - marker_level) < abs(other_level - marker_level)
         # nothing outside the three boxes
         mask = torch.zeros_like(img, dtype=torch.bool)
         for t, l, s in (target, other, marker):
@@ -108,7 +109,8 @@ def test_bad_options_raise_clear_errors(kwargs, match):
 
 
 def test_box_gap():
-    assert box_gap((0, 0, 8), (0, 8, 8)) == 0          # touching columns: adjacent pixels
+    assert box_gap((0, 0, 8), (0, 4, 8)) == 0          # overlapping
+    assert box_gap((0, 0, 8), (0, 8, 8)) == 1          # adjacent columns 7 and 8
     assert box_gap((0, 0, 8), (0, 21, 8)) == 14
     assert box_gap((0, 0, 8), (30, 2, 4)) == 23
 

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from glore.engine import runner
@@ -14,6 +15,7 @@ from test_engine_tinynet import make_image_folder, tiny_overrides
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
 
+@pytest.mark.slow
 def test_two_process_ddp_matches_one_process(tmp_path):
     root = make_image_folder(tmp_path / "data", per_class=4)  # 8 images
     common = ("data.shuffle=false", "trainer.max_epochs=2", "optim.momentum=0.9", "optim.weight_decay=0.01")

@@ -267,3 +267,17 @@ def test_deepcopy_keeps_blocks_working():
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad(), warnings.catch_warnings():
         assert not torch.allclose(model(x), clone(x))
+
+
+def test_dpn_hook_also_handles_tuple_outputs_of_older_timm():
+    from glore.models.insert import _ApplyBlock
+    from glore.nn import GloRe
+
+    unit = GloRe(8, mid=2)
+    _randomise(unit)
+    resid, dense = torch.randn(1, 8, 4, 4), torch.randn(1, 3, 4, 4)
+    out = _ApplyBlock(unit, split=8)(None, None, (resid, dense))
+    with torch.no_grad():
+        assert torch.allclose(out[0], unit(resid)) and out[1] is dense
+        cat = _ApplyBlock(unit, split=8)(None, None, torch.cat([resid, dense], 1))
+        assert torch.allclose(cat, torch.cat([unit(resid), dense], 1))

@@ -23,9 +23,11 @@ def test_build(name):
         with torch.no_grad():
             out = model(torch.randn(1, 3, 64, 64))
         assert out.shape == (1, 7)
-    else:   # big backbones: structure only, on the meta device
+    else:   # big backbones: built and run on the meta device (shapes only, no compute)
         with torch.device("meta"):
-            model = timm.create_model(name, pretrained=False, num_classes=7)
+            model = timm.create_model(name, pretrained=False, num_classes=7).eval()
+            out = model(torch.zeros(1, 3, 64, 64))
+        assert out.shape == (1, 7)
     same = create_model(cfg.backbone, block=cfg.block, units=cfg.units, position=cfg.position,
                         num_classes=7, **cfg.block_kwargs) if name in SMALL else None
     assert inserted_blocks(model), name

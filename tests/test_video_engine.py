@@ -74,8 +74,9 @@ def test_one_training_step_then_clip_and_video_top1(tmp_path, kinetics):
     for key in ("clip_top1", "video_top1"):
         assert 0.0 <= result[key] <= 100.0
         assert result[key] * 3 / 100 == pytest.approx(round(result[key] * 3 / 100))   # k of 3 videos
-    with pytest.raises(ValueError, match="'clips'"):
-        runner.evaluate(str(ckpt), clips=3)
+    assert runner.evaluate(str(ckpt), clips=2, limit_batches=1)["num_clips"] == 2   # glore evaluate --clips
+    with pytest.raises(ValueError, match="'crops'"):
+        runner.evaluate(str(ckpt), crops=3)
 
 
 def test_video_top1_averages_the_clip_scores(tmp_path, kinetics):

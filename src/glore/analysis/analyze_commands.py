@@ -45,8 +45,15 @@ def _demo_model_and_loader(checkpoint: dict, args):
     from ..data.distant_digits import DistantDigits
     from ..models.small import distant_digits_net
 
-    model = distant_digits_net(**checkpoint.get("model_kwargs", {}))
-    model.load_state_dict(checkpoint["state_dict"])
+    kwargs = checkpoint.get("model_kwargs", {})
+    model = distant_digits_net(**kwargs)
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as exc:
+        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line),
+                      str(exc).splitlines()[0])
+        raise ValueError(f"checkpoint {str(args.checkpoint)!r} does not fit distant_digits_net(**{kwargs}) "
+                         f"as the code builds it now: {detail}") from None
     data = DistantDigits(args.split, num_samples=args.num_images, **checkpoint.get("data_kwargs", {}))
     return model, DataLoader(data, batch_size=64, shuffle=False)
 

@@ -47,10 +47,11 @@ def attention_maps(model: nn.Module, images: torch.Tensor, *, queries=None, size
     :func:`default_queries`), mapped to the block's grid by :func:`query_positions`. SNL and GC
     blocks have one query-independent map. Returns ``{block name: {"kind", "maps": (B, Q or 1,
     *S'), "positions": (Q, d) grid coordinates or None, "shape": S, "query_independent": bool}}``,
-    with maps at the block's resolution ``S`` or resized to ``size``. GC blocks with average pooling have no attention
-    and are left out; a model with no attention at all raises ``ValueError`` naming its blocks.
+    with maps at the block's resolution ``S`` or resized to ``size``. GC blocks with average
+    pooling have no attention and are left out; a model with no attention at all raises
+    ``ValueError`` naming its blocks.
     """
-    kinds = tuple(k for k in ((kinds,) if isinstance(kinds, str) else kinds))
+    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     bad = [k for k in kinds if k not in ATTENTION_KINDS]
     if bad or not kinds:
         raise ValueError(f"kinds must be among {ATTENTION_KINDS}, got {list(kinds)}")

@@ -5,6 +5,8 @@ from .._lazy import lazy_exports
 # name -> module defining it. Owners add their public names here.
 _EXPORTS = {
     "DistantDigits": "glore.data.distant_digits",
+    "CityscapesSegmentation": "glore.data.cityscapes",
+    "SegDigits": "glore.data.seg_digits",
     "MovingDigits": "glore.data.moving_digits",
     "VideoFolder": "glore.data.video",
     "VideoReadError": "glore.data.video",

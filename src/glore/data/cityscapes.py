@@ -158,8 +158,9 @@ class CityscapesSegmentation(torch.utils.data.Dataset):
         target_type = ["semantic", "instance"] if return_instances else ["semantic"]
         base = Cityscapes(root, split=split, mode="fine", target_type=target_type)
         self.root, self.split = root, split
-        self.images: list[str] = list(base.images)
-        self.targets: list[list[str]] = [list(t) for t in base.targets]
+        pairs = sorted(zip(base.images, base.targets))              # listdir order is not portable
+        self.images: list[str] = [image for image, _ in pairs]
+        self.targets: list[list[str]] = [list(t) for _, t in pairs]
         if not self.images:
             raise FileNotFoundError(f"Cityscapes split {split!r} has no *_leftImg8bit.png images under "
                                     f"{os.path.join(root, 'leftImg8bit', split)}")

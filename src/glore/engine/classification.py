@@ -220,9 +220,15 @@ class ClassificationData(L.LightningDataModule):
     def _loader(self, dataset, *, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
         workers = int(self.data_cfg.get("num_workers", 0))
         sampler = None
-        distributed = self.trainer is not None and self.trainer.world_size > 1
-        if shuffle and not distributed:
-            # under DDP Lightning swaps shuffle=True for a DistributedSampler (also seeded by epoch)
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            # our own DistributedSampler (Lightning keeps it): honours shuffle=False, seeded by epoch
+            sampler = torch.utils.data.DistributedSampler(
+                dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=shuffle,
+                seed=self.seed, drop_last=drop_last,
+            )
+            shuffle = False
+        elif shuffle:
             sampler, shuffle = EpochShuffleSampler(len(dataset), seed=self.seed), False
         return DataLoader(
             dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler, drop_last=drop_last,

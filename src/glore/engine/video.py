@@ -50,7 +50,7 @@ from .base import TaskModule
 
 DATASETS = ("kinetics", "moving-digits")
 _MODEL_KEYS = ("name", "label_smoothing", "pretrained", "inflate_from")
-_EVAL_OPTIONS = ("num_clips", "batch_size", "device", "limit_batches")
+_EVAL_OPTIONS = ("num_clips", "clips", "batch_size", "device", "limit_batches")
 
 
 def build_model(model_cfg: dict) -> torch.nn.Module:
@@ -229,7 +229,8 @@ def build_datamodule(cfg: dict) -> VideoData:
 def evaluate(module: VideoModule, datamodule: VideoData, cfg: dict, **options) -> dict:
     """Clip top-1 (center clip, center crop) and video top-1 (``num_clips`` clips averaged), in percent.
 
-    Options: ``num_clips`` (default ``data.num_clips``, 10), ``batch_size`` (clips per forward pass),
+    Options: ``num_clips`` (alias ``clips``, ``glore evaluate --clips``; default ``data.num_clips``, 10),
+    ``batch_size`` (clips per forward pass),
     ``device`` (default: CUDA when available), ``limit_batches`` (evaluate the first batches only).
     """
     unknown = sorted(set(options) - set(_EVAL_OPTIONS))
@@ -262,7 +263,7 @@ def evaluate(module: VideoModule, datamodule: VideoData, cfg: dict, **options) -
     result = {"clip_top1": 100.0 * correct / total, "loss": loss_sum / total, "num_videos": total}
 
     if datamodule.has_videos:
-        num_clips = int(options.get("num_clips") or cfg["data"].get("num_clips", 10))
+        num_clips = int(options.get("num_clips") or options.get("clips") or cfg["data"].get("num_clips", 10))
         per_video = max(1, int(batch_size) // num_clips) if batch_size else None
         correct = videos = 0
         for clips, labels in batches(datamodule.multi_clip_dataloader(num_clips=num_clips, batch_size=per_video)):

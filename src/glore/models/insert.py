@@ -15,7 +15,8 @@ An inserted block becomes a child of the residual block it follows, named ``<blo
 keys are left untouched, so backbone checkpoints still load and ``features_only`` / stage outputs
 include the inserted blocks.
 
-DPN blocks carry one concatenated tensor ``[residual path, dense path]``. A block inserted after a
+DPN blocks carry one concatenated tensor ``[residual path, dense path]`` (a tuple of the two in
+older timm releases; both are handled). A block inserted after a
 DPN block acts on the residual path only (its first ``num_1x1_c`` channels; 1024 in DPN-98's and
 DPN-131's Res4, like ResNet-50's) and the dense path passes through unchanged. This reproduces the
 GloRe paper's Table 2 (+6.0M parameters for (2, 3), as for ResNet-50); acting on the concatenation
@@ -65,9 +66,11 @@ class _ApplyBlock:
     def __init__(self, block: nn.Module, split: int | None = None):
         self.block, self.split = block, split
 
-    def __call__(self, module: nn.Module, args, output: torch.Tensor) -> torch.Tensor:
+    def __call__(self, module: nn.Module, args, output):
         if self.split is None:
             return self.block(output)
+        if isinstance(output, tuple):       # DPN blocks of older timm: (residual path, dense path)
+            return (self.block(output[0]), *output[1:])
         return torch.cat([self.block(output[:, :self.split]), output[:, self.split:]], dim=1)
 
 

@@ -22,7 +22,6 @@ and divided by the temporal size).
 from __future__ import annotations
 
 import warnings
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path

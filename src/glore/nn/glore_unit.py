@@ -26,10 +26,11 @@ class GraphConv(nn.Module):
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         h = self.node(v.transpose(1, 2)).transpose(1, 2)    # conv over the node axis
-        h = F.relu(h.add_(v))                               # h is a fresh tensor: add in place
-        # node-major copy (B*N rows of C_s states): the state conv is then one matrix product,
-        # and its output is laid out the way the reverse projection reads it
-        return self.state(h.transpose(1, 2).contiguous().transpose(1, 2))
+        # node-major copy (B*N rows of C_s states), rectified in place (ReLU and the state conv then
+        # share one saved tensor): the state conv is one matrix product, and its output is laid
+        # out the way the reverse projection reads it
+        h = F.relu((h + v).transpose(1, 2).contiguous(), inplace=True)
+        return self.state(h.transpose(1, 2))
 
 
 class GloRe(nn.Module):
@@ -94,17 +95,20 @@ class GloRe(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_block_input(type(self).__name__, x, self.channels)
         b, c = x.shape[:2]
-        v, proj = self._project(_position_major(x))
+        flat = _position_major(x)
+        v, proj = self._project(flat)
         z = self.gcn(v)
         # reverse projection Y = Z B, computed as Y^T = B^T Z^T: position-major (B, L, C_s), so that
         # the extension is one matrix product over all B * L positions
         y = torch.matmul(proj.transpose(1, 2), z.transpose(1, 2)).transpose(1, 2)
         y = self.extend(y).transpose(1, 2).reshape(-1, c)          # (B * L, C), a view
         y = self.norm(y)            # BatchNorm1d over (B * L, C): the statistics of (B, C, L)
-        y = y.view(b, -1, c).transpose(1, 2).view(x.shape)         # position-major (B, C, *S)
-        if y.stride() == x.stride() and y.dtype == x.dtype:
-            return y.add_(x)        # channels_last input: residual in place in the fresh BN output
-        return x + y
+        if flat.data_ptr() == x.data_ptr() and y.dtype == x.dtype:
+            # position-major input (channels_last): residual added in place into the fresh BN
+            # output, which then has the input's layout
+            y = y.add_(flat.transpose(1, 2).reshape(-1, c))
+            return y.view(b, -1, c).transpose(1, 2).view(x.shape)
+        return x + y.view(b, -1, c).transpose(1, 2).view(x.shape)
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, num_nodes={self.num_nodes}, num_state={self.num_state}, "

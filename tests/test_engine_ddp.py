@@ -1,4 +1,5 @@
-"""Two gloo processes on CPU (torchrun) reach the weights of one process with the same global batch."""
+"""Two gloo processes on CPU (torchrun) reach the weights of one process with the same global batch
+(random augmentation included: it is seeded by epoch and sample index)."""
 
 import os
 import subprocess
@@ -18,7 +19,7 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 @pytest.mark.slow
 def test_two_process_ddp_matches_one_process(tmp_path):
     root = make_image_folder(tmp_path / "data", per_class=4)  # 8 images
-    common = ("data.shuffle=false", "trainer.max_epochs=2", "optim.momentum=0.9", "optim.weight_decay=0.01")
+    common = ("data.shuffle=false", "data.augment=true", "trainer.max_epochs=2", "optim.momentum=0.9", "optim.weight_decay=0.01")
 
     # one process, batch 4 -> 2 steps per epoch
     runner.train(load_config(None, tiny_overrides(root, tmp_path / "single", *common)))

@@ -16,7 +16,7 @@ class SimulatedCrash(RuntimeError):
 
 def test_interrupted_and_resumed_run_matches(tmp_path, monkeypatch):
     root = make_image_folder(tmp_path / "data", per_class=5)  # 10 images, batch 4: 3 steps per epoch
-    extra = ("trainer.max_epochs=3", "optim.warmup_steps=2", "optim.momentum=0.9", "data.shuffle=true")
+    extra = ("trainer.max_epochs=3", "optim.warmup_steps=2", "optim.momentum=0.9", "data.augment=true")
 
     runner.train(load_config(None, tiny_overrides(root, tmp_path / "straight", *extra)))
     straight = load_checkpoint_file(tmp_path / "straight" / "checkpoints" / "last.ckpt")
@@ -25,7 +25,8 @@ def test_interrupted_and_resumed_run_matches(tmp_path, monkeypatch):
         if self.current_epoch == 1:
             raise SimulatedCrash("power cut")
 
-    interrupted_cfg = load_config(None, tiny_overrides(root, tmp_path / "interrupted", *extra))
+    # the interrupted run reads with two worker processes: the augmentation must not depend on that
+    interrupted_cfg = load_config(None, tiny_overrides(root, tmp_path / "interrupted", *extra, "data.num_workers=2"))
     with monkeypatch.context() as patch:
         patch.setattr(ClassificationModule, "on_train_epoch_start", crash_after_first_epoch, raising=False)
         with pytest.raises(SimulatedCrash):

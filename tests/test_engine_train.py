@@ -145,3 +145,53 @@ def test_distant_digits_config_builds_and_steps(tmp_path):
     data.setup("fit")
     images, labels = next(iter(torch.utils.data.DataLoader(data.train_set, batch_size=8)))
     assert module(images).shape == (8, 10) and labels.shape == (8,)
+
+
+def test_epoch_shuffle_depends_only_on_seed_and_epoch():
+    from glore.engine.classification import EpochShuffleSampler
+
+    a, b = EpochShuffleSampler(20, seed=1), EpochShuffleSampler(20, seed=1)
+    first = list(a)
+    a.set_epoch(1)
+    second = list(a)
+    assert sorted(first) == list(range(20)) and sorted(second) == list(range(20, 40))  # epoch 1 keys: 20 + index
+    assert [k - 20 for k in second] != first  # a new order each epoch
+    b.set_epoch(1)
+    assert list(b) == second  # a fresh sampler (a resumed run) at epoch 1 gives the same order
+    assert list(EpochShuffleSampler(5, shuffle=False)) == [0, 1, 2, 3, 4]
+
+
+def test_augmentation_is_seeded_by_epoch_and_index():
+    from glore.engine.classification import EpochSeededDataset
+
+    class Noise(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, index):
+            return torch.rand(3) + index
+
+    data = EpochSeededDataset(Noise(), seed=0)
+    torch.manual_seed(123)
+    expected = torch.rand(1)
+    torch.manual_seed(123)
+    assert torch.equal(data[1], data[1]) and not torch.equal(data[1], data[5])  # key 5 = epoch 1, index 1
+    assert (data[5] >= 1).all() and (data[5] < 2).all()
+    assert torch.equal(torch.rand(1), expected)  # reading items left the global RNG alone
+
+
+def test_command_line_options_and_table():
+    from glore.engine.commands import format_metrics, parse_options
+
+    assert parse_options(["clips=10", "sliding-window=true", "scales=[0.5, 1.0]"]) == {
+        "clips": 10, "sliding_window": True, "scales": [0.5, 1.0]}
+    with pytest.raises(ValueError, match="name=value"):
+        parse_options(["clips"])
+    table = format_metrics({"val/acc1": 0.5, "val/loss": 1.25})
+    assert table.splitlines()[2] == "val/acc1  0.5000"
+
+
+def test_unknown_trainer_option_lists_the_supported_ones(data_root, tmp_path):
+    cfg = load_config(None, tiny_overrides(data_root, tmp_path, "trainer.max_epoch=3"))
+    with pytest.raises(ValueError, match=r"unknown trainer option\(s\) \['max_epoch'\].*max_epochs"):
+        runner.train(cfg)

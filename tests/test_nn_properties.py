@@ -152,6 +152,19 @@ def test_channels_last_inputs(name, dims):
     torch.testing.assert_close(x_cl.grad, x.grad)
 
 
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("fmt", ["contiguous", "channels_last"])
+def test_input_is_not_modified(name, fmt):
+    block = randomize_(create_block(name, 8, **({"mid": 2} if name == "glore" else {}))).train()
+    x = torch.randn(2, 8, 3, 4)
+    if fmt == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    before = x.clone()
+    y = block(x)
+    assert torch.equal(x, before)
+    assert y.data_ptr() != x.data_ptr()
+
+
 # --- bf16 autocast at 128 x 128 positions -----------------------------------------------------------
 
 

@@ -4,6 +4,9 @@ from .._lazy import lazy_exports
 
 # name -> module defining it. Owners add their public names here.
 _EXPORTS = {
+    "ImageFolderDataset": "glore.data.imagefolder",
+    "CUB200Dataset": "glore.data.imagefolder",
+    "build_image_dataset": "glore.data.imagefolder",
     "DistantDigits": "glore.data.distant_digits",
     "CityscapesSegmentation": "glore.data.cityscapes",
     "SegDigits": "glore.data.seg_digits",

@@ -42,7 +42,7 @@ def _check_int(name: str, value, minimum: int) -> int:
     return int(value)
 
 
-def _check_unit(name: str, value, *, low_open: bool = True) -> float:
+def _check_unit(name: str, value) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
     if not ok:
         raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")

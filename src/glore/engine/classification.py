@@ -161,12 +161,14 @@ class ClassificationModule(TaskModule):
 
 
 class EpochShuffleSampler(torch.utils.data.Sampler):
-    """A random permutation that depends only on ``(seed, epoch)``, so a resumed run sees the same
-    order as an uninterrupted one (Lightning calls ``set_epoch`` before each epoch)."""
+    """Indices in an order that depends only on ``(seed, epoch)`` (random with ``shuffle``, else in
+    order), encoded as ``epoch * length + index`` for :class:`EpochSeededDataset`. Lightning calls
+    ``set_epoch`` before each epoch, so a resumed run sees what an uninterrupted one would have."""
 
-    def __init__(self, length: int, *, seed: int = 0):
+    def __init__(self, length: int, *, seed: int = 0, shuffle: bool = True):
         self.length = int(length)
         self.seed = int(seed)
+        self.shuffle = bool(shuffle)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -176,8 +178,45 @@ class EpochShuffleSampler(torch.utils.data.Sampler):
         return self.length
 
     def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.length, generator=generator).tolist())
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.length, generator=generator).tolist()
+        else:
+            order = range(self.length)
+        offset = self.epoch * self.length
+        return iter([offset + i for i in order])
+
+
+class EpochDistributedSampler(torch.utils.data.DistributedSampler):
+    """``DistributedSampler`` whose indices carry the epoch like :class:`EpochShuffleSampler`."""
+
+    def __iter__(self):
+        offset = self.epoch * len(self.dataset)
+        return iter([offset + i for i in super().__iter__()])
+
+
+class EpochSeededDataset(torch.utils.data.Dataset):
+    """Item ``epoch * len + index`` is ``dataset[index]`` read with torch's RNG seeded from
+    ``(seed, epoch, index)``: random augmentation is then the same with any number of workers or
+    processes, and after a resume. Plain indices ``< len`` read epoch 0."""
+
+    def __init__(self, dataset, *, seed: int = 0):
+        self.dataset = dataset
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name):  # classes, samples, ... of the wrapped dataset
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, key: int):
+        epoch, index = divmod(int(key), len(self.dataset))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(((self.seed * 1_000_003 + epoch) * 1_000_033 + index) % (2**63 - 1))
+            return self.dataset[index]
 
 
 class ClassificationData(L.LightningDataModule):
@@ -213,37 +252,41 @@ class ClassificationData(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None:
-            self.train_set = self._dataset("train_split", "train", train=True)
+            self.train_set = EpochSeededDataset(self._dataset("train_split", "train", train=True), seed=self.seed)
         if self.val_set is None:
             self.val_set = self._dataset("val_split", "val", train=False)
 
-    def _loader(self, dataset, *, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
+    def _loader(self, dataset, *, batch_size: int, shuffle: bool, drop_last: bool, train: bool) -> DataLoader:
         workers = int(self.data_cfg.get("num_workers", 0))
-        sampler = None
         trainer = self.trainer
         if trainer is not None and trainer.world_size > 1:
             # our own DistributedSampler (Lightning keeps it): honours shuffle=False, seeded by epoch
-            sampler = torch.utils.data.DistributedSampler(
-                dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=shuffle,
-                seed=self.seed, drop_last=drop_last,
-            )
-            shuffle = False
-        elif shuffle:
-            sampler, shuffle = EpochShuffleSampler(len(dataset), seed=self.seed), False
+            kind = EpochDistributedSampler if train else torch.utils.data.DistributedSampler
+            sampler = kind(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=shuffle,
+                           seed=self.seed, drop_last=drop_last)
+        elif train:
+            sampler = EpochShuffleSampler(len(dataset), seed=self.seed, shuffle=shuffle)
+        else:
+            sampler = None
+        if train and trainer is not None:
+            # Lightning creates (and, with workers, prefetches from) the first iterator of a run before it
+            # calls set_epoch; start from the epoch a resumed run continues with
+            sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
         return DataLoader(
-            dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler, drop_last=drop_last,
-            num_workers=workers, pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+            dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
+            pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(
             self.train_set, batch_size=int(self.data_cfg.get("batch_size", 32)),
             shuffle=bool(self.data_cfg.get("shuffle", True)), drop_last=bool(self.data_cfg.get("drop_last", False)),
+            train=True,
         )
 
     def val_dataloader(self) -> DataLoader:
         batch = self.data_cfg.get("val_batch_size") or self.data_cfg.get("batch_size", 32)
-        return self._loader(self.val_set, batch_size=int(batch), shuffle=False, drop_last=False)
+        return self._loader(self.val_set, batch_size=int(batch), shuffle=False, drop_last=False, train=False)
 
 
 def build_module(cfg: dict) -> ClassificationModule:

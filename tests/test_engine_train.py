@@ -195,3 +195,11 @@ def test_unknown_trainer_option_lists_the_supported_ones(data_root, tmp_path):
     cfg = load_config(None, tiny_overrides(data_root, tmp_path, "trainer.max_epoch=3"))
     with pytest.raises(ValueError, match=r"unknown trainer option\(s\) \['max_epoch'\].*max_epochs"):
         runner.train(cfg)
+
+
+def test_block_kwargs_reach_the_builder():
+    from glore.engine.classification import build_model
+
+    model = build_model({"name": "test_engine_tinynet:tiny_net", "num_classes": 3, "label_smoothing": 0.1,
+                         "block_kwargs": {"width": 6}})
+    assert model[0].out_channels == 6 and model[-1].out_features == 3

@@ -1,7 +1,7 @@
 """Inserting blocks into ResNet-family / DPN backbones: placement, positions, errors, training."""
 
 import copy
-import warnings
+import io
 
 import pytest
 import timm
@@ -260,13 +260,22 @@ def test_one_training_step_moves_the_zero_initialised_parts(block):
         assert torch.allclose(model(x), base(x), atol=1e-6)
 
 
-def test_deepcopy_keeps_blocks_working():
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_copies_run_their_own_blocks(how):
     model = create_model("resnet18", block="glore", units=(0, 1)).eval()
-    clone = copy.deepcopy(model)
-    _randomise(inserted_blocks(clone)["layer3.0.glore_after_add"])
+    if how == "deepcopy":
+        clone = copy.deepcopy(model)
+    else:
+        buffer = io.BytesIO()
+        torch.save(model, buffer)
+        buffer.seek(0)
+        clone = torch.load(buffer, weights_only=False)
     x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad():
+        assert torch.equal(model(x), clone(x))
+        _randomise(inserted_blocks(clone)["layer3.0.glore_after_add"])
         assert not torch.allclose(model(x), clone(x))
+        assert torch.equal(model(x), model(x))
 
 
 def test_dpn_hook_also_handles_tuple_outputs_of_older_timm():

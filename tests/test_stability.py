@@ -52,7 +52,7 @@ def test_resnet18_glore_after_res4_trains_with_papers_003_recipe():
     assert last < first - 0.05, f"loss did not decrease: first {k} steps {first:.3f}, last {k} {last:.3f}"
     assert max(losses) < 10 * math.log(10), f"loss blew up: max {max(losses):.2f}"
     # the unit took part: its output BatchNorm left zero
-    assert float(unit.norm.weight.abs().max()) > 0
+    assert float(unit.norm.weight.detach().abs().max()) > 0
 
 
 def ablation(*, canvas: int = 64, steps: int = 100, seed: int = 0) -> list[dict]:

@@ -164,7 +164,7 @@ def run_attention(args) -> int:
     for name, res in results.items():
         maps = res["maps"] if t is None else res["maps"][:, :, t]
         if res["positions"] is None:
-            labels, markers = [f"{res['kind']}: one map for all queries"], None
+            labels, markers = [f"{res['kind']}, all queries"], None
         else:
             h, w = shown.shape[2:]
             labels, markers = [], []

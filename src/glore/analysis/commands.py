@@ -158,11 +158,13 @@ def run(args: argparse.Namespace) -> int:
         rows.append(row)
 
     if args.json:
-        out = {k: v for k, v in result.items()}
+        out = dict(result)
         out.update(model=args.backbone, configuration=config, paper=rows)
         print(json.dumps(out, indent=2, default=list))
         return 0
-    desc = args.backbone if args.block in (None, "none") else f"{args.backbone} + {args.block} units={args.units!r}"
+    desc = args.backbone
+    if args.block not in (None, "none"):
+        desc += f" + {args.block} units={args.units!r}"
     print(f"model         {desc}" + (f"  (registered as {config})" if config and config in FIGURES
                                      and config != args.backbone else ""))
     print(f"input         1x{'x'.join(map(str, input_size))}")

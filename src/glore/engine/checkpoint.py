@@ -49,11 +49,22 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: Any = "cpu") -> 
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, bad pickle, disallowed global
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot read checkpoint {path!r} (corrupt or not a glore checkpoint): {first_line}") from exc
+        raise CheckpointError(
+            f"cannot read checkpoint {path!r} (truncated, corrupt, or holding objects other than tensors and "
+            f"plain Python values): {_reason(exc)}"
+        ) from exc
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"checkpoint {path!r} holds a {type(checkpoint).__name__}, expected a dict")
     return checkpoint
+
+
+def _reason(exc: BaseException) -> str:
+    """The informative part of a ``torch.load`` error (its weights-only preamble dropped)."""
+    text = str(exc).strip()
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+        return " ".join(detail.split()) or type(exc).__name__
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class AtomicCheckpointIO(CheckpointIO):

@@ -65,7 +65,8 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
     name = model_cfg.get("name")
     if not name or not isinstance(name, str):
         raise ValueError(f"model.name must name a model, got {name!r}")
-    kwargs = {k: v for k, v in model_cfg.items() if k not in _MODEL_KEYS}
+    kwargs = {k: v for k, v in model_cfg.items() if k not in _MODEL_KEYS and k != "block_kwargs"}
+    kwargs.update(model_cfg.get("block_kwargs") or {})  # options of the blocks, flattened for the builders
     small = _small_models()
     if name in small:
         return small[name](**kwargs)
@@ -80,14 +81,13 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
         from glore.models import create_model
     except (ImportError, AttributeError, ModuleNotFoundError):  # the factory is not installed
         create_model = None
-    block_kwargs = dict(kwargs.pop("block_kwargs", None) or {})
     if create_model is None:
         raise ValueError(
             f"unknown model {name!r}; expected one of the small models {sorted(small)} or "
             "'package.module:function' (glore.models.create_model is not available)"
         )
     try:
-        return create_model(name, **kwargs, **block_kwargs)
+        return create_model(name, **kwargs)
     except (ValueError, KeyError, RuntimeError) as exc:
         message = exc.args[0] if exc.args else str(exc)
         if "unknown" in str(message).lower() or "not found" in str(message).lower() or isinstance(exc, KeyError):

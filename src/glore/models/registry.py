@@ -43,7 +43,8 @@ CONFIGS: dict[str, ModelConfig] = {
     "dpn98_glore_2_3": ModelConfig("dpn98", "glore", (2, 3), description="DPN-98 + GloRe (2, 3)"),
     "dpn131_glore_2_3": ModelConfig("dpn131", "glore", (2, 3), description="DPN-131 + GloRe (2, 3)"),
     # GCNet paper Table 8a: one block before the last block of res4, or GC (r=16) in every block
-    "resnet50_nl": ModelConfig("resnet50", "nl", _LAST_BUT_ONE_RES4, description="R50 + 1 NL"),
+    "resnet50_nl": ModelConfig("resnet50", "nl", _LAST_BUT_ONE_RES4, block_kwargs={"sub_sample": True},
+                               description="R50 + 1 NL (keys and values 2x2 sub-sampled)"),
     "resnet50_snl": ModelConfig("resnet50", "snl", _LAST_BUT_ONE_RES4, description="R50 + 1 SNL"),
     "resnet50_gc": ModelConfig("resnet50", "gc", _LAST_BUT_ONE_RES4, "after_add",
                                description="R50 + 1 GC (r=16)"),

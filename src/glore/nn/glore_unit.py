@@ -103,7 +103,9 @@ class GloRe(nn.Module):
         y = torch.matmul(proj.transpose(1, 2), z.transpose(1, 2)).transpose(1, 2)
         y = self.extend(y).transpose(1, 2).reshape(-1, c)          # (B * L, C), a view
         y = self.norm(y)            # BatchNorm1d over (B * L, C): the statistics of (B, C, L)
-        if flat.data_ptr() == x.data_ptr() and y.dtype == x.dtype:
+        # (a layout test rather than comparing data pointers: torch.compile and torch.export
+        # cannot trace data_ptr())
+        if x.flatten(2).transpose(1, 2).is_contiguous() and y.dtype == x.dtype:
             # position-major input (channels_last): residual added in place into the fresh BN
             # output, which then has the input's layout
             y = y.add_(flat.transpose(1, 2).reshape(-1, c))

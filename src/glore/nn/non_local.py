@@ -30,18 +30,21 @@ class PairwiseAttention(nn.Module):
         if pairwise == "concat":
             self.concat = Pointwise(2 * inner, 1, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Weights of queries ``x`` ``(B, C, L)`` over keys ``context`` ``(B, C, L')`` (default ``x``)."""
+        context = x if context is None else context
+        num_keys = context.shape[-1]
         if self.pairwise == "gaussian":
-            return torch.softmax(torch.matmul(x.transpose(1, 2), x), dim=-1)
-        q, k = self.query(x), self.key(x)                       # (B, inner, L)
+            return torch.softmax(torch.matmul(x.transpose(1, 2), context), dim=-1)
+        q, k = self.query(x), self.key(context)                 # (B, inner, L), (B, inner, L')
         if self.pairwise == "embedded_gaussian":
             return torch.softmax(torch.matmul(q.transpose(1, 2), k), dim=-1)
         if self.pairwise == "dot_product":
-            return torch.matmul(q.transpose(1, 2), k) / x.shape[-1]
+            return torch.matmul(q.transpose(1, 2), k) / num_keys
         # concat: w^T [q_i; k_j] = w_q . q_i + w_k . k_j, without building the (2*inner, L, L) tensor
         w_q, w_k = self.concat.weight[0, :, 0].chunk(2)
         scores = torch.matmul(w_q, q)[:, :, None] + torch.matmul(w_k, k)[:, None, :]
-        return F.relu(scores) / x.shape[-1]
+        return F.relu(scores) / num_keys
 
 
 class NonLocal(nn.Module):
@@ -54,14 +57,17 @@ class NonLocal(nn.Module):
         inner: width of the embeddings; defaults to ``channels // 2``.
         pairwise: ``embedded_gaussian`` (default), ``gaussian``, ``dot_product`` or ``concat``.
         zero_init: start the output BatchNorm's weight at zero.
+        sub_sample: compute keys and values on a 2x2 max-pooled input (spatial dims only; time is
+            kept), as in the non-local paper. Same parameters, about a quarter of the pairwise cost;
+            this is the form whose cost matches GCNet's "+1 NL: +0.25 GFLOPs".
     """
 
     def __init__(self, channels: int, *, inner: int | None = None, pairwise: str = "embedded_gaussian",
-                 zero_init: bool = True):
+                 zero_init: bool = True, sub_sample: bool = False):
         super().__init__()
         check_positive_int("channels", channels)
         inner = max(channels // 2, 1) if inner is None else check_positive_int("inner", inner)
-        self.channels, self.inner = channels, inner
+        self.channels, self.inner, self.sub_sample = channels, inner, sub_sample
         self.attention = PairwiseAttention(channels, inner, pairwise)
         self.value = Pointwise(channels, inner)
         self.out = Pointwise(inner, channels, bias=False)
@@ -72,12 +78,24 @@ class NonLocal(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_block_input(type(self).__name__, x, self.channels)
         flat = x.flatten(2)
-        attn = self.attention(flat)                                   # (B, L, L)
-        y = torch.matmul(self.value(flat), attn.transpose(1, 2))      # (B, inner, L)
+        context = _pool_spatial(x).flatten(2) if self.sub_sample else flat
+        attn = self.attention(flat, context)                          # (B, L, L')
+        y = torch.matmul(self.value(context), attn.transpose(1, 2))   # (B, inner, L)
         return x + self.norm(self.out(y)).view(x.shape)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, inner={self.inner}, pairwise={self.attention.pairwise!r}"
+        return (f"channels={self.channels}, inner={self.inner}, pairwise={self.attention.pairwise!r}, "
+                f"sub_sample={self.sub_sample}")
+
+
+def _pool_spatial(x: torch.Tensor) -> torch.Tensor:
+    """2x2 max pooling over the last two dims (the last one only for 1-D inputs); ceil mode keeps
+    odd sizes covered."""
+    if x.dim() == 3:
+        return F.max_pool1d(x, 2, ceil_mode=True)
+    if x.dim() == 4:
+        return F.max_pool2d(x, 2, ceil_mode=True)
+    return F.max_pool3d(x, (1, 2, 2), ceil_mode=True)
 
 
 class ContextAttention(nn.Module):

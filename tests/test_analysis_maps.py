@@ -131,3 +131,21 @@ def test_query_independence_averages_over_images():
     assert f"{stats['2']['input']:.3f}" in table.splitlines()[2]
     with pytest.raises(ValueError, match=r"no nl block.*glore x1"):
         query_independence_statistics(nn.Sequential(GloRe(4, mid=2)), [torch.randn(1, 4, 3, 3)])
+
+
+@pytest.mark.parametrize("shape,keys", [((1, 4, 5, 7), (3, 4)), ((1, 4, 2, 5, 6), (2, 3, 3))])
+def test_attention_maps_of_a_sub_sampled_nl(shape, keys):
+    nl = NonLocal(4, sub_sample=True).eval()
+    x = torch.randn(*shape)
+    res = attention_maps(nl, x, queries=[[0.0] * (len(shape) - 2)])["<model>"]
+    assert res["shape"] == shape[2:] and res["key_shape"] == keys
+    assert res["maps"].shape == (1, 1, *keys)
+    with torch.no_grad():
+        pooled = (torch.nn.functional.max_pool2d(x, 2, ceil_mode=True) if len(shape) == 4
+                  else torch.nn.functional.max_pool3d(x, (1, 2, 2), ceil_mode=True))
+        att = nl.attention(x.flatten(2), pooled.flatten(2))
+    torch.testing.assert_close(res["maps"].flatten(2), att[:, :1])
+    assert attention_maps(nl, x, size=(8,) * (len(shape) - 2))["<model>"]["maps"].shape[2:] == \
+        (8,) * (len(shape) - 2)
+    stats = query_independence_statistics(nl, [x])["<model>"]
+    assert 0.0 <= stats["att"] <= 1.0

@@ -49,3 +49,11 @@ def test_torch_export_1d_and_3d(name, shape):
     x = torch.randn(shape)
     exported = torch.export.export(block, (x,)).module()
     torch.testing.assert_close(exported(x), block(x))
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 5), (2, 8, 3, 5), (1, 8, 2, 3, 4)], ids=["1d", "2d", "3d"])
+def test_torch_export_nonlocal_sub_sample(shape):
+    block = randomize_(create_block("nl", 8, sub_sample=True)).eval()
+    x = torch.randn(shape)
+    exported = torch.export.export(block, (x,)).module()
+    torch.testing.assert_close(exported(x), block(x))

@@ -49,6 +49,8 @@ def test_comparison_blocks_at_the_same_places(block, cls):
     model = tiny(block=block)
     assert sorted(model.layer2.units) == ["0", "2"] and sorted(model.layer3.units) == ["0", "2", "4"]
     assert all(isinstance(u, cls) for stage in (model.layer2, model.layer3) for u in stage.units.values())
+    if block == "nl":   # NLNet's video blocks sub-sample keys and values
+        assert all(u.sub_sample for u in model.layer3.units.values())
     if block == "gc":   # GCNet's video setting r = 4
         unit = model.layer3.units["0"]
         assert unit.transform[0].out_channels == unit.channels // 4

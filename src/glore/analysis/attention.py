@@ -42,12 +42,13 @@ def attention_maps(model: nn.Module, images: torch.Tensor, *, queries=None, size
                    kinds=ATTENTION_KINDS) -> dict[str, dict]:
     """Attention maps of the NL, SNL and GC blocks of ``model`` for a batch of ``images``.
 
-    For an NL block the map of a query ``i`` is row ``i`` of its ``(L, L)`` attention (normalised
-    over ``j``); ``queries`` are fractions of each spatial dim (``(Q, d)``, default
+    For an NL block the map of a query ``i`` is row ``i`` of its ``(L, L')`` attention (normalised
+    over ``j``; over the 2x2-pooled key grid ``S'`` when the block sub-samples); ``queries`` are fractions of each spatial dim (``(Q, d)``, default
     :func:`default_queries`), mapped to the block's grid by :func:`query_positions`. SNL and GC
     blocks have one query-independent map. Returns ``{block name: {"kind", "maps": (B, Q or 1,
-    *S'), "positions": (Q, d) grid coordinates or None, "shape": S, "query_independent": bool}}``,
-    with maps at the block's resolution ``S`` or resized to ``size``. GC blocks with average
+    *K), "positions": (Q, d) query coordinates on the grid ``S`` or None, "shape": S,
+    "key_shape": K, "query_independent": bool}}``, with maps on the key grid ``K`` (the input's
+    grid ``S`` unless sub-sampled) or resized to ``size``. GC blocks with average
     pooling have no attention and are left out; a model with no attention at all raises
     ``ValueError`` naming its blocks.
     """
@@ -76,6 +77,7 @@ def attention_maps(model: nn.Module, images: torch.Tensor, *, queries=None, size
             "maps": maps.float() if size is None else resize_maps(maps, size),
             "positions": positions,
             "shape": shape,
+            "key_shape": rec.key_shape,
             "query_independent": rec.kind != "nl",
         }
     return result

@@ -6,8 +6,9 @@ keeps, for the latest forward call of each block (by module name):
 - ``input`` and ``output``: the block's input ``x`` and output ``z``, ``(B, C, *S)``;
 - ``projection`` (GloRe): the projection ``B`` of Eq. 1, ``(B, N, L)`` with ``L = prod(S)``;
 - ``nodes`` (GloRe): the node features ``V`` entering the graph convolution, ``(B, C_s, N)``;
-- ``attention`` (NL, SNL, GC): ``(B, L, L)`` for NL (row = query), ``(B, 1, L)`` for SNL and GC
-  with attention pooling; ``None`` for GC with average pooling and SE.
+- ``attention`` (NL, SNL, GC): ``(B, L, L')`` for NL (row = query; ``L' = L``, or the 2x2-pooled
+  key positions with ``sub_sample``), ``(B, 1, L)`` for SNL and GC with attention pooling; ``None``
+  for GC with average pooling and SE.
 
 All blocks flatten their positions, so the same hooks serve 1D, 2D and 3D models;
 :meth:`BlockRecord.as_maps` puts the spatial shape back.
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from ..nn import GlobalContext, GloRe, NonLocal, SimplifiedNonLocal, SqueezeExcite
+from ..nn.non_local import _pool_spatial
 
 # most specific class first: SqueezeExcite is a GlobalContext
 BLOCK_TYPES: dict[str, type[nn.Module]] = {
@@ -90,10 +92,28 @@ class BlockRecord:
     nodes: torch.Tensor | None = None
     attention: torch.Tensor | None = None
     spatial_shape: tuple[int, ...] = ()
+    key_shape: tuple[int, ...] = ()
 
     def as_maps(self, flat: torch.Tensor) -> torch.Tensor:
-        """Reshape ``(B, K, L)`` (a projection or attention tensor) to ``(B, K, *S)``."""
-        return flat.reshape(*flat.shape[:2], *self.spatial_shape)
+        """Reshape ``(B, K, L)`` (a projection or attention tensor) to ``(B, K, *S)``; over key
+        positions ``(B, K, L')`` to ``(B, K, *S')`` when an NL block sub-samples its keys."""
+        shape = self.spatial_shape if flat.shape[-1] == _numel(self.spatial_shape) else self.key_shape
+        return flat.reshape(*flat.shape[:2], *shape)
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def key_shape(block: nn.Module, spatial_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Spatial shape of the positions a block attends over: the input's, or the 2x2-pooled one of
+    an NL block with ``sub_sample``."""
+    if not getattr(block, "sub_sample", False):
+        return tuple(spatial_shape)
+    return tuple(_pool_spatial(torch.empty(1, 1, *spatial_shape, device="meta")).shape[2:])
 
 
 class BlockRecorder:
@@ -131,7 +151,9 @@ class BlockRecorder:
 
         def pre(module, args):
             x = args[0]
-            self.records[name] = BlockRecord(name, kind, module, spatial_shape=tuple(x.shape[2:]))
+            shape = tuple(x.shape[2:])
+            self.records[name] = BlockRecord(name, kind, module, spatial_shape=shape,
+                                             key_shape=key_shape(module, shape))
             self._store(name, "input", x)
 
         def post(module, args, out):

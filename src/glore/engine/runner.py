@@ -34,7 +34,7 @@ from .config import apply_overrides, dump_config, to_plain, validate_config
 
 CHECKPOINT_DIR = "checkpoints"
 # keys of cfg["model"] naming pretrained weights; cleared when a trained checkpoint supplies the weights
-_PRETRAINED_KEYS = ("checkpoint", "pretrained")
+_PRETRAINED_KEYS = ("checkpoint", "pretrained", "inflate_from")  # weights the checkpoint already holds
 
 
 def task_module(cfg: dict) -> ModuleType:

@@ -137,6 +137,8 @@ def _default_block_kwargs(block: str, width: int) -> dict:
         return {"mid": width}            # mid = the host stage's bottleneck width (128 in res3, 256 in res4)
     if block == "gc":
         return {"ratio": 1 / 4}          # GCNet uses r = 4 for video
+    if block == "nl":
+        return {"sub_sample": True}      # NLNet's video blocks pool keys and values 2x2 in space
     return {}
 
 
@@ -151,7 +153,7 @@ class VideoResNet(nn.Module):
         positions: ``{"layerK": (0-based block indices,)}`` after which a unit is inserted; defaults
             to res3 blocks 1, 3 and res4 blocks 1, 3, 5.
         block_kwargs: extra keyword arguments for every unit (defaults: GloRe ``mid`` = the stage's
-            bottleneck width, GC ``ratio=1/4``).
+            bottleneck width, GC ``ratio=1/4``, NL ``sub_sample=True``).
         width_mult: multiplies the stem and stage widths (reduced models for tests and small data).
         stem_channels: channels of ``conv1`` before ``width_mult``.
         in_channels: input channels (3 for RGB).

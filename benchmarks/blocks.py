@@ -25,6 +25,7 @@ import argparse
 import math
 import time
 import warnings
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -393,9 +394,9 @@ def main(argv=None):
         out["positions"] = run_grid([(s, 512, 1) for s in args.sizes], args.blocks, args,
                                     gemm_gflops, "positions")
         summarize_positions(out["positions"], out)
-        path = common.RESULTS if args.out is None else args.out
-        common.RESULTS.mkdir(parents=True, exist_ok=True)
-        plot(out["positions"], f"{path}/blocks_positions.png")
+        out_dir = Path(args.out or common.RESULTS)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        plot(out["positions"], out_dir / "blocks_positions.png")
     if "channels" in args.sections:
         print("== channels: 14x14, batch 8 ==")
         out["channels"] = run_grid([(14, c, 8) for c in args.channels], args.blocks, args,

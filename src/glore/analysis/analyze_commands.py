@@ -14,7 +14,7 @@ import torch
 from .attention import attention_maps
 from .figures import save_graph_figure, save_map_grid
 from .graph import graph_adjacency, node_feature_norms
-from .projections import SELECT, projection_maps, resize_maps
+from .projections import SELECT, projection_maps
 from .query_independence import (batch_images, query_independence_statistics,
                                  query_independence_table)
 

@@ -254,8 +254,8 @@ class SegmentationModule(TaskModule):
     def on_validation_epoch_end(self) -> None:
         values = metric_values(self.val_metric.compute(), self.val_metric.class_names)
         self.val_metric.reset()
-        for key, value in values.items():
-            self.log(key, value, prog_bar=key == "val/miou")
+        for key, value in values.items():   # already reduced over processes by torchmetrics
+            self.log(key, value, prog_bar=key == "val/miou", sync_dist=True)
 
 
 # ---- data ------------------------------------------------------------------------------------------

@@ -79,11 +79,40 @@ def ablation(*, canvas: int = 64, steps: int = 100, seed: int = 0) -> list[dict]
     return rows
 
 
+def unit_scale(sides=(2, 14, 28)) -> list[dict]:
+    """One papers/003 unit (256 channels, 16 nodes, 256 states) on res4-like features of ``L = side²``.
+
+    Reports the std of the unit's branch before its BatchNorm, the std of what the unit adds to its
+    input at initialisation (train mode), with and without normalisation and zero-init.
+    """
+    from glore.nn import GloRe
+
+    rows = []
+    torch.manual_seed(0)
+    for side in sides:
+        x = torch.randn(8, 256, side, side).relu()           # post-ReLU features, std 0.58
+        for normalize in (True, False):
+            for zero_init in (True, False):
+                torch.manual_seed(0)
+                unit = GloRe(256, num_nodes=16, num_state=256, normalize=normalize, zero_init=zero_init)
+                with torch.no_grad():
+                    v, proj = unit.project_to_nodes(x)
+                    pre_bn = unit.extend(torch.matmul(unit.gcn(v), proj))
+                    added = unit.train()(x) - x
+                rows.append({"L": side * side, "normalize": normalize, "zero_init": zero_init,
+                             "input_std": round(float(x.std()), 3), "pre_bn_std": round(float(pre_bn.std()), 3),
+                             "added_std": round(float(added.std()), 3)})
+    return rows
+
+
 if __name__ == "__main__":
     import json
     import sys
 
     torch.set_num_threads(1)
-    canvas = int(sys.argv[1]) if len(sys.argv) > 1 else 64
-    for row in ablation(canvas=canvas):
+    if sys.argv[1:] == ["scale"]:
+        rows = unit_scale()
+    else:
+        rows = ablation(canvas=int(sys.argv[1]) if len(sys.argv) > 1 else 64)
+    for row in rows:
         print(json.dumps(row), flush=True)

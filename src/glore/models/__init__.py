@@ -13,6 +13,8 @@ _EXPORTS = {
     "load_checkpoint": "glore.models.factory",
     "inserted_blocks": "glore.models.insert",
     "find_stages": "glore.models.insert",
+    "distant_digits_net": "glore.models.small",
+    "SMALL_MODELS": "glore.models.small",
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

@@ -50,7 +50,8 @@ def test_find_config_matches_equivalent_unit_specs():
     assert find_config("resnet50", "glore", (0, 3), None, {}, depths) == "resnet50_glore_0_3"
     assert find_config("resnet50", "glore", {"res4": [1, 3, 5]}, "after_add", {}, depths) == \
         "resnet50_glore_0_3"
-    assert find_config("resnet50", "nl", {"res4": [5]}, None, {}, depths) == "resnet50_nl"
+    assert find_config("resnet50", "nl", {"res4": [5]}, None, {"sub_sample": True}, depths) == "resnet50_nl"
+    assert find_config("resnet50", "nl", {"res4": [5]}, None, {}, depths) is None   # not sub-sampled
     assert find_config("resnet50", "gc", {"res4": [5]}, None, {}, depths) is None   # after_1x1
     assert find_config("resnet50", "gc", "all", None, {"ratio": 0.25}, depths) is None
     assert find_config("resnet50", None, None, None, {}, depths) == "resnet50"

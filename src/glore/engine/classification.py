@@ -123,11 +123,15 @@ class ClassificationModule(TaskModule):
     monitor = "val/acc1"
     monitor_mode = "max"
 
+    # how the network and the class count come from the config; the video task swaps these
+    network_builder = staticmethod(build_model)
+    class_counter = staticmethod(resolve_num_classes)
+
     def __init__(self, cfg: dict):
         super().__init__(cfg)
         model_cfg = dict(self.cfg["model"])
-        model_cfg["num_classes"] = self.num_classes = resolve_num_classes(self.cfg)
-        self.model = build_model(model_cfg)
+        model_cfg["num_classes"] = self.num_classes = self.class_counter(self.cfg)
+        self.model = self.network_builder(model_cfg)
         self.label_smoothing = float(model_cfg.get("label_smoothing", 0.0) or 0.0)
         self.val_acc1 = MulticlassAccuracy(num_classes=self.num_classes, top_k=1, average="micro")
         self.val_acc5 = (

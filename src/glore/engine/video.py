@@ -44,9 +44,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from torchmetrics.classification import MulticlassAccuracy
 
-from .base import TaskModule
+from .classification import ClassificationModule
 
 DATASETS = ("kinetics", "moving-digits")
 _MODEL_KEYS = ("name", "label_smoothing", "pretrained", "inflate_from")
@@ -90,43 +89,12 @@ def resolve_num_classes(cfg: dict) -> int:
     raise ValueError(f"model.num_classes is required for data.name={data.get('name')!r}")
 
 
-class VideoModule(TaskModule):
-    """A video classifier trained on single clips; validation on the center clip."""
+class VideoModule(ClassificationModule):
+    """A video classifier trained on single clips; validation on the center clip (clip top-1)."""
 
-    monitor = "val/acc1"
-    monitor_mode = "max"
-
-    def __init__(self, cfg: dict):
-        super().__init__(cfg)
-        model_cfg = dict(self.cfg["model"])
-        model_cfg["num_classes"] = self.num_classes = resolve_num_classes(self.cfg)
-        self.model = build_model(model_cfg)
-        self.label_smoothing = float(model_cfg.get("label_smoothing", 0.0) or 0.0)
-        self.val_acc1 = MulticlassAccuracy(num_classes=self.num_classes, top_k=1, average="micro")
-
-    def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        return self.model(clips)
-
-    def training_step(self, batch, batch_idx):
-        clips, labels = batch
-        logits = self(clips)
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
-        n = labels.shape[0]
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False,
-                 batch_size=n)
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        clips, labels = batch
-        logits = self(clips).float()
-        n = labels.shape[0]
-        self.log("val/loss", F.cross_entropy(logits, labels), on_epoch=True, sync_dist=True, batch_size=n,
-                 prog_bar=True)
-        self.val_acc1.update(logits, labels)
-        self.log("val/acc1", self.val_acc1, on_epoch=True, batch_size=n, prog_bar=True)
-
-    test_step = validation_step
+    network_builder = staticmethod(build_model)
+    class_counter = staticmethod(resolve_num_classes)
+    test_step = ClassificationModule.validation_step
 
 
 class VideoData(L.LightningDataModule):

@@ -23,6 +23,8 @@ def test_demo_tiny_budget_writes_summary_curves_and_checkpoints(tmp_path, capsys
     assert "baseline" in table and "glore" in table and "val_acc" in table
 
     ckpt = torch.load(tmp_path / "glore" / "model.pt", weights_only=True)
+    # the block's resolved options are saved, so later changes of the defaults cannot break a reload
+    assert ckpt["model_kwargs"]["mid"] == ckpt["state_dict"]["block.project.weight"].shape[0]
     model = distant_digits_net(**ckpt["model_kwargs"])
     model.load_state_dict(ckpt["state_dict"])
     x = torch.rand(2, 1, 48, 48)

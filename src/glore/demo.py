@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from glore.engine.checkpoint import save_atomic
+
 VARIANTS = {"baseline": None, "glore": "glore", "gc": "gc", "nl": "nl"}
 
 # the one budget shared by every variant (no per-variant or per-seed tuning)
@@ -164,10 +166,11 @@ def run(output: str | Path, *, seed: int = 0, variants=tuple(VARIANTS), progress
                          "curve": res["curve"],
                          "train_loss": res["train_loss"]}
         (output / name).mkdir(exist_ok=True)
-        torch.save({"model": "distant_digits_net",
-                    "model_kwargs": {"block": VARIANTS[name], "width": cfg["width"]},
-                    "data_kwargs": data_kw, "state_dict": model.state_dict(),
-                    "val_acc": res["val_acc"]}, output / name / "model.pt")
+        save_atomic({"model": "distant_digits_net",
+                     "model_kwargs": {"block": VARIANTS[name], "width": cfg["width"],
+                                      **model.block_kwargs},
+                     "data_kwargs": data_kw, "state_dict": model.state_dict(),
+                     "val_acc": res["val_acc"]}, output / name / "model.pt")
 
     summary = {**results, "_config": {**cfg, "seed": seed, "task": "select"}}
     (output / "summary.json").write_text(json.dumps(summary, indent=2))

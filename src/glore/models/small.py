@@ -22,6 +22,13 @@ _BLOCK_DEFAULTS = {
 }
 
 
+def default_block_kwargs(block: str, width: int) -> dict:
+    """The demo network's options for ``block`` at ``width`` (saved with checkpoints so that a later
+    change of these defaults cannot silently change what a checkpoint rebuilds)."""
+    key = block.lower() if isinstance(block, str) else block
+    return _BLOCK_DEFAULTS.get(key, lambda w: {})(width)
+
+
 def _conv_bn_relu(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False),
                          nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
@@ -57,11 +64,10 @@ class DistantDigitsNet(nn.Module):
             _conv_bn_relu(width, width, 3, stride=2),
         )
         if block is None:
-            self.block = nn.Identity()
+            self.block, self.block_kwargs = nn.Identity(), {}
         else:
-            key = block.lower() if isinstance(block, str) else block
-            kwargs = {**_BLOCK_DEFAULTS.get(key, lambda w: {})(width), **block_kwargs}
-            self.block = create_block(block, width, **kwargs)
+            self.block_kwargs = {**default_block_kwargs(block, width), **block_kwargs}
+            self.block = create_block(block, width, **self.block_kwargs)
         self.block_name = block
         self.head = nn.Sequential(_conv_bn_relu(width, 2 * width, 1), _conv_bn_relu(2 * width, 2 * width, 1))
         self.pool = nn.AdaptiveAvgPool2d(1)

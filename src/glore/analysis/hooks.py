@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..nn import GlobalContext, GloRe, NonLocal, SimplifiedNonLocal, SqueezeExcite
-from ..nn.non_local import _pool_spatial
+from ..nn.non_local import subsample_keys  # the key grid of a sub-sampled NonLocal
 
 # most specific class first: SqueezeExcite is a GlobalContext
 BLOCK_TYPES: dict[str, type[nn.Module]] = {
@@ -113,7 +113,7 @@ def key_shape(block: nn.Module, spatial_shape: tuple[int, ...]) -> tuple[int, ..
     an NL block with ``sub_sample``."""
     if not getattr(block, "sub_sample", False):
         return tuple(spatial_shape)
-    return tuple(_pool_spatial(torch.empty(1, 1, *spatial_shape, device="meta")).shape[2:])
+    return tuple(subsample_keys(torch.empty(1, 1, *spatial_shape, device="meta")).shape[2:])
 
 
 class BlockRecorder:

@@ -78,7 +78,7 @@ class NonLocal(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_block_input(type(self).__name__, x, self.channels)
         flat = x.flatten(2)
-        context = _pool_spatial(x).flatten(2) if self.sub_sample else flat
+        context = subsample_keys(x).flatten(2) if self.sub_sample else flat
         attn = self.attention(flat, context)                          # (B, L, L')
         y = torch.matmul(self.value(context), attn.transpose(1, 2))   # (B, inner, L)
         return x + self.norm(self.out(y)).view(x.shape)
@@ -88,9 +88,9 @@ class NonLocal(nn.Module):
                 f"sub_sample={self.sub_sample}")
 
 
-def _pool_spatial(x: torch.Tensor) -> torch.Tensor:
-    """2x2 max pooling over the last two dims (the last one only for 1-D inputs); ceil mode keeps
-    odd sizes covered."""
+def subsample_keys(x: torch.Tensor) -> torch.Tensor:
+    """The key/value positions of ``NonLocal(sub_sample=True)``: 2x2 max pooling over the last two
+    dims (the last one only for 1-D inputs; time is kept in 3-D); ceil mode keeps odd sizes covered."""
     if x.dim() == 3:
         return F.max_pool1d(x, 2, ceil_mode=True)
     if x.dim() == 4:

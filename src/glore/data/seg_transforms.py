@@ -20,7 +20,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _pair(size, name: str) -> tuple[int, int]:
+def pair_size(size, name: str) -> tuple[int, int]:
+    """``size`` (an int or a pair) as ``(height, width)`` of positive ints; errors name ``name``."""
     if isinstance(size, int) and not isinstance(size, bool):
         size = (size, size)
     if (not isinstance(size, Sequence) or len(size) != 2
@@ -74,7 +75,7 @@ class RandomCrop:
     """Pad (image 0, target ``ignore_index``) to at least ``size``, then crop ``size`` at random."""
 
     def __init__(self, size: int | Sequence[int], *, ignore_index: int = IGNORE_INDEX):
-        self.size = _pair(size, "crop size")
+        self.size = pair_size(size, "crop size")
         self.ignore_index = ignore_index
 
     def __call__(self, image, target, instance=None):

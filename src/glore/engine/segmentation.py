@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from ..data.seg_transforms import pair_size
 from .base import TaskModule
 
 DATASETS = ("cityscapes", "seg-digits")
@@ -62,15 +63,6 @@ INFERENCE_DEFAULTS = {"mode": "whole", "crop_size": 769, "stride": 513, "flip": 
 
 
 # ---- inference ------------------------------------------------------------------------------------
-
-def _pair(value, name: str) -> tuple[int, int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    if (not isinstance(value, Sequence) or len(value) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
-        raise ValueError(f"{name} must be a positive int or a pair (height, width), got {value!r}")
-    return int(value[0]), int(value[1])
-
 
 def _logits(model, images: torch.Tensor) -> torch.Tensor:
     out = model(images)
@@ -85,8 +77,8 @@ def slide_inference(model, images: torch.Tensor, *, crop_size, stride) -> torch.
     Windows are clamped to the image (the last one in a row/column is aligned with the border), so a
     window that covers the image gives exactly the whole-image logits.
     """
-    ch, cw = _pair(crop_size, "crop_size")
-    sh, sw = _pair(stride, "stride")
+    ch, cw = pair_size(crop_size, "crop_size")
+    sh, sw = pair_size(stride, "stride")
     if sh > ch or sw > cw:
         raise ValueError(f"stride {(sh, sw)} must not exceed crop_size {(ch, cw)} (windows would leave gaps)")
     b, _, h, w = images.shape

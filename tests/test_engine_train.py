@@ -148,7 +148,7 @@ def test_distant_digits_config_builds_and_steps(tmp_path):
 
 
 def test_epoch_shuffle_depends_only_on_seed_and_epoch():
-    from glore.engine.classification import EpochShuffleSampler
+    from glore.engine.loaders import EpochShuffleSampler
 
     a, b = EpochShuffleSampler(20, seed=1), EpochShuffleSampler(20, seed=1)
     first = list(a)
@@ -162,7 +162,7 @@ def test_epoch_shuffle_depends_only_on_seed_and_epoch():
 
 
 def test_augmentation_is_seeded_by_epoch_and_index():
-    from glore.engine.classification import EpochSeededDataset
+    from glore.engine.loaders import EpochSeededDataset
 
     class Noise(torch.utils.data.Dataset):
         def __len__(self):

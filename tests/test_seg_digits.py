@@ -18,27 +18,56 @@ def test_deterministic_and_shaped():
     assert set(torch.unique(tgt).tolist()) <= {0, 1, 2, IGNORE_INDEX}
 
 
-def test_labels_follow_the_key_digit():
-    ds = SegDigits("val", num_samples=40, num_digits=4, seed=0)
+def _check_layout(image, target, info, s, frame_value):
+    # the key (first digit) is framed; the frame is background
+    y, x = info["places"][0]
+    assert np.allclose(image[y, x:x + s + 4], frame_value) and (target[y, x:x + s + 4] == 0).all()
+    # outside the digit boxes everything is background
+    mask = np.ones_like(target, dtype=bool)
+    for y, x in info["places"]:
+        mask[y:y + s + 4, x:x + s + 4] = False
+    assert (target[mask] == 0).all()
+
+
+def _digit_labels(target, place, s):
+    y, x = place
+    region = target[y + 2:y + 2 + s, x + 2:x + 2 + s]
+    return set(np.unique(region).tolist()) - {0, IGNORE_INDEX}
+
+
+@pytest.mark.parametrize("rule", ["shade", "class"])
+def test_labels_follow_the_key_digit(rule):
+    ds = SegDigits("val", num_samples=40, num_digits=4, rule=rule, dim=0.4, seed=0)
     seen = set()
     s = ds.digit_size
     for i in range(len(ds)):
         image, target, info = ds.sample(i)
-        for cls, (y, x) in zip(info["classes"], info["places"]):
-            region = target[y + 2:y + 2 + s, x + 2:x + 2 + s]
-            labels = set(np.unique(region).tolist()) - {0, IGNORE_INDEX}
-            expected = 1 if cls == info["key_class"] else 2
-            assert labels == {expected}
+        assert info["matches"][0] is True
+        for cls, match, shade, place in zip(info["classes"], info["matches"], info["shades"], info["places"]):
+            expected = 1 if match else 2
+            assert _digit_labels(target, place, s) == {expected}
             seen.add(expected)
-        # the key (first digit) is framed; the frame is background
-        y, x = info["places"][0]
-        assert image[y, x:x + s + 4].min() == 1.0 and (target[y, x:x + s + 4] == 0).all()
-        # outside the digit boxes everything is background
-        mask = np.ones_like(target, dtype=bool)
-        for y, x in info["places"]:
-            mask[y:y + s + 4, x:x + s + 4] = False
-        assert (target[mask] == 0).all()
+            if rule == "class":
+                assert match == (cls == info["key_class"]) and shade == 1.0
+            else:
+                assert match == (shade == info["shades"][0]) and shade in (1.0, 0.4)
+            y, x = place                                  # the digit is drawn in its shade
+            assert image[y + 2:y + 2 + s, x + 2:x + 2 + s].max() == pytest.approx(shade)
+        _check_layout(image, target, info, s, frame_value=info["shades"][0])
     assert seen == {1, 2}
+
+
+def test_shade_rule_needs_the_key():
+    # the shade of a digit says nothing about its label without the key: both shades appear with
+    # both labels, in about equal numbers
+    ds = SegDigits("train", num_samples=400, num_digits=3, seed=1)
+    counts = {}
+    for i in range(len(ds)):
+        info = ds.sample(i)[2]
+        for match, shade in list(zip(info["matches"], info["shades"]))[1:]:
+            counts[(match, shade)] = counts.get((match, shade), 0) + 1
+    assert set(counts) == {(True, 1.0), (True, 0.5), (False, 1.0), (False, 0.5)}
+    assert max(counts.values()) < 1.3 * min(counts.values())
 
 
 def test_classes_option_and_bad_options():
@@ -50,6 +79,10 @@ def test_classes_option_and_bad_options():
         SegDigits("train", canvas=32, num_digits=6)
     with pytest.raises(ValueError, match="classes"):
         SegDigits("train", classes=[1])
+    with pytest.raises(ValueError, match="rule must be one of"):
+        SegDigits("train", rule="colour")
+    with pytest.raises(ValueError, match=r"dim must be a number in \(0, 1\), got 1.5"):
+        SegDigits("train", dim=1.5)
     with pytest.raises(IndexError, match="out of range"):
         SegDigits("train", num_samples=2).sample(2)
 

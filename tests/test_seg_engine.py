@@ -10,8 +10,8 @@ from glore.engine.config import load_config
 from glore.engine.segmentation import build_datamodule, build_module, metric_values
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs", "segmentation")
-SMALL = ["model.backbone=resnet18", "model.channels=16", "model.aux_channels=8",
-         "data.options.num_samples=4", "data.batch_size=2"]
+SMALL = ["model.channels=16", "model.aux_channels=8", "model.block_kwargs.mid=8",
+         "data.train_samples=4", "data.val_samples=4", "data.batch_size=2"]
 
 
 def test_configs_load_and_build():
@@ -21,7 +21,11 @@ def test_configs_load_and_build():
     digits = load_config(os.path.join(CONFIGS, "seg_digits_glore.yaml"), SMALL)
     module = build_module(digits)
     assert module.monitor == "val/miou" and module.monitor_mode == "max"
-    assert module.model.head.block_name == "glore"
+    assert module.model.head.block_name == "glore" and module.model.head.context[0].num_nodes == 8
+    assert type(module.model.backbone).__name__ == "TinySegNet"
+    resnet = build_module(load_config(os.path.join(CONFIGS, "seg_digits_glore.yaml"),
+                                      SMALL + ["model.backbone=resnet18", "model.multigrid=[1,2,4]"]))
+    assert resnet.model.backbone.layer4[1].conv1.dilation == (8, 8)
     plain = build_module(load_config(os.path.join(CONFIGS, "seg_digits_glore.yaml"), SMALL + ["model.head=null"]))
     assert len(plain.model.head.context) == 0
 
@@ -57,3 +61,34 @@ def test_unknown_dataset_is_named():
     cfg = load_config(os.path.join(CONFIGS, "seg_digits_glore.yaml"), SMALL + ["data.name=ade20k"])
     with pytest.raises(ValueError, match="ade20k"):
         build_datamodule(cfg)
+
+
+def test_seg_digits_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypatch):
+    # several epochs over the same split, interrupted, resumed: the same weights as a straight run
+    from glore.engine import runner
+    from glore.engine.checkpoint import load_checkpoint_file
+    from glore.engine.segmentation import SegmentationModule
+
+    def crash_after_first_epoch(self):
+        if self.current_epoch == 1:
+            raise RuntimeError("simulated crash")
+
+    def cfg(out, epochs):
+        return load_config(os.path.join(CONFIGS, "seg_digits_glore.yaml"), SMALL + [
+            f"output_dir={out}", f"trainer.max_epochs={epochs}", "data.train_samples=8", "data.val_samples=8",
+            "data.batch_size=4", "data.val_batch_size=8", "optim.warmup_steps=2"])
+
+    metrics = runner.train(cfg(tmp_path / "straight", 3))
+    assert 0.0 <= metrics["val/miou"] <= 1.0
+    straight = load_checkpoint_file(tmp_path / "straight" / "checkpoints" / "last.ckpt")
+    with monkeypatch.context() as patch:
+        patch.setattr(SegmentationModule, "on_train_epoch_start", crash_after_first_epoch, raising=False)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            runner.train(cfg(tmp_path / "resumed", 3))
+    partial = load_checkpoint_file(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    runner.train(cfg(tmp_path / "resumed", 3), resume="last")
+    resumed = load_checkpoint_file(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    assert partial["global_step"] == 2 and resumed["global_step"] == straight["global_step"] == 6
+    for key, value in straight["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][key], value), key
+    assert not all(torch.equal(partial["state_dict"][k], v) for k, v in straight["state_dict"].items())

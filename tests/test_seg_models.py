@@ -116,3 +116,19 @@ def test_bad_arguments_are_named(tmp_path):
         create_segmenter("resnet18", checkpoint=tmp_path / "junk.pth")
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         create_segmenter("resnet18", channels=16).eval()(torch.randn(1, 1, 16, 16))
+
+
+def test_tiny_backbone_is_stride_4_without_multigrid():
+    model = create_segmenter("tiny_segnet", head="glore", num_classes=3, channels=32, aux_channels=16,
+                             multigrid=None, block_kwargs={"mid": 8}).eval()
+    with torch.no_grad():
+        c4, c5 = model.backbone(torch.randn(2, 3, 64, 48))
+        out = model(torch.randn(2, 3, 64, 48))
+    assert c4.shape == (2, 32, 32, 24) and c5.shape == (2, 32, 16, 12)
+    assert out.shape == (2, 3, 64, 48)
+    assert create_segmenter("tiny_segnet", multigrid=None, output_stride=4,
+                            backbone_kwargs={"width": 8}).backbone.out_channels == (8, 8)
+    with pytest.raises(ValueError, match="pass multigrid=None"):
+        create_segmenter("tiny_segnet")
+    with pytest.raises(ValueError, match="fixed output_stride of 4, got output_stride=8"):
+        create_segmenter("tiny_segnet", multigrid=None, output_stride=8)

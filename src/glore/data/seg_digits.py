@@ -2,16 +2,23 @@
 
 Each canvas holds ``num_digits`` handwritten digits (real scans from :func:`sklearn.datasets.load_digits`,
 rescaled to ``digit_size``) at random, well separated places. One of them, the *key*, is framed by a
-bright rectangle. Every pixel of every digit is labelled
+rectangle (drawn in the key's shade). Every pixel of every digit is labelled
 
-- 1 ("match") if its digit is of the same class as the key (the key itself included),
+- 1 ("match") if its digit matches the key (the key itself included),
 - 2 ("other") otherwise,
 
-and background pixels 0. Faint rim pixels of the digits (intensity between ``ignore_low`` and
+and background pixels 0. Faint rim pixels of the digits (scan intensity between ``ignore_low`` and
 ``ignore_high``) are 255 (ignored), so that the labels do not hinge on an arbitrary threshold.
-Matching digits are other scans of the key's class, so the task needs recognising the two digits
-and comparing them across the canvas: local evidence alone tells digit from background but cannot
-tell "match" from "other" (at most half the digit pixels, chance level).
+
+What "matches" means is the ``rule``:
+
+- ``"shade"`` (default): every digit is drawn bright (1.0) or dim (``dim``); a digit matches when
+  it has the key's shade. A digit's own shade is local evidence, the key's is not: without seeing
+  the framed key a model can only guess (chance level on "match"/"other"). Learnable in CPU
+  minutes; the ``make demo``-sized comparison in ``docs/segmentation.md`` uses it.
+- ``"class"``: all digits bright; a digit matches when it is of the key's class (another scan of
+  it). This needs recognising both digits and comparing them across the canvas: much slower to
+  learn, kept for longer runs.
 
 Samples are generated on the fly, deterministically from ``(seed, split, index)``. The train and val
 splits draw their digits from disjoint sets of scans (the fixed partition of
@@ -30,6 +37,7 @@ CLASS_NAMES = ("background", "match", "other")
 NUM_CLASSES = len(CLASS_NAMES)
 IGNORE_INDEX = 255
 SPLITS = ("train", "val")
+RULES = ("shade", "class")
 DEFAULT_NUM_SAMPLES = {"train": 2000, "val": 400}
 _SPLIT_CODE = {"train": 1, "val": 2}
 _MAX_TRIES = 2000
@@ -58,12 +66,15 @@ class SegDigits(Dataset):
         p_match: probability that a non-key digit is of the key's class.
         classes: the digit classes drawn (default all ten; fewer make recognition, not the
             comparison, easier).
+        rule: ``"shade"`` (match the key's shade) or ``"class"`` (match the key's digit class).
+        dim: intensity of dim digits under the ``shade`` rule (bright ones are 1.0).
         seed: generation seed.
     """
 
     def __init__(self, split: str = "train", *, num_samples: int | None = None, canvas: int = 64,
                  num_digits: int = 4, digit_size: int = 12, min_distance: int = 4, p_match: float = 0.5,
-                 ignore_low: float = 0.15, ignore_high: float = 0.4, classes=None, seed: int = 0):
+                 ignore_low: float = 0.15, ignore_high: float = 0.4, classes=None, rule: str = "shade",
+                 dim: float = 0.5, seed: int = 0):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
         self.split = split
@@ -77,6 +88,11 @@ class SegDigits(Dataset):
             raise ValueError(f"p_match must be a number in [0, 1], got {p_match!r}")
         if not 0 <= ignore_low <= ignore_high <= 1:
             raise ValueError(f"need 0 <= ignore_low <= ignore_high <= 1, got {ignore_low!r}, {ignore_high!r}")
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {list(RULES)}, got {rule!r}")
+        if isinstance(dim, bool) or not isinstance(dim, (int, float)) or not 0 < dim < 1:
+            raise ValueError(f"dim must be a number in (0, 1), got {dim!r}")
+        self.rule, self.dim = rule, float(dim)
         self.p_match = float(p_match)
         self.ignore_low, self.ignore_high = float(ignore_low), float(ignore_high)
         self.seed = int(seed)
@@ -119,29 +135,37 @@ class SegDigits(Dataset):
         k = len(self.classes)
         key = int(rng.integers(k))
         key_class = self.classes[key]
-        classes = [key_class]
-        for _ in range(self.num_digits - 1):
-            if rng.random() < self.p_match:
-                classes.append(key_class)
-            else:
-                classes.append(self.classes[(key + int(rng.integers(1, k))) % k])
+        if self.rule == "class":
+            classes, matches = [key_class], [True]
+            for _ in range(self.num_digits - 1):
+                match = bool(rng.random() < self.p_match)
+                classes.append(key_class if match else self.classes[(key + int(rng.integers(1, k))) % k])
+                matches.append(match)
+            shades = [1.0] * self.num_digits
+        else:
+            classes = [self.classes[int(c)] for c in rng.integers(k, size=self.num_digits)]
+            matches = [True] + [bool(m) for m in rng.random(self.num_digits - 1) < self.p_match]
+            key_shade = 1.0 if rng.random() < 0.5 else self.dim
+            other_shade = self.dim if key_shade == 1.0 else 1.0
+            shades = [key_shade if m else other_shade for m in matches]
         places = self._place(rng)
         image = np.zeros((self.canvas, self.canvas), dtype=np.float32)
         target = np.zeros((self.canvas, self.canvas), dtype=np.int64)
         s = self.digit_size
-        for i, (cls, (y, x)) in enumerate(zip(classes, places)):
+        for i, (cls, match, shade, (y, x)) in enumerate(zip(classes, matches, shades, places)):
             scan = self._images[rng.choice(self._by_class[cls])]
             scan = scan / max(float(scan.max()), 1e-6)
             y0, x0 = y + 2, x + 2
-            image[y0:y0 + s, x0:x0 + s] = scan
-            label = 1 if cls == key_class else 2
+            image[y0:y0 + s, x0:x0 + s] = shade * scan
+            label = 1 if match else 2
             region = target[y0:y0 + s, x0:x0 + s]
             region[scan >= self.ignore_high] = label
             region[(scan > self.ignore_low) & (scan < self.ignore_high)] = IGNORE_INDEX
-            if i == 0:                                              # the key's frame
-                image[y, x:x + s + 4] = image[y + s + 3, x:x + s + 4] = 1.0
-                image[y:y + s + 4, x] = image[y:y + s + 4, x + s + 3] = 1.0
-        info = {"key_class": key_class, "classes": classes, "places": places}
+            if i == 0:                                              # the key's frame, in its shade
+                image[y, x:x + s + 4] = image[y + s + 3, x:x + s + 4] = shade
+                image[y:y + s + 4, x] = image[y:y + s + 4, x + s + 3] = shade
+        info = {"key_class": classes[0], "classes": classes, "matches": matches, "shades": shades,
+                "places": places}
         return image, target, info
 
     def __getitem__(self, index: int):
@@ -151,7 +175,7 @@ class SegDigits(Dataset):
 
     def extra_repr(self) -> str:
         return (f"split={self.split!r}, num_samples={self.num_samples}, canvas={self.canvas}, "
-                f"num_digits={self.num_digits}, digit_size={self.digit_size}, seed={self.seed}")
+                f"num_digits={self.num_digits}, digit_size={self.digit_size}, rule={self.rule!r}, seed={self.seed}")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"

@@ -19,6 +19,9 @@ What the base class does:
 - ``configure_optimizers`` builds the optimizer and a per-step LR schedule from ``cfg["optim"]`` via
   :mod:`glore.engine.optim`, with the steps per epoch Lightning reports for the current run (so
   DDP and gradient accumulation are accounted for).
+- ``on_train_batch_start`` seeds torch's global RNG (dropout, stochastic depth) from ``(seed,
+  epoch, batch, rank)``: a run resumed from ``last.ckpt`` then draws what an uninterrupted one
+  would have. Subclasses that override the hook call ``super().on_train_batch_start(...)``.
 - ``on_before_backward`` stops the run with :class:`NonFiniteLossError` (naming the global step,
   epoch and batch) as soon as the training loss is NaN or infinite, before the bad gradients touch
   the weights. Checkpoints are written only at epoch ends, so ``last.ckpt`` and ``best.ckpt`` still
@@ -110,6 +113,12 @@ class TaskModule(L.LightningModule):
         max_epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
         scheduler = build_scheduler(optimizer, optim_cfg, steps_per_epoch, max_epochs, total_steps=total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- reproducible resume ------------------------------------------------------------------
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        seed = int(self.cfg.get("seed") or 0)
+        key = ((seed * 1_000_003 + self.current_epoch) * 1_000_033 + batch_idx) * 1_009 + self.global_rank
+        torch.manual_seed(key % (2**63 - 1))
 
     # -- non-finite loss guard ---------------------------------------------------------------
     def on_before_backward(self, loss: torch.Tensor) -> None:

@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy
 
 from .base import TaskModule
+from .loaders import EpochSeededDataset, make_loader
 
 DATASETS = ("distant-digits", "imagefolder")
 # model keys consumed here; the rest of cfg["model"] go to the model builder
@@ -164,65 +165,6 @@ class ClassificationModule(TaskModule):
 
 
 
-class EpochShuffleSampler(torch.utils.data.Sampler):
-    """Indices in an order that depends only on ``(seed, epoch)`` (random with ``shuffle``, else in
-    order), encoded as ``epoch * length + index`` for :class:`EpochSeededDataset`. Lightning calls
-    ``set_epoch`` before each epoch, so a resumed run sees what an uninterrupted one would have."""
-
-    def __init__(self, length: int, *, seed: int = 0, shuffle: bool = True):
-        self.length = int(length)
-        self.seed = int(seed)
-        self.shuffle = bool(shuffle)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __iter__(self):
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(self.length, generator=generator).tolist()
-        else:
-            order = range(self.length)
-        offset = self.epoch * self.length
-        return iter([offset + i for i in order])
-
-
-class EpochDistributedSampler(torch.utils.data.DistributedSampler):
-    """``DistributedSampler`` whose indices carry the epoch like :class:`EpochShuffleSampler`."""
-
-    def __iter__(self):
-        offset = self.epoch * len(self.dataset)
-        return iter([offset + i for i in super().__iter__()])
-
-
-class EpochSeededDataset(torch.utils.data.Dataset):
-    """Item ``epoch * len + index`` is ``dataset[index]`` read with torch's RNG seeded from
-    ``(seed, epoch, index)``: random augmentation is then the same with any number of workers or
-    processes, and after a resume. Plain indices ``< len`` read epoch 0."""
-
-    def __init__(self, dataset, *, seed: int = 0):
-        self.dataset = dataset
-        self.seed = int(seed)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getattr__(self, name):  # classes, samples, ... of the wrapped dataset
-        if name == "dataset":
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
-
-    def __getitem__(self, key: int):
-        epoch, index = divmod(int(key), len(self.dataset))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(((self.seed * 1_000_003 + epoch) * 1_000_033 + index) % (2**63 - 1))
-            return self.dataset[index]
-
-
 class ClassificationData(L.LightningDataModule):
     """Train / val loaders for ``cfg["data"]`` (distant-digits or an image layout)."""
 
@@ -261,25 +203,9 @@ class ClassificationData(L.LightningDataModule):
             self.val_set = self._dataset("val_split", "val", train=False)
 
     def _loader(self, dataset, *, batch_size: int, shuffle: bool, drop_last: bool, train: bool) -> DataLoader:
-        workers = int(self.data_cfg.get("num_workers", 0))
-        trainer = self.trainer
-        if trainer is not None and trainer.world_size > 1:
-            # our own DistributedSampler (Lightning keeps it): honours shuffle=False, seeded by epoch
-            kind = EpochDistributedSampler if train else torch.utils.data.DistributedSampler
-            sampler = kind(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=shuffle,
-                           seed=self.seed, drop_last=drop_last)
-        elif train:
-            sampler = EpochShuffleSampler(len(dataset), seed=self.seed, shuffle=shuffle)
-        else:
-            sampler = None
-        if train and trainer is not None:
-            # Lightning creates (and, with workers, prefetches from) the first iterator of a run before it
-            # calls set_epoch; start from the epoch a resumed run continues with
-            sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
-        return DataLoader(
-            dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
-            pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
-        )
+        return make_loader(dataset, trainer=self.trainer, batch_size=batch_size, shuffle=shuffle,
+                           drop_last=drop_last, train=train, seed=self.seed,
+                           num_workers=int(self.data_cfg.get("num_workers", 0)))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(

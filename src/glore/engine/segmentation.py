@@ -30,6 +30,8 @@ Config (see ``configs/segmentation/*.yaml``)::
       scale_range: [0.5, 2.0]
       hflip: true
       options: {}             # seg-digits: keyword options of SegDigits(split, **options)
+      train_samples: 8000     # seg-digits: split sizes (override options.num_samples)
+      val_samples: 400
 
 Metrics: ``val/loss``, ``val/miou`` (``best.ckpt`` follows it), ``val/pixel_acc``, per-class
 ``val/iou/<class>``; for Cityscapes also ``val/iiou_class``, ``val/iou_category``, ``val/iiou_category``.
@@ -54,6 +56,7 @@ from torch.utils.data import DataLoader
 
 from ..data.seg_transforms import pair_size
 from .base import TaskModule
+from .loaders import EpochSeededDataset, make_loader
 
 DATASETS = ("cityscapes", "seg-digits")
 IGNORE_INDEX = 255
@@ -275,7 +278,11 @@ class SegmentationData(L.LightningDataModule):
         if self.name == "seg-digits":
             from glore.data.seg_digits import SegDigits
 
-            return SegDigits(split, **dict(data.get("options") or {}))
+            options = dict(data.get("options") or {})
+            size = data.get("train_samples" if train else "val_samples")
+            if size is not None:
+                options["num_samples"] = size
+            return SegDigits(split, **options)
         from glore.data.cityscapes import CityscapesSegmentation
         from glore.data.seg_transforms import build_seg_transforms
 
@@ -287,29 +294,23 @@ class SegmentationData(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None:
-            self.train_set = self.dataset("train_split", "train", train=True)
+            self.train_set = EpochSeededDataset(self.dataset("train_split", "train", train=True), seed=self.seed)
         if self.val_set is None:
             self.val_set = self.dataset("val_split", "val", train=False)
 
-    def _loader(self, dataset, *, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
-        from .classification import EpochShuffleSampler
-
-        workers = int(self.data_cfg.get("num_workers", 0))
-        sampler = None
-        distributed = self.trainer is not None and self.trainer.world_size > 1
-        if shuffle and not distributed:
-            sampler, shuffle = EpochShuffleSampler(len(dataset), seed=self.seed), False
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler, drop_last=drop_last,
-                          num_workers=workers, pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
+    def _loader(self, dataset, *, batch_size: int, shuffle: bool, drop_last: bool, train: bool) -> DataLoader:
+        return make_loader(dataset, trainer=self.trainer, batch_size=batch_size, shuffle=shuffle,
+                           drop_last=drop_last, train=train, seed=self.seed,
+                           num_workers=int(self.data_cfg.get("num_workers", 0)))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, batch_size=int(self.data_cfg.get("batch_size", 8)),
                             shuffle=bool(self.data_cfg.get("shuffle", True)),
-                            drop_last=bool(self.data_cfg.get("drop_last", True)))
+                            drop_last=bool(self.data_cfg.get("drop_last", True)), train=True)
 
     def val_dataloader(self) -> DataLoader:
         batch = self.data_cfg.get("val_batch_size") or 1
-        return self._loader(self.val_set, batch_size=int(batch), shuffle=False, drop_last=False)
+        return self._loader(self.val_set, batch_size=int(batch), shuffle=False, drop_last=False, train=False)
 
 
 def build_module(cfg: dict) -> SegmentationModule:

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .classification import ClassificationModule
+from .loaders import EpochSeededDataset, make_loader
 
 DATASETS = ("kinetics", "moving-digits")
 _MODEL_KEYS = ("name", "label_smoothing", "pretrained", "inflate_from")
@@ -149,16 +150,15 @@ class VideoData(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None:
-            self.train_set = self._dataset("train_split", "train", mode="train")
+            self.train_set = EpochSeededDataset(self._dataset("train_split", "train", mode="train"), seed=self.seed)
         if self.val_set is None:
             self.val_set = self._dataset("val_split", "val", mode="center")
 
-    def _loader(self, dataset, *, batch_size: int, shuffle: bool, drop_last: bool = False) -> DataLoader:
-        workers = int(self.data_cfg.get("num_workers", 0))
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                          num_workers=workers, pin_memory=torch.cuda.is_available(),
-                          persistent_workers=workers > 0,
-                          generator=torch.Generator().manual_seed(int(self.seed)))
+    def _loader(self, dataset, *, batch_size: int, shuffle: bool, drop_last: bool = False,
+                train: bool = False) -> DataLoader:
+        return make_loader(dataset, trainer=self.trainer, batch_size=batch_size, shuffle=shuffle,
+                           drop_last=drop_last, train=train, seed=self.seed,
+                           num_workers=int(self.data_cfg.get("num_workers", 0)))
 
     def _val_batch(self) -> int:
         return int(self.data_cfg.get("val_batch_size") or self.data_cfg.get("batch_size", 8))
@@ -166,7 +166,7 @@ class VideoData(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, batch_size=int(self.data_cfg.get("batch_size", 8)),
                             shuffle=bool(self.data_cfg.get("shuffle", True)),
-                            drop_last=bool(self.data_cfg.get("drop_last", False)))
+                            drop_last=bool(self.data_cfg.get("drop_last", False)), train=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, batch_size=self._val_batch(), shuffle=False)

@@ -41,10 +41,11 @@ DEFAULT_BLOCK_KWARGS: dict[str | None, dict] = {
 DEFAULT_CONCAT_INPUT = {None: False, "glore": False, "nl": True, "snl": True, "gc": True}
 
 
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
-    """Conv (no bias), BatchNorm, ReLU; ``padding`` keeps the spatial size."""
+def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1
+                 ) -> nn.Sequential:
+    """Conv (no bias), BatchNorm, ReLU; ``padding`` keeps the spatial size (divided by ``stride``)."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2, bias=False),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     )
@@ -111,7 +112,7 @@ class ContextHead(nn.Module):
 
 
 class Segmenter(nn.Module):
-    """Backbone (c4, c5 at stride 8), a :class:`ContextHead` and an optional auxiliary :class:`FCNHead`.
+    """Backbone (``[c4, c5]``), a :class:`ContextHead` and an optional auxiliary :class:`FCNHead`.
 
     ``forward(x)`` returns the logits ``(B, num_classes, H, W)`` upsampled (bilinear) to the input
     size. In training mode with an auxiliary head, or with ``return_aux=True``, it returns
@@ -174,9 +175,58 @@ def apply_multigrid(stage: nn.Module, multigrid: Sequence[int], base_dilation: i
                 conv.padding = (base_dilation * g,) * 2
 
 
+class TinySegNet(nn.Module):
+    """A five-conv backbone for CPU-sized segmentation runs (the built-in ``seg-digits`` set).
+
+    Returns ``[c4, c5]`` at strides 2 and 4 with ``width`` channels each. It has no res5 stage, so no
+    multi-grid, and its output stride is fixed at 4. Its receptive field (23 px at c5) is smaller
+    than a 64 px seg-digits canvas, so any long-range comparison must come from the context head.
+    """
+
+    output_stride = 4
+
+    def __init__(self, width: int = 32, in_chans: int = 3):
+        super().__init__()
+        half = max(width // 2, 1)
+        self.stem = nn.Sequential(conv_bn_relu(in_chans, half),
+                                  conv_bn_relu(half, half, stride=2),
+                                  conv_bn_relu(half, width))
+        self.down = conv_bn_relu(width, width, stride=2)
+        self.out_channels = (width, width)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        c4 = self.stem(x)
+        return [c4, self.down(c4)]
+
+
+# backbones defined here rather than in timm: name -> constructor(**backbone_kwargs)
+LOCAL_BACKBONES = {"tiny_segnet": TinySegNet}
+
+
+def feature_channels(backbone: nn.Module) -> tuple[int, int]:
+    """Channels of the ``[c4, c5]`` maps a segmentation backbone returns."""
+    if hasattr(backbone, "feature_info"):
+        return tuple(backbone.feature_info.channels())
+    return tuple(backbone.out_channels)
+
+
 def create_backbone(name: str = "resnet50", *, multigrid: Sequence[int] | None = (1, 2, 4),
-                    output_stride: int = 8, **kwargs) -> nn.Module:
-    """timm ResNet returning ``[c4, c5]`` at ``output_stride`` 8 (dilations 2, 4), with multi-grid."""
+                    output_stride: int | None = None, **kwargs) -> nn.Module:
+    """Backbone returning ``[c4, c5]``.
+
+    A timm ResNet at ``output_stride`` 8 by default (dilations 2, 4; 16 and 32 also accepted), with
+    multi-grid in res5; or a backbone of :data:`LOCAL_BACKBONES` (fixed stride, no multi-grid).
+    """
+    if name in LOCAL_BACKBONES:
+        cls = LOCAL_BACKBONES[name]
+        if output_stride not in (None, cls.output_stride):
+            raise ValueError(f"backbone {name!r} has a fixed output_stride of {cls.output_stride}, "
+                             f"got output_stride={output_stride!r}")
+        if multigrid is not None:
+            raise ValueError(f"backbone {name!r} has no res5 stage for multi-grid; pass multigrid=None, "
+                             f"got {multigrid!r}")
+        return cls(**kwargs)
+    output_stride = 8 if output_stride is None else output_stride
     if output_stride not in (8, 16, 32):
         raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
     try:
@@ -198,13 +248,15 @@ def create_segmenter(backbone: str = "resnet50", *, head: str | None = "glore", 
                      units: int = 1, multigrid: Sequence[int] | None = (1, 2, 4), aux: bool = True,
                      aux_weight: float = 0.4, channels: int = 512, aux_channels: int = 256,
                      dropout: float = 0.1, concat_input: bool | None = None,
-                     block_kwargs: Mapping | None = None, output_stride: int = 8,
+                     block_kwargs: Mapping | None = None, output_stride: int | None = None,
                      checkpoint: str | os.PathLike | None = None, backbone_kwargs: Mapping | None = None
                      ) -> Segmenter:
     """Build a dilated FCN segmenter (GloRe paper §4.3; GCNet §5.4).
 
     Args:
-        backbone: a timm ResNet-family name (``resnet18``, ``resnet50``, ``resnet101``, ...).
+        backbone: a timm ResNet-family name (``resnet18``, ``resnet50``, ``resnet101``, ...), or
+            ``"tiny_segnet"`` (:class:`TinySegNet`, stride 4, for CPU-sized runs; needs
+            ``multigrid=None``).
         head: ``None`` (plain FCN), ``"glore"`` (``units`` GloRe units between two adaptive 3x3
             convs), ``"nl"``, ``"snl"`` or ``"gc"`` (ratio 1/4, output concatenated with c5 then a
             3x3 conv, as in GCNet).
@@ -215,7 +267,7 @@ def create_segmenter(backbone: str = "resnet50", *, head: str | None = "glore", 
         channels, aux_channels, dropout: head widths and dropout.
         concat_input: override the head's c5 concatenation (default: the paper's choice per head).
         block_kwargs: options for the context blocks (e.g. ``{"mid": 64}`` for GloRe).
-        output_stride: 8 (default), 16 or 32.
+        output_stride: 8 (default for ResNets), 16 or 32; ``None`` picks the backbone's default.
         checkpoint: weights to load: a segmenter state dict (all keys loaded strictly) or a
             classification checkpoint of the same backbone (its backbone weights; ``fc`` dropped).
         backbone_kwargs: extra options for ``timm.create_model``.
@@ -225,7 +277,7 @@ def create_segmenter(backbone: str = "resnet50", *, head: str | None = "glore", 
     head = _check_head(head)
     net = create_backbone(backbone, multigrid=multigrid, output_stride=output_stride,
                           **dict(backbone_kwargs or {}))
-    c4_channels, c5_channels = net.feature_info.channels()
+    c4_channels, c5_channels = feature_channels(net)
     model = Segmenter(
         net,
         ContextHead(c5_channels, num_classes, block=head, units=units, channels=channels,

@@ -152,6 +152,17 @@ def test_channels_last_inputs(name, dims):
     torch.testing.assert_close(x_cl.grad, x.grad)
 
 
+@pytest.mark.parametrize("fmt", ["contiguous", "channels_last"])
+def test_glore_output_and_input_gradient_keep_the_input_layout(fmt):
+    unit = randomize_(GloRe(16, mid=4).double()).train()
+    memory_format = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+    x = torch.randn(2, 16, 5, 3, dtype=torch.float64).to(memory_format=memory_format).requires_grad_()
+    y = unit(x)
+    y.square().sum().backward()
+    assert y.is_contiguous(memory_format=memory_format)
+    assert x.grad.is_contiguous(memory_format=memory_format)
+
+
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("fmt", ["contiguous", "channels_last"])
 def test_input_is_not_modified(name, fmt):

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn import create_block
+from .layers import conv_bn_relu
 
 HEADS = (None, "glore", "nl", "snl", "gc")
 
@@ -39,16 +40,6 @@ DEFAULT_BLOCK_KWARGS: dict[str | None, dict] = {
 }
 # GCNet's head concatenates the context output with c5; the GloRe paper's head does not.
 DEFAULT_CONCAT_INPUT = {None: False, "glore": False, "nl": True, "snl": True, "gc": True}
-
-
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1
-                 ) -> nn.Sequential:
-    """Conv (no bias), BatchNorm, ReLU; ``padding`` keeps the spatial size (divided by ``stride``)."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
 
 
 class FCNHead(nn.Module):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..nn import create_block
+from .layers import conv_bn_relu
 
 # per-block defaults for the demo network, as a function of its width (overridable by kwargs)
 _BLOCK_DEFAULTS = {
@@ -27,11 +28,6 @@ def default_block_kwargs(block: str, width: int) -> dict:
     change of these defaults cannot silently change what a checkpoint rebuilds)."""
     key = block.lower() if isinstance(block, str) else block
     return _BLOCK_DEFAULTS.get(key, lambda w: {})(width)
-
-
-def _conv_bn_relu(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False),
-                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class DistantDigitsNet(nn.Module):
@@ -58,10 +54,10 @@ class DistantDigitsNet(nn.Module):
         half = width // 2
         # receptive fields 3, 5 (stride 2), 9, 13 (stride 4)
         self.stem = nn.Sequential(
-            _conv_bn_relu(in_chans, half, 3),
-            _conv_bn_relu(half, half, 3, stride=2),
-            _conv_bn_relu(half, width, 3),
-            _conv_bn_relu(width, width, 3, stride=2),
+            conv_bn_relu(in_chans, half, 3),
+            conv_bn_relu(half, half, 3, stride=2),
+            conv_bn_relu(half, width, 3),
+            conv_bn_relu(width, width, 3, stride=2),
         )
         if block is None:
             self.block, self.block_kwargs = nn.Identity(), {}
@@ -69,7 +65,7 @@ class DistantDigitsNet(nn.Module):
             self.block_kwargs = {**default_block_kwargs(block, width), **block_kwargs}
             self.block = create_block(block, width, **self.block_kwargs)
         self.block_name = block
-        self.head = nn.Sequential(_conv_bn_relu(width, 2 * width, 1), _conv_bn_relu(2 * width, 2 * width, 1))
+        self.head = nn.Sequential(conv_bn_relu(width, 2 * width, 1), conv_bn_relu(2 * width, 2 * width, 1))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(2 * width, num_classes)
 

@@ -57,6 +57,13 @@ def test_metric_values_are_flat_floats():
     assert all(isinstance(v, float) for v in values.values())
 
 
+def test_bad_split_size_is_named():
+    cfg = load_config(os.path.join(CONFIGS, "seg_digits_glore.yaml"), SMALL + ["data.val_samples=0"])
+    dm = build_datamodule(cfg)
+    with pytest.raises(ValueError, match=r"data.val_samples must be a positive integer .* got 0"):
+        dm.setup("validate")
+
+
 def test_unknown_dataset_is_named():
     cfg = load_config(os.path.join(CONFIGS, "seg_digits_glore.yaml"), SMALL + ["data.name=ade20k"])
     with pytest.raises(ValueError, match="ade20k"):

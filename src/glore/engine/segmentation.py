@@ -279,8 +279,11 @@ class SegmentationData(L.LightningDataModule):
             from glore.data.seg_digits import SegDigits
 
             options = dict(data.get("options") or {})
-            size = data.get("train_samples" if train else "val_samples")
+            key = "train_samples" if train else "val_samples"
+            size = data.get(key)
             if size is not None:
+                if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                    raise ValueError(f"data.{key} must be a positive integer (the split size), got {size!r}")
                 options["num_samples"] = size
             return SegDigits(split, **options)
         from glore.data.cityscapes import CityscapesSegmentation

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from glore.nn import BLOCKS, GlobalContext, GloRe, NonLocal, create_block
+from glore.nn import BLOCKS, GlobalContext, GloRe, NonLocal, Pointwise, create_block
 from test_nn_reference import randomize_
 
 NAMES = sorted(BLOCKS)
@@ -161,6 +161,40 @@ def test_glore_output_and_input_gradient_keep_the_input_layout(fmt):
     y.square().sum().backward()
     assert y.is_contiguous(memory_format=memory_format)
     assert x.grad.is_contiguous(memory_format=memory_format)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("fmt", ["contiguous", "channels_last"])
+def test_glore_copies_no_full_size_tensor(fmt, batch):
+    # every product reads its operands in the layout they come in: no activation or gradient the
+    # size of x is copied to another layout, forward or backward
+    from torch.profiler import profile
+
+    unit = randomize_(GloRe(32, mid=8)).train()
+    memory_format = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+    x = torch.randn(batch, 32, 6, 5).to(memory_format=memory_format).requires_grad_()
+    grad = torch.randn_like(x)
+    with profile(record_shapes=True) as prof:
+        torch.autograd.grad(unit(x), [x, *unit.parameters()], grad)
+    copies = [e.input_shapes for e in prof.events()
+              if e.name in ("aten::copy_", "aten::clone", "aten::contiguous")
+              and e.input_shapes and e.input_shapes[0] and math.prod(e.input_shapes[0]) == x.numel()]
+    assert copies == []
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize("layout", ["channel_major", "position_major"])
+def test_pointwise_is_the_1x1_convolution(batch, layout):
+    conv = randomize_(Pointwise(12, 5).double())
+    x = torch.randn(batch, 12, 7, dtype=torch.float64)
+    if layout == "position_major":
+        x = x.mT.contiguous().mT
+    x.requires_grad_()
+    y = conv(x)
+    expected = torch.nn.functional.conv1d(x.detach().contiguous(), conv.weight, conv.bias)
+    torch.testing.assert_close(y, expected)
+    assert y.mT.is_contiguous() == (layout == "position_major")
+    torch.autograd.gradcheck(conv, (x,))
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -8,8 +8,8 @@ pooling, softmax, element-wise ops and interpolation are not counted (they are l
 ``uncounted_ops``).
 
 fvcore's own ``aten::matmul`` handle multiplies the first operand's size by the second's last dim,
-which drops the batch of a ``(out, in) @ (B, in, L)`` product (every :class:`glore.nn.Pointwise`);
-the handle here counts ``numel(output) * K`` for any broadcast, which is exact for every case.
+which drops the batch of a broadcast ``(out, in) @ (B, in, L)`` product; the handle here counts
+``numel(output) * K`` for any broadcast, which is exact for every case.
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ class GloRe(nn.Module):
 
     def project_to_nodes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(V, B)``: node features ``(B, C_s, N)`` and projection ``(B, N, L)``."""
-        return self._project(_position_major(x.flatten(2)))
+        return self._project(x.flatten(2))
 
     def _project(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         state, proj = self.reduce(flat), self.project(flat)         # (B, C_s, L), (B, N, L)
@@ -94,53 +94,29 @@ class GloRe(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_block_input(type(self).__name__, x, self.channels)
-        b, c = x.shape[:2]
-        # (a layout test rather than comparing data pointers: torch.compile and torch.export
-        # cannot trace data_ptr())
-        position_major = x.flatten(2).transpose(1, 2).is_contiguous()
-        flat = _position_major(x.flatten(2))
+        flat = x.flatten(2)
         v, proj = self._project(flat)
         z = self.gcn(v)
-        # reverse projection Y = Z B, computed as Y^T = B^T Z^T: position-major (B, L, C_s), so that
-        # the extension is one matrix product over all B * L positions
-        y = torch.matmul(proj.transpose(1, 2), z.transpose(1, 2)).transpose(1, 2)
-        y = self.extend(y)                                          # (B, C, L), position-major
-        if not position_major:
-            # channel-major input: BatchNorm and the residual run channel-major, so the upstream
-            # gradient is used as it comes (no transposing copy of it at the peak of backward)
-            return x + self.norm(y.contiguous()).view(x.shape)
-        y = self.norm(y.transpose(1, 2).reshape(-1, c))  # over (B * L, C): the statistics of (B, C, L)
+        # The unit keeps the input's layout throughout, so that no activation or gradient is
+        # ever copied to another layout. (A layout test rather than comparing data pointers:
+        # torch.compile and torch.export cannot trace data_ptr().)
+        if not flat.mT.is_contiguous():
+            # channel-major (contiguous) input: per-sample products, channel-major BatchNorm
+            y = self.extend(torch.matmul(z, proj))                  # Y = Z B: (B, C, L)
+            return x + self.norm(y).view(x.shape)
+        # position-major (channels_last) input: the reverse projection as Y^T = B^T Z^T, so that
+        # the extension is one matrix product over all B * L positions, and BatchNorm over the
+        # (B * L, C) view (the statistics of (B, C, L))
+        b, c = x.shape[:2]
+        y = self.extend(torch.matmul(proj.mT, z.mT).mT)
+        y = self.norm(y.mT.reshape(-1, c))
         if y.dtype != x.dtype:      # autocast: BatchNorm kept float32
-            return x + y.view(b, -1, c).transpose(1, 2).view(x.shape)
-        # channels_last input: residual added in place into the fresh BatchNorm output, which is
-        # returned with the input's layout; no copy anywhere in the unit
-        return y.add_(flat.transpose(1, 2).reshape(-1, c)).view(b, -1, c).transpose(1, 2).view(x.shape)
+            return x + y.view(b, -1, c).mT.view(x.shape)
+        # the residual is added in place into the fresh BatchNorm output, which is returned with
+        # the input's layout
+        return y.add_(flat.mT.reshape(-1, c)).view(b, -1, c).mT.view(x.shape)
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, num_nodes={self.num_nodes}, num_state={self.num_state}, "
                 f"normalize={self.normalize}")
 
-
-def _position_major(flat: torch.Tensor) -> torch.Tensor:
-    """``(B, C, L)`` with position-major storage (strides ``(L*C, 1, C)``).
-
-    A flattened channels_last input already is (returned as it is); a contiguous one is copied once,
-    so that every product over positions in the unit is one matrix product over the ``B * L``
-    positions instead of ``B`` smaller ones, and weight gradients need no per-sample buffers.
-    """
-    if flat.transpose(1, 2).is_contiguous():
-        return flat
-    return _ToPositionMajor.apply(flat)
-
-
-class _ToPositionMajor(torch.autograd.Function):
-    """A position-major copy whose gradient comes back channel-major (the input's layout): one
-    transposing copy each way instead of an element-wise op over mixed layouts downstream."""
-
-    @staticmethod
-    def forward(ctx, flat):
-        return flat.transpose(1, 2).contiguous().transpose(1, 2)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad.contiguous()

@@ -19,7 +19,10 @@ class Pointwise(nn.Conv1d):
     - position-major input (strides ``(L*C, 1, C)``: a flattened channels_last tensor, or the
       ``transpose(1, 2)`` of a contiguous ``(B, L, C)``): one matrix product over all ``B * L``
       positions with the bias fused (``F.linear``), and a position-major output;
-    - channel-major input (contiguous ``(B, C, L)``): one product per sample, contiguous output.
+    - channel-major input (a contiguous ``(B, C, L)``), contiguous output: for one sample, one
+      matrix product (``addmm``); for a batch, the 1x1 convolution itself (oneDNN on the CPU),
+      whose backward reads the samples in place, where a batched product would copy operands and
+      sum a ``(B, out, in)`` weight gradient over the batch (measured in docs/benchmarks.md).
     """
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
@@ -29,7 +32,8 @@ class Pointwise(nn.Conv1d):
         weight = self.weight.squeeze(2)          # a view: its backward allocates nothing
         if x.dim() == 3 and x.mT.is_contiguous():
             return F.linear(x.mT, weight, self.bias).mT
-        y = torch.matmul(weight, x)
-        if self.bias is not None:
-            y = y + self.bias[:, None]
-        return y
+        if x.dim() == 3 and x.shape[0] == 1:
+            if self.bias is None:
+                return torch.mm(weight, x.squeeze(0)).unsqueeze(0)
+            return torch.addmm(self.bias[:, None], weight, x.squeeze(0)).unsqueeze(0)
+        return F.conv1d(x, self.weight, self.bias)

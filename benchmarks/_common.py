@@ -12,6 +12,8 @@ Conventions, used by every script here:
   running sum of allocations minus frees, maximum over time. Tensors that exist before the call (the
   input, the upstream gradient, the parameters) are not in it; add them to get the process's peak.
 - **Load**: ``os.getloadavg()`` before and after every measurement, printed and written to the JSON.
+- **GPU** (``--device cuda``): the clock is read after ``torch.cuda.synchronize()``; peak memory is
+  ``torch.cuda.max_memory_allocated`` during the call minus what was allocated before it.
 """
 
 from __future__ import annotations
@@ -30,10 +32,15 @@ import torch
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 
 
-def setup(threads: int = 2, seed: int = 0) -> dict:
+def setup(threads: int = 2, seed: int = 0, device: str = "cpu") -> dict:
     """Fix the thread count and seed; return a description of the machine for the JSON."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
+    gpu = {}
+    if torch.device(device).type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit(f"--device {device}: no CUDA device is available on this machine")
+        gpu = {"gpu": torch.cuda.get_device_name(device), "cuda": torch.version.cuda}
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -46,7 +53,14 @@ def setup(threads: int = 2, seed: int = 0) -> dict:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "avx512_bf16": bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()),
         "amx": bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()),
+        "device": str(device), **gpu,
     }
+
+
+def synchronize(device: str | torch.device = "cpu") -> None:
+    """Wait for the device's queued work (a no-op on the CPU)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def load() -> list[float]:
@@ -55,7 +69,7 @@ def load() -> list[float]:
 
 
 def time_interleaved(cases: dict[str, Callable[[], object]], *, repeats: int = 7, warmup: int = 2,
-                     min_seconds: float = 0.0) -> dict[str, dict]:
+                     min_seconds: float = 0.0, device: str = "cpu") -> dict[str, dict]:
     """Time every case ``repeats`` times, round-robin, after ``warmup`` calls each.
 
     A case that takes less than ``min_seconds`` is run several times per sample (the sample is the
@@ -66,6 +80,7 @@ def time_interleaved(cases: dict[str, Callable[[], object]], *, repeats: int = 7
         start = time.perf_counter()
         for _ in range(max(warmup, 1)):
             fn()
+        synchronize(device)
         once = (time.perf_counter() - start) / max(warmup, 1)
         inner[name] = max(1, int(min_seconds / once)) if once > 0 else 1
     samples: dict[str, list[float]] = {name: [] for name in cases}
@@ -74,14 +89,23 @@ def time_interleaved(cases: dict[str, Callable[[], object]], *, repeats: int = 7
             start = time.perf_counter()
             for _ in range(inner[name]):
                 fn()
+            synchronize(device)
             samples[name].append((time.perf_counter() - start) / inner[name])
     return {name: {"median": statistics.median(s), "min": min(s), "samples": s}
             for name, s in samples.items()}
 
 
-def peak_memory(fn: Callable[[], object]) -> int:
-    """Peak bytes of CPU tensor storage allocated (and not yet freed) while ``fn()`` runs."""
+def peak_memory(fn: Callable[[], object], device: str = "cpu") -> int:
+    """Peak bytes of tensor storage allocated (and not yet freed) while ``fn()`` runs."""
     from torch.profiler import ProfilerActivity, profile
+
+    if torch.device(device).type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
@@ -100,17 +124,18 @@ def _is_cpu(event) -> bool:
 
 
 def gemm_throughput(shapes: list[tuple[int, int, int]] | None = None, *, repeats: int = 7,
-                    dtype: torch.dtype = torch.float32) -> dict[str, float]:
+                    dtype: torch.dtype = torch.float32, device: str = "cpu") -> dict[str, float]:
     """GFLOP/s of ``(m, k) @ (k, n)`` products (2 FLOPs per multiply-add), median of ``repeats``."""
     shapes = shapes or [(1024, 1024, 1024), (2048, 2048, 2048)]
     cases, flops = {}, {}
     for m, k, n in shapes:
-        a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
-        out = torch.empty(m, n, dtype=dtype)
+        a, b = (torch.randn(m, k, dtype=dtype, device=device),
+                torch.randn(k, n, dtype=dtype, device=device))
+        out = torch.empty(m, n, dtype=dtype, device=device)
         name = f"{m}x{k}x{n}"
         cases[name] = lambda a=a, b=b, out=out: torch.mm(a, b, out=out)
         flops[name] = 2.0 * m * k * n
-    timing = time_interleaved(cases, repeats=repeats, warmup=2, min_seconds=0.05)
+    timing = time_interleaved(cases, repeats=repeats, warmup=2, min_seconds=0.05, device=device)
     return {name: flops[name] / t["median"] / 1e9 for name, t in timing.items()}
 
 

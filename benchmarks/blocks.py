@@ -2,6 +2,7 @@
 
     python benchmarks/blocks.py            # full grid (see docs/benchmarks.md for its run time)
     python benchmarks/blocks.py --quick    # small grid, a minute or two
+    python benchmarks/blocks.py --device cuda [--bf16]   # on a GPU; --bf16: the grid under bf16 autocast
 
 Sections (each prints a table; everything goes to results/benchmarks/blocks.json and the log-log plot
 to results/benchmarks/blocks_positions.png):
@@ -85,30 +86,33 @@ def glore_macs(b: int, c: int, mid: int, length: int) -> dict[str, int]:
             "extend": b * c * s * length}
 
 
-def fwd_bwd(block, x: torch.Tensor, grad: torch.Tensor, params=None):
-    """One training step of the block alone: forward, backward with a fixed upstream gradient."""
+def fwd_bwd(block, x: torch.Tensor, grad: torch.Tensor, params=None, autocast: torch.dtype | None = None):
+    """One training step of the block alone: forward (under ``autocast`` to that dtype if given),
+    backward with a fixed upstream gradient."""
     params = list(block.parameters() if params is None else params)
 
     def step():
         x.grad = None
         for p in params:
             p.grad = None
-        block(x).backward(grad)
+        with torch.autocast(x.device.type, dtype=autocast, enabled=autocast is not None):
+            y = block(x)
+        y.backward(grad.to(y.dtype))
     return step
 
 
-def gemm_case(size: int = 1024):
-    """The throughput reference, timed inside every interleaved group: an fp32 square product."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    out = torch.empty(size, size)
+def gemm_case(size: int = 1024, device="cpu", dtype=torch.float32):
+    """The throughput reference, timed inside every interleaved group: a square product."""
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    out = torch.empty(size, size, device=device, dtype=dtype)
     return (lambda: torch.mm(a, b, out=out)), 2.0 * size**3
 
 
-def make_input(shape, channels_last=False, dtype=torch.float32):
-    x = torch.randn(shape, dtype=dtype)
+def make_input(shape, channels_last=False, device="cpu"):
+    x = torch.randn(shape, device=device)
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
-    return x.requires_grad_(), torch.randn(shape, dtype=dtype)
+    return x.requires_grad_(), torch.randn(shape, device=device)
 
 
 def run_grid(configs, names, args, gemm_gflops, label):
@@ -121,17 +125,19 @@ def run_grid(configs, names, args, gemm_gflops, label):
         for name in names:
             if name in ("NL", "timm-NL") and size > args.nl_max:
                 continue
-            block = build(name, channels)
-            x, g = make_input(shape)
-            step = fwd_bwd(block, x, g)
+            block = build(name, channels, args.device)
+            x, g = make_input(shape, device=args.device)
+            step = fwd_bwd(block, x, g, autocast=torch.bfloat16 if args.bf16 else None)
             flops[name] = count_flops(name, shape)
-            peaks[name] = common.peak_memory(step)                # also the first warm-up call
+            peaks[name] = common.peak_memory(step, args.device)   # also the first warm-up call
             cases[name] = step
         expected = max(flops.values()) / (gemm_gflops * 1e9)       # seconds of the costliest case
         repeats = args.repeats if expected < 2 else max(2, args.repeats // 3)
-        cases["GEMM"], gemm_flop = gemm_case(args.gemm_size)
+        cases["GEMM"], gemm_flop = gemm_case(args.gemm_size, args.device,
+                                             torch.bfloat16 if args.bf16 else torch.float32)
         load0 = common.load()
-        timing = common.time_interleaved(cases, repeats=repeats, warmup=1, min_seconds=0.2)
+        timing = common.time_interleaved(cases, repeats=repeats, warmup=1, min_seconds=0.2,
+                                         device=args.device)
         load1 = common.load()
         group_gflops = gemm_flop / timing.pop("GEMM")["median"] / 1e9   # same run, same load
         base = timing.get("GloRe", {}).get("median")
@@ -187,8 +193,9 @@ def unit_gemms(b: int, c: int, mid: int, length: int) -> list[tuple[int, int, in
     return gemms
 
 
-def time_bare_gemms(gemms, repeats):
-    mats = [(torch.randn(bt, m, k), torch.randn(bt, k, n)) for bt, m, k, n in gemms]
+def time_bare_gemms(gemms, device="cpu"):
+    mats = [(torch.randn(bt, m, k, device=device), torch.randn(bt, k, n, device=device))
+            for bt, m, k, n in gemms]
 
     def run():
         for a, b in mats:
@@ -202,9 +209,10 @@ def unit_section(args, gemm_gflops):
     length = size * size
     macs = glore_macs(b, c, mid, length)
     fwd_macs = sum(macs.values())
-    unit = build("GloRe", c)
+    device = args.device
+    unit = build("GloRe", c, device)
     flops = count_flops("GloRe", shape)
-    x, g = make_input(shape)
+    x, g = make_input(shape, device=device)
     x_cl = x.detach().to(memory_format=torch.channels_last).requires_grad_()
     g_cl = g.contiguous(memory_format=torch.channels_last)
 
@@ -212,7 +220,7 @@ def unit_section(args, gemm_gflops):
         "eager": fwd_bwd(unit, x, g),
         "eager channels_last": fwd_bwd(unit, x_cl, g_cl),
         "reference impl": fwd_bwd(lambda t: reference_glore(unit, t), x, g, unit.parameters()),
-        "bare GEMMs": time_bare_gemms(unit_gemms(b, c, mid, length), args.repeats),
+        "bare GEMMs": time_bare_gemms(unit_gemms(b, c, mid, length), device),
     }
     notes = {}
     if not args.no_compile:
@@ -231,27 +239,34 @@ def unit_section(args, gemm_gflops):
         x.grad = None
         for p in unit.parameters():
             p.grad = None
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16):
             y = unit(x)
         y.backward(g)
 
-    cases["GEMM"], gemm_flop = gemm_case(args.gemm_size)
+    cases["GEMM"], gemm_flop = gemm_case(args.gemm_size, device)
     load0 = common.load()
-    timing = common.time_interleaved(cases, repeats=args.repeats, warmup=2, min_seconds=0.2)
+    timing = common.time_interleaved(cases, repeats=args.repeats, warmup=2, min_seconds=0.2,
+                                     device=device)
     load1 = common.load()
     gemm_gflops = gemm_flop / timing.pop("GEMM")["median"] / 1e9
-    # bf16 autocast against fp32 eager, in a group of its own (without native bf16 it is slow)
-    bf16 = common.time_interleaved({"fp32": cases["eager"], "bf16 autocast": bf16_step},
-                                   repeats=min(args.repeats, 3), warmup=1)
+    # bf16 autocast against fp32 eager and a bf16 GEMM, in a group of its own (without native bf16
+    # it is slow); its fraction is of the bf16 GEMM
+    bf16_gemm, _ = gemm_case(args.gemm_size, device, torch.bfloat16)
+    bf16 = common.time_interleaved({"fp32": cases["eager"], "bf16 autocast": bf16_step,
+                                    "GEMM": bf16_gemm}, repeats=min(args.repeats, 3), warmup=1,
+                                   device=device)
     timing["bf16 autocast"] = dict(bf16["bf16 autocast"])
     timing["bf16 autocast"]["fp32_same_group"] = bf16["fp32"]["median"]
-    print(f"GEMM {args.gemm_size}^3 in this group: {gemm_gflops:.1f} GFLOP/s")
+    bf16_gemm_gflops = gemm_flop / bf16["GEMM"]["median"] / 1e9
+    timing["bf16 autocast"]["gemm_gflops"] = bf16_gemm_gflops
+    print(f"GEMM {args.gemm_size}^3 in this group: {gemm_gflops:.1f} GFLOP/s fp32, "
+          f"{bf16_gemm_gflops:.1f} GFLOP/s bf16 (the reference of the bf16 case)")
     eager = timing["eager"]["median"]
     rows = []
     for name, t in timing.items():
         rows.append({"case": name, "ms": t["median"] * 1e3, "min_ms": t["min"] * 1e3,
                      "gflops": flops / t["median"] / 1e9,
-                     "frac_gemm": flops / t["median"] / 1e9 / gemm_gflops,
+                     "frac_gemm": flops / t["median"] / 1e9 / t.get("gemm_gflops", gemm_gflops),
                      "x_eager": t["median"] / t.get("fp32_same_group", eager)})
     print(common.fmt_table(rows, ["case", "ms", "min_ms", "gflops", "frac_gemm", "x_eager"]))
     print(f"load {load0} -> {load1}")
@@ -263,7 +278,7 @@ def unit_section(args, gemm_gflops):
     y32.backward(g)
     gx32 = xa.grad
     xb = x.detach().requires_grad_()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(device.split(":")[0], dtype=torch.bfloat16):
         y16 = unit(xb)
     y16.float().backward(g)
     rel = lambda a, r: ((a.float() - r).norm() / r.norm()).item()  # noqa: E731
@@ -272,7 +287,7 @@ def unit_section(args, gemm_gflops):
     print(f"bf16 autocast relative error: output delta {accuracy['bf16_rel_err_delta']:.2e}, "
           f"input gradient {accuracy['bf16_rel_err_grad_input']:.2e}")
 
-    memory = unit_memory(unit, x, x_cl, g, g_cl, b, c, mid, length)
+    memory = unit_memory(unit, x, x_cl, g, g_cl, b, c, mid, length, device)
     summary = {
         "config": dict(batch=b, channels=c, mid=mid, size=f"{size}x{size}"),
         "fwd_macs": fwd_macs, "fwd_macs_by_step": macs, "flop_counter_fwd_bwd_flops": flops,
@@ -285,7 +300,7 @@ def unit_section(args, gemm_gflops):
     return summary
 
 
-def unit_memory(unit, x, x_cl, g, g_cl, b, c, mid, length):
+def unit_memory(unit, x, x_cl, g, g_cl, b, c, mid, length, device="cpu"):
     """Peak of the allocations of a forward+backward, against the memory the pass cannot avoid.
 
     Counted as necessary: the input x and the upstream gradient (they exist before the call), the
@@ -313,14 +328,14 @@ def unit_memory(unit, x, x_cl, g, g_cl, b, c, mid, length):
             y = fn(xi)
             y.backward(gi)
             kept.append(y)                     # the caller holds the output: count it to the end
-        peak = common.peak_memory(step) + 2 * item * b * c * length
+        peak = common.peak_memory(step, device) + 2 * item * b * c * length
         result[name] = {"peak_mb": common.mb(peak), "x_necessary": peak / necessary}
         print(f"peak memory {name}: {common.mb(peak)} MiB = {peak / necessary:.2f} x the necessary "
               f"{common.mb(necessary)} MiB")
     return result
 
 
-def plot(rows, path):
+def plot(rows, path, where: str):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -343,7 +358,7 @@ def plot(rows, path):
     ax.set_xlabel("positions L = H x W (14x14 ... 128x128)")
     ax.set_ylabel("forward+backward time (ms)")
     c = rows[0]["channels"]
-    ax.set_title(f"C={c}, batch {rows[0]['batch']}, fp32, {torch.get_num_threads()} CPU threads")
+    ax.set_title(f"C={c}, batch {rows[0]['batch']}, {where}")
     ax.legend(fontsize=8, ncol=2)
     ax.grid(True, which="both", lw=0.3)
     fig.tight_layout()
@@ -368,6 +383,10 @@ def main(argv=None):
     parser.add_argument("--sections", nargs="*", default=["positions", "channels", "unit"],
                         choices=["positions", "channels", "unit"])
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile in 'unit'")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
+    parser.add_argument("--bf16", action="store_true",
+                        help="run the positions and channels grids under bf16 autocast, against a "
+                             "bf16 GEMM")
     parser.add_argument("--out", default=None, help="output folder (default results/benchmarks)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -381,9 +400,9 @@ def main(argv=None):
     warnings.filterwarnings("ignore", category=UserWarning)
 
     started = time.perf_counter()
-    env = common.setup(args.threads)
+    env = common.setup(args.threads, device=args.device)
     print(f"{env}\nload {common.load()}")
-    gemm = common.gemm_throughput(repeats=args.repeats)
+    gemm = common.gemm_throughput(repeats=args.repeats, device=args.device)
     gemm_gflops = max(gemm.values())
     print("fp32 GEMM GFLOP/s:", {k: round(v, 1) for k, v in gemm.items()},
           f"-> baseline {gemm_gflops:.1f}\n")
@@ -396,7 +415,9 @@ def main(argv=None):
         summarize_positions(out["positions"], out)
         out_dir = Path(args.out or common.RESULTS)
         out_dir.mkdir(parents=True, exist_ok=True)
-        plot(out["positions"], out_dir / "blocks_positions.png")
+        where = (env.get("gpu") or f"{torch.get_num_threads()} CPU threads")
+        plot(out["positions"], out_dir / "blocks_positions.png",
+             f"{'bf16 autocast' if args.bf16 else 'fp32'}, {where}")
     if "channels" in args.sections:
         print("== channels: 14x14, batch 8 ==")
         out["channels"] = run_grid([(14, c, 8) for c in args.channels], args.blocks, args,
@@ -404,7 +425,7 @@ def main(argv=None):
     if "unit" in args.sections:
         print("== the GloRe unit of the goal: C=1024, mid=256, 14x14, batch 8 ==")
         out["unit"] = unit_section(args, gemm_gflops)
-    out["gemm_after"] = common.gemm_throughput(repeats=args.repeats)
+    out["gemm_after"] = common.gemm_throughput(repeats=args.repeats, device=args.device)
     print("fp32 GEMM GFLOP/s at the end:", {k: round(v, 1) for k, v in out["gemm_after"].items()})
     out["wall_s"] = time.perf_counter() - started
     out["load_end"] = common.load()

@@ -2,6 +2,7 @@
 
     python benchmarks/models.py            # batch 8 at 224x224, 5 interleaved repeats
     python benchmarks/models.py --quick    # batch 4, 3 repeats
+    python benchmarks/models.py --device cuda --bf16 --batch 64   # on a GPU, under bf16 autocast
 
 Variants: the plain ResNet-50, + GloRe (0, 3) (GloRe paper), + GC in every block of res3-res5 (r16,
 GCNet) and + 1 NL (before the last block of res4, GCNet Table 8). For each: images/s for a training
@@ -48,6 +49,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--channels-last", action="store_true", help="model and input channels_last")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
+    parser.add_argument("--bf16", action="store_true", help="forward under bf16 autocast")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     args.batch = args.batch or (4 if args.quick else 8)
@@ -55,14 +58,16 @@ def main(argv=None):
     warnings.filterwarnings("ignore", category=UserWarning)
 
     started = time.perf_counter()
-    env = common.setup(args.threads)
+    env = common.setup(args.threads, device=args.device)
+    device = torch.device(args.device)
     print(f"{env}\nload {common.load()}")
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
-    x = torch.randn(args.batch, 3, args.size, args.size).contiguous(memory_format=fmt)
-    target = torch.randint(0, 1000, (args.batch,))
+    x = torch.randn(args.batch, 3, args.size, args.size, device=device).contiguous(memory_format=fmt)
+    target = torch.randint(0, 1000, (args.batch,), device=device)
+    autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=args.bf16)
     train_cases, infer_cases, info = {}, {}, {}
     for name, kwargs in VARIANTS.items():
-        model = create_model("resnet50", **kwargs).to(memory_format=fmt)
+        model = create_model("resnet50", **kwargs).to(device, memory_format=fmt)
         info[name] = {"gmacs": gmacs(kwargs, args.size),
                       "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -70,19 +75,21 @@ def main(argv=None):
         def train_step(model=model, opt=opt):
             model.train()
             opt.zero_grad(set_to_none=True)
-            nn.functional.cross_entropy(model(x), target).backward()
+            with torch.autocast(**autocast):
+                loss = nn.functional.cross_entropy(model(x), target)
+            loss.backward()
             opt.step()
 
         def infer_step(model=model):
             model.eval()
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast(**autocast):
                 model(x)
         train_cases[name], infer_cases[name] = train_step, infer_step
 
     rows = []
     for mode, cases in (("train", train_cases), ("inference", infer_cases)):
         load0 = common.load()
-        timing = common.time_interleaved(cases, repeats=args.repeats, warmup=1)
+        timing = common.time_interleaved(cases, repeats=args.repeats, warmup=1, device=args.device)
         load1 = common.load()
         base = timing["ResNet-50"]["median"]
         for name, t in timing.items():
@@ -97,7 +104,8 @@ def main(argv=None):
                                 "params_m"]))
         print(f"load {load0} -> {load1}\n", flush=True)
     out = {"env": env, "args": vars(args), "rows": rows, "wall_s": time.perf_counter() - started}
-    path = common.write_json("models" + ("_channels_last" if args.channels_last else ""), out, args.out)
+    name = "models" + ("_channels_last" if args.channels_last else "") + ("_bf16" if args.bf16 else "")
+    path = common.write_json(name, out, args.out)
     print(f"wrote {path} ({out['wall_s']:.0f} s)")
 
 

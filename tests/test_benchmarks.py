@@ -1,0 +1,66 @@
+"""The benchmark scripts run end to end on a tiny grid and write what docs/benchmarks.md reads.
+
+Nothing here is timed: the figures themselves come from the full runs (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def scripts():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import blocks
+        import models
+        yield blocks, models
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.mark.parametrize("bf16, names", [(False, ["GloRe", "NL", "SE", "timm-GC"]),
+                                         (True, ["GloRe", "SE"])], ids=["fp32", "bf16"])
+def test_blocks_grid_writes_rows_and_plot(scripts, tmp_path, bf16, names):
+    blocks, _ = scripts
+    blocks.main(["--threads", "1", "--sections", "positions", "channels", "--sizes", "32", "36",
+                 "--channels", "32", "--blocks", *names, "--repeats", "1", "--gemm-size", "64",
+                 "--out", str(tmp_path)] + (["--bf16"] if bf16 else []))
+    result = json.loads((tmp_path / "blocks.json").read_text())
+    assert result["env"]["device"] == "cpu"
+    rows = result["positions"] + result["channels"]
+    assert {r["block"] for r in rows} == set(names)
+    assert len(rows) == len(names) * 3               # two sizes, one channel count
+    for r in rows:
+        assert r["ms"] > 0 and r["peak_mb"] > 0 and r["gemm_gflops"] > 0
+    glore = {r["size"]: r for r in result["positions"] if r["block"] == "GloRe"}
+    assert glore["36x36"]["gflop"] > glore["32x32"]["gflop"]          # counted, grows with positions
+    assert "GloRe_loglog_slope" in result["positions_summary"]
+    assert (tmp_path / "blocks_positions.png").stat().st_size > 0
+
+
+def test_blocks_rejects_a_missing_gpu(scripts, tmp_path, monkeypatch):
+    blocks, _ = scripts
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(SystemExit, match="no CUDA device"):
+        blocks.main(["--threads", "1", "--device", "cuda", "--out", str(tmp_path)])
+
+
+def test_models_throughput_rows(scripts, tmp_path):
+    _, models = scripts
+    models.main(["--threads", "1", "--batch", "2", "--size", "32", "--repeats", "1",
+                 "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "models.json").read_text())
+    rows = result["rows"]
+    assert {(r["mode"], r["model"]) for r in rows} == {
+        (mode, name) for mode in ("train", "inference") for name in models.VARIANTS}
+    base = [r for r in rows if r["model"] == "ResNet-50"]
+    assert all(r["time_ratio"] == 1 and r["gmacs_ratio"] == 1 for r in base)
+    glore = next(r for r in rows if r["model"] == "+ GloRe (0, 3)")
+    assert glore["gmacs_ratio"] > 1 and glore["params_m"] > base[0]["params_m"]

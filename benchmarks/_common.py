@@ -51,10 +51,21 @@ def setup(threads: int = 2, seed: int = 0, device: str = "cpu") -> dict:
         "torch": torch.__version__, "python": sys.version.split()[0], "cpu": cpu,
         "threads": torch.get_num_threads(), "logical_cpus": os.cpu_count(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "avx512_bf16": bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()),
-        "amx": bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()),
+        "avx512_bf16": _cpu_has("_is_avx512_bf16_supported"),
+        "amx": _cpu_has("_is_amx_tile_supported"),
         "device": str(device), **gpu,
     }
+
+
+def _cpu_has(probe: str) -> bool:
+    return bool(getattr(torch.cpu, probe, lambda: False)())
+
+
+def native_bf16(device: str | torch.device = "cpu") -> bool:
+    """Whether bf16 matrix products run in hardware: a GPU, or a CPU with AVX512-BF16 or AMX."""
+    if torch.device(device).type != "cpu":
+        return True
+    return _cpu_has("_is_avx512_bf16_supported") or _cpu_has("_is_amx_tile_supported")
 
 
 def synchronize(device: str | torch.device = "cpu") -> None:
@@ -96,8 +107,16 @@ def time_interleaved(cases: dict[str, Callable[[], object]], *, repeats: int = 7
 
 
 def peak_memory(fn: Callable[[], object], device: str = "cpu") -> int:
-    """Peak bytes of tensor storage allocated (and not yet freed) while ``fn()`` runs."""
+    """Peak bytes of tensor storage allocated (and not yet freed) while ``fn()`` runs.
+
+    ``fn.reset()``, if ``fn`` has it, runs first, outside the measured window: it drops what the
+    previous call left (gradients), whose frees would otherwise be counted against this call's
+    allocations and hide part of its peak.
+    """
     from torch.profiler import ProfilerActivity, profile
+
+    if hasattr(fn, "reset"):
+        fn.reset()
 
     if torch.device(device).type == "cuda":
         synchronize(device)

@@ -91,13 +91,17 @@ def fwd_bwd(block, x: torch.Tensor, grad: torch.Tensor, params=None, autocast: t
     backward with a fixed upstream gradient."""
     params = list(block.parameters() if params is None else params)
 
-    def step():
+    def reset():
         x.grad = None
         for p in params:
             p.grad = None
+
+    def step():
+        reset()
         with torch.autocast(x.device.type, dtype=autocast, enabled=autocast is not None):
             y = block(x)
         y.backward(grad.to(y.dtype))
+    step.reset = reset
     return step
 
 
@@ -251,16 +255,18 @@ def unit_section(args, gemm_gflops):
     gemm_gflops = gemm_flop / timing.pop("GEMM")["median"] / 1e9
     # bf16 autocast against fp32 eager and a bf16 GEMM, in a group of its own (without native bf16
     # it is slow); its fraction is of the bf16 GEMM
-    bf16_gemm, _ = gemm_case(args.gemm_size, device, torch.bfloat16)
+    # without native bf16 a bf16 GEMM runs at well under 1 GFLOP/s: time a smaller one there
+    bf16_size = args.gemm_size if common.native_bf16(device) else min(args.gemm_size, 512)
+    bf16_gemm, bf16_flop = gemm_case(bf16_size, device, torch.bfloat16)
     bf16 = common.time_interleaved({"fp32": cases["eager"], "bf16 autocast": bf16_step,
                                     "GEMM": bf16_gemm}, repeats=min(args.repeats, 3), warmup=1,
                                    device=device)
     timing["bf16 autocast"] = dict(bf16["bf16 autocast"])
     timing["bf16 autocast"]["fp32_same_group"] = bf16["fp32"]["median"]
-    bf16_gemm_gflops = gemm_flop / bf16["GEMM"]["median"] / 1e9
+    bf16_gemm_gflops = bf16_flop / bf16["GEMM"]["median"] / 1e9
     timing["bf16 autocast"]["gemm_gflops"] = bf16_gemm_gflops
     print(f"GEMM {args.gemm_size}^3 in this group: {gemm_gflops:.1f} GFLOP/s fp32, "
-          f"{bf16_gemm_gflops:.1f} GFLOP/s bf16 (the reference of the bf16 case)")
+          f"{bf16_gemm_gflops:.1f} GFLOP/s bf16 ({bf16_size}^3, the reference of the bf16 case)")
     eager = timing["eager"]["median"]
     rows = []
     for name, t in timing.items():
@@ -323,11 +329,10 @@ def unit_memory(unit, x, x_cl, g, g_cl, b, c, mid, length, device="cpu"):
         kept = []
 
         def step(xi=xi, gi=gi, fn=fn):
-            xi.grad = None
-            unit.zero_grad(set_to_none=True)
             y = fn(xi)
             y.backward(gi)
             kept.append(y)                     # the caller holds the output: count it to the end
+        step.reset = lambda xi=xi: (setattr(xi, "grad", None), unit.zero_grad(set_to_none=True))
         peak = common.peak_memory(step, device) + 2 * item * b * c * length
         result[name] = {"peak_mb": common.mb(peak), "x_necessary": peak / necessary}
         print(f"peak memory {name}: {common.mb(peak)} MiB = {peak / necessary:.2f} x the necessary "

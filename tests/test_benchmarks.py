@@ -6,6 +6,8 @@ Nothing here is timed: the figures themselves come from the full runs (docs/benc
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,8 +21,9 @@ def scripts():
     sys.path.insert(0, str(BENCHMARKS))
     try:
         import blocks
+        import compare
         import models
-        yield blocks, models
+        yield blocks, models, compare
     finally:
         sys.path.remove(str(BENCHMARKS))
 
@@ -28,7 +31,7 @@ def scripts():
 @pytest.mark.parametrize("bf16, names", [(False, ["GloRe", "NL", "SE", "timm-GC"]),
                                          (True, ["GloRe", "SE"])], ids=["fp32", "bf16"])
 def test_blocks_grid_writes_rows_and_plot(scripts, tmp_path, bf16, names):
-    blocks, _ = scripts
+    blocks = scripts[0]
     blocks.main(["--threads", "1", "--sections", "positions", "channels", "--sizes", "32", "36",
                  "--channels", "32", "--blocks", *names, "--repeats", "1", "--gemm-size", "64",
                  "--out", str(tmp_path)] + (["--bf16"] if bf16 else []))
@@ -46,14 +49,14 @@ def test_blocks_grid_writes_rows_and_plot(scripts, tmp_path, bf16, names):
 
 
 def test_blocks_rejects_a_missing_gpu(scripts, tmp_path, monkeypatch):
-    blocks, _ = scripts
+    blocks = scripts[0]
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     with pytest.raises(SystemExit, match="no CUDA device"):
         blocks.main(["--threads", "1", "--device", "cuda", "--out", str(tmp_path)])
 
 
 def test_models_throughput_rows(scripts, tmp_path):
-    _, models = scripts
+    models = scripts[1]
     models.main(["--threads", "1", "--batch", "2", "--size", "32", "--repeats", "1",
                  "--out", str(tmp_path)])
     result = json.loads((tmp_path / "models.json").read_text())
@@ -64,3 +67,28 @@ def test_models_throughput_rows(scripts, tmp_path):
     assert all(r["time_ratio"] == 1 and r["gmacs_ratio"] == 1 for r in base)
     glore = next(r for r in rows if r["model"] == "+ GloRe (0, 3)")
     assert glore["gmacs_ratio"] > 1 and glore["params_m"] > base[0]["params_m"]
+
+
+def _in_git_checkout() -> bool:
+    probe = subprocess.run(["git", "rev-parse", "HEAD"], cwd=BENCHMARKS, capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _in_git_checkout(), reason="compare.py reads an earlier revision from git")
+def test_compare_runs_a_revision_beside_this_checkout(scripts, capsys):
+    compare = scripts[2]
+    compare.main(["HEAD", "--batch", "2", "--channels", "32", "--size", "4", "--repeats", "1",
+                  "--gemm-size", "64", "--threads", "1"])
+    out = capsys.readouterr().out
+    for unit in ("this checkout", "HEAD"):
+        for layout in ("contiguous", "channels_last"):
+            assert re.search(rf"^ *{unit}, {layout} +[0-9.]+ +[0-9.]+", out, re.M), out
+    # HEAD's unit computes the same function as the checkout's, on the same weights
+    differences = [float(d) for d in re.findall(r"largest difference from this checkout (\S+)", out)]
+    assert len(differences) == 4 and max(differences) < 1e-4
+
+
+def test_compare_names_an_unknown_revision(scripts):
+    compare = scripts[2]
+    with pytest.raises(SystemExit, match="no-such-revision"):
+        compare.main(["no-such-revision", "--threads", "1"])

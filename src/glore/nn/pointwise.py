@@ -22,7 +22,7 @@ class Pointwise(nn.Conv1d):
     - channel-major input (a contiguous ``(B, C, L)``), contiguous output: for one sample, one
       matrix product (``addmm``); for a batch, the 1x1 convolution itself (oneDNN on the CPU),
       whose backward reads the samples in place, where a batched product would copy operands and
-      sum a ``(B, out, in)`` weight gradient over the batch (measured in docs/benchmarks.md).
+      sum a ``(B, out, in)`` weight gradient over the batch (docs/benchmarks.md).
     """
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True):

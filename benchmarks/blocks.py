@@ -239,25 +239,17 @@ def unit_section(args, gemm_gflops):
         except Exception as err:   # no compiler on the machine: report, do not fail the run
             notes["compile_error"] = repr(err)[:300]
 
-    def bf16_step():
-        x.grad = None
-        for p in unit.parameters():
-            p.grad = None
-        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16):
-            y = unit(x)
-        y.backward(g)
-
     cases["GEMM"], gemm_flop = gemm_case(args.gemm_size, device)
     load0 = common.load()
     timing = common.time_interleaved(cases, repeats=args.repeats, warmup=2, min_seconds=0.2,
                                      device=device)
     load1 = common.load()
     gemm_gflops = gemm_flop / timing.pop("GEMM")["median"] / 1e9
-    # bf16 autocast against fp32 eager and a bf16 GEMM, in a group of its own (without native bf16
-    # it is slow); its fraction is of the bf16 GEMM
-    # without native bf16 a bf16 GEMM runs at well under 1 GFLOP/s: time a smaller one there
+    # bf16 autocast against fp32 eager and a bf16 GEMM, in a group of its own; its fraction is of
+    # the bf16 GEMM. Without native bf16 a bf16 GEMM runs at about 1 GFLOP/s: a smaller one there.
     bf16_size = args.gemm_size if common.native_bf16(device) else min(args.gemm_size, 512)
     bf16_gemm, bf16_flop = gemm_case(bf16_size, device, torch.bfloat16)
+    bf16_step = fwd_bwd(unit, x, g, autocast=torch.bfloat16)
     bf16 = common.time_interleaved({"fp32": cases["eager"], "bf16 autocast": bf16_step,
                                     "GEMM": bf16_gemm}, repeats=min(args.repeats, 3), warmup=1,
                                    device=device)
@@ -284,7 +276,7 @@ def unit_section(args, gemm_gflops):
     y32.backward(g)
     gx32 = xa.grad
     xb = x.detach().requires_grad_()
-    with torch.autocast(device.split(":")[0], dtype=torch.bfloat16):
+    with torch.autocast(xb.device.type, dtype=torch.bfloat16):
         y16 = unit(xb)
     y16.float().backward(g)
     rel = lambda a, r: ((a.float() - r).norm() / r.norm()).item()  # noqa: E731

@@ -149,3 +149,12 @@ def test_cli_dispatches_video_models(capsys):
                  "--input-size", "3,2,32,32", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["input_size"] == [3, 2, 32, 32] and out["gmacs"] > 0
+
+
+def test_cli_summarises_the_tiny_segmenter(capsys):
+    # tiny_segnet has no res5: the ResNets' default multi-grid must not be passed to it
+    assert main(["summary", "tiny_segnet", "--kind", "segmentation", "--input-size", "3,48,48",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    from glore.models import create_segmenter
+    assert out["params"] == count_parameters(create_segmenter("tiny_segnet", multigrid=None))

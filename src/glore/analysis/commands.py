@@ -104,6 +104,10 @@ def build(kind: str, backbone: str, *, block=None, units=None, position=None, nu
         kwargs["units"] = units
     if block_kwargs:
         kwargs["block_kwargs"] = block_kwargs
+    if kind == "segmentation":
+        from glore.models.segmentation import LOCAL_BACKBONES
+        if backbone in LOCAL_BACKBONES:       # no res5 stage: the ResNets' default multi-grid
+            kwargs["multigrid"] = None         # does not apply
     return builder(backbone, **kwargs)
 
 

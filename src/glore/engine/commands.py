@@ -14,7 +14,6 @@ of a task (``--opt sliding_window=true``, ``--opt clips=10``; shortcuts ``--slid
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 

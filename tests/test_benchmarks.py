@@ -23,7 +23,8 @@ def scripts():
         import blocks
         import compare
         import models
-        yield blocks, models, compare
+        import pointwise
+        yield blocks, models, compare, pointwise
     finally:
         sys.path.remove(str(BENCHMARKS))
 
@@ -92,3 +93,12 @@ def test_compare_names_an_unknown_revision(scripts):
     compare = scripts[2]
     with pytest.raises(SystemExit, match="no-such-revision"):
         compare.main(["no-such-revision", "--threads", "1"])
+
+
+def test_pointwise_ways_agree_and_are_timed(scripts, capsys):
+    pointwise = scripts[3]
+    pointwise.main(["--shapes", "2,16,9,4", "1,8,5,1", "--repeats", "1", "--threads", "1"])
+    out = capsys.readouterr().out
+    for shape in ("2,16,9,4", "1,8,5,1"):
+        for way in ("Pointwise", "conv1d", "batched matmul", "flattened mm"):
+            assert re.search(rf"{shape} +{way} +[0-9.]+", out), out

@@ -21,8 +21,8 @@ class Pointwise(nn.Conv1d):
       positions with the bias fused (``F.linear``), and a position-major output;
     - channel-major input (a contiguous ``(B, C, L)``), contiguous output: for one sample, one
       matrix product (``addmm``); for a batch, the 1x1 convolution itself (oneDNN on the CPU),
-      whose backward reads the samples in place, where a batched product would copy operands and
-      sum a ``(B, out, in)`` weight gradient over the batch (docs/benchmarks.md).
+      which reads the samples where they are, where a broadcast ``matmul`` copies the input, the
+      output and the gradient between layouts (``benchmarks/pointwise.py``).
     """
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True):

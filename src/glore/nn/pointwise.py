@@ -8,13 +8,13 @@ from torch import nn
 
 
 class Pointwise(nn.Conv1d):
-    """``nn.Conv1d(in, out, 1)`` applied as a matrix product over ``(B, C, L)``.
+    """``nn.Conv1d(in, out, 1)`` over ``(B, C, L)``, run in the input's layout without copying it.
 
     A 1x1 conv is a linear map over channels, so every block flattens its positions and shares this
     module across 1D, 2D and 3D inputs. The weight keeps ``nn.Conv1d``'s shape ``(out, in, 1)`` and
     initialisation.
 
-    The output keeps the layout of the input, without copying it:
+    The output keeps the layout of the input:
 
     - position-major input (strides ``(L*C, 1, C)``: a flattened channels_last tensor, or the
       ``transpose(1, 2)`` of a contiguous ``(B, L, C)``): one matrix product over all ``B * L``

@@ -324,7 +324,11 @@ def unit_memory(unit, x, x_cl, g, g_cl, b, c, mid, length, device="cpu"):
             y = fn(xi)
             y.backward(gi)
             kept.append(y)                     # the caller holds the output: count it to the end
-        step.reset = lambda xi=xi: (setattr(xi, "grad", None), unit.zero_grad(set_to_none=True))
+
+        def reset(xi=xi):
+            xi.grad = None
+            unit.zero_grad(set_to_none=True)
+        step.reset = reset
         peak = common.peak_memory(step, device) + 2 * item * b * c * length
         result[name] = {"peak_mb": common.mb(peak), "x_necessary": peak / necessary}
         print(f"peak memory {name}: {common.mb(peak)} MiB = {peak / necessary:.2f} x the necessary "

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import _common as common
+from blocks import fwd_bwd
 from glore.nn import Pointwise
 
 DEFAULT_SHAPES = ["8,1024,196,512", "8,512,196,256", "8,1024,196,1", "1,512,4096,256",
@@ -56,16 +57,7 @@ def main(argv=None):
         cases = {}
         for name, fn in variants(module).items():
             torch.testing.assert_close(fn(x), module(x), rtol=1e-4, atol=1e-4)
-
-            def reset():
-                x.grad = None
-                module.zero_grad(set_to_none=True)
-
-            def step(fn=fn, reset=reset):
-                reset()
-                fn(x).backward(grad)
-            step.reset = reset
-            cases[name] = step
+            cases[name] = fwd_bwd(fn, x, grad, module.parameters())
         timing = common.time_interleaved(cases, repeats=args.repeats, warmup=2, min_seconds=0.05)
         flop = 3 * 2 * b * c_in * length * c_out
         for name, t in timing.items():

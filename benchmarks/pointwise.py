@@ -41,6 +41,13 @@ def variants(module: Pointwise):
     }
 
 
+def parse_shape(text: str) -> tuple[int, int, int, int]:
+    parts = text.split(",")
+    if len(parts) != 4 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise SystemExit(f"--shapes: expected B,C_in,L,C_out (four positive integers), got {text!r}")
+    return tuple(int(p) for p in parts)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shapes", nargs="*", default=DEFAULT_SHAPES, help="B,C_in,L,C_out ...")
@@ -50,7 +57,7 @@ def main(argv=None):
     print(common.setup(args.threads))
     rows = []
     for text in args.shapes:
-        b, c_in, length, c_out = (int(v) for v in text.split(","))
+        b, c_in, length, c_out = parse_shape(text)
         module = Pointwise(c_in, c_out)
         x = torch.randn(b, c_in, length, requires_grad=True)
         grad = torch.randn(b, c_out, length)

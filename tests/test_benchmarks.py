@@ -102,3 +102,9 @@ def test_pointwise_ways_agree_and_are_timed(scripts, capsys):
     for shape in ("2,16,9,4", "1,8,5,1"):
         for way in ("Pointwise", "conv1d", "batched matmul", "flattened mm"):
             assert re.search(rf"{shape} +{way} +[0-9.]+", out), out
+
+
+def test_pointwise_names_a_bad_shape(scripts):
+    pointwise = scripts[3]
+    with pytest.raises(SystemExit, match=r"expected B,C_in,L,C_out .* got '8,1024'"):
+        pointwise.main(["--shapes", "8,1024", "--threads", "1"])

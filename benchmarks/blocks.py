@@ -10,6 +10,8 @@ to results/benchmarks/blocks_positions.png):
 1. ``gemm``: the machine's fp32 matrix-multiply throughput, measured first, same threads.
 2. ``positions``: every block at C=512, batch 1, from 14x14 to 128x128 positions: time, achieved
    GFLOP/s as a fraction of the GEMM throughput, peak memory, and time relative to GloRe.
+   ``GloRe`` takes its products in the cheaper order for each size (``reassociate=None``, the
+   default), ``GloRe-paper`` always in the paper's order (``reassociate=False``).
 3. ``channels``: every block at 14x14, batch 8, C = 256 ... 2048.
 4. ``unit``: the GloRe unit of the goal (C=1024, mid=256, 14x14, batch 8): contiguous vs channels_last
    input, torch.compile vs eager, bf16 autocast vs fp32 (with its relative error), a straightforward
@@ -23,6 +25,7 @@ backward pass on the meta device (matrix products and convolutions, 2 FLOPs per 
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import time
 import warnings
@@ -36,7 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import _common as common
 from glore.nn import GlobalContext, GloRe, NonLocal, SimplifiedNonLocal, SqueezeExcite
 
-BLOCK_NAMES = ("GloRe", "NL", "SNL", "GC", "SE", "timm-NL", "timm-GC")
+BLOCK_NAMES = ("GloRe", "GloRe-paper", "NL", "SNL", "GC", "SE", "timm-NL", "timm-GC")
 
 
 def build(name: str, channels: int, device: str | torch.device = "cpu") -> nn.Module:
@@ -44,6 +47,8 @@ def build(name: str, channels: int, device: str | torch.device = "cpu") -> nn.Mo
     with torch.device(device):
         if name == "GloRe":
             block = GloRe(channels, mid=channels // 4)
+        elif name == "GloRe-paper":                          # the paper's order of products
+            block = GloRe(channels, mid=channels // 4, reassociate=False)
         elif name == "NL":
             block = NonLocal(channels)                       # embedded gaussian, inner C/2
         elif name == "SNL":
@@ -71,7 +76,12 @@ def build(name: str, channels: int, device: str | torch.device = "cpu") -> nn.Mo
 
 def count_flops(name: str, shape: tuple[int, ...]) -> int:
     """FLOPs (2 per multiply-add) of one forward+backward pass of block ``name`` on ``shape``."""
-    block = build(name, shape[1], "meta")
+    return module_flops(build(name, shape[1], "meta"), shape)
+
+
+def module_flops(block: nn.Module, shape: tuple[int, ...]) -> int:
+    """FLOPs of one forward+backward pass of ``block`` (run on a meta copy) on ``shape``."""
+    block = copy.deepcopy(block).to("meta")
     x = torch.empty(shape, device="meta", requires_grad=True)
     with FlopCounterMode(display=False) as counter:
         block(x).sum().backward()
@@ -211,7 +221,7 @@ def unit_section(args, gemm_gflops):
     b, c, mid, size = 8, 1024, 256, 14
     shape = (b, c, size, size)
     length = size * size
-    macs = glore_macs(b, c, mid, length)
+    macs = glore_macs(b, c, mid, length)        # the paper's order, which the unit takes at 14x14
     fwd_macs = sum(macs.values())
     device = args.device
     unit = build("GloRe", c, device)
@@ -442,8 +452,10 @@ def summarize_positions(rows, out):
     if ("NL", 128 * 128) in ms and ("NL", 32 * 32) in ms:
         summary["nl_128_over_32"] = ms[("NL", 128 * 128)] / ms[("NL", 32 * 32)]
     for size in (64, 96, 128):
-        if ("NL", size * size) in ms and ("GloRe", size * size) in ms:
-            summary[f"nl_over_glore_{size}"] = ms[("NL", size * size)] / ms[("GloRe", size * size)]
+        for other in ("NL", "GloRe-paper"):
+            if (other, size * size) in ms and ("GloRe", size * size) in ms:
+                key = f"{other.lower().replace('-', '_')}_over_glore_{size}"
+                summary[key] = ms[(other, size * size)] / ms[("GloRe", size * size)]
     # log-log slope of time against positions over the sizes >= 32x32
     for name in ("GloRe", "NL"):
         pts = sorted((p, t) for (n, p), t in ms.items() if n == name and p >= 32 * 32)

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 import _common as common
-from blocks import count_flops, fwd_bwd, gemm_case
+from blocks import fwd_bwd, gemm_case, module_flops
 from glore.nn import GloRe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +76,8 @@ def main(argv=None):
     layouts = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
     inputs = {k: (x.contiguous(memory_format=f).requires_grad_(), grad.contiguous(memory_format=f))
               for k, f in layouts.items()}
-    flops = count_flops("GloRe", shape)      # GloRe(C) with its default widths, as built here
+    # each unit's own count: the two may take their products in different orders
+    flops = {name: module_flops(unit, shape) for name, unit in units.items()}
 
     cases = {}
     for unit_name, unit in units.items():
@@ -84,19 +85,22 @@ def main(argv=None):
             difference = (unit(xi) - units["this checkout"](xi)).abs().max().item()
             print(f"{unit_name}, {layout}: largest difference from this checkout {difference:.2e}")
 
-            cases[f"{unit_name}, {layout}"] = fwd_bwd(unit, xi, gi)
+            cases[unit_name, layout] = fwd_bwd(unit, xi, gi)
     cases["GEMM"], gemm_flop = gemm_case(args.gemm_size)
     load0 = common.load()
     timing = common.time_interleaved(cases, repeats=args.repeats, warmup=2)
     load1 = common.load()
     gemm = timing.pop("GEMM")
     gemm_gflops = gemm_flop / gemm["median"] / 1e9
-    rows = [{"case": name, "median_ms": t["median"] * 1e3, "min_ms": t["min"] * 1e3,
-             "frac_gemm": flops / t["median"] / 1e9 / gemm_gflops,
-             "peak_mib": common.mb(common.peak_memory(cases[name]))} for name, t in timing.items()]
-    print(f"\nGloRe({args.channels}), input {shape}, forward+backward {flops / 1e9:.2f} GFLOP; "
+    rows = [{"unit": unit_name, "layout": layout, "gflop": flops[unit_name] / 1e9,
+             "median_ms": t["median"] * 1e3, "min_ms": t["min"] * 1e3,
+             "frac_gemm": flops[unit_name] / t["median"] / 1e9 / gemm_gflops,
+             "peak_mib": common.mb(common.peak_memory(cases[unit_name, layout]))}
+            for (unit_name, layout), t in timing.items()]
+    print(f"\nGloRe({args.channels}), input {shape}, forward+backward; "
           f"fp32 GEMM {gemm_gflops:.0f} GFLOP/s in the group; load {load0} -> {load1}")
-    print(common.fmt_table(rows, ["case", "median_ms", "min_ms", "frac_gemm", "peak_mib"]))
+    print(common.fmt_table(rows, ["unit", "layout", "gflop", "median_ms", "min_ms", "frac_gemm",
+                                  "peak_mib"]))
 
 
 if __name__ == "__main__":

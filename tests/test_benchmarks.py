@@ -83,7 +83,7 @@ def test_compare_runs_a_revision_beside_this_checkout(scripts, capsys):
     out = capsys.readouterr().out
     for unit in ("this checkout", "HEAD"):
         for layout in ("contiguous", "channels_last"):
-            assert re.search(rf"^ *{unit}, {layout} +[0-9.]+ +[0-9.]+", out, re.M), out
+            assert re.search(rf"^ *{unit} +{layout} +[0-9.]+ +[0-9.]+", out, re.M), out
     # HEAD's unit computes the same function as the checkout's, on the same weights
     differences = [float(d) for d in re.findall(r"largest difference from this checkout (\S+)", out)]
     assert len(differences) == 4 and max(differences) < 1e-4

@@ -6,6 +6,11 @@ meta tensors in about a second even for ResNet-200 / DPN-131. ``test_summary_mat
 counter`` checks that :func:`glore.analysis.summary` (fvcore's tracer with our handles) gives exactly
 the same count on full traces of a ResNet and a DPN with GloRe units, so the two agree and nothing is
 double counted.
+
+The papers count the GloRe unit's products in the paper's order; by default a unit takes them in
+the cheaper order for its input size (``GloRe(reassociate=None)``), which at 224x224 changes the
+Res3 units (28x28 positions) and not the Res4 ones. The papers' figures are compared with the
+paper's order; ``test_res3_units_take_the_cheaper_order_by_default`` checks the difference.
 """
 
 
@@ -19,6 +24,7 @@ from glore.analysis.summary import count_parameters, summary
 from glore.models import create_model, inserted_blocks
 from glore.models.paper_figures import FIGURES, baseline_figure
 from glore.models.registry import CONFIGS
+from glore.nn import GloRe
 
 TABLE2 = [n for n in FIGURES if FIGURES[n][0].source == "GloRe Table 2"]
 GCNET = [n for n in FIGURES if n in CONFIGS and FIGURES[n][0].source == "GCNet Table 8a"]
@@ -41,12 +47,16 @@ def _meta_gmacs(model):
 _CACHE = {}
 
 
-def _row(name):
-    """(params in M, GMACs) of a configuration, cached."""
-    if name not in _CACHE:
+def _row(name, paper_order=True):
+    """(params in M, GMACs) of a configuration, cached; GloRe products in the paper's order or in
+    the model's default order."""
+    if (name, paper_order) not in _CACHE:
         model = _meta(name)
-        _CACHE[name] = count_parameters(model) / 1e6, _meta_gmacs(model)
-    return _CACHE[name]
+        for unit in model.modules():
+            if paper_order and isinstance(unit, GloRe):
+                unit.reassociate = False
+        _CACHE[name, paper_order] = count_parameters(model) / 1e6, _meta_gmacs(model)
+    return _CACHE[name, paper_order]
 
 
 def test_table2_and_gcnet_lists_are_complete():
@@ -70,9 +80,18 @@ def test_table2_params_within_1_5_percent_and_gmacs_within_6_percent(name):
 def test_summary_matches_an_independent_counter(name):
     model = timm.create_model(name, pretrained=False)
     result = summary(model)
-    assert result["macs"] == round(_row(name)[1] * 1e9)
-    assert result["params"] == round(_row(name)[0] * 1e6)
+    assert result["macs"] == round(_row(name, paper_order=False)[1] * 1e9)
+    assert result["params"] == round(_row(name, paper_order=False)[0] * 1e6)
     assert result["macs_by_operator"]["matmul"] > 0
+
+
+def test_res3_units_take_the_cheaper_order_by_default():
+    # one Res3 unit (C=512, N=128, C_s=256, L=28x28): 2 C_s L (C + N) -> 2 C N (L + C_s) multiply-adds
+    c, n, s, length = 512, 128, 256, 28 * 28
+    saving = 2 * s * length * (c + n) - 2 * c * n * (length + s)
+    assert _row("resnet50_glore_2_3", paper_order=False)[1] == pytest.approx(
+        _row("resnet50_glore_2_3")[1] - 2 * saving / 1e9, abs=1e-9)
+    assert _row("resnet50_glore_0_3", paper_order=False) == _row("resnet50_glore_0_3")
 
 
 @pytest.mark.parametrize("name", GCNET)

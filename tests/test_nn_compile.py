@@ -30,6 +30,15 @@ def test_torch_compile(name):
     torch.testing.assert_close(compiled(x), block(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
+def test_torch_compile_glore_in_the_papers_order():
+    torch._dynamo.reset()
+    block = randomize_(create_block("glore", 8, mid=2, reassociate=False)).eval()
+    compiled = torch.compile(block, fullgraph=True)
+    x = torch.randn(2, 8, 3, 4)
+    torch.testing.assert_close(compiled(x), block(x), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_torch_export_with_dynamic_sizes(name):
     block = _block(name)
@@ -57,3 +66,15 @@ def test_torch_export_nonlocal_sub_sample(shape):
     x = torch.randn(shape)
     exported = torch.export.export(block, (x,)).module()
     torch.testing.assert_close(exported(x), block(x))
+
+
+def test_torch_export_glore_across_its_order_of_products():
+    # the unit's default order of products depends on the size (from 22 positions on here);
+    # an exported program keeps one order, so that every size its dynamic dimensions allow runs
+    block = randomize_(create_block("glore", 64, mid=16)).eval()
+    x = torch.randn(2, 64, 3, 4)
+    height, width = (torch.export.Dim(n, min=2, max=64) for n in ("height", "width"))
+    exported = torch.export.export(block, (x,), dynamic_shapes={"x": {2: height, 3: width}}).module()
+    for shape in [(2, 64, 3, 4), (2, 64, 30, 30)]:
+        x = torch.randn(shape)
+        torch.testing.assert_close(exported(x), block(x), rtol=1e-4, atol=1e-4)

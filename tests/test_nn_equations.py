@@ -26,8 +26,9 @@ def _input(shape):
     dict(mid=3, normalize=False),
     dict(mid=2, num_nodes=5, num_state=6, gcn_layers=2),
 ], ids=["default", "unnormalized", "custom_sizes_2layers"])
-def test_glore_matches_equations(shape, training, kwargs):
-    unit = randomize_(GloRe(shape[1], **kwargs).double()).train(training)
+@pytest.mark.parametrize("reassociate", [False, True], ids=["paper_order", "reassociated"])
+def test_glore_matches_equations(shape, training, kwargs, reassociate):
+    unit = randomize_(GloRe(shape[1], reassociate=reassociate, **kwargs).double()).train(training)
     x = _input(shape)
     torch.testing.assert_close(unit(x), glore_ref(unit, x, training=training))
 

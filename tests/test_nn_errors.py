@@ -80,6 +80,12 @@ def test_glore_default_mid_of_zero_is_explained():
     assert GloRe(3, mid=1).num_nodes == 1
 
 
+@pytest.mark.parametrize("value", ["auto", 1, 0])
+def test_glore_bad_reassociate(value):
+    with pytest.raises(TypeError, match=rf"reassociate must be None \(choose by cost\), True or False, got {re.escape(repr(value))}"):
+        GloRe(16, reassociate=value)
+
+
 def test_nonlocal_bad_inner():
     with pytest.raises(ValueError, match=r"inner must be a positive integer, got 0"):
         NonLocal(8, inner=0)

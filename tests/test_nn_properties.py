@@ -152,9 +152,10 @@ def test_channels_last_inputs(name, dims):
     torch.testing.assert_close(x_cl.grad, x.grad)
 
 
+@pytest.mark.parametrize("reassociate", [False, True], ids=["paper_order", "reassociated"])
 @pytest.mark.parametrize("fmt", ["contiguous", "channels_last"])
-def test_glore_output_and_input_gradient_keep_the_input_layout(fmt):
-    unit = randomize_(GloRe(16, mid=4).double()).train()
+def test_glore_output_and_input_gradient_keep_the_input_layout(fmt, reassociate):
+    unit = randomize_(GloRe(16, mid=4, reassociate=reassociate).double()).train()
     memory_format = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
     x = torch.randn(2, 16, 5, 3, dtype=torch.float64).to(memory_format=memory_format).requires_grad_()
     y = unit(x)
@@ -163,14 +164,15 @@ def test_glore_output_and_input_gradient_keep_the_input_layout(fmt):
     assert x.grad.is_contiguous(memory_format=memory_format)
 
 
+@pytest.mark.parametrize("reassociate", [False, True], ids=["paper_order", "reassociated"])
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("fmt", ["contiguous", "channels_last"])
-def test_glore_copies_no_full_size_tensor(fmt, batch):
+def test_glore_copies_no_full_size_tensor(fmt, batch, reassociate):
     # every product reads its operands in the layout they come in: no activation or gradient the
     # size of x is copied to another layout, forward or backward
     from torch.profiler import profile
 
-    unit = randomize_(GloRe(32, mid=8)).train()
+    unit = randomize_(GloRe(32, mid=8, reassociate=reassociate)).train()
     memory_format = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
     x = torch.randn(batch, 32, 6, 5).to(memory_format=memory_format).requires_grad_()
     grad = torch.randn_like(x)
@@ -180,6 +182,40 @@ def test_glore_copies_no_full_size_tensor(fmt, batch):
               if e.name in ("aten::copy_", "aten::clone", "aten::contiguous")
               and e.input_shapes and e.input_shapes[0] and math.prod(e.input_shapes[0]) == x.numel()]
     assert copies == []
+
+
+def _fwd_bwd_flops(unit, shape):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn(shape, requires_grad=True)
+    with FlopCounterMode(display=False) as counter:
+        unit(x).sum().backward()
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("size", [2, 4, 5, 7, 32])
+def test_glore_takes_the_cheaper_order_of_products(size):
+    shape = (1, 64, size, size)
+    units = {order: randomize_(GloRe(64, mid=16, reassociate=order)).train()
+             for order in (None, False, True)}
+    flops = {order: _fwd_bwd_flops(unit, shape) for order, unit in units.items()}
+    assert flops[None] == min(flops[False], flops[True])
+    # 2 C N (L + C_s) < 2 C_s L (C + N) from L = 22 positions on for C=64, N=16, C_s=32
+    assert units[None].reassociates(size * size) == (size * size > 21)
+    assert (flops[True] < flops[False]) == (size * size > 21)
+    x = torch.randn(shape, dtype=torch.float64)
+    for unit in units.values():
+        unit.double().load_state_dict(units[False].state_dict())
+    torch.testing.assert_close(units[True](x), units[False](x))
+
+
+@pytest.mark.parametrize("fmt", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_reassociated_glore_gradients(batch, fmt):
+    unit = randomize_(GloRe(6, mid=2, reassociate=True).double()).train()
+    memory_format = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+    x = torch.randn(batch, 6, 3, 2, dtype=torch.float64).to(memory_format=memory_format)
+    torch.autograd.gradcheck(unit, (x.requires_grad_(),))
 
 
 @pytest.mark.parametrize("batch", [1, 4])

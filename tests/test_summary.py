@@ -13,16 +13,31 @@ from glore.cli import main
 from glore.nn import GloRe, GlobalContext, NonLocal, SimplifiedNonLocal
 
 
-def glore_macs(c, mid, L):
-    """Hand count of one GloRe unit (DESIGN.md §1), C_s = 2 mid, N = mid."""
+def glore_macs(c, mid, L, order="cheaper"):
+    """Hand count of one GloRe unit (DESIGN.md §1), C_s = 2 mid, N = mid; ``order`` of its products:
+    ``paper``, ``reassociated`` or ``cheaper`` (the unit's default)."""
     cs, n = 2 * mid, mid
-    return (c * cs * L          # phi: state reduction
-            + c * n * L         # theta: projection B
-            + cs * L * n        # V = phi(X) B^T
-            + n * n * cs        # node-wise graph conv
-            + cs * cs * n       # state-wise graph conv
-            + cs * n * L        # Y = Z B (reverse projection)
-            + cs * c * L)       # extension
+    shared = (c * n * L         # theta: projection B
+              + n * n * cs      # node-wise graph conv
+              + cs * cs * n)    # state-wise graph conv
+    paper = (c * cs * L         # phi: state reduction
+             + cs * L * n       # V = phi(X) B^T
+             + cs * n * L       # Y = Z B (reverse projection)
+             + cs * c * L)      # extension
+    reassociated = (c * L * n   # X B^T
+                    + cs * c * n  # V = W_phi (X B^T)
+                    + c * cs * n  # W_ext Z
+                    + c * n * L)  # (W_ext Z) B
+    return shared + {"paper": paper, "reassociated": reassociated,
+                     "cheaper": min(paper, reassociated)}[order]
+
+
+@pytest.mark.parametrize("reassociate,order", [(None, "cheaper"), (False, "paper"),
+                                               (True, "reassociated")])
+@pytest.mark.parametrize("size", [4, 14])
+def test_glore_unit_hand_count_in_either_order(reassociate, order, size):
+    unit = GloRe(64, mid=16, reassociate=reassociate)
+    assert summary(unit, (64, size, size))["macs"] == glore_macs(64, 16, size * size, order)
 
 
 def test_one_glore_unit_hand_count_and_params():

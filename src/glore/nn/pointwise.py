@@ -29,11 +29,16 @@ class Pointwise(nn.Conv1d):
         super().__init__(in_channels, out_channels, kernel_size=1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight.squeeze(2)          # a view: its backward allocates nothing
-        if x.dim() == 3 and x.mT.is_contiguous():
-            return F.linear(x.mT, weight, self.bias).mT
-        if x.dim() == 3 and x.shape[0] == 1:
-            if self.bias is None:
-                return torch.mm(weight, x.squeeze(0)).unsqueeze(0)
-            return torch.addmm(self.bias[:, None], weight, x.squeeze(0)).unsqueeze(0)
-        return F.conv1d(x, self.weight, self.bias)
+        return pointwise(x, self.weight, self.bias)
+
+
+def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """The 1x1 convolution of :class:`Pointwise` with a conv weight ``(out, in, 1)``, in ``x``'s layout."""
+    matrix = weight.squeeze(2)          # a view: its backward allocates nothing
+    if x.dim() == 3 and x.mT.is_contiguous():
+        return F.linear(x.mT, matrix, bias).mT
+    if x.dim() == 3 and x.shape[0] == 1:
+        if bias is None:
+            return torch.mm(matrix, x.squeeze(0)).unsqueeze(0)
+        return torch.addmm(bias[:, None], matrix, x.squeeze(0)).unsqueeze(0)
+    return F.conv1d(x, weight, bias)

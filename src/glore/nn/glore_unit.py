@@ -161,7 +161,6 @@ class GloRe(nn.Module):
                 f"normalize={self.normalize}, reassociate={self.reassociate}")
 
 
-
 def _channel_major(flat: torch.Tensor) -> bool:
     """Whether ``(B, C, L)`` is laid out channel-major (contiguous), not position-major."""
     return not flat.mT.is_contiguous()

@@ -109,15 +109,16 @@ class GloRe(nn.Module):
     def project_to_nodes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(V, B)``: node features ``(B, C_s, N)`` and projection ``(B, N, L)``."""
         flat = x.flatten(2)
-        return self._project(flat, self.reassociates(flat.shape[-1]))
+        return self._project(flat, self.reassociates(flat.shape[-1]), _channel_major(flat))
 
-    def _project(self, flat: torch.Tensor, reassociate: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _project(self, flat: torch.Tensor, reassociate: bool,
+                 channel_major: bool) -> tuple[torch.Tensor, torch.Tensor]:
         proj = self.project(flat)                                   # (B, N, L)
         if not reassociate:
             v = torch.matmul(self.reduce(flat), proj.mT)            # (B, C_s, L) (B, L, N)
         else:
             # W_phi (x B^T) + b (B 1)^T; x B^T is formed in x's layout so that x's gradient is too
-            if _channel_major(flat):
+            if channel_major:
                 nodes = torch.matmul(flat, proj.mT)                 # (B, C, N)
             else:
                 nodes = torch.matmul(proj, flat.mT).mT
@@ -131,12 +132,12 @@ class GloRe(nn.Module):
         check_block_input(type(self).__name__, x, self.channels)
         flat = x.flatten(2)
         reassociate = self.reassociates(flat.shape[-1])
-        v, proj = self._project(flat, reassociate)
-        z = self.gcn(v)
         # The unit keeps the input's layout throughout, so that no activation or gradient is
         # ever copied to another layout. (A layout test rather than comparing data pointers:
         # torch.compile and torch.export cannot trace data_ptr().)
         channel_major = _channel_major(flat)
+        v, proj = self._project(flat, reassociate, channel_major)
+        z = self.gcn(v)
         if reassociate:
             y = _reverse_project(self.extend(z), proj, channel_major)      # (W_ext Z) B
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ._validate import check_block_input, check_positive_int
 from .pointwise import Pointwise, pointwise
@@ -26,10 +27,17 @@ class GraphConv(nn.Module):
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         h = self.node(v.transpose(1, 2)).transpose(1, 2)    # conv over the node axis
-        # node-major copy (B*N rows of C_s states), rectified in place (ReLU and the state conv then
-        # share one saved tensor): the state conv is one matrix product, and its output is laid
-        # out the way the reverse projection reads it
-        h = F.relu((h + v).transpose(1, 2).contiguous(), inplace=True)
+        # node-major copy (B*N rows of C_s states): the state conv is one matrix product, and its
+        # output is laid out the way the reverse projection reads it
+        h = (h + v).transpose(1, 2).contiguous()
+        if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
+            # Left to itself, inductor saves the ReLU's mask as a bool tensor, and its kernel
+            # that writes bools can be slow: 10 ms for the 1M elements of the goal unit on an
+            # AVX2 AMD EPYC, where eager's comparison takes 0.7 ms (docs/benchmarks.md).
+            # Recomputing the mask in backward, from the saved output, costs nothing extra.
+            h = checkpoint(F.relu, h, use_reentrant=False)
+        else:
+            h = F.relu(h, inplace=True)     # in place: ReLU and the state conv share one saved tensor
         return self.state(h.transpose(1, 2))
 
 
@@ -109,24 +117,32 @@ class GloRe(nn.Module):
     def project_to_nodes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(V, B)``: node features ``(B, C_s, N)`` and projection ``(B, N, L)``."""
         flat = x.flatten(2)
-        return self._project(flat, self.reassociates(flat.shape[-1]), _channel_major(flat))
+        channel_major = _channel_major(flat)
+        v, stored = self._project(x, self.reassociates(flat.shape[-1]), channel_major)
+        return v, _views(stored, channel_major)[0]
 
-    def _project(self, flat: torch.Tensor, reassociate: bool,
+    def _project(self, x: torch.Tensor, reassociate: bool,
                  channel_major: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        proj = self.project(flat)                                   # (B, N, L)
+        """``(V, B in its memory order)``; see :func:`_views`."""
+        # Every use of x and of B takes its own view of them (see _views for why).
+        proj = self.project(x.flatten(2))                           # (B, N, L)
+        stored = proj if channel_major else proj.mT
         if not reassociate:
-            v = torch.matmul(self.reduce(flat), proj.mT)            # (B, C_s, L) (B, L, N)
+            proj_t = _views(stored, channel_major)[1]                # (B, L, N)
+            v = torch.matmul(self.reduce(x.flatten(2)), proj_t)     # (B, C_s, L) (B, L, N)
         else:
             # W_phi (x B^T) + b (B 1)^T; x B^T is formed in x's layout so that x's gradient is too
+            proj, proj_t = _views(stored, channel_major)
             if channel_major:
-                nodes = torch.matmul(flat, proj.mT)                 # (B, C, N)
+                nodes = torch.matmul(x.flatten(2), proj_t)          # (B, C, N)
             else:
-                nodes = torch.matmul(proj, flat.mT).mT
+                nodes = torch.matmul(proj, x.flatten(2).mT).mT
             v = pointwise(nodes, self.reduce.weight)
-            v = v.addcmul_(self.reduce.bias[:, None], proj.sum(-1)[:, None, :])
+            bias_weight = _views(stored, channel_major)[0].sum(-1)  # B 1
+            v = v.addcmul_(self.reduce.bias[:, None], bias_weight[:, None, :])
         if self.normalize:
-            v = v.mul_(1.0 / flat.shape[-1])                        # fresh tensor: in place
-        return v, proj
+            v = v.mul_(1.0 / x.flatten(2).shape[-1])                # fresh tensor: in place
+        return v, stored
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_block_input(type(self).__name__, x, self.channels)
@@ -136,19 +152,19 @@ class GloRe(nn.Module):
         # ever copied to another layout. (A layout test rather than comparing data pointers:
         # torch.compile and torch.export cannot trace data_ptr().)
         channel_major = _channel_major(flat)
-        v, proj = self._project(flat, reassociate, channel_major)
+        v, stored = self._project(x, reassociate, channel_major)
         z = self.gcn(v)
         if reassociate:
-            y = _reverse_project(self.extend(z), proj, channel_major)      # (W_ext Z) B
+            y = _reverse_project(self.extend(z), stored, channel_major)    # (W_ext Z) B
         else:
-            y = self.extend(_reverse_project(z, proj, channel_major))      # W_ext (Z B)
+            y = self.extend(_reverse_project(z, stored, channel_major))    # W_ext (Z B)
         b, c = x.shape[:2]
         if channel_major:
-            y, residual = self.norm(y), flat
+            y, residual = self.norm(y), x.flatten(2)
         else:
             # position-major (channels_last): BatchNorm over the (B * L, C) view (the statistics
             # of (B, C, L))
-            y, residual = self.norm(y.mT.reshape(-1, c)), flat.mT.reshape(-1, c)
+            y, residual = self.norm(y.mT.reshape(-1, c)), x.flatten(2).mT.reshape(-1, c)
         if y.dtype == x.dtype:
             # in place into the fresh BatchNorm output (not a view of it, which would make
             # backward copy): one allocation the size of x fewer
@@ -167,10 +183,25 @@ def _channel_major(flat: torch.Tensor) -> bool:
     return not flat.mT.is_contiguous()
 
 
-def _reverse_project(m: torch.Tensor, proj: torch.Tensor, channel_major: bool) -> torch.Tensor:
-    """``M B`` for ``M`` ``(B, K, N)`` and the projection ``B`` ``(B, N, L)``, in the input's layout:
-    channel-major, per-sample products; position-major, ``B^T M^T``, so that a following 1x1
-    conv is one matrix product over all ``B * L`` positions."""
+def _views(stored: torch.Tensor, channel_major: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, B^T)`` from the projection stored in its memory order (``B`` ``(B, N, L)`` for
+    channel-major input, ``B^T`` ``(B, L, N)`` for position-major input): that tensor and a new
+    view of it.
+
+    When every use of the projection (and of ``x``) takes its own view, their gradients meet in
+    the stored tensor and are summed in its layout. torch.compile lays out a sum that meets in a
+    view of another shape contiguously and copies it back: at the goal size with channels_last
+    input that cost 7-10 ms a step (docs/benchmarks.md). Eager mode sums either way without a copy.
+    """
     if channel_major:
-        return torch.matmul(m, proj)
-    return torch.matmul(proj.mT, m.mT).mT
+        return stored, stored.mT
+    return stored.mT, stored
+
+
+def _reverse_project(m: torch.Tensor, stored: torch.Tensor, channel_major: bool) -> torch.Tensor:
+    """``M B`` for ``M`` ``(B, K, N)`` and the projection ``B`` (stored as :func:`_views` says), in
+    the input's layout: channel-major, per-sample products; position-major, ``B^T M^T``, so that a
+    following 1x1 conv is one matrix product over all ``B * L`` positions."""
+    if channel_major:
+        return torch.matmul(m, stored)
+    return torch.matmul(stored, m.mT).mT

@@ -2,13 +2,14 @@
 
     python benchmarks/compare.py db3c16c                 # the goal configuration, both layouts
     python benchmarks/compare.py HEAD~3 --batch 1 --channels 512 --size 128
+    python benchmarks/compare.py ea7c155 --compile      # torch.compile of each unit beside eager
 
 The revision's ``src/glore/nn`` is extracted with ``git archive`` into a temporary folder and imported
 as a package of its own, so that both units run in one process: same weights (this checkout's,
 copied), same input, interleaved timing (``_common.time_interleaved``) with the fp32 GEMM of the
 same group as the throughput reference, and peak memory (``_common.peak_memory``, which does not
 count the input and the upstream gradient). Prints median and minimum time, fraction of the GEMM
-throughput and peak memory of each unit and layout.
+throughput and peak memory of each unit and layout; with ``--compile``, of each unit compiled too.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=25)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--gemm-size", type=int, default=2048)
+    parser.add_argument("--compile", action="store_true", help="also time each unit under torch.compile")
     args = parser.parse_args(argv)
 
     print(common.setup(args.threads))
@@ -79,28 +81,33 @@ def main(argv=None):
     # each unit's own count: the two may take their products in different orders
     flops = {name: module_flops(unit, shape) for name, unit in units.items()}
 
+    modes = {"eager": lambda unit: unit}
+    if args.compile:
+        modes["compiled"] = torch.compile
     cases = {}
     for unit_name, unit in units.items():
-        for layout, (xi, gi) in inputs.items():
-            difference = (unit(xi) - units["this checkout"](xi)).abs().max().item()
-            print(f"{unit_name}, {layout}: largest difference from this checkout {difference:.2e}")
-
-            cases[unit_name, layout] = fwd_bwd(unit, xi, gi)
+        for mode, wrap in modes.items():
+            run = wrap(unit)
+            for layout, (xi, gi) in inputs.items():
+                difference = (run(xi) - units["this checkout"](xi)).abs().max().item()
+                print(f"{unit_name}, {mode}, {layout}: largest difference from this checkout eager "
+                      f"{difference:.2e}")
+                cases[unit_name, mode, layout] = fwd_bwd(run, xi, gi)
     cases["GEMM"], gemm_flop = gemm_case(args.gemm_size)
     load0 = common.load()
     timing = common.time_interleaved(cases, repeats=args.repeats, warmup=2)
     load1 = common.load()
     gemm = timing.pop("GEMM")
     gemm_gflops = gemm_flop / gemm["median"] / 1e9
-    rows = [{"unit": unit_name, "layout": layout, "gflop": flops[unit_name] / 1e9,
+    rows = [{"unit": unit_name, "mode": mode, "layout": layout, "gflop": flops[unit_name] / 1e9,
              "median_ms": t["median"] * 1e3, "min_ms": t["min"] * 1e3,
              "frac_gemm": flops[unit_name] / t["median"] / 1e9 / gemm_gflops,
-             "peak_mib": common.mb(common.peak_memory(cases[unit_name, layout]))}
-            for (unit_name, layout), t in timing.items()]
+             "peak_mib": common.mb(common.peak_memory(cases[unit_name, mode, layout]))}
+            for (unit_name, mode, layout), t in timing.items()]
     print(f"\nGloRe({args.channels}), input {shape}, forward+backward; "
           f"fp32 GEMM {gemm_gflops:.0f} GFLOP/s in the group; load {load0} -> {load1}")
-    print(common.fmt_table(rows, ["unit", "layout", "gflop", "median_ms", "min_ms", "frac_gemm",
-                                  "peak_mib"]))
+    print(common.fmt_table(rows, ["unit", "mode", "layout", "gflop", "median_ms", "min_ms",
+                                  "frac_gemm", "peak_mib"]))
 
 
 if __name__ == "__main__":

@@ -83,10 +83,24 @@ def test_compare_runs_a_revision_beside_this_checkout(scripts, capsys):
     out = capsys.readouterr().out
     for unit in ("this checkout", "HEAD"):
         for layout in ("contiguous", "channels_last"):
-            assert re.search(rf"^ *{unit} +{layout} +[0-9.]+ +[0-9.]+", out, re.M), out
+            assert re.search(rf"^ *{unit} +eager +{layout} +[0-9.]+ +[0-9.]+", out, re.M), out
     # HEAD's unit computes the same function as the checkout's, on the same weights
-    differences = [float(d) for d in re.findall(r"largest difference from this checkout (\S+)", out)]
+    differences = [float(d) for d in re.findall(r"largest difference from this checkout eager (\S+)", out)]
     assert len(differences) == 4 and max(differences) < 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _in_git_checkout(), reason="compare.py reads an earlier revision from git")
+def test_compare_times_the_compiled_units_too(scripts, capsys):
+    compare = scripts[2]
+    compare.main(["HEAD", "--batch", "2", "--channels", "32", "--size", "4", "--repeats", "1",
+                  "--gemm-size", "64", "--threads", "1", "--compile"])
+    out = capsys.readouterr().out
+    rows = re.findall(r"^ *(this checkout|HEAD) +(eager|compiled) +(contiguous|channels_last) +[0-9.]+",
+                      out, re.M)
+    assert len(set(rows)) == 8, out
+    differences = [float(d) for d in re.findall(r"largest difference from this checkout eager (\S+)", out)]
+    assert len(differences) == 8 and max(differences) < 1e-4
 
 
 def test_compare_names_an_unknown_revision(scripts):

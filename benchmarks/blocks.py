@@ -278,6 +278,13 @@ def unit_section(args, gemm_gflops):
                      "x_eager": t["median"] / t.get("fp32_same_group", eager)})
     print(common.fmt_table(rows, ["case", "ms", "min_ms", "gflops", "frac_gemm", "x_eager"]))
     print(f"load {load0} -> {load1}")
+    if "compiled" in timing:
+        # the goal compares like with like: each layout compiled against the same layout in eager
+        notes["compiled_over_eager"] = {
+            layout: timing["compiled" + suffix]["median"] / timing["eager" + suffix]["median"]
+            for layout, suffix in (("contiguous", ""), ("channels_last", " channels_last"))}
+        print("compiled / eager, same layout: " + ", ".join(
+            f"{layout} {ratio:.3f}" for layout, ratio in notes["compiled_over_eager"].items()))
 
     # accuracy of bf16 autocast: output delta (y - x) and input gradient, relative to fp32
     unit.zero_grad(set_to_none=True)

@@ -112,6 +112,12 @@ def _capture_training_graphs(block, x):
     return y, graphs
 
 
+def _assert_same_gradients(block, reference, x, x_reference):
+    torch.testing.assert_close(x.grad, x_reference.grad, rtol=1e-4, atol=1e-4)
+    for (name, p), q in zip(block.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-4, msg=name)
+
+
 def _sums(graph) -> list[tuple[int, ...]]:
     """Shapes of the tensor-tensor additions in a graph (gradients meeting are such sums)."""
     return sorted(tuple(n.meta["val"].shape) for n in graph.nodes
@@ -121,7 +127,6 @@ def _sums(graph) -> list[tuple[int, ...]]:
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("reassociate", [False, True], ids=["papers_order", "reassociated"])
 def test_compiled_glore_training_graphs(layout, reassociate):
-    torch._dynamo.reset()
     block = randomize_(create_block("glore", 16, mid=4, reassociate=reassociate)).train()
     reference = randomize_(create_block("glore", 16, mid=4, reassociate=reassociate)).train()
     x = torch.randn(2, 16, 3, 4).to(memory_format=LAYOUTS[layout])
@@ -132,9 +137,7 @@ def test_compiled_glore_training_graphs(layout, reassociate):
     y_eager = reference(xe)
     y_eager.backward(g)
     torch.testing.assert_close(y, y_eager, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-4, atol=1e-4)
-    for (name, p), q in zip(block.named_parameters(), reference.parameters()):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-4, msg=name)
+    _assert_same_gradients(block, reference, xc, xe)
 
     # the ReLU's mask is recomputed in backward, not saved as a bool tensor (whose kernel is slow)
     saved = next(n for n in graphs["forward"].nodes if n.op == "output").args[0]
@@ -158,6 +161,4 @@ def test_torch_compile_glore_training_channels_last():
     xc, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
     torch.compile(block, fullgraph=True)(xc).sum().backward()
     reference(xe).sum().backward()
-    torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-4, atol=1e-4)
-    for (name, p), q in zip(block.named_parameters(), reference.parameters()):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-4, msg=name)
+    _assert_same_gradients(block, reference, xc, xe)

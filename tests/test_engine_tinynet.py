@@ -17,6 +17,20 @@ def tiny_net(*, num_classes: int = 2, width: int = 4, **_ignored) -> torch.nn.Mo
     )
 
 
+def tiny_glore_net(*, num_classes: int = 2, width: int = 8, **_ignored) -> torch.nn.Module:
+    """``tiny_net`` with a GloRe unit (not zero-initialised) after the first conv."""
+    from glore.nn import GloRe
+
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, width, 3, stride=2, padding=1),
+        torch.nn.ReLU(),
+        GloRe(width, mid=2, zero_init=False),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(width, num_classes),
+    )
+
+
 def make_image_folder(root, *, classes=("cat", "dog"), per_class=3, size=32, splits=("train", "val"), ext="png"):
     """Write ``root/<split>/<class>/<i>.<ext>``: class k images are brighter for larger k, with noise."""
     generator = torch.Generator().manual_seed(0)

@@ -81,6 +81,24 @@ def test_seeded_cpu_runs_repeat(data_root, tmp_path):
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+@pytest.mark.slow
+def test_compiled_training_matches_eager(data_root, tmp_path):
+    from torch._dynamo.utils import counters
+
+    weights = {}
+    for name in ("false", "true"):
+        counters.clear()
+        runner.train(load_config(None, tiny_overrides(data_root, tmp_path / name, f"trainer.compile={name}",
+                                                      "model.name=test_engine_tinynet:tiny_glore_net")))
+        assert bool(counters["stats"]["unique_graphs"]) == (name == "true")   # compiled, or not at all
+        weights[name] = load_checkpoint_file(tmp_path / name / "checkpoints" / "last.ckpt")["state_dict"]
+    assert weights["true"].keys() == weights["false"].keys()                # the parameter names are kept
+    for key, value in weights["false"].items():
+        torch.testing.assert_close(weights["true"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+    with pytest.raises(ValueError, match=r"trainer.compile must be true or false, got 1"):
+        runner.train(load_config(None, tiny_overrides(data_root, tmp_path / "bad", "trainer.compile=1")))
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_root, tmp_path, capsys):
     out = tmp_path / "run"
     cfg = load_config(None, tiny_overrides(data_root, out, "model.name=test_engine_tinynet:nan_net",

@@ -90,6 +90,7 @@ DEFAULTS: dict = {
         "limit_val_batches": None,
         "enable_progress_bar": True,
         "sync_batchnorm": False,
+        "compile": False,          # torch.compile the network for training (not a Trainer option)
     },
 }
 

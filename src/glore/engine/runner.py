@@ -45,7 +45,12 @@ def task_module(cfg: dict) -> ModuleType:
     return importlib.import_module(TASKS[task])
 
 
+# options of the ``trainer`` section that the engine itself carries out, not lightning.Trainer
+_ENGINE_TRAINER_OPTIONS = ("compile",)
+
+
 def _trainer_kwargs(trainer_cfg: dict) -> dict:
+    trainer_cfg = {k: v for k, v in trainer_cfg.items() if k not in _ENGINE_TRAINER_OPTIONS}
     allowed = (
         "max_epochs", "max_steps", "accelerator", "devices", "num_nodes", "strategy", "precision",
         "deterministic", "accumulate_grad_batches", "gradient_clip_val", "log_every_n_steps",
@@ -54,7 +59,8 @@ def _trainer_kwargs(trainer_cfg: dict) -> dict:
     )
     unknown = sorted(set(trainer_cfg) - set(allowed))
     if unknown:
-        raise ValueError(f"unknown trainer option(s) {unknown}; expected some of {', '.join(allowed)}")
+        raise ValueError(f"unknown trainer option(s) {unknown}; expected some of "
+                         f"{', '.join(allowed + _ENGINE_TRAINER_OPTIONS)}")
     return {k: v for k, v in trainer_cfg.items() if v is not None}
 
 
@@ -130,6 +136,7 @@ def train(cfg: dict, *, resume: str | None = None) -> dict:
     resume = _resolve_resume(resume, output_dir)
     L.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
     module = task.build_module(cfg)
+    compile_network(module, cfg["trainer"].get("compile", False))
     datamodule = task.build_datamodule(cfg)
     trainer = build_trainer(cfg, monitor=getattr(module, "monitor", None), mode=getattr(module, "monitor_mode", "max"))
     if trainer.is_global_zero:
@@ -140,6 +147,18 @@ def train(cfg: dict, *, resume: str | None = None) -> dict:
     if trainer.is_global_zero:
         write_metrics(metrics, os.path.join(output_dir, "metrics.json"))
     return metrics
+
+
+def compile_network(module, enabled) -> None:
+    """``trainer.compile``: compile the task's network (``module.model``) in place with
+    ``torch.compile``, so that checkpoints keep the same parameter names."""
+    if not isinstance(enabled, bool):
+        raise ValueError(f"trainer.compile must be true or false, got {enabled!r}")
+    if enabled:
+        network = getattr(module, "model", None)
+        if not isinstance(network, torch.nn.Module):
+            raise ValueError(f"trainer.compile: {type(module).__name__} keeps no network at .model to compile")
+        network.compile()
 
 
 def write_metrics(metrics: dict, path: str) -> None:

@@ -3,12 +3,16 @@
     python benchmarks/models.py            # batch 8 at 224x224, 5 interleaved repeats
     python benchmarks/models.py --quick    # batch 4, 3 repeats
     python benchmarks/models.py --device cuda --bf16 --batch 64   # on a GPU, under bf16 autocast
+    python benchmarks/models.py --compile --variants "ResNet-50" "+ GloRe (0, 3)"   # eager and compiled
 
 Variants: the plain ResNet-50, + GloRe (0, 3) (GloRe paper), + GC in every block of res3-res5 (r16,
 GCNet) and + 1 NL (before the last block of res4, GCNet Table 8). For each: images/s for a training
 step (forward, loss, backward, SGD update) and for inference (``torch.inference_mode``, eval), the
 ratio of its time to the baseline's beside the ratio of their GMACs (forward multiply-adds counted by
-``FlopCounterMode`` on the meta device), parameters. Results to results/benchmarks/models.json.
+``FlopCounterMode`` on the meta device), parameters. With ``--compile``, each variant also runs
+compiled (``nn.Module.compile()``), in the same interleaved groups: its ratio to the compiled baseline,
+and ``x_eager``, its time over the same variant's in eager mode. Results to
+results/benchmarks/models.json.
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ def main(argv=None):
     parser.add_argument("--channels-last", action="store_true", help="model and input channels_last")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
     parser.add_argument("--bf16", action="store_true", help="forward under bf16 autocast")
+    parser.add_argument("--compile", action="store_true", help="also run every variant under torch.compile")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                        help="which models (the first is the baseline of the ratios)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     args.batch = args.batch or (4 if args.quick else 8)
@@ -65,9 +72,12 @@ def main(argv=None):
     x = torch.randn(args.batch, 3, args.size, args.size, device=device).contiguous(memory_format=fmt)
     target = torch.randint(0, 1000, (args.batch,), device=device)
     autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=args.bf16)
+    modes = ["eager"] + (["compiled"] if args.compile else [])
     train_cases, infer_cases, info = {}, {}, {}
-    for name, kwargs in VARIANTS.items():
+    for (name, kwargs), mode in ((v, m) for v in VARIANTS.items() if v[0] in args.variants for m in modes):
         model = create_model("resnet50", **kwargs).to(device, memory_format=fmt)
+        if mode == "compiled":
+            model.compile()
         info[name] = {"gmacs": gmacs(kwargs, args.size),
                       "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -84,24 +94,26 @@ def main(argv=None):
             model.eval()
             with torch.inference_mode(), torch.autocast(**autocast):
                 model(x)
-        train_cases[name], infer_cases[name] = train_step, infer_step
+        train_cases[name, mode], infer_cases[name, mode] = train_step, infer_step
 
     rows = []
+    baseline = args.variants[0]
     for mode, cases in (("train", train_cases), ("inference", infer_cases)):
         load0 = common.load()
         timing = common.time_interleaved(cases, repeats=args.repeats, warmup=1, device=args.device)
         load1 = common.load()
-        base = timing["ResNet-50"]["median"]
-        for name, t in timing.items():
-            rows.append({"mode": mode, "model": name, "img_s": args.batch / t["median"],
+        for (name, run), t in timing.items():
+            base = timing[baseline, run]["median"]
+            rows.append({"mode": mode, "model": name, "run": run, "img_s": args.batch / t["median"],
                          "ms": t["median"] * 1e3, "time_ratio": t["median"] / base,
+                         "x_eager": t["median"] / timing[name, "eager"]["median"],
                          "gmacs": info[name]["gmacs"],
-                         "gmacs_ratio": info[name]["gmacs"] / info["ResNet-50"]["gmacs"],
+                         "gmacs_ratio": info[name]["gmacs"] / info[baseline]["gmacs"],
                          "params_m": info[name]["params_m"], "load": [load0, load1]})
         print(f"== {mode}, batch {args.batch} at {args.size}x{args.size} ==")
         print(common.fmt_table([r for r in rows if r["mode"] == mode],
-                               ["model", "img_s", "ms", "time_ratio", "gmacs", "gmacs_ratio",
-                                "params_m"]))
+                               ["model", "run", "img_s", "ms", "time_ratio", "x_eager", "gmacs",
+                                "gmacs_ratio", "params_m"]))
         print(f"load {load0} -> {load1}\n", flush=True)
     out = {"env": env, "args": vars(args), "rows": rows, "wall_s": time.perf_counter() - started}
     name = "models" + ("_channels_last" if args.channels_last else "") + ("_bf16" if args.bf16 else "")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -68,6 +69,22 @@ def test_models_throughput_rows(scripts, tmp_path):
     assert all(r["time_ratio"] == 1 and r["gmacs_ratio"] == 1 for r in base)
     glore = next(r for r in rows if r["model"] == "+ GloRe (0, 3)")
     assert glore["gmacs_ratio"] > 1 and glore["params_m"] > base[0]["params_m"]
+
+
+def test_models_compile_adds_a_compiled_run_of_the_chosen_variants(scripts, tmp_path, monkeypatch):
+    models = scripts[1]
+    compiled = []          # compiling two ResNet-50s takes minutes: record the calls instead
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *args, **kwargs: compiled.append(self))
+    variants = ["ResNet-50", "+ GloRe (0, 3)"]
+    models.main(["--threads", "1", "--batch", "2", "--size", "32", "--repeats", "1", "--compile",
+                 "--variants", *variants, "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "models.json").read_text())["rows"]
+    assert {(r["mode"], r["model"], r["run"]) for r in rows} == {
+        (mode, name, run) for mode in ("train", "inference") for name in variants
+        for run in ("eager", "compiled")}
+    assert len(compiled) == 2 and all(isinstance(m, torch.nn.Module) for m in compiled)
+    assert all(r["x_eager"] == 1 for r in rows if r["run"] == "eager")
+    assert all(r["time_ratio"] == 1 for r in rows if r["model"] == "ResNet-50")
 
 
 def _in_git_checkout() -> bool:

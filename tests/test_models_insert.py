@@ -290,3 +290,23 @@ def test_dpn_hook_also_handles_tuple_outputs_of_older_timm():
         assert torch.allclose(out[0], unit(resid)) and out[1] is dense
         cat = _ApplyBlock(unit, split=8)(None, None, torch.cat([resid, dense], 1))
         assert torch.allclose(cat, torch.cat([unit(resid), dense], 1))
+
+
+@pytest.mark.slow
+def test_compiling_the_plain_backbone_first_does_not_hide_the_blocks():
+    # dynamo reuses a compiled graph for another module whose guards pass; by default hooks are not
+    # guarded, so the backbone + GloRe (blocks applied by forward hooks) would reuse the plain
+    # backbone's graph and skip its blocks. insert_blocks makes dynamo guard hooks.
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    plain = create_model("resnet18").eval()
+    with_glore = create_model("resnet18", block="glore", units=(0, 1)).eval()
+    with_glore.load_state_dict(plain.state_dict(), strict=False)
+    for block in inserted_blocks(with_glore).values():
+        torch.nn.init.ones_(block.norm.weight)          # so that the blocks change the output
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        eager = with_glore(x)
+        assert (eager - plain(x)).abs().max() > 1e-3
+        torch.compile(plain)(x)
+        torch.testing.assert_close(torch.compile(with_glore)(x), eager, rtol=1e-4, atol=1e-4)

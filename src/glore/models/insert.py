@@ -234,7 +234,22 @@ def insert_blocks(model: nn.Module, *, block: str, units, position: str | None =
         host.module.add_module(attr, new)
         target = host.module if position == "after_add" else host.norm
         target.register_forward_hook(_ApplyBlock(new, host.split))
+    if todo:
+        _guard_hooks_under_compile()
     return model
+
+
+def _guard_hooks_under_compile() -> None:
+    """Make torch.compile check modules' hooks before it reuses a compiled graph.
+
+    By default dynamo does not (``torch._dynamo.config.skip_nnmodule_hook_guards``), so a model that
+    differs from an already compiled one only by its forward hooks, as a backbone with inserted
+    blocks differs from the plain backbone, reuses the plain backbone's graph and silently skips
+    the blocks: compiling ``resnet18`` and then ``resnet18`` + GloRe in one process gave the plain
+    network's output (tests/test_models_insert.py). The guards this adds are checked on each call
+    of a compiled module; they cost next to nothing against a network's forward.
+    """
+    torch._dynamo.config.skip_nnmodule_hook_guards = False
 
 
 def inserted_blocks(model: nn.Module) -> dict[str, nn.Module]:

@@ -119,26 +119,32 @@ class GloRe(nn.Module):
         flat = x.flatten(2)
         channel_major = _channel_major(flat)
         v, stored = self._project(x, self.reassociates(flat.shape[-1]), channel_major)
-        return v, _views(stored, channel_major)[0]
+        return v, stored if channel_major else stored.mT
 
     def _project(self, x: torch.Tensor, reassociate: bool,
                  channel_major: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(V, B in its memory order)``; see :func:`_views`."""
-        # Every use of x and of B takes its own view of them (see _views for why).
+        """``(V, B as stored)``: the projection in its memory order, ``B`` ``(B, N, L)`` for
+        channel-major input, ``B^T`` ``(B, L, N)`` for position-major input.
+
+        Every use of ``x`` and of the stored projection takes its own view of it, so that their
+        gradients meet in ``x`` and in that tensor and are summed in their layouts. torch.compile
+        lays out a sum that meets in a view of another shape contiguously and copies it back: at
+        the goal size with channels_last input that cost 7-10 ms a step (docs/benchmarks.md).
+        Eager mode sums either way without a copy.
+        """
         proj = self.project(x.flatten(2))                           # (B, N, L)
         stored = proj if channel_major else proj.mT
         if not reassociate:
-            proj_t = _views(stored, channel_major)[1]                # (B, L, N)
+            proj_t = stored.mT if channel_major else stored         # (B, L, N)
             v = torch.matmul(self.reduce(x.flatten(2)), proj_t)     # (B, C_s, L) (B, L, N)
         else:
             # W_phi (x B^T) + b (B 1)^T; x B^T is formed in x's layout so that x's gradient is too
-            proj, proj_t = _views(stored, channel_major)
             if channel_major:
-                nodes = torch.matmul(x.flatten(2), proj_t)          # (B, C, N)
+                nodes = torch.matmul(x.flatten(2), stored.mT)       # (B, C, N)
             else:
-                nodes = torch.matmul(proj, x.flatten(2).mT).mT
+                nodes = torch.matmul(stored.mT, x.flatten(2).mT).mT
             v = pointwise(nodes, self.reduce.weight)
-            bias_weight = _views(stored, channel_major)[0].sum(-1)  # B 1
+            bias_weight = stored.sum(2 if channel_major else 1)     # B 1, (B, N)
             v = v.addcmul_(self.reduce.bias[:, None], bias_weight[:, None, :])
         if self.normalize:
             v = v.mul_(1.0 / x.flatten(2).shape[-1])                # fresh tensor: in place
@@ -183,25 +189,10 @@ def _channel_major(flat: torch.Tensor) -> bool:
     return not flat.mT.is_contiguous()
 
 
-def _views(stored: torch.Tensor, channel_major: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(B, B^T)`` from the projection stored in its memory order (``B`` ``(B, N, L)`` for
-    channel-major input, ``B^T`` ``(B, L, N)`` for position-major input): that tensor and a new
-    view of it.
-
-    When every use of the projection (and of ``x``) takes its own view, their gradients meet in
-    the stored tensor and are summed in its layout. torch.compile lays out a sum that meets in a
-    view of another shape contiguously and copies it back: at the goal size with channels_last
-    input that cost 7-10 ms a step (docs/benchmarks.md). Eager mode sums either way without a copy.
-    """
-    if channel_major:
-        return stored, stored.mT
-    return stored.mT, stored
-
-
 def _reverse_project(m: torch.Tensor, stored: torch.Tensor, channel_major: bool) -> torch.Tensor:
-    """``M B`` for ``M`` ``(B, K, N)`` and the projection ``B`` (stored as :func:`_views` says), in
-    the input's layout: channel-major, per-sample products; position-major, ``B^T M^T``, so that a
-    following 1x1 conv is one matrix product over all ``B * L`` positions."""
+    """``M B`` for ``M`` ``(B, K, N)`` and the projection ``B`` (stored as ``GloRe._project``
+    returns it), in the input's layout: channel-major, per-sample products; position-major,
+    ``B^T M^T``, so that a following 1x1 conv is one matrix product over all ``B * L`` positions."""
     if channel_major:
         return torch.matmul(m, stored)
     return torch.matmul(stored, m.mT).mT

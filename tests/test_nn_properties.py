@@ -184,6 +184,25 @@ def test_glore_copies_no_full_size_tensor(fmt, batch, reassociate):
     assert copies == []
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_graph_conv_runs_no_elementwise_pass_over_v_besides_relu(batch):
+    # (I + A_g) V is one product written node-major: no add of V, no transposing copy, forward
+    # or backward; the one pass left is the product's bias written into its output
+    from torch.profiler import profile
+
+    from glore.nn.glore_unit import GraphConv
+
+    layer = randomize_(GraphConv(6, 10))
+    v = torch.randn(batch, 10, 6, requires_grad=True)
+    with profile(record_shapes=True) as prof:
+        out = layer(v)
+        torch.autograd.grad(out, [v, *layer.parameters()], torch.randn_like(out))
+    passes = [e.name for e in prof.events()
+              if e.name in ("aten::add", "aten::add_", "aten::copy_", "aten::clone", "aten::mul")
+              and e.input_shapes and e.input_shapes[0] and math.prod(e.input_shapes[0]) == v.numel()]
+    assert passes == ["aten::copy_"]
+
+
 def _fwd_bwd_flops(unit, shape):
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -45,8 +45,9 @@ def test_one_glore_unit_hand_count_and_params():
     result = summary(unit, (1024, 14, 14))
     assert result["macs"] == glore_macs(1024, 256, 196)
     assert result["params"] == 1_641_472               # DESIGN.md §1
-    # one sample: the 1x1 convs on x and Y are (add)mm products, the graph convs (node-major) linear
-    assert set(result["macs_by_operator"]) == {"addmm", "mm", "matmul", "linear"}
+    # one sample: the 1x1 convs on x and Y are (add)mm products, the node conv (I + A_g) V a
+    # baddbmm, the state conv (node-major) linear
+    assert set(result["macs_by_operator"]) == {"addmm", "mm", "matmul", "baddbmm", "linear"}
     assert "aten::batch_norm" in result["uncounted_ops"]
 
 

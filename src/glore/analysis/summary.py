@@ -3,9 +3,9 @@
 Both papers report FLOPs as multiply-adds counting convolutions, linear layers and the matrix
 products inside the blocks. :func:`summary` counts exactly those with fvcore's tracer: one
 multiply-add per output element and contraction step of ``aten::_convolution``, ``aten::linear``,
-``aten::addmm``, ``aten::matmul``, ``aten::mm``, ``aten::bmm`` and ``aten::einsum``. Normalisation,
-pooling, softmax, element-wise ops and interpolation are not counted (they are listed under
-``uncounted_ops``).
+``aten::addmm``, ``aten::matmul``, ``aten::mm``, ``aten::bmm``, ``aten::baddbmm`` and
+``aten::einsum``. Normalisation, pooling, softmax, element-wise ops and interpolation are not
+counted (they are listed under ``uncounted_ops``).
 
 fvcore's own ``aten::matmul`` handle multiplies the first operand's size by the second's last dim,
 which drops the batch of a broadcast ``(out, in) @ (B, in, L)`` product; the handle here counts
@@ -31,6 +31,13 @@ def matmul_macs(inputs, outputs) -> int:
     return math.prod(get_shape(outputs[0])) * get_shape(inputs[0])[-1]
 
 
+def baddbmm_macs(inputs, outputs) -> int:
+    """Multiply-adds of ``aten::baddbmm(input, batch1, batch2)``: ``numel(output) * K``."""
+    from fvcore.nn.jit_handles import get_shape
+
+    return math.prod(get_shape(outputs[0])) * get_shape(inputs[1])[-1]
+
+
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
     """Number of parameter elements (shared parameters counted once; works on the meta device)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
@@ -51,6 +58,7 @@ def count_macs(model: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor]):
         "aten::_convolution": conv_flop_jit, "aten::linear": linear_flop_jit,
         "aten::addmm": addmm_flop_jit, "aten::einsum": einsum_flop_jit,
         "aten::matmul": matmul_macs, "aten::mm": matmul_macs, "aten::bmm": matmul_macs,
+        "aten::baddbmm": baddbmm_macs,
     })
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
     with warnings.catch_warnings():

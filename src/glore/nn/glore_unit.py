@@ -18,6 +18,9 @@ class GraphConv(nn.Module):
     bias) diffuses information between nodes and is added to ``V``, the identity of ``I - A_g`` (the
     minus sign is absorbed into the learned ``A_g``). After a ReLU, the state-wise conv (``C_s x C_s``,
     no bias) updates every node's state.
+
+    ``node`` holds ``A_g`` and its bias as a conv's parameters, but its forward is not called: the
+    layer computes ``(I + A_g) V`` as one product from them (forward hooks on ``node`` do not run).
     """
 
     def __init__(self, num_nodes: int, num_state: int):
@@ -26,10 +29,12 @@ class GraphConv(nn.Module):
         self.state = Pointwise(num_state, num_state, bias=False)
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
-        h = self.node(v.transpose(1, 2)).transpose(1, 2)    # conv over the node axis
-        # node-major copy (B*N rows of C_s states): the state conv is one matrix product, and its
-        # output is laid out the way the reverse projection reads it
-        h = (h + v).transpose(1, 2).contiguous()
+        # (I + A_g) V as one product per sample, with the identity added to the (N, N) weight,
+        # written node-major (B, N, C_s): no add of V, no transposing copy, and the state conv
+        # reads it as one matrix product over all B * N rows
+        adjacency = self.node.weight.squeeze(2)
+        identity = torch.eye(len(adjacency), dtype=adjacency.dtype, device=adjacency.device)
+        h = torch.baddbmm(self.node.bias[:, None], (adjacency + identity).expand(v.shape[0], -1, -1), v.mT)
         if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
             # Left to itself, inductor saves the ReLU's mask as a bool tensor, and its kernel
             # that writes bools can be slow: 10 ms for the 1M elements of the goal unit on an

@@ -31,6 +31,16 @@ def test_demo_tiny_budget_writes_summary_curves_and_checkpoints(tmp_path, capsys
     assert model.eval()(x).shape == (2, 10)
 
 
+def test_demo_counts_every_variant_with_the_library_counter():
+    # each variant is counted by glore.analysis.summary, also after the first one (the counter's
+    # module was once named like the function, so the second import got the module)
+    from glore.analysis.complexity import summary
+
+    for name in ("baseline", "glore", "gc"):
+        model = distant_digits_net(block=demo.VARIANTS[name], width=8)
+        assert demo.count_gmacs(model, (1, 48, 48)) == summary(model, (1, 48, 48))["gmacs"]
+
+
 def test_demo_rejects_unknown_variant_and_option(tmp_path):
     with pytest.raises(ValueError, match="variants must be a non-empty subset"):
         demo.run(tmp_path, variants=("resnet",), progress=False, threads=None)

@@ -20,7 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import glore.models  # noqa: F401  registers the configurations
-from glore.analysis.summary import count_parameters, summary
+from glore.analysis.complexity import count_parameters, summary
 from glore.models import create_model, inserted_blocks
 from glore.models.paper_figures import FIGURES, baseline_figure
 from glore.models.registry import CONFIGS

@@ -1,4 +1,5 @@
-"""glore.analysis.summary: multiply-adds in the papers' convention, checked by hand counts."""
+"""glore.analysis.summary (glore/analysis/complexity.py): multiply-adds in the papers' convention,
+checked by hand counts."""
 
 import json
 import math
@@ -8,7 +9,7 @@ import timm
 import torch
 from torch import nn
 
-from glore.analysis.summary import count_parameters, summary
+from glore.analysis.complexity import count_parameters, summary
 from glore.cli import main
 from glore.nn import GloRe, GlobalContext, NonLocal, SimplifiedNonLocal
 
@@ -38,6 +39,16 @@ def glore_macs(c, mid, L, order="cheaper"):
 def test_glore_unit_hand_count_in_either_order(reassociate, order, size):
     unit = GloRe(64, mid=16, reassociate=reassociate)
     assert summary(unit, (64, size, size))["macs"] == glore_macs(64, 16, size * size, order)
+
+
+def test_summary_stays_the_function_once_its_module_is_imported():
+    import glore.analysis
+    import glore.analysis.complexity  # noqa: F401  (importing a submodule sets it on the package)
+
+    for _ in range(2):
+        from glore.analysis import summary as exported
+        assert callable(exported)
+        assert exported(nn.Conv2d(3, 2, 1), (3, 4, 4))["macs"] == 3 * 2 * 16
 
 
 def test_one_glore_unit_hand_count_and_params():

@@ -4,7 +4,7 @@ from .._lazy import lazy_exports
 
 # name -> module defining it. Owners add their public names here.
 _EXPORTS = {
-    "summary": "glore.analysis.summary",
+    "summary": "glore.analysis.complexity",
     "average_cosine_distance": "glore.analysis.cosine",
     # forward hooks and the analyses built on them (glore analyze ...)
     "BlockRecord": "glore.analysis.hooks",

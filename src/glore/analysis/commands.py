@@ -140,7 +140,7 @@ def _pct(ours: float, paper: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from glore.analysis.summary import summary
+    from glore.analysis.complexity import summary
     from glore.models.paper_figures import FIGURES, baseline_figure
 
     args.units = parse_units(args.units) if args.units is not None else None

@@ -32,10 +32,8 @@ def matmul_macs(inputs, outputs) -> int:
 
 
 def baddbmm_macs(inputs, outputs) -> int:
-    """Multiply-adds of ``aten::baddbmm(input, batch1, batch2)``: ``numel(output) * K``."""
-    from fvcore.nn.jit_handles import get_shape
-
-    return math.prod(get_shape(outputs[0])) * get_shape(inputs[1])[-1]
+    """Multiply-adds of ``aten::baddbmm(input, batch1, batch2)``: those of ``batch1 @ batch2``."""
+    return matmul_macs(inputs[1:], outputs)
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:

@@ -29,15 +29,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-from timm.layers import FrozenBatchNorm2d as TimmFrozenBatchNorm2d
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from ..nn import BLOCKS, create_block
 
 STAGES = ("res2", "res3", "res4", "res5")
-# what may end a residual branch: BatchNorm, or the frozen BatchNorm of detection backbones
-_NORMS = (nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d, TimmFrozenBatchNorm2d)
+# what may end a residual branch: BatchNorm, or torchvision's frozen BatchNorm of detection backbones
+_NORMS = (nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d)
 POSITIONS = ("after_add", "after_1x1")
 DEFAULT_POSITION = {"glore": "after_add", "nl": "after_add", "snl": "after_add",
                     "gc": "after_1x1", "se": "after_1x1"}
@@ -89,7 +88,7 @@ def _resnet_hosts(model: nn.Module) -> dict[str, list[Host]]:
             if not isinstance(norm, _NORMS):
                 raise TypeError(f"{layer}.{i}: expected a ResNet bottleneck or basic block with a "
                                 f"BatchNorm bn3 or bn2, got {type(blk).__name__}")
-            hosts.append(Host(f"{layer}.{i}", blk, norm.num_features, norm))
+            hosts.append(Host(f"{layer}.{i}", blk, norm.weight.shape[0], norm))
         stages[stage] = hosts
     return stages
 

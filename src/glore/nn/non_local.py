@@ -1,4 +1,5 @@
-"""Non-local block (Wang et al., CVPR 2018) and the simplified non-local block (GCNet, papers/004)."""
+"""Non-local block (Wang et al., "Non-local Neural Networks", CVPR 2018) and the simplified non-local
+block of "Global Context Networks" (Cao et al., arXiv 2012.13375)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import check_block_input, check_choice, check_positive_int
+from ._validate import check_block_input, check_choice, check_positive_int, reset_submodules
 from .pointwise import Pointwise
+
+torch.fx.wrap("check_block_input")
 
 PAIRWISE = ("embedded_gaussian", "gaussian", "dot_product", "concat")
 
@@ -72,7 +75,17 @@ class NonLocal(nn.Module):
         self.value = Pointwise(channels, inner)
         self.out = Pointwise(inner, channels, bias=False)
         self.norm = nn.BatchNorm1d(channels)
-        if zero_init:
+        self.zero_init = zero_init
+        self.zero_init_last()
+
+    def reset_parameters(self) -> None:
+        """Initialise as at construction: with ``zero_init``, the block is the identity."""
+        reset_submodules(self)
+        self.zero_init_last()
+
+    def zero_init_last(self) -> None:
+        """With ``zero_init``, zero the last layer (the block's residual branch starts at zero)."""
+        if self.zero_init:
             nn.init.zeros_(self.norm.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,6 +101,7 @@ class NonLocal(nn.Module):
                 f"sub_sample={self.sub_sample}")
 
 
+@torch.fx.wrap          # chooses the pooling by x.dim(): one call in an FX graph
 def subsample_keys(x: torch.Tensor) -> torch.Tensor:
     """The key/value positions of ``NonLocal(sub_sample=True)``: 2x2 max pooling over the last two
     dims (the last one only for 1-D inputs; time is kept in 3-D); ceil mode keeps odd sizes covered."""
@@ -126,7 +140,17 @@ class SimplifiedNonLocal(nn.Module):
         self.channels = check_positive_int("channels", channels)
         self.attention = ContextAttention(channels)
         self.value = Pointwise(channels, channels)
-        if zero_init:
+        self.zero_init = zero_init
+        self.zero_init_last()
+
+    def reset_parameters(self) -> None:
+        """Initialise as at construction: with ``zero_init``, the block is the identity."""
+        reset_submodules(self)
+        self.zero_init_last()
+
+    def zero_init_last(self) -> None:
+        """With ``zero_init``, zero the last layer (the block's residual branch starts at zero)."""
+        if self.zero_init:
             nn.init.zeros_(self.value.weight)
             nn.init.zeros_(self.value.bias)
 
@@ -134,7 +158,7 @@ class SimplifiedNonLocal(nn.Module):
         check_block_input(type(self).__name__, x, self.channels)
         flat = x.flatten(2)
         context = self.value(attention_pool(flat, self.attention(flat)))   # (B, C, 1)
-        return x + context.view(*context.shape[:2], *([1] * (x.dim() - 2)))
+        return (flat + context).view_as(x)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}"

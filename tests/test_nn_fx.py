@@ -1,5 +1,5 @@
-"""FX tracing (torch.fx, torchvision's and timm's feature extractors) and re-initialisation (meta
-device, ``reset_parameters``) of every block."""
+"""FX tracing (torch.fx, torchvision's and timm's feature extractors), TorchScript, and
+re-initialisation (meta device, ``reset_parameters``) of every block."""
 
 from __future__ import annotations
 
@@ -109,6 +109,24 @@ def test_timm_feature_extractor_on_a_resnet_with_a_block(name):
     model.layer3.register_forward_hook(lambda m, i, o: seen.append(o))
     model(x)
     torch.testing.assert_close(features[1], seen[0])
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.:FutureWarning")    # deprecated in torch 2.10+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_torchscript_matches_eager_and_saves(variant):
+    import io
+
+    block = randomize_(_block(variant)).eval()
+    scripted = torch.jit.script(block)
+    buffer = io.BytesIO()
+    torch.jit.save(scripted, buffer)
+    buffer.seek(0)
+    loaded = torch.jit.load(buffer)
+    # the unit (C = 8, mid = 2) takes the paper's order of products for up to 2 positions
+    for shape in [(2, 8, 2), (2, 8, 5), (2, 8, 3, 4), (1, 8, 6, 6), (2, 8, 2, 3, 3)]:
+        x = torch.randn(shape)
+        torch.testing.assert_close(scripted(x), block(x))
+        torch.testing.assert_close(loaded(x), block(x))
 
 
 # --- re-initialisation: the meta device, reset_parameters -----------------------------------------

@@ -4,6 +4,7 @@ ablation variants, squeeze-excitation among them."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ._validate import check_block_input, check_choice, check_positive_int, reset_submodules
@@ -70,7 +71,8 @@ class GlobalContext(nn.Module):
         return attention_pool(flat, self.attention(flat))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_block_input(type(self).__name__, x, self.channels)
+        if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
+            check_block_input(type(self).__name__, x, self.channels)
         flat = x.flatten(2)
         t = self.transform(self.pool(flat))                 # (B, C, 1): the same at every position
         z = flat + t if self.fusion == "add" else flat * torch.sigmoid(t)
@@ -84,7 +86,8 @@ class _ChannelLayerNorm(nn.LayerNorm):
     """LayerNorm over the channel axis of a ``(B, C, 1)`` tensor."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+        x = F.layer_norm(x.transpose(1, 2), self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.transpose(1, 2)
 
 
 class SqueezeExcite(GlobalContext):

@@ -109,23 +109,27 @@ class GloRe(nn.Module):
         if self.zero_init:
             nn.init.zeros_(self.norm.weight)
 
-    def reassociates(self, length) -> bool:
+    def reassociates(self, length: int) -> bool:
         """Whether the unit takes the reassociated order for ``length`` positions (see above)."""
         if self.reassociate is not None:
             return self.reassociate
-        if isinstance(length, torch.fx.Proxy) or torch.compiler.is_exporting():
-            return False        # a choice by size would fix, or guard, the graph's sizes
+        if not torch.jit.is_scripting():
+            if isinstance(length, torch.fx.Proxy) or torch.compiler.is_exporting():
+                return False    # a choice by size would fix, or guard, the graph's sizes
         c, n, s = self.channels, self.num_nodes, self.num_state
         return c * n * (length + s) < s * length * (c + n)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_block_input(type(self).__name__, x, self.channels)
+        if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
+            check_block_input(type(self).__name__, x, self.channels)
         flat = x.flatten(2)                                     # X: (B, C, L)
         proj = self.project(flat)                               # B = theta(X): (B, N, L)
         reassociate = self.reassociates(flat.shape[-1])
         if reassociate:                                         # W_phi (X B^T) + b_phi (B 1)^T
-            v = F.conv1d(torch.matmul(flat, proj.mT), self.reduce.weight)
-            v = v.addcmul_(self.reduce.bias[:, None], proj.sum(-1)[:, None, :])   # in v's dtype
+            weight, bias = self.reduce.weight, self.reduce.bias
+            assert bias is not None                             # (for TorchScript: Optional)
+            v = F.conv1d(torch.matmul(flat, proj.mT), weight)
+            v = v.addcmul_(bias[:, None], proj.sum(-1)[:, None, :])     # in place: in v's dtype
         else:
             v = torch.matmul(self.reduce(flat), proj.mT)        # V = phi(X) B^T: (B, C_s, N)
         if self.normalize:

@@ -27,27 +27,29 @@ class PairwiseAttention(nn.Module):
     def __init__(self, channels: int, inner: int, pairwise: str):
         super().__init__()
         self.pairwise = check_choice("pairwise", pairwise, PAIRWISE)
-        if pairwise != "gaussian":
-            self.query = Pointwise(channels, inner)
-            self.key = Pointwise(channels, inner)
-        if pairwise == "concat":
-            self.concat = Pointwise(2 * inner, 1, bias=False)
+        self.inner, embedded = inner, pairwise != "gaussian"
+        # unused convs are None rather than absent, so that TorchScript resolves the branches
+        self.query = Pointwise(channels, inner) if embedded else None
+        self.key = Pointwise(channels, inner) if embedded else None
+        self.concat = Pointwise(2 * inner, 1, bias=False) if pairwise == "concat" else None
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Weights of queries ``x`` ``(B, C, L)`` over keys ``context`` ``(B, C, L')`` (default ``x``)."""
         context = x if context is None else context
         num_keys = context.shape[-1]
-        if self.pairwise == "gaussian":
+        if self.query is None or self.key is None:              # gaussian
             return torch.softmax(torch.matmul(x.transpose(1, 2), context), dim=-1)
         q, k = self.query(x), self.key(context)                 # (B, inner, L), (B, inner, L')
+        if self.concat is not None:
+            # w^T [q_i; k_j] = w_q . q_i + w_k . k_j, without building the (2*inner, L, L) tensor
+            w = self.concat.weight[0, :, 0]
+            w_q, w_k = w[: self.inner], w[self.inner:]
+            scores = torch.matmul(w_q, q)[:, :, None] + torch.matmul(w_k, k)[:, None, :]
+            return F.relu(scores) / num_keys
+        scores = torch.matmul(q.transpose(1, 2), k)
         if self.pairwise == "embedded_gaussian":
-            return torch.softmax(torch.matmul(q.transpose(1, 2), k), dim=-1)
-        if self.pairwise == "dot_product":
-            return torch.matmul(q.transpose(1, 2), k) / num_keys
-        # concat: w^T [q_i; k_j] = w_q . q_i + w_k . k_j, without building the (2*inner, L, L) tensor
-        w_q, w_k = self.concat.weight[0, :, 0].chunk(2)
-        scores = torch.matmul(w_q, q)[:, :, None] + torch.matmul(w_k, k)[:, None, :]
-        return F.relu(scores) / num_keys
+            return torch.softmax(scores, dim=-1)
+        return scores / num_keys                                # dot_product
 
 
 class NonLocal(nn.Module):
@@ -89,7 +91,8 @@ class NonLocal(nn.Module):
             nn.init.zeros_(self.norm.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_block_input(type(self).__name__, x, self.channels)
+        if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
+            check_block_input(type(self).__name__, x, self.channels)
         flat = x.flatten(2)
         context = subsample_keys(x).flatten(2) if self.sub_sample else flat
         attn = self.attention(flat, context)                          # (B, L, L')
@@ -155,7 +158,8 @@ class SimplifiedNonLocal(nn.Module):
             nn.init.zeros_(self.value.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_block_input(type(self).__name__, x, self.channels)
+        if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
+            check_block_input(type(self).__name__, x, self.channels)
         flat = x.flatten(2)
         context = self.value(attention_pool(flat, self.attention(flat)))   # (B, C, 1)
         return (flat + context).view_as(x)

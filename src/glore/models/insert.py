@@ -24,6 +24,8 @@ STAGES = ("res2", "res3", "res4", "res5")
 POSITIONS = ("after_add", "after_1x1")
 DEFAULT_POSITION = {"glore": "after_add", "nl": "after_add", "snl": "after_add",
                     "gc": "after_1x1", "se": "after_1x1"}
+# block options insert_blocks sets unless given: every inserted block starts as the identity
+INSERT_DEFAULTS = {"se": {"zero_init": True}}
 # units="all": one block in every residual block of these stages (GC-ResNet, GCNet §4)
 ALL_STAGES = ("res3", "res4", "res5")
 
@@ -155,7 +157,9 @@ def insert_blocks(model: nn.Module, *, block: str, units, position: str | None =
             and ``snl``, ``after_1x1`` for ``gc`` and ``se``.
         **block_kwargs: passed to the block (``ratio=1/4``, ``pairwise="gaussian"``, ...). GloRe's
             ``mid`` defaults to the hosting stage's bottleneck width ``C/4`` (``planes`` of the
-            stage; also ``C/4`` for basic-block ResNets and DPN's residual path).
+            stage; also ``C/4`` for basic-block ResNets and DPN's residual path). SE is built with
+            ``zero_init=True`` unless given, so that, like every other block, it starts as the
+            identity (:class:`glore.nn.SqueezeExcite`).
 
     Raises:
         ValueError: unknown block, stage or position, too many units, a position already taken, or
@@ -188,7 +192,7 @@ def insert_blocks(model: nn.Module, *, block: str, units, position: str | None =
     for host in todo:
         as_host(host.module)
         channels = host_channels(host.module)
-        kwargs = dict(block_kwargs)
+        kwargs = {**INSERT_DEFAULTS.get(block, {}), **block_kwargs}
         if block == "glore" and "mid" not in kwargs:
             kwargs["mid"] = max(1, channels // 4)
         new = create_block(block, channels, **kwargs)

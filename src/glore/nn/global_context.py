@@ -51,6 +51,7 @@ class GlobalContext(nn.Module):
                 Pointwise(hidden, channels),
             )
         self.zero_init = zero_init
+        self.gate_scale = 1.0           # scale fusion: x * gate_scale * sigmoid(t)
         self.zero_init_last()
 
     def reset_parameters(self) -> None:
@@ -75,7 +76,7 @@ class GlobalContext(nn.Module):
             check_block_input(type(self).__name__, x, self.channels)
         flat = x.flatten(2)
         t = self.transform(self.pool(flat))                 # (B, C, 1): the same at every position
-        z = flat + t if self.fusion == "add" else flat * torch.sigmoid(t)
+        z = flat + t if self.fusion == "add" else flat * (torch.sigmoid(t) * self.gate_scale)
         return z.view_as(x)
 
     def extra_repr(self) -> str:
@@ -94,10 +95,15 @@ class SqueezeExcite(GlobalContext):
     """Squeeze-and-excitation (Hu et al.): average pooling, conv-ReLU-conv, sigmoid scaling.
 
     GCNet §4 shows SE as a global context block with ``avg`` pooling, ``scale`` fusion and no
-    LayerNorm; this class is exactly that configuration (last conv not zero-initialised, so that the
-    scale starts near the standard SE's rather than at sigmoid(0) everywhere).
+    LayerNorm; this class is exactly that configuration. By default the last conv is not
+    zero-initialised, so that the scale starts near the standard SE's rather than at sigmoid(0)
+    everywhere. With ``zero_init`` the gate is ``2 sigmoid(t)`` and the last conv starts at zero:
+    the gate is then 1 everywhere and the block starts as the identity, which is how
+    :func:`glore.models.insert_blocks` puts SE into a (pretrained) backbone. (The standard gate
+    ``sigmoid(t)`` cannot start at 1; the factor 2 only widens its range to ``(0, 2)``.)
     """
 
-    def __init__(self, channels: int, *, ratio: float = 1 / 16):
+    def __init__(self, channels: int, *, ratio: float = 1 / 16, zero_init: bool = False):
         super().__init__(channels, ratio=ratio, pooling="avg", fusion="scale", layer_norm=False,
-                         zero_init=False)
+                         zero_init=zero_init)
+        self.gate_scale = 2.0 if zero_init else 1.0

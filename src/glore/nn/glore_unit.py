@@ -55,13 +55,11 @@ class GloRe(nn.Module):
 
     The one performance choice is the order of the products: ``phi(X) B^T = W_phi (X B^T) +
     b_phi (B 1)^T`` and ``W_ext (Z B) = (W_ext Z) B``. The paper's order costs ``2 C_s L (C + N)``
-    multiply-adds per sample, the other ``2 C N (L + C_s)``, less for many positions (about 40%
-    less at 96x96 with C=512 and the default widths). With ``reassociate=None`` the unit takes the
-    cheaper order for each input's size; the result is the same up to float rounding. In the
-    reassociated order ``reduce``'s forward is not called (its weight and bias are used directly),
-    so hooks on ``reduce`` do not run. Where the size is not known when the graph is built
-    (``torch.fx`` tracing, ``torch.export``) the unit keeps the paper's order unless
-    ``reassociate`` is set.
+    multiply-adds per sample, the other ``2 C N (L + C_s)``, less for many positions. With
+    ``reassociate=None`` the unit takes the cheaper order for each input's size (same result up to
+    float rounding); in the reassociated order ``reduce``'s weights are used directly, so hooks on
+    ``reduce`` do not run. Where the size is unknown when the graph is built (``torch.fx`` tracing,
+    ``torch.export``) it keeps the paper's order unless ``reassociate`` is set.
 
     Args:
         channels: input and output channels ``C``.
@@ -119,26 +117,30 @@ class GloRe(nn.Module):
         c, n, s = self.channels, self.num_nodes, self.num_state
         return c * n * (length + s) < s * length * (c + n)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
-            check_block_input(type(self).__name__, x, self.channels)
+    def project_to_nodes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Steps 1-3: ``(V, B)``, node features ``(B, C_s, N)`` and projection ``(B, N, L)``."""
         flat = x.flatten(2)                                     # X: (B, C, L)
-        proj = self.project(flat)                               # B = theta(X): (B, N, L)
-        reassociate = self.reassociates(flat.shape[-1])
-        if reassociate:                                         # W_phi (X B^T) + b_phi (B 1)^T
+        proj = self.project(flat)                               # B = theta(X)
+        if self.reassociates(flat.shape[-1]):                   # W_phi (X B^T) + b_phi (B 1)^T
             weight, bias = self.reduce.weight, self.reduce.bias
             assert bias is not None                             # (for TorchScript: Optional)
             v = F.conv1d(torch.matmul(flat, proj.mT), weight)
             v = v.addcmul_(bias[:, None], proj.sum(-1)[:, None, :])     # in place: in v's dtype
         else:
-            v = torch.matmul(self.reduce(flat), proj.mT)        # V = phi(X) B^T: (B, C_s, N)
+            v = torch.matmul(self.reduce(flat), proj.mT)        # V = phi(X) B^T
         if self.normalize:
             v = v / flat.shape[-1]
-        z = self.gcn(v)                                         # Z: (B, C_s, N)
-        if reassociate:
+        return v, proj
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
+            check_block_input(type(self).__name__, x, self.channels)
+        v, proj = self.project_to_nodes(x)                      # V (Eq. 1), B
+        z = self.gcn(v)                                         # Z: (B, C_s, N) (Eq. 2)
+        if self.reassociates(proj.shape[-1]):
             y = torch.matmul(self.extend(z), proj)              # (W_ext Z) B
         else:
-            y = self.extend(torch.matmul(z, proj))              # W_ext Y, Y = Z B: (B, C, L)
+            y = self.extend(torch.matmul(z, proj))              # W_ext Y, Y = Z B (Eq. 3-4)
         return x + self.norm(y).view_as(x)
 
     def extra_repr(self) -> str:

@@ -550,7 +550,8 @@ class DistantClipsNet(nn.Module):
         else:
             from .small import default_block_kwargs
 
-            self.block_kwargs = {**default_block_kwargs(block, width), **block_kwargs}
+            video = {"sub_sample": True} if block.lower() == "nl" else {}   # NLNet's video blocks
+            self.block_kwargs = {**default_block_kwargs(block, width), **video, **block_kwargs}
             self.block = create_block(block, width, **self.block_kwargs)
         self.block_name = block
         self.head = nn.Sequential(_conv3d_bn_relu(width, 2 * width, (1, 1, 1), (1, 1, 1)),

@@ -44,9 +44,9 @@ DEFAULTS = {
 # the video task's budget (``--task video``): distant-clips, 8 frames of 36x36
 VIDEO_DEFAULTS = {
     "epochs": 8,
-    "train_samples": 6000,
+    "train_samples": 10000,
     "val_samples": 2000,
-    "batch_size": 64,
+    "batch_size": 32,
     "lr": 3e-3,
     "weight_decay": 0.05,
     "width": 16,

@@ -99,6 +99,12 @@ class VideoModule(ClassificationModule):
     class_counter = staticmethod(resolve_num_classes)
     test_step = ClassificationModule.validation_step
 
+    def on_train_epoch_end(self) -> None:
+        # skipped videos, counted across the loader's worker processes (data.skip_unreadable)
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if isinstance(datamodule, VideoData):
+            self.log("data/unreadable", float(len(datamodule.unreadable())), on_epoch=True)
+
 
 class VideoData(L.LightningDataModule):
     """Train / val loaders for ``cfg["data"]``; ``multi_clip_dataloader`` for video top-1."""

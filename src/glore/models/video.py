@@ -1,4 +1,5 @@
-"""3D ResNet "lite" video models with GloRe / NL / GC units (GloRe paper §4.4; DESIGN.md §4).
+"""3D ResNet "lite" video models with GloRe / NL / GC units ("Graph-Based Global Reasoning Networks",
+arXiv 1811.12814, §4.4).
 
 The backbone is the pre-activation 3D ResNet of the GloRe authors' video release:
 

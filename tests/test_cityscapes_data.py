@@ -68,10 +68,14 @@ def test_trains_one_step_and_evaluates(mini_cityscapes, tmp_path):
     from glore.engine.config import load_config
     from glore.engine.runner import evaluate, train
 
+    import timm
+
     out = tmp_path / "run"
+    torch.save(timm.create_model("resnet18").state_dict(), tmp_path / "imagenet_resnet18.pth")
     cfg = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", "segmentation",
                                    "cityscapes_resnet50_glore.yaml"), [
         f"output_dir={out}", f"data.root={mini_cityscapes}", "model.backbone=resnet18", "model.channels=16",
+        f"model.pretrained={tmp_path / 'imagenet_resnet18.pth'}",     # the config's ImageNet weights
         "model.aux_channels=8", "data.batch_size=2", "data.num_workers=0", "data.crop_size=40",
         "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "trainer.accelerator=cpu",
         "trainer.devices=1", "trainer.strategy=auto", "trainer.sync_batchnorm=false", "trainer.precision=32-true",

@@ -30,6 +30,10 @@ def test_gc_c3_c5_parameters_match_gcnet_table_5e(ratio, paper_m):
     blocks = inserted_blocks(model)
     assert len(blocks) == 4 + 6 + 3 and all(n.endswith("gc_after_1x1") for n in blocks)
     assert abs(_params(model) / 1e6 / paper_m - 1) < 0.01
+    # the paper's mmdetection heads predict 80 classes + background: the counts then round to the table's
+    mmdet = create_detector("maskrcnn", "resnet50", block="gc", units="all", block_kwargs={"ratio": ratio},
+                            num_classes=81)
+    assert round(_params(mmdet) / 1e6, 1) == paper_m
 
 
 @pytest.mark.parametrize("block, units, kwargs", [("gc", {"res2": 2, "res3": 2}, {"ratio": 1 / 4}), ("glore", {"res3": 1}, {}),

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean timm-tests
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,22 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup -q
+
+# timm's own model tests (tests/test_models.py of the pinned timm's sdist) on glore's registered
+# configurations: conformance/timm_glore.py deselects every other model
+TIMM_VERSION := $(shell sed -n 's/.*"timm==\([0-9.]*\)".*/\1/p' pyproject.toml)
+TIMM_TESTS := build/timm-$(TIMM_VERSION)
+
+$(TIMM_TESTS)/tests/test_models.py: $(STAMP)
+	rm -rf $(TIMM_TESTS) && mkdir -p $(TIMM_TESTS)
+	$(PY) -m pip download --quiet --no-deps --no-binary :all: timm==$(TIMM_VERSION) -d $(TIMM_TESTS)
+	tar xzf $(TIMM_TESTS)/timm-$(TIMM_VERSION).tar.gz -C $(TIMM_TESTS) --strip-components=1 \
+		timm-$(TIMM_VERSION)/tests timm-$(TIMM_VERSION)/pyproject.toml
+	$(PY) -m pip install --quiet pytest-timeout
+
+timm-tests: $(TIMM_TESTS)/tests/test_models.py
+	cd $(TIMM_TESTS) && PYTHONPATH=$(CURDIR)/conformance $(CURDIR)/$(PY) -m pytest tests/test_models.py \
+		-p timm_glore -p no:cacheprovider -n 2 -q
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

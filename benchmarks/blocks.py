@@ -1,22 +1,28 @@
-"""Forward+backward time, peak memory and GEMM efficiency of the context blocks, in one run.
+"""Forward+backward time of the blocks against plain forms and timm's, and more, in one run.
 
-    python benchmarks/blocks.py            # full grid (see docs/benchmarks.md for its run time)
-    python benchmarks/blocks.py --quick    # small grid, a minute or two
-    python benchmarks/blocks.py --device cuda [--bf16]   # on a GPU; --bf16: the grid under bf16 autocast
+    python benchmarks/blocks.py                       # the ratio table (docs/benchmarks.md)
+    python benchmarks/blocks.py --sections positions channels unit    # the other sections
+    python benchmarks/blocks.py --device cuda [--bf16]   # on a GPU; --bf16: the grids under bf16 autocast
 
 Sections (each prints a table; everything goes to results/benchmarks/blocks.json and the log-log plot
 to results/benchmarks/blocks_positions.png):
 
-1. ``gemm``: the machine's fp32 matrix-multiply throughput, measured first, same threads.
+1. ``ratios`` (the default): at each ``--ratio-configs`` size (``B,C,size``; default Res4 8,1024,14,
+   Res3 8,512,28 and segmentation 1,512,96, ``mid = C/4``) and in both layouts, interleaved in one
+   group: our ``GloRe`` against ``PlainGloRe`` (the unit as the authors' release writes it, same
+   weights), the bare matrix products of our unit at the same shapes (the limit), our ``NonLocal``
+   against timm's ``NonLocalAttn`` at the same inner width (``rd_ratio=1/2``), our
+   ``GlobalContext`` against timm's ``GlobalContext`` (r = 16), and a square fp32 GEMM. Prints each
+   group's times, then the table of ratios of medians.
 2. ``positions``: every block at C=512, batch 1, from 14x14 to 128x128 positions: time, achieved
    GFLOP/s as a fraction of the GEMM throughput, peak memory, and time relative to GloRe.
    ``GloRe`` takes its products in the cheaper order for each size (``reassociate=None``, the
    default), ``GloRe-paper`` always in the paper's order (``reassociate=False``).
 3. ``channels``: every block at 14x14, batch 8, C = 256 ... 2048.
-4. ``unit``: the GloRe unit of the goal (C=1024, mid=256, 14x14, batch 8): contiguous vs channels_last
-   input, torch.compile vs eager, bf16 autocast vs fp32 (with its relative error), a straightforward
-   reference implementation of the same unit, the unit's own GEMMs timed bare, and its peak memory
-   against the memory of its inputs and saved activations.
+4. ``unit``: the GloRe unit at C=1024, mid=256, 14x14, batch 8: contiguous vs channels_last input,
+   torch.compile vs eager, bf16 autocast vs fp32 (with its relative error), the plain unit
+   (``PlainGloRe``), the unit's own products timed bare, and its peak memory against the memory
+   of its inputs and saved activations.
 
 FLOPs of a block are counted by ``torch.utils.flop_counter.FlopCounterMode`` over one forward and
 backward pass on the meta device (matrix products and convolutions, 2 FLOPs per multiply-add).
@@ -37,7 +43,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import _common as common
-from glore.nn import GlobalContext, GloRe, NonLocal, SimplifiedNonLocal, SqueezeExcite
+from glore.nn import (GlobalContext, GloRe, NonLocal, SimplifiedNonLocal, SqueezeExcite,
+                      convert_official_state_dict)
 
 BLOCK_NAMES = ("GloRe", "GloRe-paper", "NL", "SNL", "GC", "SE", "timm-NL", "timm-GC")
 
@@ -60,6 +67,9 @@ def build(name: str, channels: int, device: str | torch.device = "cpu") -> nn.Mo
         elif name == "timm-NL":
             from timm.layers import NonLocalAttn
             block = NonLocalAttn(channels)                   # timm default: inner C/8, scaled
+        elif name == "timm-NL-1/2":
+            from timm.layers import NonLocalAttn
+            block = NonLocalAttn(channels, rd_ratio=1 / 2)   # our NL's inner width C/2
         elif name == "timm-GC":
             from timm.layers import GlobalContext as TimmGC
             block = TimmGC(channels, fuse_add=True, fuse_scale=False, rd_ratio=1 / 16)  # GCNet's r16
@@ -177,37 +187,54 @@ def run_grid(configs, names, args, gemm_gflops, label):
 # --- the GloRe unit of the goal -----------------------------------------------------------------
 
 
-def reference_glore(unit: GloRe, x: torch.Tensor) -> torch.Tensor:
-    """The unit written the straightforward way (per-sample matmuls over (B, C, L), as in the
-    authors' release): the baseline for the speedup of the library's implementation."""
-    flat = x.flatten(2)
+class PlainGloRe(nn.Module):
+    """The unit written the way the authors' release writes it: N-d 1x1 convs ``conv_state`` and
+    ``conv_proj``, ``torch.matmul`` for ``V = phi B^T`` and for the reverse projection, the graph
+    convolution as two ``Conv1d`` with the identity added, ``conv_extend``, BatchNorm, residual
+    (``normalize=True``). The baseline of the ``ratios`` section; its state dict loads into
+    :class:`GloRe` with ``convert_official_state_dict``."""
 
-    def conv(m, t):
-        y = torch.matmul(m.weight[:, :, 0], t)
-        return y if m.bias is None else y + m.bias[:, None]
+    def __init__(self, channels: int, mid: int, dims: int = 2):
+        super().__init__()
+        conv = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
+        self.num_s, self.num_n = 2 * mid, mid
+        self.conv_state = conv(channels, self.num_s, kernel_size=1)
+        self.conv_proj = conv(channels, self.num_n, kernel_size=1)
+        self.gcn = nn.Module()
+        self.gcn.conv1 = nn.Conv1d(self.num_n, self.num_n, kernel_size=1)
+        self.gcn.conv2 = nn.Conv1d(self.num_s, self.num_s, kernel_size=1, bias=False)
+        self.conv_extend = conv(self.num_s, channels, kernel_size=1, bias=False)
+        self.blocker = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[dims](channels, eps=1e-4)
 
-    state, proj = conv(unit.reduce, flat), conv(unit.project, flat)
-    v = torch.matmul(state, proj.transpose(1, 2)) * (1.0 / flat.shape[-1])
-    for g in unit.gcn:
-        h = conv(g.node, v.transpose(1, 2)).transpose(1, 2)
-        v = conv(g.state, F.relu(h + v))
-    y = unit.norm(conv(unit.extend, torch.matmul(v, proj)))
-    return x + y.view(x.shape)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        state = self.conv_state(x).view(n, self.num_s, -1)
+        proj = self.conv_proj(x).view(n, self.num_n, -1)
+        v = torch.matmul(state, proj.permute(0, 2, 1)) * (1.0 / state.shape[2])
+        h = self.gcn.conv1(v.permute(0, 2, 1)).permute(0, 2, 1)
+        z = self.gcn.conv2(F.relu(h + v))
+        y = torch.matmul(z, proj).view(n, self.num_s, *x.shape[2:])
+        return x + self.blocker(self.conv_extend(y))
 
 
-def unit_gemms(b: int, c: int, mid: int, length: int) -> list[tuple[int, int, int, int]]:
-    """The (batch, m, k, n) matrix products of one forward+backward of the unit, laid out as the
-    library runs them (positions folded into the batch where the layout allows)."""
+def unit_products(b: int, c: int, mid: int, length: int, reassociated: bool) -> list[tuple[int, int, int, int]]:
+    """The ``(batch, m, k, n)`` matrix products of one forward of the unit in the given order:
+    1x1 convs as one product over all ``b * length`` positions (or ``b * N`` nodes), the
+    per-sample products batched."""
     n, s, bl = mid, 2 * mid, b * length
-    fwd = [(1, bl, c, s), (1, bl, c, n), (b, s, length, n), (1, b * s, n, n), (1, b * n, s, s),
-           (b, length, n, s), (1, bl, s, c)]
+    gcn = [(1, b * s, n, n), (1, b * n, s, s)]                      # node conv, state conv
+    if reassociated:         # B, X B^T, W_phi (X B^T), GCN, W_ext Z, (W_ext Z) B
+        return [(1, bl, c, n), (b, c, length, n), (1, b * n, c, s), *gcn, (1, b * n, s, c),
+                (b, c, n, length)]
+    return [(1, bl, c, s), (1, bl, c, n), (b, s, length, n), *gcn, (b, s, n, length), (1, bl, s, c)]
+
+
+def time_bare_gemms(products, device="cpu"):
+    """One forward+backward's worth of bare products: each forward product and the two of its
+    backward (the gradient of each operand)."""
     gemms = []
-    for bt, m, k, nn_ in fwd:   # forward, grad wrt the left operand, grad wrt the right operand
-        gemms += [(bt, m, k, nn_), (bt, m, nn_, k), (bt, k, m, nn_)]
-    return gemms
-
-
-def time_bare_gemms(gemms, device="cpu"):
+    for bt, m, k, n in products:
+        gemms += [(bt, m, k, n), (bt, m, n, k), (bt, k, m, n)]
     mats = [(torch.randn(bt, m, k, device=device), torch.randn(bt, k, n, device=device))
             for bt, m, k, n in gemms]
 
@@ -215,6 +242,65 @@ def time_bare_gemms(gemms, device="cpu"):
         for a, b in mats:
             torch.bmm(a, b) if a.shape[0] > 1 else torch.mm(a[0], b[0])
     return run
+
+
+RATIO_CONFIGS = ("8,1024,14", "8,512,28", "1,512,96")     # B,C,size: Res4, Res3, segmentation
+
+
+def ratio_section(args):
+    """Ours against the plain unit and timm's blocks, in both layouts, interleaved per group."""
+    rows = []
+    for config in args.ratio_configs:
+        b, c, size = (int(v) for v in config.split(","))
+        mid, length = c // 4, size * size
+        for layout in ("contiguous", "channels_last"):
+            ours = build("GloRe", c, args.device)
+            plain = PlainGloRe(c, mid).to(args.device).train()
+            nn.init.ones_(plain.blocker.weight)
+            ours.load_state_dict(convert_official_state_dict(plain.state_dict()))
+            blocks = {"GloRe": ours, "plain GloRe": plain,
+                      "NL": build("NL", c, args.device), "timm-NL": build("timm-NL-1/2", c, args.device),
+                      "GC": build("GC", c, args.device), "timm-GC": build("timm-GC", c, args.device)}
+            x, g = make_input((b, c, size, size), layout == "channels_last", args.device)
+            g = g.contiguous(memory_format=torch.channels_last if layout == "channels_last"
+                             else torch.contiguous_format)
+            with torch.no_grad():
+                difference = (ours(x) - plain(x)).abs().max().item()
+            cases = {name: fwd_bwd(block, x, g) for name, block in blocks.items()}
+            products = unit_products(b, c, mid, length, ours.reassociates(length))
+            cases["GloRe bare products"] = time_bare_gemms(products, args.device)
+            cases["GEMM"], gemm_flop = gemm_case(args.gemm_size, args.device)
+            load0 = common.load()
+            timing = common.time_interleaved(cases, repeats=args.repeats, warmup=2,
+                                             min_seconds=0.2, device=args.device)
+            load1 = common.load()
+            ms = {name: t["median"] * 1e3 for name, t in timing.items()}
+            row = {"config": f"B={b}, C={c}, mid={mid}, {size}x{size}", "layout": layout,
+                   "ms": ms, "gemm_gflops": gemm_flop / timing["GEMM"]["median"] / 1e9,
+                   "glore_over_plain": ms["GloRe"] / ms["plain GloRe"],
+                   "glore_over_bare": ms["GloRe"] / ms["GloRe bare products"],
+                   "nl_over_timm": ms["NL"] / ms["timm-NL"], "gc_over_timm": ms["GC"] / ms["timm-GC"],
+                   "max_abs_difference_from_plain": difference, "load": [load0, load1],
+                   "repeats": args.repeats}
+            rows.append(row)
+            print(f"{row['config']}, {layout}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in ms.items())
+                  + f"\n  GloRe/plain {row['glore_over_plain']:.2f}, GloRe/bare products "
+                  f"{row['glore_over_bare']:.2f}, NL/timm {row['nl_over_timm']:.2f}, GC/timm "
+                  f"{row['gc_over_timm']:.2f}; GEMM {row['gemm_gflops']:.0f} GFLOP/s; load {load0} -> "
+                  f"{load1}", flush=True)
+    print_ratio_table(rows)
+    return rows
+
+
+def print_ratio_table(rows):
+    configs = list(dict.fromkeys(r["config"] for r in rows))
+    cell = {(r["config"], r["layout"]): r for r in rows}
+    print("\n| size | ours / plain (contiguous, channels_last) | ours / bare products | NL / timm | GC / timm |")
+    print("| --- | --- | --- | --- | --- |")
+    for config in configs:
+        pair = [cell[(config, layout)] for layout in ("contiguous", "channels_last")]
+        print(f"| {config} | " + " | ".join(" / ".join(f"{r[key]:.2f}" for r in pair) for key in
+              ("glore_over_plain", "glore_over_bare", "nl_over_timm", "gc_over_timm")) + " |")
 
 
 def unit_section(args, gemm_gflops):
@@ -225,6 +311,9 @@ def unit_section(args, gemm_gflops):
     fwd_macs = sum(macs.values())
     device = args.device
     unit = build("GloRe", c, device)
+    plain = PlainGloRe(c, mid).to(device).train()
+    nn.init.ones_(plain.blocker.weight)
+    unit.load_state_dict(convert_official_state_dict(plain.state_dict()))
     flops = count_flops("GloRe", shape)
     x, g = make_input(shape, device=device)
     x_cl = x.detach().to(memory_format=torch.channels_last).requires_grad_()
@@ -233,8 +322,8 @@ def unit_section(args, gemm_gflops):
     cases = {
         "eager": fwd_bwd(unit, x, g),
         "eager channels_last": fwd_bwd(unit, x_cl, g_cl),
-        "reference impl": fwd_bwd(lambda t: reference_glore(unit, t), x, g, unit.parameters()),
-        "bare GEMMs": time_bare_gemms(unit_gemms(b, c, mid, length), device),
+        "plain unit": fwd_bwd(plain, x, g),
+        "bare GEMMs": time_bare_gemms(unit_products(b, c, mid, length, unit.reassociates(length)), device),
     }
     notes = {}
     if not args.no_compile:
@@ -302,7 +391,7 @@ def unit_section(args, gemm_gflops):
     print(f"bf16 autocast relative error: output delta {accuracy['bf16_rel_err_delta']:.2e}, "
           f"input gradient {accuracy['bf16_rel_err_grad_input']:.2e}")
 
-    memory = unit_memory(unit, x, x_cl, g, g_cl, b, c, mid, length, device)
+    memory = unit_memory(unit, plain, x, x_cl, g, g_cl, b, c, mid, length, device)
     summary = {
         "config": dict(batch=b, channels=c, mid=mid, size=f"{size}x{size}"),
         "fwd_macs": fwd_macs, "fwd_macs_by_step": macs, "flop_counter_fwd_bwd_flops": flops,
@@ -315,7 +404,7 @@ def unit_section(args, gemm_gflops):
     return summary
 
 
-def unit_memory(unit, x, x_cl, g, g_cl, b, c, mid, length, device="cpu"):
+def unit_memory(unit, plain, x, x_cl, g, g_cl, b, c, mid, length, device="cpu"):
     """Peak of the allocations of a forward+backward, against the memory the pass cannot avoid.
 
     Counted as necessary: the input x and the upstream gradient (they exist before the call), the
@@ -334,7 +423,7 @@ def unit_memory(unit, x, x_cl, g, g_cl, b, c, mid, length, device="cpu"):
     result = {"necessary_mb": common.mb(necessary),
               "necessary_parts_mb": {k: common.mb(v * item) for k, v in act.items()}}
     for name, (xi, gi, fn) in {"eager": (x, g, unit), "eager channels_last": (x_cl, g_cl, unit),
-                               "reference impl": (x, g, lambda t: reference_glore(unit, t))}.items():
+                               "plain unit": (x, g, plain)}.items():
         kept = []
 
         def step(xi=xi, gi=gi, fn=fn):
@@ -345,6 +434,7 @@ def unit_memory(unit, x, x_cl, g, g_cl, b, c, mid, length, device="cpu"):
         def reset(xi=xi):
             xi.grad = None
             unit.zero_grad(set_to_none=True)
+            plain.zero_grad(set_to_none=True)
         step.reset = reset
         peak = common.peak_memory(step, device) + 2 * item * b * c * length
         result[name] = {"peak_mb": common.mb(peak), "x_necessary": peak / necessary}
@@ -398,8 +488,10 @@ def main(argv=None):
     parser.add_argument("--nl-max", type=int, default=96,
                         help="largest size at which the non-local blocks run (128 costs ~1 min a run)")
     parser.add_argument("--blocks", nargs="*", default=list(BLOCK_NAMES), choices=BLOCK_NAMES)
-    parser.add_argument("--sections", nargs="*", default=["positions", "channels", "unit"],
-                        choices=["positions", "channels", "unit"])
+    parser.add_argument("--sections", nargs="*", default=["ratios"],
+                        choices=["ratios", "positions", "channels", "unit"])
+    parser.add_argument("--ratio-configs", nargs="*", default=list(RATIO_CONFIGS),
+                        help="B,C,size of the ratios section (mid = C/4)")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile in 'unit'")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
     parser.add_argument("--bf16", action="store_true",
@@ -426,6 +518,9 @@ def main(argv=None):
           f"-> baseline {gemm_gflops:.1f}\n")
     out = {"env": env, "args": vars(args), "gemm_gflops": gemm, "gemm_baseline": gemm_gflops}
 
+    if "ratios" in args.sections:
+        print("== ratios: ours against the plain unit and timm's blocks, both layouts ==")
+        out["ratios"] = ratio_section(args)
     if "positions" in args.sections:
         print("== positions: C=512, batch 1 ==")
         out["positions"] = run_grid([(s, 512, 1) for s in args.sizes], args.blocks, args,

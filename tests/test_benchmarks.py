@@ -50,6 +50,34 @@ def test_blocks_grid_writes_rows_and_plot(scripts, tmp_path, bf16, names):
     assert (tmp_path / "blocks_positions.png").stat().st_size > 0
 
 
+def test_blocks_ratios_section(scripts, tmp_path):
+    blocks = scripts[0]
+    blocks.main(["--threads", "1", "--ratio-configs", "2,32,4", "1,16,5", "--repeats", "1",
+                 "--gemm-size", "64", "--out", str(tmp_path)])      # the default section: ratios
+    result = json.loads((tmp_path / "blocks.json").read_text())
+    rows = result["ratios"]
+    assert [(r["config"], r["layout"]) for r in rows] == [
+        (config, layout) for config in ("B=2, C=32, mid=8, 4x4", "B=1, C=16, mid=4, 5x5")
+        for layout in ("contiguous", "channels_last")]
+    for r in rows:
+        assert set(r["ms"]) == {"GloRe", "plain GloRe", "GloRe bare products", "NL", "timm-NL",
+                                "GC", "timm-GC", "GEMM"}
+        assert all(v > 0 for v in r["ms"].values())
+        assert r["glore_over_plain"] == r["ms"]["GloRe"] / r["ms"]["plain GloRe"]
+        assert r["max_abs_difference_from_plain"] < 1e-4       # the same unit, the same weights
+
+
+def test_plain_glore_is_the_unit_of_the_authors_release(scripts):
+    from glore.nn import GloRe, convert_official_state_dict
+    from test_nn_reference import randomize_
+
+    plain = randomize_(scripts[0].PlainGloRe(12, 3).double()).eval()
+    ours = GloRe(12, mid=3).double().eval()
+    ours.load_state_dict(convert_official_state_dict(plain.state_dict()))
+    x = torch.randn(2, 12, 4, 5, dtype=torch.float64)
+    torch.testing.assert_close(plain(x), ours(x))
+
+
 def test_blocks_rejects_a_missing_gpu(scripts, tmp_path, monkeypatch):
     blocks = scripts[0]
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)

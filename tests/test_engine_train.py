@@ -143,11 +143,18 @@ def test_resume_needs_an_existing_checkpoint(data_root, tmp_path):
     ("imagenet_resnet50_glore.yaml", "resnet50", 1000),
     ("cub200_resnet18_glore.yaml", "resnet18", 200),
 ])
-def test_paper_configs_parse_and_build(name, model_name, num_classes):
-    cfg = load_config(os.path.join(CONFIGS, name), ["model.num_classes=7"])
+def test_paper_configs_parse_and_build(name, model_name, num_classes, tmp_path):
+    raw = yaml.safe_load(open(os.path.join(CONFIGS, name)))
+    overrides = ["model.num_classes=7"]
+    if raw["model"].get("pretrained"):          # fine-tuning configs: ImageNet weights, here a file
+        import timm
+
+        torch.save(timm.create_model(model_name).state_dict(), tmp_path / "imagenet.pth")
+        overrides.append(f"model.pretrained={tmp_path / 'imagenet.pth'}")
+    assert raw["model"]["pretrained"] is (name == "cub200_resnet18_glore.yaml")
+    cfg = load_config(os.path.join(CONFIGS, name), overrides)
     assert cfg["model"]["name"] == model_name and cfg["model"]["block"] == "glore"
     assert cfg["optim"]["name"] == "sgd" and cfg["optim"]["momentum"] == 0.9
-    raw = yaml.safe_load(open(os.path.join(CONFIGS, name)))
     assert raw["model"]["num_classes"] == num_classes
     module = build_module(cfg)
     n_units = sum(isinstance(m, GloRe) for m in module.modules())

@@ -103,17 +103,17 @@ def test_gcnet_params_within_1_percent(name):
 
 def test_gcnet_nl_sits_before_the_last_block_of_res4():
     model = _meta("resnet50_nl")
-    assert list(inserted_blocks(model)) == ["layer3.4.nl_after_add"]
+    assert list(inserted_blocks(model)) == ["layer3.4.after_add"]
     assert len(model.layer3) == 6
     # one NL in ResNet-50 c4 adds 2.10M parameters (DESIGN.md §2)
-    assert count_parameters(inserted_blocks(model)["layer3.4.nl_after_add"]) / 1e6 == \
+    assert count_parameters(inserted_blocks(model)["layer3.4.after_add"]) / 1e6 == \
         pytest.approx(2.10, abs=0.005)
 
 
 def test_gc_in_all_blocks_adds_about_0_01_gmacs():
     model = _meta("resnet50_gc_all")
     assert len(inserted_blocks(model)) == 4 + 6 + 3
-    assert all(name.endswith("gc_after_1x1") for name in inserted_blocks(model))
+    assert all(name.endswith("after_1x1") for name in inserted_blocks(model))
     inc = _row("resnet50_gc_all")[1] - _row("resnet50")[1]
     assert 0 < inc < 0.02          # paper: 3.86 -> 3.87 G
 
@@ -121,6 +121,6 @@ def test_gc_in_all_blocks_adds_about_0_01_gmacs():
 def test_one_nl_adds_0_25_gmacs():
     # GCNet's 0.25 G for +1 NL is the cost with keys and values 2x2 sub-sampled (NL paper §3.3);
     # without sub-sampling one NL at 14x14 costs about 0.45 G
-    model = _meta("resnet50", block="nl", units={"res4": [5]}, sub_sample=True)
+    model = _meta("resnet50", block="nl", units={"res4": [5]}, block_kwargs={"sub_sample": True})
     inc = _meta_gmacs(model) - _row("resnet50")[1]
     assert inc == pytest.approx(0.25, rel=0.15)

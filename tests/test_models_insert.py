@@ -42,21 +42,21 @@ def test_explicit_indices_and_all():
 def test_glore_units_in_resnet50_sit_where_the_paper_puts_them():
     model = create_model("resnet50", block="glore", units=(2, 3))
     blocks = inserted_blocks(model)
-    assert sorted(blocks) == sorted(["layer2.0.glore_after_add", "layer2.2.glore_after_add",
-                                     "layer3.0.glore_after_add", "layer3.2.glore_after_add",
-                                     "layer3.4.glore_after_add"])
+    assert sorted(blocks) == sorted(["layer2.0.after_add", "layer2.2.after_add",
+                                     "layer3.0.after_add", "layer3.2.after_add",
+                                     "layer3.4.after_add"])
     # mid = the stage's bottleneck width: 128 in Res3, 256 in Res4 (DESIGN.md §1)
-    assert blocks["layer2.0.glore_after_add"].num_nodes == 128
-    assert blocks["layer3.4.glore_after_add"].num_nodes == 256
-    assert blocks["layer3.4.glore_after_add"].channels == 1024
+    assert blocks["layer2.0.after_add"].num_nodes == 128
+    assert blocks["layer3.4.after_add"].num_nodes == 256
+    assert blocks["layer3.4.after_add"].channels == 1024
 
 
 def test_basic_block_resnet_uses_c_over_4_and_block_kwargs_pass_through():
-    model = create_model("resnet18", block="glore", units=(1, 1), num_nodes=32)
-    unit = inserted_blocks(model)["layer3.0.glore_after_add"]
+    model = create_model("resnet18", block="glore", units=(1, 1), block_kwargs=dict(num_nodes=32))
+    unit = inserted_blocks(model)["layer3.0.after_add"]
     assert unit.channels == 256 and unit.num_state == 2 * 64 and unit.num_nodes == 32
-    model = create_model("resnet18", block="nl", units={"res4": [2]}, pairwise="gaussian")
-    assert inserted_blocks(model)["layer3.1.nl_after_add"].attention.pairwise == "gaussian"
+    model = create_model("resnet18", block="nl", units={"res4": [2]}, block_kwargs={"pairwise": "gaussian"})
+    assert inserted_blocks(model)["layer3.1.after_add"].attention.pairwise == "gaussian"
 
 
 def test_backbone_state_dict_keys_are_unchanged():
@@ -64,7 +64,18 @@ def test_backbone_state_dict_keys_are_unchanged():
     model = create_model("resnet18", block="gc", units="all")
     extra = set(model.state_dict()) - set(base.state_dict())
     assert set(base.state_dict()) <= set(model.state_dict())
-    assert extra and all(".gc_after_1x1." in k for k in extra)
+    assert extra and all(".after_1x1." in k for k in extra)
+
+
+def test_blocks_are_submodules_where_they_act_and_no_hooks_run_them():
+    model = create_model("resnet50", block="glore", units=(0, 1))
+    host = model.layer3[0]
+    assert list(host._modules)[-2:] == ["after_1x1", "after_add"]
+    assert isinstance(host.after_1x1, torch.nn.Identity) and type(host.after_add).__name__ == "GloRe"
+    assert "(after_add): GloRe(" in repr(host)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    assert type(model.layer3[1]).__name__ == "Bottleneck"     # blocks without units are untouched
+    assert torch._dynamo.config.skip_nnmodule_hook_guards is True    # dynamo's default, untouched
 
 
 # ---------------------------------------------------------------- positions
@@ -84,7 +95,7 @@ def _randomise(block):
 
 def test_after_add_applies_the_block_to_the_residual_blocks_output():
     base, model = _eval_pair("resnet18", block="snl", units={"res4": [2]})
-    blk = inserted_blocks(model)["layer3.1.snl_after_add"]
+    blk = inserted_blocks(model)["layer3.1.after_add"]
     _randomise(blk)
     x = torch.randn(2, 256, 8, 8)
     with torch.no_grad():
@@ -95,22 +106,21 @@ def test_after_add_applies_the_block_to_the_residual_blocks_output():
 def test_after_1x1_applies_the_block_before_the_addition(backbone):
     model = create_model(backbone, block="gc", units={"res4": [2]}).eval()
     host = model.layer3[1]
-    blk = inserted_blocks(model)["layer3.1.gc_after_1x1"]
+    blk = inserted_blocks(model)["layer3.1.after_1x1"]
     _randomise(blk)
     x = torch.randn(2, 256, 8, 8)
     with torch.no_grad():
         act = (lambda t: F.relu(t))
-        branch = host.bn2(host.conv2(act(host.bn1(host.conv1(x)))))  # hook applies blk here
         raw = torch.nn.functional.batch_norm(
             host.conv2(act(host.bn1(host.conv1(x)))), host.bn2.running_mean, host.bn2.running_var,
             host.bn2.weight, host.bn2.bias, False, 0.0, host.bn2.eps)
-        assert torch.allclose(branch, blk(raw), atol=1e-5)
         assert torch.allclose(host(x), F.relu(blk(raw) + x), atol=1e-5)
+        assert not torch.allclose(host(x), F.relu(raw + x), atol=1e-3)
 
 
 def test_tv_bottleneck_after_1x1_uses_bn3():
     model = create_model("tv_resnet50", block="se", units={"res5": 1})
-    blk = inserted_blocks(model)["layer4.0.se_after_1x1"]
+    blk = inserted_blocks(model)["layer4.0.after_1x1"]
     assert blk.channels == 2048
     seen = []
     blk.register_forward_pre_hook(lambda m, a: seen.append(a[0].shape))
@@ -122,7 +132,7 @@ def test_tv_bottleneck_after_1x1_uses_bn3():
 def test_dpn_block_acts_on_the_residual_path_only():
     base, model = _eval_pair("dpn68", block="glore", units={"res4": [2]})
     host = model.features.conv4_2
-    blk = inserted_blocks(model)["features.conv4_2.glore_after_add"]
+    blk = inserted_blocks(model)["features.conv4_2.after_add"]
     assert blk.channels == host.num_1x1_c == 256
     _randomise(blk)
     x = torch.randn(1, 3, 64, 64)
@@ -178,11 +188,11 @@ def test_other_bad_arguments():
         create_model("resnet18", block="glore")
     with pytest.raises(ValueError, match="need a block"):
         create_model("resnet18", units=(0, 1))
-    with pytest.raises(TypeError, match="got VisionTransformer"):
+    with pytest.raises(TypeError, match="ResNet/SE-ResNet.*got VisionTransformer"):
         insert_blocks(timm.create_model("vit_tiny_patch16_224", pretrained=False), block="gc",
                       units=(1, 1))
     model = create_model("resnet18", block="glore", units=(0, 1))
-    with pytest.raises(ValueError, match="already has a block 'glore_after_add'"):
+    with pytest.raises(ValueError, match=r"layer3.0.after_add already holds a GloRe"):
         insert_blocks(model, block="glore", units=(0, 1))
 
 
@@ -190,35 +200,35 @@ def test_other_bad_arguments():
 def test_checkpoint_round_trip_and_backbone_checkpoint(tmp_path):
     model = create_model("resnet18", block="glore", units=(0, 1), num_classes=10)
     with torch.no_grad():
-        inserted_blocks(model)["layer3.0.glore_after_add"].norm.weight.fill_(0.5)
+        inserted_blocks(model)["layer3.0.after_add"].norm.weight.fill_(0.5)
     path = tmp_path / "m.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    again = create_model("resnet18", block="glore", units=(0, 1), num_classes=10, checkpoint=path)
+    again = create_model("resnet18", block="glore", units=(0, 1), num_classes=10, checkpoint_path=path)
     for k, v in model.state_dict().items():
         assert torch.equal(again.state_dict()[k], v), k
 
     base = timm.create_model("resnet18", pretrained=False, num_classes=10)
     torch.save({"state_dict": {f"model.{k}": v for k, v in base.state_dict().items()}},
                tmp_path / "base.ckpt")
-    with pytest.warns(UserWarning, match=r"layer3.0.glore_after_add"):
+    with pytest.warns(UserWarning, match=r"layer3.0.after_add"):
         loaded = create_model("resnet18", block="glore", units=(0, 1), num_classes=10,
-                              checkpoint=tmp_path / "base.ckpt")
+                              checkpoint_path=tmp_path / "base.ckpt")
     assert torch.equal(loaded.conv1.weight, base.conv1.weight)
 
 
 def test_checkpoint_errors_name_the_keys(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothere.pt"):
-        create_model("resnet18", checkpoint=tmp_path / "nothere.pt")
+        create_model("resnet18", checkpoint_path=tmp_path / "nothere.pt")
     state = timm.create_model("resnet18", pretrained=False).state_dict()
     state["extra.weight"] = torch.zeros(1)
     del state["layer1.0.conv1.weight"]
     torch.save(state, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match=r"missing keys \['layer1.0.conv1.weight'\].*"
                                          r"unexpected keys \['extra.weight'\]"):
-        create_model("resnet18", checkpoint=tmp_path / "bad.pt")
+        create_model("resnet18", checkpoint_path=tmp_path / "bad.pt")
     torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), tmp_path / "c.pt")
     with pytest.raises(ValueError, match=r"fc.weight: checkpoint \(1000, 512\), model \(10, 512\)"):
-        create_model("resnet18", num_classes=10, checkpoint=tmp_path / "c.pt")
+        create_model("resnet18", num_classes=10, checkpoint_path=tmp_path / "c.pt")
 
 
 # ---------------------------------------------------------------- training
@@ -273,30 +283,29 @@ def test_copies_run_their_own_blocks(how):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model(x), clone(x))
-        _randomise(inserted_blocks(clone)["layer3.0.glore_after_add"])
+        _randomise(inserted_blocks(clone)["layer3.0.after_add"])
         assert not torch.allclose(model(x), clone(x))
         assert torch.equal(model(x), model(x))
 
 
-def test_dpn_hook_also_handles_tuple_outputs_of_older_timm():
-    from glore.models.insert import _ApplyBlock
-    from glore.nn import GloRe
-
-    unit = GloRe(8, mid=2)
-    _randomise(unit)
-    resid, dense = torch.randn(1, 8, 4, 4), torch.randn(1, 3, 4, 4)
-    out = _ApplyBlock(unit, split=8)(None, None, (resid, dense))
-    with torch.no_grad():
-        assert torch.allclose(out[0], unit(resid)) and out[1] is dense
-        cat = _ApplyBlock(unit, split=8)(None, None, torch.cat([resid, dense], 1))
-        assert torch.allclose(cat, torch.cat([unit(resid), dense], 1))
+def test_checkpoints_of_the_hook_layout_still_load(tmp_path):
+    model = create_model("resnet18", block="gc", units=(1, 1), num_classes=10)
+    _randomise(inserted_blocks(model)["layer3.0.after_1x1"])
+    old = {k.replace(".after_1x1.", ".gc_after_1x1."): v for k, v in model.state_dict().items()}
+    assert any(".gc_after_1x1." in k for k in old)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in old.items()}}, tmp_path / "old.ckpt")
+    again = create_model("resnet18", block="gc", units=(1, 1), num_classes=10,
+                         checkpoint_path=tmp_path / "old.ckpt")
+    fresh = create_model("resnet18", block="gc", units=(1, 1), num_classes=10)
+    fresh.load_state_dict(old)                      # torch's own loader reads them too
+    for k, v in model.state_dict().items():
+        assert torch.equal(again.state_dict()[k], v) and torch.equal(fresh.state_dict()[k], v), k
 
 
 @pytest.mark.slow
 def test_compiling_the_plain_backbone_first_does_not_hide_the_blocks():
-    # dynamo reuses a compiled graph for another module whose guards pass; by default hooks are not
-    # guarded, so the backbone + GloRe (blocks applied by forward hooks) would reuse the plain
-    # backbone's graph and skip its blocks. insert_blocks makes dynamo guard hooks.
+    # dynamo reuses a compiled graph for another module whose guards pass: the blocks, being
+    # submodules of the residual blocks (whose class changes), must make the guards differ
     torch._dynamo.reset()
     torch.manual_seed(0)
     plain = create_model("resnet18").eval()

@@ -29,7 +29,7 @@ def test_build(name):
             out = model(torch.zeros(1, 3, 64, 64))
         assert out.shape == (1, 7)
     same = create_model(cfg.backbone, block=cfg.block, units=cfg.units, position=cfg.position,
-                        num_classes=7, **cfg.block_kwargs) if name in SMALL else None
+                        num_classes=7, block_kwargs=cfg.block_kwargs) if name in SMALL else None
     assert inserted_blocks(model), name
     if same is not None:
         assert list(inserted_blocks(model)) == list(inserted_blocks(same))
@@ -40,9 +40,14 @@ def test_registered_names_also_go_through_create_model():
     assert len(inserted_blocks(model)) == 3 and model.fc.out_features == 3
 
 
-def test_pretrained_is_refused():
-    with pytest.raises(ValueError, match="pretrained=True is not supported"):
-        timm.create_model("resnet50_gc", pretrained=True)
+def test_registered_configurations_carry_their_backbones_pretrained_cfg():
+    for name, cfg in CONFIGS.items():
+        ours, base = timm.get_pretrained_cfg(name).to_dict(), timm.get_pretrained_cfg(cfg.backbone).to_dict()
+        assert ours.pop("architecture") == name and base.pop("architecture") == cfg.backbone
+        assert ours == base, name
+    model = timm.create_model("resnet50_gc", num_classes=3)
+    assert model.pretrained_cfg["architecture"] == "resnet50_gc"
+    assert model.pretrained_cfg["mean"] == timm.get_pretrained_cfg("resnet50").mean
 
 
 def test_find_config_matches_equivalent_unit_specs():

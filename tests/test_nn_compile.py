@@ -145,11 +145,10 @@ def test_compiled_glore_training_graphs(layout, reassociate):
     # x's gradients meet in x itself (a sum met in a view of another shape costs a copy)
     grad_x = next(n for n in graphs["backward"].nodes if n.op == "output").args[0][0]
     assert grad_x.target == torch.ops.aten.add.Tensor and tuple(grad_x.meta["val"].shape) == x.shape
-    # and the projection's in its memory order: (B, N, L) channel-major, (B, L, N) position-major
-    b_shape, b_t_shape = (2, 4, 12), (2, 12, 4)
-    expected, other = (b_shape, b_t_shape) if layout == "contiguous" else (b_t_shape, b_shape)
-    sums = _sums(graphs["backward"])
-    assert expected in sums and other not in sums, sums
+    # and the projection's, for contiguous input, in its memory order (B, N, L)
+    if layout == "contiguous":
+        sums = _sums(graphs["backward"])
+        assert (2, 4, 12) in sums and (2, 12, 4) not in sums, sums
 
 
 @pytest.mark.slow

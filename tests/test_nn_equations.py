@@ -1,4 +1,5 @@
-"""Every block against a direct einsum implementation of its paper equation (DESIGN.md §1-2), on
+"""Every block against a direct einsum implementation of its paper equation (GloRe: arXiv 1811.12814;
+GCNet: arXiv 2012.13375), on
 random weights with the zero-initialised parts made non-zero, in float64, for 1D, 2D and 3D inputs."""
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def test_glore_matches_equations(shape, training, kwargs, reassociate):
 
 def test_glore_default_widths():
     unit = GloRe(64)
-    # DESIGN.md §1 / issue 2: mid = C // 4, N = mid, C_s = 2 * mid
+    # the authors' widths: mid = C // 4 (the bottleneck width of the host stage), N = mid, C_s = 2 * mid
     assert (unit.num_nodes, unit.num_state) == (16, 32)
     assert unit.gcn[0].node.weight.shape == (16, 16, 1)
     assert unit.gcn[0].state.weight.shape == (32, 32, 1)

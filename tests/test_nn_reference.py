@@ -1,4 +1,5 @@
-"""Direct implementations of the blocks' equations (DESIGN.md §1-2), written independently of
+"""Direct implementations of the blocks' equations ("Graph-Based Global Reasoning Networks",
+arXiv 1811.12814; "Global Context Networks", arXiv 2012.13375), written independently of
 ``glore.nn``: plain einsum over ``(B, C, L)`` tensors, reading only the modules' parameters.
 
 The other ``test_nn_*`` files import these; the tests at the end check the helpers themselves
@@ -61,7 +62,7 @@ def glore_nodes(m, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def glore_ref(m, x: torch.Tensor, *, training: bool = False) -> torch.Tensor:
-    """GloRe unit, DESIGN.md §1: Eq. 1, ``gcn_layers`` x Eq. 2, Eq. 3-4, extension, BN, residual."""
+    """GloRe unit (GloRe paper §3): Eq. 1, ``gcn_layers`` x Eq. 2, Eq. 3-4, extension, BN, residual."""
     v, proj = glore_nodes(m, x)                       # v: (B, N, C_s), the paper's N x C_s matrix
     for layer in m.gcn:
         a_g = _w(layer.node)                          # (N, N): the learned adjacency
@@ -140,7 +141,7 @@ def gc_ref(m, x: torch.Tensor, *, pooling: str, fusion: str, layer_norm: bool,
 
 
 def glore_param_count(channels: int, mid: int) -> int:
-    """Closed-form parameter count of a GloRe unit (DESIGN.md §1), for cross-checking."""
+    """Closed-form parameter count of a GloRe unit (C_s = 2 mid, N = mid), for cross-checking."""
     s, n = 2 * mid, mid
     return (channels * s + s) + (channels * n + n) + (n * n + n) + s * s + s * channels + 2 * channels
 
@@ -176,5 +177,5 @@ def test_context_weights_helper_is_a_softmax():
 
 
 def test_glore_param_count_formula_matches_design():
-    # DESIGN.md §1: one unit with C = 1024, mid = 256 has 1,641,472 parameters
+    # one unit with C = 1024, mid = 256 (a Res4 unit of ResNet-50) has 1,641,472 parameters
     assert glore_param_count(1024, 256) == 1_641_472

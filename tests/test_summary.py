@@ -15,7 +15,7 @@ from glore.nn import GloRe, GlobalContext, NonLocal, SimplifiedNonLocal
 
 
 def glore_macs(c, mid, L, order="cheaper"):
-    """Hand count of one GloRe unit (DESIGN.md §1), C_s = 2 mid, N = mid; ``order`` of its products:
+    """Hand count of one GloRe unit ("Graph-Based Global Reasoning Networks", arXiv 1811.12814, §3), C_s = 2 mid, N = mid; ``order`` of its products:
     ``paper``, ``reassociated`` or ``cheaper`` (the unit's default)."""
     cs, n = 2 * mid, mid
     shared = (c * n * L         # theta: projection B
@@ -45,10 +45,10 @@ def test_one_glore_unit_hand_count_and_params():
     unit = GloRe(1024, mid=256)
     result = summary(unit, (1024, 14, 14))
     assert result["macs"] == glore_macs(1024, 256, 196)
-    assert result["params"] == 1_641_472               # DESIGN.md §1
-    # one sample: the 1x1 convs on x and Y are (add)mm products, the node conv (I + A_g) V a
-    # baddbmm, the state conv (node-major) linear
-    assert set(result["macs_by_operator"]) == {"addmm", "mm", "matmul", "baddbmm", "linear"}
+    assert result["params"] == 1_641_472               # one unit at C = 1024, mid = 256
+    # one sample: the 1x1 convs on x and Y are (add)mm products, the node conv (applied along
+    # the nodes, node-major) a linear, the state conv an mm
+    assert set(result["macs_by_operator"]) == {"addmm", "mm", "matmul", "linear"}
     assert "aten::batch_norm" in result["uncounted_ops"]
 
 

@@ -70,7 +70,7 @@ def build(kind: str, backbone: str, *, block=None, units=None, position=None, nu
 
     Options left at ``None`` are not passed (the builder's defaults apply); ``block="none"`` passes
     ``block=None`` (the baseline; segmenters and video models default to GloRe).
-    - classification: ``create_model(backbone, block=, units=, position=, num_classes=, **block_kwargs)``
+    - classification: ``create_model(backbone, block=, units=, position=, num_classes=, block_kwargs=)``
     - segmentation: ``create_segmenter(backbone, head=block, units=, num_classes=, block_kwargs=)``
     - video: ``create_video_model(backbone, block=, num_classes=, block_kwargs=)``
     - detection: ``create_detector(arch, backbone, block=, units=, position=, block_kwargs=, num_classes=)``
@@ -92,7 +92,7 @@ def build(kind: str, backbone: str, *, block=None, units=None, position=None, nu
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
     if kind == "classification":
         if block is not None and block != "none":
-            kwargs.update(block=block, units=units, position=position, **block_kwargs)
+            kwargs.update(block=block, units=units, position=position, block_kwargs=block_kwargs)
         elif units is not None or position is not None or block_kwargs:
             raise ValueError(f"--units, --position and --block-arg need --block; got block={block!r}")
         return builder(backbone, **kwargs)

@@ -6,9 +6,11 @@ Config (see ``configs/classification/*.yaml``)::
       name: resnet50          # a glore.models.small.SMALL_MODELS name, a backbone for
                               # glore.models.create_model, or "package.module:function"
       num_classes: 1000       # inferred from the class folders for image layouts when left out
-      block: glore            # create_model options: block, units, position, checkpoint
+      pretrained: false       # true (timm's weights: hub or cache) or a local weights file
+      block: glore            # create_model options: block, units, position, block_kwargs
       units: [0, 3]
-      block_kwargs: {}        # extra options of the block (create_model **block_kwargs)
+      block_kwargs: {}        # options of the blocks
+      # any other key goes to create_model, and from there to timm.create_model (drop_path_rate, ...)
       label_smoothing: 0.0
     data:
       name: imagefolder       # or distant-digits
@@ -66,9 +68,11 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
     name = model_cfg.get("name")
     if not name or not isinstance(name, str):
         raise ValueError(f"model.name must name a model, got {name!r}")
-    kwargs = {k: v for k, v in model_cfg.items() if k not in _MODEL_KEYS and k != "block_kwargs"}
-    kwargs.update(model_cfg.get("block_kwargs") or {})  # options of the blocks, flattened for the builders
+    kwargs = {k: v for k, v in model_cfg.items() if k not in _MODEL_KEYS and v is not None}
     small = _small_models()
+    if name in small or ":" in name:    # these builders take the block options as keywords
+        kwargs.update(kwargs.pop("block_kwargs", None) or {})
+        kwargs = {k: v for k, v in kwargs.items() if not (k == "pretrained" and v is False)}
     if name in small:
         return small[name](**kwargs)
     if ":" in name:

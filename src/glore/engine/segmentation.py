@@ -11,7 +11,9 @@ Config (see ``configs/segmentation/*.yaml``)::
       multigrid: [1, 2, 4]
       aux: true
       aux_weight: 0.4         # weight of the auxiliary (res4) loss
-      checkpoint: null        # backbone (classification) weights or a segmenter state dict
+      pretrained: false       # ImageNet weights of the backbone: true (timm's) or a local file
+      backbone_blocks: null   # blocks in the backbone: {block: gc, units: all, block_kwargs: {ratio: 0.25}}
+      checkpoint: null        # a segmenter state dict, or classification weights of the backbone
       inference:              # validation-time inference (glore evaluate options override it)
         mode: whole           # whole | slide
         crop_size: 769

@@ -1,18 +1,30 @@
-"""``create_model``: a ResNet-family / DPN backbone with GloRe or global-context blocks, in one line.
+"""``create_model``: a timm or torchvision ResNet-family / DPN backbone with blocks, in one line.
 
 >>> model = create_model("resnet50", block="glore", units=(0, 3))   # GloRe paper's R50 + Ours(0, 3)
+>>> model = create_model("resnet50", pretrained=True, block="gc", units="all", num_classes=200)
+
+timm backbones are built through timm's own builder (``build_model_with_cfg``), so timm's keywords
+(``pretrained_cfg_overlay=dict(file=...)``, ``features_only``, ``out_indices``, ``in_chans``,
+``drop_path_rate``, ``num_classes``, ``device``, ...) mean what they mean in ``timm.create_model``.
+Pretrained weights are the backbone's; the inserted blocks keep their initialisation, the identity
+for zero-initialised blocks, so the model starts with the pretrained backbone's outputs.
 """
 
 from __future__ import annotations
 
 import difflib
+import inspect
+import os
+import re
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .insert import inserted_blocks, insert_blocks
+from .hosts import rename_legacy_keys
+from .insert import check_block_kwargs, inserted_blocks, insert_blocks
 
 # torchvision builders reachable as "tv_<name>"
 TORCHVISION_BACKBONES = (
@@ -21,6 +33,12 @@ TORCHVISION_BACKBONES = (
 )
 # timm modules whose models find_stages understands
 _TIMM_MODULES = ("resnet", "dpn")
+# timm's features_only wrapper settings of these families (as their own builders set them)
+_FEATURE_CFGS = {"resnet": {}, "dpn": {"feature_concat": True, "flatten_sequential": True}}
+# keywords that timm.create_model / build_model_with_cfg take besides the model class's own
+_TIMM_BUILD_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir",
+                      "scriptable", "exportable", "no_jit", "features_only", "out_indices",
+                      "feature_cls", "output_stride")
 
 
 def available_backbones() -> list[str]:
@@ -36,59 +54,179 @@ def available_backbones() -> list[str]:
     return sorted(names)
 
 
-def build_backbone(name: str, *, num_classes: int = 1000) -> nn.Module:
-    """Build backbone ``name`` with random weights (``pretrained=False``; nothing is downloaded)."""
+def _timm_family(name: str) -> str | None:
     import timm
-    import torchvision
 
+    return next((m for m in _TIMM_MODULES if name in timm.list_models(module=m)), None)
+
+
+def _check_name(name: str) -> None:
     if not isinstance(name, str):
-        raise TypeError(f"backbone must be a model name (str), got {type(name).__name__}")
-    if name.startswith("tv_") and name[3:] in TORCHVISION_BACKBONES:
-        return getattr(torchvision.models, name[3:])(weights=None, num_classes=num_classes)
+        raise TypeError(f"model name must be a str, got {type(name).__name__}")
     names = available_backbones()
     if name not in names:
         close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
         hint = f"; close matches: {close}" if close else ""
         raise ValueError(f"unknown backbone {name!r}: expected a timm ResNet-family or DPN name, "
                          f"tv_<torchvision resnet> or a registered configuration{hint}")
-    return timm.create_model(name, pretrained=False, num_classes=num_classes)
 
 
-def create_model(backbone: str, *, block: str | None = None, units=None, position: str | None = None,
-                 num_classes: int = 1000, checkpoint: str | Path | None = None,
-                 **block_kwargs) -> nn.Module:
-    """Build ``backbone`` with ``block`` units inserted (GloRe paper §4.2, GCNet §4).
+def keep_inserted_blocks(state_dict: dict, model: nn.Module) -> dict:
+    """timm ``pretrained_filter_fn``: a backbone's state dict, plus ``model``'s own tensors of the
+    inserted blocks that it lacks, so that timm's strict load leaves the blocks as initialised."""
+    prefixes = tuple(f"{name}." for name in inserted_blocks(model))
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(prefixes)} if prefixes else {}
+    return {**own, **state_dict}
+
+
+def build_timm(variant: str, backbone: str, blocks: Mapping | None, *, pretrained: bool = False,
+               **kwargs) -> nn.Module:
+    """Build timm ``backbone`` with ``blocks`` (:func:`insert_blocks` arguments) under the pretrained
+    config of ``variant`` (``backbone`` itself, or a registered configuration), through timm's
+    ``build_model_with_cfg``: pretrained loading, ``features_only`` wrappers and the model's
+    ``pretrained_cfg`` are timm's. ``checkpoint_path`` is read after building, as timm does."""
+    import timm
+    from timm.models import build_model_with_cfg
+
+    checkpoint_path = kwargs.pop("checkpoint_path", None)
+
+    def backbone_with_blocks(**model_kwargs):
+        model = timm.create_model(backbone, pretrained=False, **model_kwargs)
+        if blocks:
+            insert_blocks(model, **blocks)
+        return model
+
+    family = _timm_family(backbone)
+    try:
+        model = build_model_with_cfg(backbone_with_blocks, variant, pretrained,
+                                     feature_cfg=dict(_FEATURE_CFGS.get(family, {})),
+                                     pretrained_filter_fn=keep_inserted_blocks, **kwargs)
+    except TypeError as exc:
+        raise _explain_keyword(exc, backbone, family) from exc
+    if checkpoint_path:
+        load_checkpoint(model, checkpoint_path)
+    return model
+
+
+def _explain_keyword(exc: TypeError, backbone: str, family: str | None) -> TypeError:
+    """A ``TypeError`` naming the keyword the backbone does not take, and those it takes."""
+    found = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+    if not found or family is None:
+        return exc
+    import timm.models.dpn
+    import timm.models.resnet
+
+    cls = {"resnet": timm.models.resnet.ResNet, "dpn": timm.models.dpn.DPN}[family]
+    own = [n for n in inspect.signature(cls).parameters if n not in ("self", "kwargs")]
+    return TypeError(f"{backbone} does not take the keyword {found.group(1)!r}: timm's {cls.__name__} "
+                     f"takes {sorted(own)}, and timm.create_model also takes {list(_TIMM_BUILD_KWARGS)}")
+
+
+def build_torchvision(name: str, blocks: Mapping | None, *, pretrained: bool = False,
+                      **kwargs) -> nn.Module:
+    """torchvision ResNet ``name`` (``weights=`` the torchvision way; ``pretrained=True`` is
+    ``weights="DEFAULT"``) with ``blocks`` inserted."""
+    import torchvision
+
+    if pretrained and kwargs.get("weights") is not None:
+        raise ValueError(f"tv_{name}: give pretrained=True or weights=, not both (got weights="
+                         f"{kwargs['weights']!r})")
+    if pretrained:
+        kwargs["weights"] = "DEFAULT"
+    checkpoint_path = kwargs.pop("checkpoint_path", None)
+    builder = getattr(torchvision.models, name)
+    try:
+        model = builder(**kwargs)
+    except TypeError as exc:
+        found = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+        if not found:
+            raise
+        own = [n for n in inspect.signature(torchvision.models.ResNet).parameters if n != "self"]
+        raise TypeError(f"tv_{name} does not take the keyword {found.group(1)!r}: torchvision's "
+                        f"ResNet takes {sorted(own)}, and its builder takes ['progress', 'weights']"
+                        ) from exc
+    if blocks:
+        insert_blocks(model, **blocks)
+    if checkpoint_path:
+        load_checkpoint(model, checkpoint_path)
+    return model
+
+
+def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, block: str | None = None, units=None,
+                 position: str | None = None, block_kwargs: Mapping | None = None,
+                 **kwargs) -> nn.Module:
+    """Build backbone ``name`` with ``block`` units inserted (GloRe paper §4.2, GCNet §4).
 
     Args:
-        backbone: a timm name (``resnet50``, ``seresnet50``, ``resnext101_32x4d``,
-            ``wide_resnet50_2``, ``dpn98``, ...), a torchvision ResNet as ``tv_resnet50``, or a
-            registered configuration (``resnet50_glore_0_3``, see :mod:`glore.models.registry`).
+        name: a timm name (``resnet50``, ``seresnet50``, ``resnext101_32x4d``, ``wide_resnet50_2``,
+            ``dpn98``, ...), a torchvision ResNet as ``tv_resnet50``, or a registered configuration
+            (``resnet50_glore_0_3``, see :mod:`glore.models.registry`; then no ``block``).
+        pretrained: load the backbone's pretrained weights the way timm (or torchvision, for
+            ``tv_*``) does: from its hub or cache, or from a local file with
+            ``pretrained_cfg_overlay=dict(file="resnet50.safetensors")``; a path here is short
+            for that. The blocks keep their initialisation (the identity with ``zero_init``).
         block: ``glore``, ``nl``, ``snl``, ``gc`` or ``se``; ``None`` builds the plain backbone.
         units: where to insert: ``(n, m)`` = n units in Res3 and m in Res4 after blocks 1, 3, 5, ...;
             ``{"res4": 3}`` or ``{"res4": [5]}`` (1-based block indices); ``"all"`` = every
             residual block of res3-res5. Required with ``block``.
-        position: ``after_add`` or ``after_1x1``; default per block (see
-            :func:`glore.models.insert_blocks`).
-        num_classes: classifier outputs.
-        checkpoint: a local ``.safetensors`` or torch file (read with ``weights_only=True``) with the
-            state dict of this model or of its backbone; see :func:`load_checkpoint`.
-        **block_kwargs: passed to every block (``mid=``, ``ratio=``, ``pairwise=``, ...).
+        position: ``after_add`` or ``after_1x1``; default per block (see :func:`insert_blocks`).
+        block_kwargs: options of every inserted block (``mid=``, ``ratio=``, ``pairwise=``, ...).
+        **kwargs: go to ``timm.create_model`` (``num_classes``, ``in_chans``, ``drop_path_rate``,
+            ``features_only``, ``out_indices``, ``output_stride``, ``pretrained_cfg_overlay``,
+            ``checkpoint_path``, ...), or to the torchvision builder for ``tv_*`` (``weights``,
+            ``num_classes``, ``norm_layer``, ...). ``checkpoint_path`` is a full checkpoint of this
+            model (see :func:`load_checkpoint`).
 
     Raises:
         ValueError: unknown backbone (with close matches), block, stage or position; too many units.
-        FileNotFoundError: ``checkpoint`` does not exist.
+        TypeError: a keyword the backbone does not take, or an option the block does not take
+            (naming it, and what is accepted).
     """
+    block_kwargs = dict(block_kwargs or {})
     if block is None and (units is not None or position is not None or block_kwargs):
-        raise ValueError(f"units, position and block options need a block; got block=None with "
-                         f"units={units!r}, position={position!r}, options {sorted(block_kwargs)}")
+        raise ValueError(f"units, position and block_kwargs need a block; got block=None with "
+                         f"units={units!r}, position={position!r}, block_kwargs {sorted(block_kwargs)}")
     if block is not None and units is None:
         raise ValueError(f"block={block!r} needs units, e.g. units=(0, 3) or {{'res4': [5]}}; got None")
-    model = build_backbone(backbone, num_classes=num_classes)
+    _check_name(name)
+    blocks = None
     if block is not None:
-        insert_blocks(model, block=block, units=units, position=position, **block_kwargs)
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint)
-    return model
+        if not isinstance(block, str):
+            raise ValueError(f"block must be a block name, got {block!r}")
+        from ..nn import BLOCKS
+
+        if block.lower() not in BLOCKS:
+            raise ValueError(f"unknown block {block!r}; expected one of {sorted(BLOCKS)}")
+        check_block_kwargs(block.lower(), block_kwargs)
+        blocks = dict(block=block, units=units, position=position, **block_kwargs)
+    if isinstance(pretrained, (str, os.PathLike)):
+        path = Path(pretrained)
+        if not path.is_file():
+            raise FileNotFoundError(f"pretrained weights file not found: {str(path)!r}")
+        if name.startswith("tv_"):
+            model = build_torchvision(name[3:], None, **kwargs)
+            model.load_state_dict(_read_state_dict(path))
+            return insert_blocks(model, **blocks) if blocks else model
+        kwargs["pretrained_cfg_overlay"] = {**(kwargs.get("pretrained_cfg_overlay") or {}),
+                                            "file": str(path)}
+        pretrained = True
+    elif pretrained is None:
+        pretrained = False
+    elif not isinstance(pretrained, bool):
+        raise TypeError(f"pretrained must be True, False (or None) or a weights file, got {pretrained!r}")
+    if name.startswith("tv_"):
+        return build_torchvision(name[3:], blocks, pretrained=pretrained, **kwargs)
+    from . import registry
+
+    if name in registry.CONFIGS:
+        if blocks:
+            raise ValueError(f"{name} is a registered configuration with its blocks already in "
+                             f"place; pass its backbone {registry.CONFIGS[name].backbone!r} to add "
+                             f"other blocks, got block={block!r}")
+        import timm
+
+        return timm.create_model(name, pretrained=pretrained, **kwargs)
+    return build_timm(name, name, blocks, pretrained=pretrained, **kwargs)
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -129,7 +267,7 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {str(path)!r}")
     own = model.state_dict()
-    state = _strip_prefix(_read_state_dict(path), set(own))
+    state = rename_legacy_keys(_strip_prefix(_read_state_dict(path), set(own)))
     block_prefixes = tuple(f"{name}." for name in inserted_blocks(model))
     missing = [k for k in own if k not in state]
     missing_blocks = [k for k in missing if k.startswith(block_prefixes)]

@@ -2,25 +2,12 @@
 
 Stages are named as in the GloRe paper: ``res2`` .. ``res5`` (timm and torchvision ``layer1`` ..
 ``layer4``, DPN ``conv2_*`` .. ``conv5_*``). Blocks go at one of two positions of a residual block
-(GCNet Table 5b):
-
-- ``after_add``: after the residual addition (on the block's output); the default for ``glore``,
-  ``nl`` and ``snl``;
-- ``after_1x1``: inside the residual branch, after its last conv and that conv's BatchNorm, before
-  the addition; the default for ``gc`` and ``se``.
-
-An inserted block becomes a child of the residual block it follows, named ``<block>_<position>``
-(e.g. ``layer3.0.glore_after_add``), and runs from a forward hook on the residual block
-(``after_add``) or on its last BatchNorm (``after_1x1``). The backbone's own modules and state-dict
-keys are left untouched, so backbone checkpoints still load and ``features_only`` / stage outputs
-include the inserted blocks.
-
-DPN blocks carry one concatenated tensor ``[residual path, dense path]`` (a tuple of the two in
-older timm releases; both are handled). A block inserted after a
-DPN block acts on the residual path only (its first ``num_1x1_c`` channels; 1024 in DPN-98's and
-DPN-131's Res4, like ResNet-50's) and the dense path passes through unchanged. This reproduces the
-GloRe paper's Table 2 (+6.0M parameters for (2, 3), as for ResNet-50); acting on the concatenation
-would make every unit larger than in the paper.
+(GCNet Table 5b): ``after_add``, after the residual addition (the default for ``glore``, ``nl`` and
+``snl``), or ``after_1x1``, inside the residual branch after its last conv and norm (the default for
+``gc`` and ``se``). An inserted block becomes the submodule of that name of the residual block it
+sits in (``layer3.0.after_add``); see :mod:`glore.models.hosts`. The backbone's own state-dict keys
+are unchanged, so backbone checkpoints still load, and timm's ``features_only`` wrappers, stage
+outputs and ``forward_intermediates`` include the blocks.
 """
 
 from __future__ import annotations
@@ -28,97 +15,69 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import torch
 from torch import nn
-from torchvision.ops import FrozenBatchNorm2d
 
 from ..nn import BLOCKS, create_block
+from .hosts import SLOTS, as_host, host_channels, offered_positions
 
 STAGES = ("res2", "res3", "res4", "res5")
-# what may end a residual branch: BatchNorm, or torchvision's frozen BatchNorm of detection backbones
-_NORMS = (nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d)
 POSITIONS = ("after_add", "after_1x1")
 DEFAULT_POSITION = {"glore": "after_add", "nl": "after_add", "snl": "after_add",
                     "gc": "after_1x1", "se": "after_1x1"}
+# block options insert_blocks sets unless given: every inserted block starts as the identity
+INSERT_DEFAULTS = {"se": {"zero_init": True}}
 # units="all": one block in every residual block of these stages (GC-ResNet, GCNet §4)
 ALL_STAGES = ("res3", "res4", "res5")
 
 
 @dataclass(frozen=True)
 class Host:
-    """A residual block that can host inserted blocks.
-
-    Attributes:
-        name: qualified module name (``layer3.0``, ``features.conv4_1``).
-        module: the residual block.
-        channels: channels a block inserted after it sees (the residual path's for DPN).
-        norm: the residual branch's last BatchNorm (``after_1x1``); ``None`` if not offered.
-        split: DPN only: the block acts on the first ``split`` channels of the output.
-    """
+    """A residual block that can host inserted blocks: its qualified name and the module."""
 
     name: str
     module: nn.Module
-    channels: int
-    norm: nn.Module | None
-    split: int | None = None
 
 
-class _ApplyBlock:
-    """Forward hook passing a module's output through an inserted block (picklable, copyable)."""
-
-    def __init__(self, block: nn.Module, split: int | None = None):
-        self.block, self.split = block, split
-
-    def __call__(self, module: nn.Module, args, output):
-        if self.split is None:
-            return self.block(output)
-        if isinstance(output, tuple):       # DPN blocks of older timm: (residual path, dense path)
-            return (self.block(output[0]), *output[1:])
-        return torch.cat([self.block(output[:, :self.split]), output[:, self.split:]], dim=1)
+_RESNET_LAYERS = ("layer1", "layer2", "layer3", "layer4")
 
 
 def _resnet_hosts(model: nn.Module) -> dict[str, list[Host]]:
-    stages = {}
-    for stage, layer in zip(STAGES, ("layer1", "layer2", "layer3", "layer4")):
-        hosts = []
-        for i, blk in enumerate(getattr(model, layer)):
-            norm = getattr(blk, "bn3", None)
-            if norm is None:
-                norm = getattr(blk, "bn2", None)
-            if not isinstance(norm, _NORMS):
-                raise TypeError(f"{layer}.{i}: expected a ResNet bottleneck or basic block with a "
-                                f"BatchNorm bn3 or bn2, got {type(blk).__name__}")
-            hosts.append(Host(f"{layer}.{i}", blk, norm.weight.shape[0], norm))
-        stages[stage] = hosts
-    return stages
+    return {stage: [Host(f"{layer}.{i}", blk) for i, blk in enumerate(getattr(model, layer))]
+            for stage, layer in zip(STAGES, _RESNET_LAYERS)}
 
 
 def _dpn_hosts(model: nn.Module) -> dict[str, list[Host]]:
+    """DPN blocks ``conv{2..5}_{i}``: in ``model.features``, or at the top level as
+    ``features_conv{2..5}_{i}`` in timm's flattened ``features_only`` wrapper."""
     stages = {stage: [] for stage in STAGES}
-    for name, blk in model.features.named_children():
-        head, _, index = name.partition("_")
+    children = ([(f"features.{n}", m) for n, m in model.features.named_children()]
+                if isinstance(getattr(model, "features", None), nn.Sequential)
+                else [(n, m) for n, m in model.named_children()])
+    for name, blk in children:
+        head, _, index = name.rsplit(".", 1)[-1].removeprefix("features_").partition("_")
         if head in ("conv2", "conv3", "conv4", "conv5") and index.isdigit():
-            stages[f"res{head[4:]}"].append(
-                Host(f"features.{name}", blk, blk.num_1x1_c, None, split=blk.num_1x1_c))
+            stages[f"res{head[4:]}"].append(Host(name, blk))
     return stages
 
 
 def find_stages(model: nn.Module) -> dict[str, list[Host]]:
     """Return ``{"res2": [Host, ...], ...}``: the residual blocks of each stage, in order.
 
-    Supports timm ``ResNet`` (ResNet, SE-ResNet, ResNeXt, wide ResNet, ECA-ResNet, ...), timm ``DPN``
-    and torchvision ``ResNet``.
+    Supports timm ``ResNet`` (ResNet, SE-ResNet, ResNeXt, wide ResNet, ECA-ResNet, ...), timm ``DPN``,
+    torchvision ``ResNet`` (detection backbones with frozen BatchNorm too) and timm's
+    ``features_only`` wrappers of them.
     """
-    from timm.models.dpn import DPN
-    from timm.models.resnet import ResNet as TimmResNet
-    from torchvision.models import ResNet as TvResNet
-
-    if isinstance(model, (TimmResNet, TvResNet)):
-        return _resnet_hosts(model)
-    if isinstance(model, DPN):
-        return _dpn_hosts(model)
-    raise TypeError(f"blocks can be inserted into timm ResNet/SE-ResNet/ResNeXt/wide ResNet, timm DPN "
-                    f"and torchvision ResNet models, got {type(model).__name__}")
+    if all(isinstance(getattr(model, layer, None), nn.Sequential) for layer in _RESNET_LAYERS):
+        stages = _resnet_hosts(model)
+    else:
+        stages = _dpn_hosts(model)
+    if not any(stages.values()):
+        raise TypeError(f"blocks can be inserted into timm ResNet/SE-ResNet/ResNeXt/wide ResNet, timm "
+                        f"DPN and torchvision ResNet models, got {type(model).__name__}")
+    for hosts in stages.values():
+        for host in hosts:
+            offered_positions(host.module)     # raises for an unsupported block, naming its type
+    return stages
 
 
 def _spread(count: int, depth: int) -> tuple[int, ...]:
@@ -198,12 +157,14 @@ def insert_blocks(model: nn.Module, *, block: str, units, position: str | None =
             and ``snl``, ``after_1x1`` for ``gc`` and ``se``.
         **block_kwargs: passed to the block (``ratio=1/4``, ``pairwise="gaussian"``, ...). GloRe's
             ``mid`` defaults to the hosting stage's bottleneck width ``C/4`` (``planes`` of the
-            stage; also ``C/4`` for basic-block ResNets and DPN's residual path).
+            stage; also ``C/4`` for basic-block ResNets and DPN's residual path). SE is built with
+            ``zero_init=True`` unless given, so that, like every other block, it starts as the
+            identity (:class:`glore.nn.SqueezeExcite`).
 
     Raises:
-        ValueError: unknown block, stage or position, too many units, or a position the backbone
-            does not offer (DPN offers ``after_add`` only).
-        TypeError: unsupported model.
+        ValueError: unknown block, stage or position, too many units, a position already taken, or
+            a position the backbone does not offer (DPN offers ``after_add`` only).
+        TypeError: unsupported model, or a block option the block does not take.
     """
     if not isinstance(block, str) or block.lower() not in BLOCKS:
         raise ValueError(f"unknown block {block!r}; expected one of {sorted(BLOCKS)}")
@@ -211,51 +172,50 @@ def insert_blocks(model: nn.Module, *, block: str, units, position: str | None =
     position = DEFAULT_POSITION[block] if position is None else position
     if position not in POSITIONS:
         raise ValueError(f"position must be one of {list(POSITIONS)}, got {position!r}")
+    check_block_kwargs(block, block_kwargs)
     stages = find_stages(model)
     placement = resolve_units(units, {s: len(h) for s, h in stages.items() if h})
-    attr = f"{block}_{position}"
 
     todo = []
     for stage, indices in placement.items():
         for index in indices:
             host = stages[stage][index - 1]
-            if position == "after_1x1" and host.norm is None:
-                raise ValueError(f"position 'after_1x1' is not offered by {type(host.module).__name__} "
-                                 f"({host.name}, {stage} block {index}); use position='after_add'")
-            if hasattr(host.module, attr):
-                raise ValueError(f"{host.name} already has a block {attr!r}")
+            offered = offered_positions(host.module)
+            if position not in offered:
+                raise ValueError(f"position {position!r} is not offered by {type(host.module).__name__} "
+                                 f"({host.name}, {stage} block {index}); it offers {list(offered)}")
+            if not isinstance(getattr(host.module, position, nn.Identity()), nn.Identity):
+                raise ValueError(f"{host.name}.{position} already holds a "
+                                 f"{type(getattr(host.module, position)).__name__}")
             todo.append(host)
 
     for host in todo:
-        kwargs = dict(block_kwargs)
+        as_host(host.module)
+        channels = host_channels(host.module)
+        kwargs = {**INSERT_DEFAULTS.get(block, {}), **block_kwargs}
         if block == "glore" and "mid" not in kwargs:
-            kwargs["mid"] = max(1, host.channels // 4)
-        new = create_block(block, host.channels, **kwargs)
+            kwargs["mid"] = max(1, channels // 4)
+        new = create_block(block, channels, **kwargs)
         param = next(host.module.parameters(), None)
         if param is not None:
             new = new.to(device=param.device, dtype=param.dtype)
-        host.module.add_module(attr, new)
-        target = host.module if position == "after_add" else host.norm
-        target.register_forward_hook(_ApplyBlock(new, host.split))
-    if todo:
-        _guard_hooks_under_compile()
+        host.module.add_module(position, new)
     return model
 
 
-def _guard_hooks_under_compile() -> None:
-    """Make torch.compile check modules' hooks before it reuses a compiled graph.
+def check_block_kwargs(block: str, block_kwargs: Mapping) -> None:
+    """Raise a ``TypeError`` naming any option ``block`` does not take, and those it does."""
+    import inspect
 
-    By default dynamo does not (``torch._dynamo.config.skip_nnmodule_hook_guards``), so a model that
-    differs from an already compiled one only by its forward hooks, as a backbone with inserted
-    blocks differs from the plain backbone, reuses the plain backbone's graph and silently skips
-    the blocks: compiling ``resnet18`` and then ``resnet18`` + GloRe in one process gave the plain
-    network's output (tests/test_models_insert.py). The guards this adds are checked on each call
-    of a compiled module; they cost next to nothing against a network's forward.
-    """
-    torch._dynamo.config.skip_nnmodule_hook_guards = False
+    params = inspect.signature(BLOCKS[block]).parameters
+    accepted = sorted(n for n, p in params.items() if p.kind == p.KEYWORD_ONLY)
+    unknown = sorted(set(block_kwargs) - set(accepted))
+    if unknown:
+        raise TypeError(f"block {block!r} does not take the option(s) {unknown}; it takes {accepted}")
 
 
 def inserted_blocks(model: nn.Module) -> dict[str, nn.Module]:
     """Qualified name -> block for every block inserted by :func:`insert_blocks`."""
-    suffixes = tuple(f"{b}_{p}" for b in BLOCKS for p in POSITIONS)
-    return {name: m for name, m in model.named_modules() if name.rsplit(".", 1)[-1] in suffixes}
+    block_types = tuple(BLOCKS.values())
+    return {name: m for name, m in model.named_modules()
+            if name.rsplit(".", 1)[-1] in SLOTS and isinstance(m, block_types)}

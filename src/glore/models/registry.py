@@ -1,9 +1,11 @@
 """The papers' configurations, registered with timm: ``timm.create_model("resnet50_glore_0_3")``.
 
-Importing :mod:`glore.models` registers them. Each entrypoint builds the timm backbone with random
-weights and inserts the blocks; ``pretrained=True`` is refused (nothing is downloaded; load local
-weights with ``timm.create_model(name, checkpoint_path=...)`` or ``glore.models.create_model(...,
-checkpoint=...)``). Other keyword arguments (``num_classes``, ``drop_rate``, ...) go to the backbone.
+Importing :mod:`glore.models` registers them, each with a ``pretrained_cfg``: its backbone's default
+one (input size, mean/std, crop, and the backbone's ImageNet weights), under the configuration's
+name. ``pretrained=True`` loads those backbone weights the way timm loads any model's (hub, cache,
+or ``pretrained_cfg_overlay=dict(file=...)``) and leaves the blocks as initialised, the identity.
+Every other keyword (``num_classes``, ``features_only``, ``drop_path_rate``, ...) means what it
+means for the backbone in ``timm.create_model``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from timm.models import register_model
+from timm.models import generate_default_cfgs, get_pretrained_cfg, register_model
 
 from .insert import DEFAULT_POSITION, resolve_units
 
@@ -52,18 +54,19 @@ CONFIGS: dict[str, ModelConfig] = {
 }
 
 
-def build_config(name: str, **backbone_kwargs):
-    """Build registered configuration ``name``; ``backbone_kwargs`` go to ``timm.create_model``."""
-    import timm
+def blocks_of(cfg: ModelConfig) -> dict:
+    """:func:`glore.models.insert_blocks` arguments of configuration ``cfg``."""
+    return dict(block=cfg.block, units=cfg.units, position=cfg.position, **cfg.block_kwargs)
 
-    from .insert import insert_blocks
+
+def build_config(name: str, pretrained: bool = False, **kwargs):
+    """Build registered configuration ``name``; ``kwargs`` as for ``timm.create_model``."""
+    from .factory import build_timm
 
     if name not in CONFIGS:
         raise ValueError(f"unknown configuration {name!r}; expected one of {sorted(CONFIGS)}")
     cfg = CONFIGS[name]
-    model = timm.create_model(cfg.backbone, pretrained=False, **backbone_kwargs)
-    return insert_blocks(model, block=cfg.block, units=cfg.units, position=cfg.position,
-                         **cfg.block_kwargs)
+    return build_timm(name, cfg.backbone, blocks_of(cfg), pretrained=pretrained, **kwargs)
 
 
 def find_config(backbone: str, block: str | None, units, position: str | None, block_kwargs: Mapping,
@@ -89,18 +92,27 @@ def find_config(backbone: str, block: str | None, units, position: str | None, b
 
 def _entrypoint(name: str):
     def entrypoint(pretrained: bool = False, **kwargs):
-        if pretrained:
-            raise ValueError(f"{name}: pretrained=True is not supported (no downloads); load a local "
-                             f"file with checkpoint_path=... instead, got pretrained={pretrained!r}")
-        for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
-            kwargs.pop(key, None)
-        return build_config(name, **kwargs)
+        return build_config(name, pretrained=pretrained, **kwargs)
 
     entrypoint.__name__ = entrypoint.__qualname__ = name
     entrypoint.__module__ = __name__
     entrypoint.__doc__ = f"{CONFIGS[name].description}: {CONFIGS[name]}"
     return entrypoint
 
+
+def _pretrained_cfgs() -> dict:
+    """``"<configuration>.<tag>"`` -> the default pretrained cfg of its backbone (same tag)."""
+    cfgs = {}
+    for name, cfg in CONFIGS.items():
+        base = get_pretrained_cfg(cfg.backbone).to_dict()
+        tag = base.pop("tag", None)
+        base.pop("architecture", None)
+        cfgs[f"{name}.{tag}" if tag else name] = base
+    return cfgs
+
+
+# read by timm's register_model: each configuration's pretrained cfg
+default_cfgs = generate_default_cfgs(_pretrained_cfgs())
 
 for _name in CONFIGS:
     globals()[_name] = register_model(_entrypoint(_name))

@@ -202,11 +202,15 @@ def feature_channels(backbone: nn.Module) -> tuple[int, int]:
 
 
 def create_backbone(name: str = "resnet50", *, multigrid: Sequence[int] | None = (1, 2, 4),
-                    output_stride: int | None = None, **kwargs) -> nn.Module:
+                    output_stride: int | None = None, pretrained: bool | str | os.PathLike = False,
+                    blocks: Mapping | None = None, **kwargs) -> nn.Module:
     """Backbone returning ``[c4, c5]``.
 
     A timm ResNet at ``output_stride`` 8 by default (dilations 2, 4; 16 and 32 also accepted), with
-    multi-grid in res5; or a backbone of :data:`LOCAL_BACKBONES` (fixed stride, no multi-grid).
+    multi-grid in res5, built by :func:`glore.models.create_model` (so ``pretrained`` and
+    ``blocks``, its ``block``/``units``/``position``/``block_kwargs``, e.g. GCNet's GC in c3-c5:
+    ``dict(block="gc", units="all", block_kwargs={"ratio": 1/4})``); or a backbone of
+    :data:`LOCAL_BACKBONES` (fixed stride, no multi-grid, no pretrained weights or blocks).
     """
     if name in LOCAL_BACKBONES:
         cls = LOCAL_BACKBONES[name]
@@ -216,17 +220,17 @@ def create_backbone(name: str = "resnet50", *, multigrid: Sequence[int] | None =
         if multigrid is not None:
             raise ValueError(f"backbone {name!r} has no res5 stage for multi-grid; pass multigrid=None, "
                              f"got {multigrid!r}")
+        if pretrained or blocks:
+            raise ValueError(f"backbone {name!r} takes no pretrained weights or blocks, got "
+                             f"pretrained={pretrained!r}, blocks={blocks!r}")
         return cls(**kwargs)
+    from .factory import create_model
+
     output_stride = 8 if output_stride is None else output_stride
     if output_stride not in (8, 16, 32):
         raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
-    try:
-        backbone = timm.create_model(name, pretrained=False, features_only=True, out_indices=(3, 4),
-                                     output_stride=output_stride, **kwargs)
-    except RuntimeError as exc:  # timm: unknown model
-        raise ValueError(f"unknown backbone {name!r} ({exc})") from exc
-    except TypeError as exc:
-        raise ValueError(f"backbone {name!r} does not support output_stride/features_only ({exc})") from exc
+    backbone = create_model(name, pretrained=pretrained, **dict(blocks or {}), features_only=True,
+                            out_indices=(3, 4), output_stride=output_stride, **kwargs)
     if multigrid is not None:
         stage = getattr(backbone, "layer4", None)
         if stage is None:
@@ -240,7 +244,8 @@ def create_segmenter(backbone: str = "resnet50", *, head: str | None = "glore", 
                      aux_weight: float = 0.4, channels: int = 512, aux_channels: int = 256,
                      dropout: float = 0.1, concat_input: bool | None = None,
                      block_kwargs: Mapping | None = None, output_stride: int | None = None,
-                     checkpoint: str | os.PathLike | None = None, backbone_kwargs: Mapping | None = None
+                     checkpoint: str | os.PathLike | None = None, backbone_kwargs: Mapping | None = None,
+                     pretrained: bool | str | os.PathLike = False, backbone_blocks: Mapping | None = None,
                      ) -> Segmenter:
     """Build a dilated FCN segmenter (GloRe paper §4.3; GCNet §5.4).
 
@@ -262,12 +267,17 @@ def create_segmenter(backbone: str = "resnet50", *, head: str | None = "glore", 
         checkpoint: weights to load: a segmenter state dict (all keys loaded strictly) or a
             classification checkpoint of the same backbone (its backbone weights; ``fc`` dropped).
         backbone_kwargs: extra options for ``timm.create_model``.
+        pretrained: the backbone's ImageNet weights, as :func:`glore.models.create_model` takes
+            them (``True``: timm's hub or cache; a path: a local file of the backbone's weights).
+        backbone_blocks: blocks inside the dilated backbone, as ``create_model``'s ``block``,
+            ``units``, ``position``, ``block_kwargs`` (GCNet: GC r=4 in every block of c3-c5,
+            ``dict(block="gc", units="all", block_kwargs={"ratio": 1/4})``).
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     head = _check_head(head)
     net = create_backbone(backbone, multigrid=multigrid, output_stride=output_stride,
-                          **dict(backbone_kwargs or {}))
+                          pretrained=pretrained, blocks=backbone_blocks, **dict(backbone_kwargs or {}))
     c4_channels, c5_channels = feature_channels(net)
     model = Segmenter(
         net,

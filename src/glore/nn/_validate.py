@@ -1,8 +1,16 @@
-"""Argument and input checks shared by the blocks: errors name the expected and the given value."""
+"""Argument and input checks shared by the blocks (errors name the expected and the given value),
+and the re-initialisation they share.
+
+The blocks call :func:`check_block_input` first thing in ``forward``. Each module that calls it
+registers it with ``torch.fx.wrap``, so that ``torch.fx.symbolic_trace`` (and torchvision's and
+timm's feature extractors, which use it) records the check as one call in the graph instead of
+tracing its Python conditions: a traced model still validates its inputs.
+"""
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 
 def check_positive_int(name: str, value) -> int:
@@ -33,3 +41,11 @@ def check_block_input(block: str, x: torch.Tensor, channels: int) -> None:
                          f"channels (shape {tuple(x.shape)})")
     if any(s <= 0 for s in x.shape):
         raise ValueError(f"{block} expects non-empty dims, got shape {tuple(x.shape)}")
+
+
+def reset_submodules(block: nn.Module) -> None:
+    """Re-initialise every parameterised submodule of ``block`` (convs, norms) as at construction;
+    the block then applies its own zero-initialisation."""
+    for module in block.modules():
+        if module is not block and hasattr(module, "reset_parameters"):
+            module.reset_parameters()

@@ -1,13 +1,17 @@
-"""Global context block (Cao et al., GCNet, papers/004 Eq. 5) and its ablation variants."""
+"""Global context block of "Global Context Networks" (Cao et al., arXiv 2012.13375, Eq. 5) and its
+ablation variants, squeeze-excitation among them."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from ._validate import check_block_input, check_choice, check_positive_int
+from ._validate import check_block_input, check_choice, check_positive_int, reset_submodules
 from .non_local import ContextAttention, attention_pool
 from .pointwise import Pointwise
+
+torch.fx.wrap("check_block_input")
 
 
 def _hidden_width(channels: int, ratio: float) -> int:
@@ -46,7 +50,18 @@ class GlobalContext(nn.Module):
                 nn.ReLU(inplace=True),
                 Pointwise(hidden, channels),
             )
-        if zero_init:
+        self.zero_init = zero_init
+        self.gate_scale = 1.0           # scale fusion: x * gate_scale * sigmoid(t)
+        self.zero_init_last()
+
+    def reset_parameters(self) -> None:
+        """Initialise as at construction: with ``zero_init``, the last conv starts at zero."""
+        reset_submodules(self)
+        self.zero_init_last()
+
+    def zero_init_last(self) -> None:
+        """With ``zero_init``, zero the last layer (the block's residual branch starts at zero)."""
+        if self.zero_init:
             nn.init.zeros_(self.transform[-1].weight)
             nn.init.zeros_(self.transform[-1].bias)
 
@@ -57,10 +72,12 @@ class GlobalContext(nn.Module):
         return attention_pool(flat, self.attention(flat))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_block_input(type(self).__name__, x, self.channels)
-        t = self.transform(self.pool(x.flatten(2)))
-        t = t.view(*t.shape[:2], *([1] * (x.dim() - 2)))
-        return x + t if self.fusion == "add" else x * torch.sigmoid(t)
+        if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
+            check_block_input(type(self).__name__, x, self.channels)
+        flat = x.flatten(2)
+        t = self.transform(self.pool(flat))                 # (B, C, 1): the same at every position
+        z = flat + t if self.fusion == "add" else flat * (torch.sigmoid(t) * self.gate_scale)
+        return z.view_as(x)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, pooling={self.pooling!r}, fusion={self.fusion!r}"
@@ -70,17 +87,23 @@ class _ChannelLayerNorm(nn.LayerNorm):
     """LayerNorm over the channel axis of a ``(B, C, 1)`` tensor."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+        x = F.layer_norm(x.transpose(1, 2), self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.transpose(1, 2)
 
 
 class SqueezeExcite(GlobalContext):
     """Squeeze-and-excitation (Hu et al.): average pooling, conv-ReLU-conv, sigmoid scaling.
 
     GCNet §4 shows SE as a global context block with ``avg`` pooling, ``scale`` fusion and no
-    LayerNorm; this class is exactly that configuration (last conv not zero-initialised, so that the
-    scale starts near the standard SE's rather than at sigmoid(0) everywhere).
+    LayerNorm; this class is exactly that configuration. By default the last conv is not
+    zero-initialised, so that the scale starts near the standard SE's rather than at sigmoid(0)
+    everywhere. With ``zero_init`` the gate is ``2 sigmoid(t)`` and the last conv starts at zero:
+    the gate is then 1 everywhere and the block starts as the identity, which is how
+    :func:`glore.models.insert_blocks` puts SE into a (pretrained) backbone. (The standard gate
+    ``sigmoid(t)`` cannot start at 1; the factor 2 only widens its range to ``(0, 2)``.)
     """
 
-    def __init__(self, channels: int, *, ratio: float = 1 / 16):
+    def __init__(self, channels: int, *, ratio: float = 1 / 16, zero_init: bool = False):
         super().__init__(channels, ratio=ratio, pooling="avg", fusion="scale", layer_norm=False,
-                         zero_init=False)
+                         zero_init=zero_init)
+        self.gate_scale = 2.0 if zero_init else 1.0

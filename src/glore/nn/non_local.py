@@ -1,4 +1,5 @@
-"""Non-local block (Wang et al., CVPR 2018) and the simplified non-local block (GCNet, papers/004)."""
+"""Non-local block (Wang et al., "Non-local Neural Networks", CVPR 2018) and the simplified non-local
+block of "Global Context Networks" (Cao et al., arXiv 2012.13375)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import check_block_input, check_choice, check_positive_int
+from ._validate import check_block_input, check_choice, check_positive_int, reset_submodules
 from .pointwise import Pointwise
+
+torch.fx.wrap("check_block_input")
 
 PAIRWISE = ("embedded_gaussian", "gaussian", "dot_product", "concat")
 
@@ -24,27 +27,29 @@ class PairwiseAttention(nn.Module):
     def __init__(self, channels: int, inner: int, pairwise: str):
         super().__init__()
         self.pairwise = check_choice("pairwise", pairwise, PAIRWISE)
-        if pairwise != "gaussian":
-            self.query = Pointwise(channels, inner)
-            self.key = Pointwise(channels, inner)
-        if pairwise == "concat":
-            self.concat = Pointwise(2 * inner, 1, bias=False)
+        self.inner, embedded = inner, pairwise != "gaussian"
+        # unused convs are None rather than absent, so that TorchScript resolves the branches
+        self.query = Pointwise(channels, inner) if embedded else None
+        self.key = Pointwise(channels, inner) if embedded else None
+        self.concat = Pointwise(2 * inner, 1, bias=False) if pairwise == "concat" else None
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Weights of queries ``x`` ``(B, C, L)`` over keys ``context`` ``(B, C, L')`` (default ``x``)."""
         context = x if context is None else context
         num_keys = context.shape[-1]
-        if self.pairwise == "gaussian":
+        if self.query is None or self.key is None:              # gaussian
             return torch.softmax(torch.matmul(x.transpose(1, 2), context), dim=-1)
         q, k = self.query(x), self.key(context)                 # (B, inner, L), (B, inner, L')
+        if self.concat is not None:
+            # w^T [q_i; k_j] = w_q . q_i + w_k . k_j, without building the (2*inner, L, L) tensor
+            w = self.concat.weight[0, :, 0]
+            w_q, w_k = w[: self.inner], w[self.inner:]
+            scores = torch.matmul(w_q, q)[:, :, None] + torch.matmul(w_k, k)[:, None, :]
+            return F.relu(scores) / num_keys
+        scores = torch.matmul(q.transpose(1, 2), k)
         if self.pairwise == "embedded_gaussian":
-            return torch.softmax(torch.matmul(q.transpose(1, 2), k), dim=-1)
-        if self.pairwise == "dot_product":
-            return torch.matmul(q.transpose(1, 2), k) / num_keys
-        # concat: w^T [q_i; k_j] = w_q . q_i + w_k . k_j, without building the (2*inner, L, L) tensor
-        w_q, w_k = self.concat.weight[0, :, 0].chunk(2)
-        scores = torch.matmul(w_q, q)[:, :, None] + torch.matmul(w_k, k)[:, None, :]
-        return F.relu(scores) / num_keys
+            return torch.softmax(scores, dim=-1)
+        return scores / num_keys                                # dot_product
 
 
 class NonLocal(nn.Module):
@@ -72,11 +77,22 @@ class NonLocal(nn.Module):
         self.value = Pointwise(channels, inner)
         self.out = Pointwise(inner, channels, bias=False)
         self.norm = nn.BatchNorm1d(channels)
-        if zero_init:
+        self.zero_init = zero_init
+        self.zero_init_last()
+
+    def reset_parameters(self) -> None:
+        """Initialise as at construction: with ``zero_init``, the block is the identity."""
+        reset_submodules(self)
+        self.zero_init_last()
+
+    def zero_init_last(self) -> None:
+        """With ``zero_init``, zero the last layer (the block's residual branch starts at zero)."""
+        if self.zero_init:
             nn.init.zeros_(self.norm.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_block_input(type(self).__name__, x, self.channels)
+        if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
+            check_block_input(type(self).__name__, x, self.channels)
         flat = x.flatten(2)
         context = subsample_keys(x).flatten(2) if self.sub_sample else flat
         attn = self.attention(flat, context)                          # (B, L, L')
@@ -88,6 +104,7 @@ class NonLocal(nn.Module):
                 f"sub_sample={self.sub_sample}")
 
 
+@torch.fx.wrap          # chooses the pooling by x.dim(): one call in an FX graph
 def subsample_keys(x: torch.Tensor) -> torch.Tensor:
     """The key/value positions of ``NonLocal(sub_sample=True)``: 2x2 max pooling over the last two
     dims (the last one only for 1-D inputs; time is kept in 3-D); ceil mode keeps odd sizes covered."""
@@ -126,15 +143,26 @@ class SimplifiedNonLocal(nn.Module):
         self.channels = check_positive_int("channels", channels)
         self.attention = ContextAttention(channels)
         self.value = Pointwise(channels, channels)
-        if zero_init:
+        self.zero_init = zero_init
+        self.zero_init_last()
+
+    def reset_parameters(self) -> None:
+        """Initialise as at construction: with ``zero_init``, the block is the identity."""
+        reset_submodules(self)
+        self.zero_init_last()
+
+    def zero_init_last(self) -> None:
+        """With ``zero_init``, zero the last layer (the block's residual branch starts at zero)."""
+        if self.zero_init:
             nn.init.zeros_(self.value.weight)
             nn.init.zeros_(self.value.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_block_input(type(self).__name__, x, self.channels)
+        if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
+            check_block_input(type(self).__name__, x, self.channels)
         flat = x.flatten(2)
         context = self.value(attention_pool(flat, self.attention(flat)))   # (B, C, 1)
-        return x + context.view(*context.shape[:2], *([1] * (x.dim() - 2)))
+        return (flat + context).view_as(x)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}"

@@ -32,6 +32,7 @@ class Pointwise(nn.Conv1d):
         return pointwise(x, self.weight, self.bias)
 
 
+@torch.fx.wrap          # its layout test is Python control flow: one call in an FX graph
 def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """The 1x1 convolution of :class:`Pointwise` with a conv weight ``(out, in, 1)``, in ``x``'s layout."""
     matrix = weight.squeeze(2)          # a view: its backward allocates nothing

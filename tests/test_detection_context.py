@@ -39,7 +39,7 @@ def test_plain_detector_cannot_see_the_key_and_glore_can():
     data = DetDigits("val", num_samples=4, **cfg["data"]["options"])
     plain = build_detector(cfg["model"])
     glore = build_detector(load_config(os.path.join(CONFIGS, "det_digits_glore.yaml"))["model"])
-    unit = glore.backbone.body.layer1[1].glore_after_add
+    unit = glore.backbone.body.layer1[1].after_add
     torch.nn.init.ones_(unit.norm.weight)                   # leave the identity initialisation
     for index in range(4):
         image, other, boxes = _recoloured_key(data, index)

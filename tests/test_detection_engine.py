@@ -74,8 +74,8 @@ def test_det_digits_datamodule_and_module_shapes():
                                                                               "data.val_samples=2"])
     module = build_module(cfg)
     assert module.monitor == "val/bbox/ap" and not module.segm
-    assert [n for n in dict(module.model.named_modules()) if n.endswith("glore_after_add")] == [
-        "backbone.body.layer1.1.glore_after_add"]
+    assert [n for n in dict(module.model.named_modules()) if n.endswith("after_add")] == [
+        "backbone.body.layer1.1.after_add"]
     dm = build_datamodule(cfg)
     dm.setup("fit")
     gt = dm.val_ground_truth()

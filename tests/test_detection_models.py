@@ -28,7 +28,7 @@ def test_gc_c3_c5_parameters_match_gcnet_table_5e(ratio, paper_m):
     # GCNet (arXiv 2012.13375) Table 5(e): Mask R-CNN R50-FPN + GC after_1x1 in every block of c3-c5
     model = create_detector("maskrcnn", "resnet50", block="gc", units="all", block_kwargs={"ratio": ratio})
     blocks = inserted_blocks(model)
-    assert len(blocks) == 4 + 6 + 3 and all(n.endswith("gc_after_1x1") for n in blocks)
+    assert len(blocks) == 4 + 6 + 3 and all(n.endswith(".after_1x1") for n in blocks)
     assert abs(_params(model) / 1e6 / paper_m - 1) < 0.01
     # the paper's mmdetection heads predict 80 classes + background: the counts then round to the table's
     mmdet = create_detector("maskrcnn", "resnet50", block="gc", units="all", block_kwargs={"ratio": ratio},
@@ -44,7 +44,7 @@ def test_blocks_at_identity_give_the_plain_detections(block, units, kwargs):
     extended = create_detector("maskrcnn", "resnet18", num_classes=3, block=block, units=units,
                                block_kwargs=kwargs, **SMALL).eval()
     missing, unexpected = extended.load_state_dict(plain.state_dict(), strict=False)
-    assert not unexpected and missing and all(f"{block}_after" in k for k in missing)
+    assert not unexpected and missing and all(".after_" in k for k in missing)
     images = [torch.rand(3, 64, 64), torch.rand(3, 48, 64)]
     with torch.no_grad():
         ours, theirs = extended(images), plain(images)
@@ -62,13 +62,13 @@ def test_frozen_bn_and_trainable_layers():
     assert isinstance(body.bn1, FrozenBatchNorm2d) and isinstance(body.layer2[0].bn2, FrozenBatchNorm2d)
     assert not body.conv1.weight.requires_grad and not body.layer1[0].conv1.weight.requires_grad
     assert body.layer2[0].conv1.weight.requires_grad
-    assert all(p.requires_grad for p in inserted_blocks(model)["backbone.body.layer2.0.gc_after_1x1"].parameters())
+    assert all(p.requires_grad for p in inserted_blocks(model)["backbone.body.layer2.0.after_1x1"].parameters())
 
 
 def test_bad_options_are_named():
     with pytest.raises(ValueError, match=r"frozen_bn|trainable_layers=3 freezes"):
         create_detector("fasterrcnn", "resnet18", trainable_layers=3, block="gc", units={"res2": 1}, **SMALL)
-    with pytest.raises(ValueError, match=r"layer3.0.gc_after_1x1.* returned_layers=\[1, 2\]"):
+    with pytest.raises(ValueError, match=r"layer3.0.after_1x1.* returned_layers=\[1, 2\]"):
         create_detector("fasterrcnn", "resnet18", block="gc", units="all", **SMALL)
     with pytest.raises(ValueError, match="arch must be one of"):
         create_detector("retinanet")

@@ -112,6 +112,9 @@ def test_coco_evaluate_scores_perfect_and_shifted_detections(tree):
     for iou_type in ("bbox", "segm"):
         stats = coco_evaluate(ann, results, iou_type)
         assert tuple(stats) == STAT_NAMES and stats["ap"] == pytest.approx(1.0) and stats["ar100"] == pytest.approx(1.0)
+    swapped = [{**r, "category_id": 3 - r["category_id"]} for r in results]   # every class wrong
+    assert coco_evaluate(ann, swapped, "bbox")["ap"] == 0.0
+    assert coco_evaluate(ann, swapped, "bbox", class_agnostic=True)["ap"] == pytest.approx(1.0)
     worse = coco_evaluate(ann, to_coco_results(shifted, ids), "bbox")
     assert worse["ap"] < 0.5 and worse["ap50"] < 1.0
     assert coco_evaluate(ann, [], "bbox") == {name: 0.0 for name in STAT_NAMES}

@@ -34,7 +34,8 @@ Metrics: the 12 COCOeval numbers for ``bbox`` (and ``segm`` with Mask R-CNN) as 
 ``val/segm/``. Training logs ``train/loss`` and each of torchvision's losses (``train/loss_classifier``...).
 
 ``evaluate`` options (``glore evaluate --opt name=value``): ``detections`` (the COCO results file to
-write, default ``<output_dir>/detections.json``), ``limit`` (the first N images), ``device``.
+write, default ``<output_dir>/detections.json``), ``limit`` (the first N images), ``device``,
+``class_agnostic`` (also ``val/bbox_agnostic/...``: the boxes scored whatever their class).
 """
 
 from __future__ import annotations
@@ -90,14 +91,19 @@ def _gather(items: list) -> list:
     return [item for part in parts for item in part]
 
 
-def coco_metrics(ground_truth, results: list, image_ids, *, segm: bool, prefix: str = "val/") -> dict:
-    """``{prefix + "bbox/ap": ...}``: COCOeval's 12 numbers per IoU type over ``image_ids``."""
+def coco_metrics(ground_truth, results: list, image_ids, *, segm: bool, prefix: str = "val/",
+                 class_agnostic: bool = False) -> dict:
+    """``{prefix + "bbox/ap": ...}``: COCOeval's 12 numbers per IoU type over ``image_ids``; with
+    ``class_agnostic`` also those of the boxes regardless of category (``bbox_agnostic/...``)."""
     from glore.metrics.coco import coco_evaluate
 
     out = {}
     for iou_type in ("bbox", "segm") if segm else ("bbox",):
         stats = coco_evaluate(ground_truth, results, iou_type, image_ids=image_ids)
         out.update({f"{prefix}{iou_type}/{name}": value for name, value in stats.items()})
+    if class_agnostic:
+        stats = coco_evaluate(ground_truth, results, "bbox", image_ids=image_ids, class_agnostic=True)
+        out.update({f"{prefix}bbox_agnostic/{name}": value for name, value in stats.items()})
     return out
 
 
@@ -232,7 +238,7 @@ def build_datamodule(cfg: dict) -> DetectionData:
 
 @torch.no_grad()
 def evaluate(module: DetectionModule, datamodule: DetectionData, cfg: dict, *, detections: str | None = None,
-             limit: int | None = None, device: str | None = None) -> dict:
+             limit: int | None = None, device: str | None = None, class_agnostic: bool = False) -> dict:
     """COCO metrics of ``module`` on the validation split; writes the detections in the COCO results
     format (``segmentation`` as RLE) to ``detections`` (default ``<output_dir>/detections.json``)."""
     from glore.metrics.coco import to_coco_results, write_results
@@ -252,7 +258,8 @@ def evaluate(module: DetectionModule, datamodule: DetectionData, cfg: dict, *, d
         results.extend(to_coco_results(outputs, batch_ids))
         ids.extend(batch_ids)
     path = write_results(results, detections or os.path.join(os.fspath(cfg["output_dir"]), "detections.json"))
-    values = coco_metrics(datamodule.val_ground_truth(), results, ids, segm=module.segm)
+    values = coco_metrics(datamodule.val_ground_truth(), results, ids, segm=module.segm,
+                          class_agnostic=bool(class_agnostic))
     values["val/images"] = float(n)
     values["val/detections"] = float(len(results))
     print(f"detections written to {path}")

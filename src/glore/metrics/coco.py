@@ -75,11 +75,13 @@ def write_results(results: Iterable[dict], path: str | os.PathLike) -> str:
     return path
 
 
-def coco_evaluate(annotations, results, iou_type: str = "bbox", *, image_ids: Sequence[int] | None = None) -> dict[str, float]:
+def coco_evaluate(annotations, results, iou_type: str = "bbox", *, image_ids: Sequence[int] | None = None,
+                  class_agnostic: bool = False) -> dict[str, float]:
     """The 12 ``COCOeval`` statistics of ``results`` (a list or a results JSON path) against the ground
     truth ``annotations`` (path, dict or ``COCO``), restricted to ``image_ids`` when given (e.g. the
     images a partial validation run saw). ``segm`` ignores the results' ``bbox``, ``bbox`` their
-    ``segmentation``. With no detections at all every statistic is 0."""
+    ``segmentation``. ``class_agnostic`` scores the boxes whatever their category (COCOeval's
+    ``useCats = 0``): localisation alone. With no detections at all every statistic is 0."""
     from pycocotools.cocoeval import COCOeval
 
     if iou_type not in IOU_TYPES:
@@ -103,6 +105,8 @@ def coco_evaluate(annotations, results, iou_type: str = "bbox", *, image_ids: Se
     with contextlib.redirect_stdout(io.StringIO()):
         dt = gt.loadRes(results)
         evaluator = COCOeval(gt, dt, iou_type)
+        if class_agnostic:
+            evaluator.params.useCats = 0
         if image_ids is not None:
             evaluator.params.imgIds = sorted(set(int(i) for i in image_ids))
         evaluator.evaluate()

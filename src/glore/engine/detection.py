@@ -82,13 +82,17 @@ def collate(batch):
     return tuple(zip(*batch))
 
 
-def _gather(items: list) -> list:
-    """``items`` of every process, concatenated (the same list on all of them)."""
+def _gather(per_image: dict) -> dict:
+    """``{image_id: results}`` of every process, merged (the same on all of them). An image that a
+    ``DistributedSampler`` gave two processes (to even out the shards) counts once."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return items
+        return per_image
     parts = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(parts, items)
-    return [item for part in parts for item in part]
+    torch.distributed.all_gather_object(parts, per_image)
+    merged = {}
+    for part in parts:
+        merged.update(part)
+    return merged
 
 
 def coco_metrics(ground_truth, results: list, image_ids, *, segm: bool, prefix: str = "val/",
@@ -118,8 +122,7 @@ class DetectionModule(TaskModule):
         _dataset_name(self.cfg)
         self.model = build_detector(self.cfg["model"])
         self.segm = hasattr(self.model.roi_heads, "mask_predictor") and self.model.roi_heads.mask_predictor is not None
-        self._results: list = []
-        self._image_ids: list = []
+        self._val_results: dict = {}       # image id -> its COCO results
 
     def forward(self, images, targets=None):
         return self.model(list(images), None if targets is None else list(targets))
@@ -140,14 +143,16 @@ class DetectionModule(TaskModule):
 
         images, targets = batch
         outputs = self.model(list(images))
-        ids = [int(t["image_id"]) for t in targets]
-        self._results.extend(to_coco_results(outputs, ids))
-        self._image_ids.extend(ids)
+        for output, target in zip(outputs, targets):
+            image_id = int(target["image_id"])
+            self._val_results[image_id] = to_coco_results([output], [image_id])
 
     def on_validation_epoch_end(self) -> None:
-        results, ids = _gather(self._results), _gather(self._image_ids)
-        self._results, self._image_ids = [], []
-        values = coco_metrics(self.trainer.datamodule.val_ground_truth(), results, ids, segm=self.segm)
+        per_image = _gather(self._val_results)
+        self._val_results = {}
+        results = [r for image_id in sorted(per_image) for r in per_image[image_id]]
+        values = coco_metrics(self.trainer.datamodule.val_ground_truth(), results, sorted(per_image),
+                              segm=self.segm)
         for key, value in values.items():     # every process computed the same numbers
             self.log(key, value, prog_bar=key == self.monitor, sync_dist=False, rank_zero_only=False)
 

@@ -104,3 +104,32 @@ def test_summary_of_a_detector_counts_all_its_parameters():
     assert paper_figures("maskrcnn", "resnet50", block="gc", units="all", block_kwargs={"ratio": 1 / 4}) == []
     assert paper_figures("fasterrcnn", "resnet50") == []
     assert torch.is_tensor(DenseDetector(model, proposals=2, detections=2)(torch.zeros(1, 3, 40, 50))[0])
+
+
+def test_det_digits_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypatch):
+    import torch
+
+    from glore.engine import runner
+    from glore.engine.checkpoint import load_checkpoint_file
+    from glore.engine.detection import DetectionModule
+
+    def crash_after_first_epoch(self):
+        if self.current_epoch == 1:
+            raise RuntimeError("simulated crash")
+
+    def cfg(out):
+        return load_config(os.path.join(CONFIGS, "det_digits_gc.yaml"), TINY + [
+            f"output_dir={out}", "trainer.max_epochs=2", "trainer.limit_train_batches=null", "data.train_samples=4",
+            "data.val_samples=2", "optim.warmup_steps=1"])
+
+    runner.train(cfg(tmp_path / "straight"))
+    straight = load_checkpoint_file(tmp_path / "straight" / "checkpoints" / "last.ckpt")
+    with monkeypatch.context() as patch:
+        patch.setattr(DetectionModule, "on_train_epoch_start", crash_after_first_epoch, raising=False)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            runner.train(cfg(tmp_path / "resumed"))
+    runner.train(cfg(tmp_path / "resumed"), resume="last")
+    resumed = load_checkpoint_file(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    assert resumed["global_step"] == straight["global_step"] == 4
+    for key, value in straight["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][key], value), key

@@ -21,7 +21,8 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 # timm's own model tests (tests/test_models.py of the pinned timm's sdist) on glore's registered
-# configurations: conformance/timm_glore.py deselects every other model
+# configurations: conformance/timm_glore.py deselects every other model; its pretrained-loading
+# tests read stand-in weights from a hub cache that conformance/hub_cache.py writes (offline)
 TIMM_VERSION := $(shell sed -n 's/.*"timm==\([0-9.]*\)".*/\1/p' pyproject.toml)
 TIMM_TESTS := build/timm-$(TIMM_VERSION)
 
@@ -33,7 +34,9 @@ $(TIMM_TESTS)/tests/test_models.py: $(STAMP)
 	$(PY) -m pip install --quiet pytest-timeout
 
 timm-tests: $(TIMM_TESTS)/tests/test_models.py
-	cd $(TIMM_TESTS) && PYTHONPATH=$(CURDIR)/conformance $(CURDIR)/$(PY) -m pytest tests/test_models.py \
+	HF_HOME=$(CURDIR)/$(TIMM_TESTS)/hf-home $(PY) conformance/hub_cache.py
+	cd $(TIMM_TESTS) && HF_HOME=$(CURDIR)/$(TIMM_TESTS)/hf-home HF_HUB_OFFLINE=1 \
+		PYTHONPATH=$(CURDIR)/conformance $(CURDIR)/$(PY) -m pytest tests/test_models.py \
 		-p timm_glore -p no:cacheprovider -n 2 -q
 
 clean:

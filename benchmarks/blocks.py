@@ -99,7 +99,7 @@ def module_flops(block: nn.Module, shape: tuple[int, ...]) -> int:
 
 
 def glore_macs(b: int, c: int, mid: int, length: int) -> dict[str, int]:
-    """Multiply-adds of the GloRe unit's forward, by step (DESIGN.md §1; N = mid, C_s = 2 mid)."""
+    """Multiply-adds of the GloRe unit's forward, by step (GloRe paper §3; N = mid, C_s = 2 mid)."""
     n, s = mid, 2 * mid
     return {"reduce": b * s * c * length, "project": b * n * c * length, "V": b * s * n * length,
             "gcn_node": b * n * n * s, "gcn_state": b * s * s * n, "reverse": b * s * n * length,

@@ -46,3 +46,41 @@ def test_demo_rejects_unknown_variant_and_option(tmp_path):
         demo.run(tmp_path, variants=("resnet",), progress=False, threads=None)
     with pytest.raises(ValueError, match="unknown budget options"):
         demo.run(tmp_path, variants=("glore",), progress=False, threads=None, learning_rate=1.0)
+
+
+def test_video_demo_tiny_budget_writes_summary_curves_and_checkpoints(tmp_path, capsys):
+    from glore.models.video import distant_clips_net
+
+    summary = demo.run(tmp_path, seed=1, task="video", variants=("baseline", "glore"), progress=False,
+                       threads=None, epochs=1, train_samples=64, val_samples=32, batch_size=32)
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written == json.loads(json.dumps(summary))
+    assert written["_config"]["task"] == "distant-clips/select" and written["_config"]["num_frames"] == 8
+    for name in ("baseline", "glore"):
+        r = written[name]
+        assert 0.0 <= r["val_acc"] <= 1.0 and r["curve"] == [r["val_acc"]]
+        assert r["params"] > 0 and r["gmacs"] > 0
+    assert written["glore"]["params"] > written["baseline"]["params"]
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    table = capsys.readouterr().out
+    assert "baseline" in table and "glore" in table and "val_acc" in table
+    ckpt = torch.load(tmp_path / "glore" / "model.pt", weights_only=True)
+    assert ckpt["model"] == "distant_clips_net"
+    model = distant_clips_net(**ckpt["model_kwargs"])
+    model.load_state_dict(ckpt["state_dict"])
+    assert model.eval()(torch.rand(2, 1, 8, 36, 36)).shape == (2, 10)
+
+
+def test_demo_command_line_task_and_glore_demo_entry(tmp_path, monkeypatch):
+    from glore import cli
+
+    calls = []
+    monkeypatch.setattr(demo, "run", lambda output, **kw: calls.append((str(output), kw)))
+    assert cli.main(["demo", "video", "--epochs", "2", "--variants", "glore"]) == 0
+    assert demo.main(["--task", "video", "--output", str(tmp_path)]) == 0
+    assert demo.main([]) == 0
+    (out1, kw1), (out2, kw2), (out3, kw3) = calls
+    assert out1 == "results/demo_video" and kw1["task"] == "video" and kw1["epochs"] == 2
+    assert kw1["variants"] == ["glore"] and kw1["train_samples"] == demo.VIDEO_DEFAULTS["train_samples"]
+    assert out2 == str(tmp_path) and kw2["epochs"] == demo.VIDEO_DEFAULTS["epochs"]
+    assert out3 == "results/demo" and kw3["task"] == "image" and kw3["epochs"] == demo.DEFAULTS["epochs"]

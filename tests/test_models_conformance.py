@@ -105,7 +105,7 @@ def test_gcnet_nl_sits_before_the_last_block_of_res4():
     model = _meta("resnet50_nl")
     assert list(inserted_blocks(model)) == ["layer3.4.after_add"]
     assert len(model.layer3) == 6
-    # one NL in ResNet-50 c4 adds 2.10M parameters (DESIGN.md §2)
+    # one NL in ResNet-50 c4 adds 2.10M parameters (GCNet Table 8a)
     assert count_parameters(inserted_blocks(model)["layer3.4.after_add"]) / 1e6 == \
         pytest.approx(2.10, abs=0.005)
 

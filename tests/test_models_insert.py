@@ -45,7 +45,7 @@ def test_glore_units_in_resnet50_sit_where_the_paper_puts_them():
     assert sorted(blocks) == sorted(["layer2.0.after_add", "layer2.2.after_add",
                                      "layer3.0.after_add", "layer3.2.after_add",
                                      "layer3.4.after_add"])
-    # mid = the stage's bottleneck width: 128 in Res3, 256 in Res4 (DESIGN.md §1)
+    # mid = the stage's bottleneck width: 128 in Res3, 256 in Res4 (GloRe paper §4.2)
     assert blocks["layer2.0.after_add"].num_nodes == 128
     assert blocks["layer3.4.after_add"].num_nodes == 256
     assert blocks["layer3.4.after_add"].channels == 1024

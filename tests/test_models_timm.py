@@ -152,6 +152,21 @@ def test_fx_feature_extraction_of_a_model_with_blocks(block):
     assert out["c4"].shape == (2, 256, 4, 4)
 
 
+@pytest.mark.parametrize("name, block", [("resnet18", "glore"), ("resnet18", "se"),
+                                         ("tv_resnet18", "gc"), ("dpn68", "nl")])
+def test_torchscript_of_a_model_with_blocks(name, block):
+    kwargs = {} if name.startswith("tv_") else {"scriptable": True}
+    model = create_model(name, block=block, units=(1, 1), position="after_add", **kwargs).eval()
+    for unit in inserted_blocks(model).values():       # away from the identity
+        for p in unit.parameters():
+            torch.nn.init.normal_(p, std=0.1)
+    scripted = torch.jit.script(model)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(X), model(X))
+    assert any(isinstance(getattr(m, "after_add", None), torch.jit.RecursiveScriptModule)
+               for m in scripted.modules())
+
+
 @pytest.mark.parametrize("block", BLOCKS)
 def test_meta_device_build_then_reset_is_the_identity_again(r18, block):
     base, path = r18

@@ -1,7 +1,8 @@
-"""Where papers/003 failed: ResNet-18 + one GloRe unit after res4, trained with their optimiser.
+"""Where an independent reproduction failed: ResNet-18 + one GloRe unit after res4, trained with
+their optimiser.
 
-papers/003 (ResNet-18 on CUB-200, SGD lr 0.04, momentum 0.9, weight decay 5e-4, batch 32, 16 nodes,
-256 states) reports "huge loss, not trainable". Our unit starts as the identity (zero-initialised
+The reproduction (slides by Gee Ho Kim, Seoul National University: ResNet-18 on CUB-200, SGD lr
+0.04, momentum 0.9, weight decay 5e-4, batch 32, 16 nodes, 256 states) reports "huge loss, not trainable". Our unit starts as the identity (zero-initialised
 output BatchNorm) and divides the projected node features by the number of positions, so the same
 recipe trains. docs/demo.md has the measured comparison without those two features.
 """
@@ -26,7 +27,7 @@ def _train_003(steps: int, *, canvas: int = 32, seed: int = 0, **unit_kwargs):
     torch.manual_seed(seed)
     data = DistantDigits("train", num_samples=steps * BATCH, canvas=canvas, min_distance=4, seed=seed)
     model = timm.create_model("resnet18", pretrained=False, num_classes=10, in_chans=1)
-    # res4 = timm's layer3 (256 channels, as in papers/003's "256 -> 256"); after its last block
+    # res4 = timm's layer3 (256 channels, as in the reproduction's "256 -> 256"); after its last block
     insert_blocks(model, block="glore", units={"res4": [2]}, num_nodes=16, num_state=256, **unit_kwargs)
     opt = torch.optim.SGD(model.parameters(), lr=0.04, momentum=0.9, weight_decay=5e-4)
     model.train()
@@ -56,7 +57,7 @@ def test_resnet18_glore_after_res4_trains_with_papers_003_recipe():
 
 
 def ablation(*, canvas: int = 64, steps: int = 100, seed: int = 0) -> list[dict]:
-    """The papers/003 recipe with our unit, without zero-init BN, without normalisation, without both.
+    """The reproduction's recipe with our unit, without zero-init BN, without normalisation, without both.
 
     ``python tests/test_stability.py`` prints one JSON line per variant (docs/demo.md quotes them).
     """
@@ -80,7 +81,7 @@ def ablation(*, canvas: int = 64, steps: int = 100, seed: int = 0) -> list[dict]
 
 
 def unit_scale(sides=(2, 14, 28)) -> list[dict]:
-    """One papers/003 unit (256 channels, 16 nodes, 256 states) on res4-like features of ``L = side²``.
+    """One unit of the reproduction (256 channels, 16 nodes, 256 states) on res4-like features of ``L = side²``.
 
     Reports the std of the unit's branch before its BatchNorm, the std of what the unit adds to its
     input at initialisation (train mode), with and without normalisation and zero-init.

@@ -10,8 +10,8 @@ from PIL import Image
 
 from glore.data.moving_digits import MovingDigits
 from glore.data.video import VideoFolder, VideoReadError, count_video_frames, sample_clip_indices
-from glore.data.video_transforms import (CenterCrop, RandomCrop, RandomHorizontalFlip, ToFloatClip,
-                                         eval_transform, train_transform)
+from glore.data.video_transforms import (CenterCrop, MultiCrop, RandomCrop, RandomHorizontalFlip,
+                                         ToFloatClip, eval_transform, train_transform)
 
 BITS = 6   # frame i shows its index in binary: 6 vertical bands of 8 pixels, white for a 1 bit
 
@@ -222,3 +222,38 @@ def test_moving_digits_splits_use_disjoint_images():
     assert not any(np.array_equal(train.images[0], v) for v in val.images[:50])
     with pytest.raises(ValueError, match="'valid'"):
         MovingDigits("valid")
+
+
+def test_multi_crop_left_center_right_and_portrait():
+    clip = torch.arange(40.0).expand(3, 2, 30, 40)             # pixel value = its column
+    crops = MultiCrop(30, 3)(clip)
+    assert crops.shape == (3, 3, 2, 30, 30)
+    assert [int(c[0, 0, 0, 0]) for c in crops] == [0, 5, 10]   # left, center, right
+    portrait = torch.arange(40.0)[:, None].expand(3, 2, 40, 30)
+    assert [int(c[0, 0, 0, 0]) for c in MultiCrop(30, 3)(portrait)] == [0, 5, 10]   # top, center, bottom
+    torch.testing.assert_close(MultiCrop(30, 1)(clip)[0], CenterCrop(30)(clip))
+    three = eval_transform(crop=30, short_side=30, num_crops=3, mean=None)
+    frames = torch.zeros(2, 30, 40, 3, dtype=torch.uint8)
+    assert three(frames).shape == (3, 3, 2, 30, 30)
+    with pytest.raises(ValueError, match="num must be a positive integer, got 0"):
+        MultiCrop(30, 0)
+
+
+def test_multi_mode_stacks_clips_then_crops(tree):
+    ds = VideoFolder(tree, num_frames=2, stride=4, mode="multi", num_clips=3,
+                     transform=eval_transform(crop=32, short_side=32, num_crops=3, mean=None))
+    clips, _ = ds[0]
+    assert clips.shape == (9, 3, 2, 32, 32)
+    # clip-major: views 0-2 are the three crops of the first clip (same frames, shifted windows)
+    assert torch.equal(clips[0, :, :, :, 8:24], clips[1, :, :, :, 0:16])
+
+
+def test_unreadable_videos_met_in_workers_are_counted_in_the_main_process(tree):
+    broken = tree / "run" / "a.mp4"
+    broken.write_bytes(broken.read_bytes()[:200])
+    ds = VideoFolder(tree, num_frames=2, stride=1, mode="center", skip_unreadable=True)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert sum(len(labels) for _, labels in loader) == len(ds)
+    assert ds.unreadable == {str(broken)}

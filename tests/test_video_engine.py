@@ -70,13 +70,16 @@ def test_one_training_step_then_clip_and_video_top1(tmp_path, kinetics):
     assert any(k.startswith("conv1") for k in changed)        # the step updated the weights
 
     result = runner.evaluate(str(ckpt), num_clips=3)
-    assert result["num_videos"] == 3 and result["num_clips"] == 3
+    assert result["num_videos"] == 3 and result["num_clips"] == 3 and result["num_crops"] == 3
+    assert result["unreadable"] == 0
+    assert result["video_top5"] == 100.0                # 3 classes: the true one is always in the top 5
     for key in ("clip_top1", "video_top1"):
         assert 0.0 <= result[key] <= 100.0
         assert result[key] * 3 / 100 == pytest.approx(round(result[key] * 3 / 100))   # k of 3 videos
     assert runner.evaluate(str(ckpt), clips=2, limit_batches=1)["num_clips"] == 2   # glore evaluate --clips
-    with pytest.raises(ValueError, match="'crops'"):
-        runner.evaluate(str(ckpt), crops=3)
+    assert runner.evaluate(str(ckpt), num_crops=1, limit_batches=1)["num_crops"] == 1
+    with pytest.raises(ValueError, match="'views'"):
+        runner.evaluate(str(ckpt), views=3)
 
 
 def test_video_top1_averages_the_clip_scores(tmp_path, kinetics):
@@ -107,10 +110,51 @@ def test_video_top1_averages_the_clip_scores(tmp_path, kinetics):
             return out
 
     module.model = Scripted()
-    result = video_task.evaluate(module, data, cfg, num_clips=3)
+    result = video_task.evaluate(module, data, cfg, num_clips=3, num_crops=1)
     assert result["clip_top1"] == 0.0
     assert result["video_top1"] == 100.0
     assert module.model.seen == 3 + 3 * 3
+
+
+def test_video_top1_and_top5_average_clips_and_crops(tmp_path, kinetics):
+    cfg = video_cfg(tmp_path, kinetics, num_classes=8)
+    cfg["data"]["short_side"] = 32                      # frames 32 x 39: three 32 x 32 crops
+    module = video_task.build_module(cfg)
+    data = video_task.build_datamodule(cfg)
+
+    class Scripted(torch.nn.Module):
+        """Call 1 scores the 3 center clips; then one call per video (videos in class order 0, 1, 2)
+        of 2 clips x 3 crops. Each crop votes strongly for its own wrong class (4, 5 or 6), every view
+        a little for one class (the true one for videos 0 and 1, 7 for video 2): only averaging all
+        six views ranks that class first. Video 2's true class comes 5th (after 7, 4, 5, 6)."""
+
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def forward(self, x):
+            self.calls.append(tuple(x.shape))
+            out = torch.zeros(x.shape[0], 8)
+            if len(self.calls) == 1:
+                return out
+            video = len(self.calls) - 2
+            for view in range(x.shape[0]):
+                out[view, 4 + view % 3] = 3.0
+                out[view, video if video < 2 else 7] = 2.5
+                out[view, 3] = 1.0
+            if video == 2:
+                out[:, 2] = 1.5
+            return out
+
+    module.model = Scripted()
+    result = video_task.evaluate(module, data, cfg, num_clips=2, num_crops=3, batch_size=6)
+    assert module.model.calls == [(3, 3, 4, 32, 32)] + [(6, 3, 4, 32, 32)] * 3
+    assert result["video_top1"] == pytest.approx(100 * 2 / 3)
+    assert result["video_top5"] == 100.0
+    assert result["num_clips"] == 2 and result["num_crops"] == 3
+    module.model = Scripted()
+    video_task.evaluate(module, data, cfg, num_clips=2, num_crops=1, batch_size=3)
+    assert module.model.calls == [(3, 3, 4, 32, 32)] + [(2, 3, 4, 32, 32)] * 3
 
 
 def test_moving_digits_config_trains_one_step(tmp_path):

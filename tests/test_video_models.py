@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from glore.models import create_video_model
-from glore.models.video import PreActBottleneck, VideoResNet, inflate_model, inflate_state_dict
+from glore.models.video import (DEFAULT_POSITIONS, PreActBottleneck, VideoResNet, inflate_model,
+                                inflate_state_dict)
 from glore.nn import GlobalContext, GloRe, NonLocal
 
 
@@ -32,16 +33,34 @@ def test_parameter_counts_match_the_released_layout():
 
 
 def test_units_sit_after_blocks_1_3_of_res3_and_1_3_5_of_res4():
-    for name, depth3 in (("resnet50_3d", 6), ("resnet101_3d", 23)):
-        model = tiny(name)
+    for name, depth3, res4 in (("resnet50_3d", 6, ["0", "2", "4"]),
+                               ("resnet101_3d", 23, ["5", "11", "17"]),   # the authors' R101 placement
+                               ("resnet101_3d_old", 23, ["0", "2", "4"])):
+        kw = {"positions": DEFAULT_POSITIONS} if name.endswith("_old") else {}
+        model = tiny(name.removesuffix("_old"), **kw)
         assert len(model.layer3.blocks) == depth3
         assert sorted(model.layer2.units) == ["0", "2"]
-        assert sorted(model.layer3.units) == ["0", "2", "4"]
+        assert sorted(model.layer3.units, key=int) == res4
         assert not model.layer1.units and not model.layer4.units
         units = [m for m in model.modules() if isinstance(m, GloRe)]
         assert len(units) == 5
         # mid = host stage width: res3 128, res4 256 (scaled by width_mult 1/8)
         assert [u.num_nodes for u in units] == [16, 16, 32, 32, 32]
+
+
+def test_resnet101_parameter_counts_for_both_placements():
+    baseline = n_params(create_video_model("resnet101_3d", block=None))
+    authors = create_video_model("resnet101_3d")
+    old = create_video_model("resnet101_3d", positions=DEFAULT_POSITIONS)
+    assert baseline == 51_695_984
+    assert n_params(authors) == n_params(old) == 57_442_672
+    assert sorted(authors.layer3.units, key=int) == ["5", "11", "17"]
+
+
+def test_batchnorm_eps_is_the_releases():
+    model = tiny(block="glore")
+    eps = {m.eps for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    assert eps == {1e-4}
 
 
 @pytest.mark.parametrize("block, cls", [("nl", NonLocal), ("gc", GlobalContext)])
@@ -193,9 +212,9 @@ def test_2d_twin_and_inflated_3d_agree_on_static_clips_away_from_borders():
         f3 = model_3d.forward_features(clip)
     assert f3.shape[2] == frames // 2
     center = f3[:, :, frames // 4]
-    torch.testing.assert_close(center, f2, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(center, f2, rtol=1e-3, atol=1e-3)   # float32 sums of 3 taps over 16 blocks
     # the borders see the zero temporal padding: the check above is not vacuous
-    assert not torch.allclose(f3[:, :, 0], f2, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(f3[:, :, 0], f2, rtol=1e-3, atol=1e-3)
 
 
 def test_inflated_glore_units_act_framewise_on_static_clips():

@@ -11,6 +11,7 @@ COMMAND_MODULES = (
     "glore.engine.commands",      # train, evaluate
     "glore.analysis.commands",    # summary
     "glore.analysis.analyze_commands",  # analyze projections|attention|query-independence|graph
+    "glore.demo",                 # demo [image|video]
 )
 
 

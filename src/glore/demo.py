@@ -6,6 +6,10 @@ and writes ``<output>/summary.json`` and ``<output>/curves.png``; each variant's
 ``<output>/<variant>/model.pt`` (see ``docs/demo.md`` for the format).
 
     python -m glore.demo --output results/demo [--seed 0] [--epochs 5] [--variants baseline,glore,gc,nl]
+
+``--task video`` does the same on the video set ``distant-clips`` with
+:func:`glore.models.video.distant_clips_net` (default output ``results/demo_video``; see
+``docs/video.md``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,28 @@ DEFAULTS = {
     "min_distance": 14,
 }
 
+# the video task's budget (``--task video``): distant-clips, 8 frames of 36x36
+VIDEO_DEFAULTS = {
+    "epochs": 8,
+    "train_samples": 10000,
+    "val_samples": 2000,
+    "batch_size": 32,
+    "lr": 3e-3,
+    "weight_decay": 0.05,
+    "width": 16,
+    "num_frames": 8,
+    "canvas": 36,
+    "min_distance": 13,
+    "min_gap": 3,
+}
+TASKS = ("image", "video")
+DEFAULT_OUTPUT = {"image": "results/demo", "video": "results/demo_video"}
+
+
+def _memory_format(x: torch.Tensor):
+    """Channels-last for images (4-d) and clips (5-d): the faster convolution layout on CPU."""
+    return torch.channels_last_3d if x.dim() == 5 else torch.channels_last
+
 
 def _progress(it, total: int, desc: str, enabled: bool):
     """A minimal progress bar on stderr (no extra dependency)."""
@@ -61,7 +87,8 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     model.eval()
     correct = 0
     for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size].contiguous(memory_format=torch.channels_last)
+        x = images[i:i + batch_size]
+        x = x.contiguous(memory_format=_memory_format(x))
         correct += int((model(x).argmax(1) == labels[i:i + batch_size]).sum())
     return correct / len(images)
 
@@ -71,10 +98,12 @@ def train_variant(model: torch.nn.Module, train, val, *, epochs: int, batch_size
     """Train with AdamW and a one-cycle schedule; return ``{"val_acc", "curve", "sec_per_epoch"}``.
 
     ``train`` and ``val`` are datasets exposing ``images`` and ``labels`` tensors (as
-    :class:`glore.data.DistantDigits` does); batches are sliced from them directly.
+    :class:`glore.data.DistantDigits` and :class:`glore.data.DistantClips` do); batches are sliced
+    from them directly.
     """
     gen = torch.Generator().manual_seed(seed)
-    model = model.to(memory_format=torch.channels_last)
+    memory_format = _memory_format(train.images)
+    model = model.to(memory_format=memory_format)
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
@@ -92,7 +121,7 @@ def train_variant(model: torch.nn.Module, train, val, *, epochs: int, batch_size
                           f"{desc} epoch {epoch + 1}/{epochs}", progress)
         for step in steps:
             idx = order[step * batch_size:(step + 1) * batch_size]
-            x = train.images[idx].contiguous(memory_format=torch.channels_last)
+            x = train.images[idx].contiguous(memory_format=memory_format)
             loss = F.cross_entropy(model(x), train.labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -119,33 +148,58 @@ def count_gmacs(model: torch.nn.Module, input_size) -> float:
     return float(summary(model, input_size=tuple(input_size))["gmacs"])
 
 
-def run(output: str | Path, *, seed: int = 0, variants=tuple(VARIANTS), progress: bool = True,
-        threads: int | None = 2, **budget) -> dict:
-    """Train every variant in ``variants`` and write ``summary.json`` and ``curves.png``."""
-    from glore.data.distant_digits import DistantDigits
-    from glore.models.small import distant_digits_net
+def _task_setup(task: str, cfg: dict, seed: int):
+    """``(train, val, build(block) -> model, model name, data_kwargs, input size, title)`` of a task."""
+    if task == "image":
+        from glore.data.distant_digits import DistantDigits
+        from glore.models.small import distant_digits_net
 
-    unknown = set(budget) - set(DEFAULTS)
+        data_kw = {"canvas": cfg["canvas"], "min_distance": cfg["min_distance"], "seed": seed}
+        train = DistantDigits("train", num_samples=cfg["train_samples"], **data_kw)
+        val = DistantDigits("val", num_samples=cfg["val_samples"], **data_kw)
+        return (train, val, lambda block: distant_digits_net(block=block, width=cfg["width"]),
+                "distant_digits_net", data_kw, (1, cfg["canvas"], cfg["canvas"]), "distant-digits / select")
+    from glore.data.distant_clips import DistantClips
+    from glore.models.video import distant_clips_net
+
+    data_kw = {"num_frames": cfg["num_frames"], "canvas": cfg["canvas"], "min_distance": cfg["min_distance"],
+               "min_gap": cfg["min_gap"], "seed": seed}
+    train = DistantClips("train", num_samples=cfg["train_samples"], **data_kw)
+    val = DistantClips("val", num_samples=cfg["val_samples"], **data_kw)
+    return (train, val, lambda block: distant_clips_net(block=block, width=cfg["width"]),
+            "distant_clips_net", data_kw, (1, cfg["num_frames"], cfg["canvas"], cfg["canvas"]),
+            "distant-clips / select")
+
+
+def run(output: str | Path, *, seed: int = 0, variants=tuple(VARIANTS), progress: bool = True,
+        threads: int | None = 2, task: str = "image", **budget) -> dict:
+    """Train every variant in ``variants`` and write ``summary.json`` and ``curves.png``.
+
+    ``task="image"`` (``make demo``) uses ``distant-digits`` and :data:`DEFAULTS`; ``task="video"``
+    uses ``distant-clips`` and :data:`VIDEO_DEFAULTS`.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
+    defaults = DEFAULTS if task == "image" else VIDEO_DEFAULTS
+    unknown = set(budget) - set(defaults)
     if unknown:
-        raise ValueError(f"unknown budget options {sorted(unknown)}; expected some of {sorted(DEFAULTS)}")
+        raise ValueError(f"unknown budget options {sorted(unknown)}; expected some of {sorted(defaults)}")
     bad = [v for v in variants if v not in VARIANTS]
     if bad or not variants:
         raise ValueError(f"variants must be a non-empty subset of {list(VARIANTS)}, got {list(variants)}")
-    cfg = {**DEFAULTS, **budget}
+    cfg = {**defaults, **budget}
     if threads:
         torch.set_num_threads(threads)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    data_kw = {"canvas": cfg["canvas"], "min_distance": cfg["min_distance"], "seed": seed}
-    train = DistantDigits("train", num_samples=cfg["train_samples"], **data_kw)
-    val = DistantDigits("val", num_samples=cfg["val_samples"], **data_kw)
+    train, val, build, model_name, data_kw, input_size, title = _task_setup(task, cfg, seed)
 
     results = {}
     for name in variants:
         torch.manual_seed(seed)
-        model = distant_digits_net(block=VARIANTS[name], width=cfg["width"])
+        model = build(VARIANTS[name])
         params = sum(p.numel() for p in model.parameters())
-        gmacs = count_gmacs(model, (1, cfg["canvas"], cfg["canvas"]))
+        gmacs = count_gmacs(model, input_size)
         res = train_variant(model, train, val, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
                             lr=cfg["lr"], weight_decay=cfg["weight_decay"], seed=seed,
                             progress=progress, desc=name)
@@ -154,15 +208,16 @@ def run(output: str | Path, *, seed: int = 0, variants=tuple(VARIANTS), progress
                          "curve": res["curve"],
                          "train_loss": res["train_loss"]}
         (output / name).mkdir(exist_ok=True)
-        save_atomic({"model": "distant_digits_net",
+        save_atomic({"model": model_name,
                      "model_kwargs": {"block": VARIANTS[name], "width": cfg["width"],
                                       **model.block_kwargs},
                      "data_kwargs": data_kw, "state_dict": model.state_dict(),
                      "val_acc": res["val_acc"]}, output / name / "model.pt")
 
-    summary = {**results, "_config": {**cfg, "seed": seed, "task": "select"}}
+    summary = {**results, "_config": {**cfg, "seed": seed,
+                                      "task": "select" if task == "image" else "distant-clips/select"}}
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
-    plot_curves(results, output / "curves.png")
+    plot_curves(results, output / "curves.png", title=title)
     print(format_table(results))
     return summary
 
@@ -175,7 +230,7 @@ def format_table(results: dict) -> str:
     return "\n".join(rows)
 
 
-def plot_curves(results: dict, path: Path) -> None:
+def plot_curves(results: dict, path: Path, *, title: str = "distant-digits / select") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -186,7 +241,7 @@ def plot_curves(results: dict, path: Path) -> None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy")
     ax.set_ylim(0, 1)
-    ax.set_title("distant-digits / select")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -194,21 +249,46 @@ def plot_curves(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m glore.demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--output", default="results/demo")
+def _add_arguments(parser: argparse.ArgumentParser, *, task_positional: bool = False) -> None:
+    if task_positional:       # glore demo [image|video]
+        parser.add_argument("task", nargs="?", choices=TASKS, default="image",
+                            help="image: distant-digits (make demo); video: distant-clips")
+    else:
+        parser.add_argument("--task", choices=TASKS, default="image",
+                            help="image: distant-digits (make demo); video: distant-clips")
+    parser.add_argument("--output", default=None, help="default results/demo (image), results/demo_video")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
+    parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--train-samples", type=int, default=DEFAULTS["train_samples"])
-    parser.add_argument("--val-samples", type=int, default=DEFAULTS["val_samples"])
+    parser.add_argument("--train-samples", type=int, default=None)
+    parser.add_argument("--val-samples", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    run(args.output, seed=args.seed, variants=[v.strip() for v in args.variants.split(",") if v.strip()],
-        progress=not args.no_progress, threads=args.threads, epochs=args.epochs,
-        train_samples=args.train_samples, val_samples=args.val_samples)
+
+
+def _run_args(args: argparse.Namespace) -> int:
+    defaults = DEFAULTS if args.task == "image" else VIDEO_DEFAULTS
+    budget = {key: defaults[key] if value is None else value
+              for key, value in (("epochs", args.epochs), ("train_samples", args.train_samples),
+                                 ("val_samples", args.val_samples))}
+    run(args.output or DEFAULT_OUTPUT[args.task], seed=args.seed,
+        variants=[v.strip() for v in args.variants.split(",") if v.strip()],
+        progress=not args.no_progress, threads=args.threads, task=args.task, **budget)
     return 0
+
+
+def register(subparsers) -> None:
+    """``glore demo [image|video]``: the same as ``python -m glore.demo [--task video]``."""
+    p = subparsers.add_parser("demo", help="baseline vs + GloRe / GC / NL on a built-in relational task",
+                              description=__doc__.split("\n")[0])
+    _add_arguments(p, task_positional=True)
+    p.set_defaults(func=_run_args)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m glore.demo", description=__doc__.split("\n")[0])
+    _add_arguments(parser)
+    return _run_args(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Attention maps of NL, SNL and GC blocks over the input (GCNet Figures 2 and 5, papers/004)."""
+"""Attention maps of NL, SNL and GC blocks over the input ("Global Context Networks", arXiv 2012.13375, Figures 2 and 5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The average cosine distance of GCNet §3.2.2 (papers/004, Tables 1-3)."""
+"""The average cosine distance of GCNet §3.2.2 ("Global Context Networks", arXiv 2012.13375, Tables 1-3)."""
 
 from __future__ import annotations
 

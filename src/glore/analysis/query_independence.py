@@ -1,4 +1,4 @@
-"""Query-independence statistics of non-local blocks (GCNet §3.2.2, Table 1, papers/004)."""
+"""Query-independence statistics of non-local blocks ("Global Context Networks", arXiv 2012.13375, §3.2.2, Table 1)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ _EXPORTS = {
     "CityscapesSegmentation": "glore.data.cityscapes",
     "SegDigits": "glore.data.seg_digits",
     "MovingDigits": "glore.data.moving_digits",
+    "DistantClips": "glore.data.distant_clips",
     "VideoFolder": "glore.data.video",
     "VideoReadError": "glore.data.video",
 }

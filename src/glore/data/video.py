@@ -14,18 +14,22 @@ Clip sampling (GloRe paper §4.4): ``num_frames`` frames ``stride`` apart (8 x 8
 - ``mode="train"``: a random start; videos shorter than the clip span are looped.
 - ``mode="center"``: the center clip (clip top-1).
 - ``mode="multi"``: ``num_clips`` evenly spaced clips (video top-1 averages their scores); an item is
-  then ``(clips (K, C, T, H, W), label)``.
+  then ``(clips (K, C, T, H, W), label)``, or ``(K * crops, C, T, H, W)`` when the transform returns
+  several crops per clip (:class:`glore.data.video_transforms.MultiCrop`), clip-major.
 
 A video that cannot be decoded raises :class:`VideoReadError` naming the file; with
 ``skip_unreadable=True`` it is reported once (a warning) and the next readable video is returned in
-its place. The unreadable paths are collected in ``dataset.unreadable``.
+its place. The unreadable paths are collected in ``dataset.unreadable``, also those met in the
+``DataLoader``'s worker processes (they append to a small file the main process reads).
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import tempfile
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -34,7 +38,7 @@ import torch
 from torch.utils.data import Dataset
 
 __all__ = [
-    "VideoFolder", "VideoReadError", "sample_clip_indices", "read_video_frames", "count_video_frames",
+    "VideoFolder", "VideoReadError", "UnreadableLog", "sample_clip_indices", "read_video_frames", "count_video_frames",
     "VIDEO_EXTENSIONS", "FRAME_EXTENSIONS",
 ]
 
@@ -126,6 +130,91 @@ def _decode_file(path: Path) -> list:
     return frames
 
 
+# A wanted frame at most this many frames after the last decoded one is reached by decoding on; a
+# farther one by seeking to the key frame before it. Either way the work per clip is bounded by the
+# clip's span plus one group of pictures, whatever the video's length.
+_SEEK_GAP = 64
+
+
+def _header_frame_count(container, stream) -> int:
+    """Frame count from the container's header (``stream.frames``, else duration x rate); 0 if unknown."""
+    if stream.frames and stream.frames > 0:
+        return int(stream.frames)
+    rate = stream.average_rate or stream.guessed_rate
+    if not rate:
+        return 0
+    if stream.duration and stream.time_base:
+        return int(stream.duration * stream.time_base * rate)
+    if container.duration:                               # microseconds
+        return int(container.duration * rate / 1_000_000)
+    return 0
+
+
+def _seek_frames(container, stream, wanted: list[int]) -> dict[int, np.ndarray] | None:
+    """Decode only the ``wanted`` frame indices (sorted), seeking between far-apart ones.
+
+    Frame ``i`` is the one whose presentation time is ``i / rate`` after the stream's start. Returns
+    ``None`` when the file does not allow it (no rate or timestamps, a seek that lands after the
+    wanted frame, or a frame past the end): the caller then decodes the whole file.
+    """
+    rate, tb = stream.average_rate or stream.guessed_rate, stream.time_base
+    if not rate or not tb:
+        return None
+    start = stream.start_time or 0
+    out: dict[int, np.ndarray] = {}
+    frames, last = None, None
+    for target in wanted:
+        if target in out:
+            continue
+        if frames is None or last is None or not last < target <= last + _SEEK_GAP:
+            container.seek(start + int(target / rate / tb), stream=stream, backward=True, any_frame=False)
+            frames, last = container.decode(stream), None
+        for frame in frames:
+            if frame.pts is None:
+                return None
+            index = round(float((frame.pts - start) * tb * rate))
+            if last is None and index > target:          # the seek overshot the wanted frame
+                return None
+            last = index
+            if index in wanted:
+                out[index] = frame.to_ndarray(format="rgb24")
+            if index >= target:
+                break
+        if target not in out:                            # past the end, or a gap in the timestamps
+            return None
+    return out
+
+
+def _read_file_clips(path: Path, clips_fn: Callable[[int], list[list[int]]]):
+    """``(clips, {index: RGB frame})`` of a video file, decoding only the frames the clips need.
+
+    The clips are chosen from the header's frame count; when the header has none, or seeking fails
+    (see :func:`_seek_frames`), the whole file is decoded and the clips chosen from the decoded count.
+    """
+    import av
+
+    if not path.is_file():
+        raise VideoReadError(f"cannot read video {path}: no such file")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoReadError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            count = _header_frame_count(container, stream)
+            if count > 0:
+                clips = clips_fn(count)
+                frames = _seek_frames(container, stream, sorted({i for clip in clips for i in clip}))
+                if frames is not None:
+                    return clips, frames
+    except VideoReadError:
+        raise
+    except Exception as exc:   # av.error.* and OSError: unreadable, truncated, not a video
+        raise VideoReadError(f"cannot read video {path}: {type(exc).__name__}: {exc}") from exc
+    decoded = _decode_file(path)
+    clips = clips_fn(len(decoded))
+    return clips, {i: decoded[i].to_ndarray(format="rgb24") for clip in clips for i in clip}
+
+
 def _read_image(path: Path) -> np.ndarray:
     from PIL import Image
 
@@ -138,8 +227,13 @@ def _read_image(path: Path) -> np.ndarray:
 
 def read_video_frames(path: str | Path, clips_fn: Callable[[int], list[list[int]]]) -> list[torch.Tensor]:
     """Decode ``path`` and return the clips chosen by ``clips_fn(num_video_frames)`` as ``uint8``
-    ``(T, H, W, 3)`` tensors. The count passed to ``clips_fn`` is the number of frames actually decoded
-    (frame folders: files), so a file whose header overstates its length still samples valid indices.
+    ``(T, H, W, 3)`` tensors.
+
+    Video files are read by seeking (PyAV): only the groups of pictures that hold a clip's frames are
+    decoded, so the cost does not grow with the video's length. The count passed to ``clips_fn`` is
+    the header's; when the header has none or overstates the length (a wanted frame is past the end),
+    the whole file is decoded and ``clips_fn`` gets the number of frames actually decoded. For frame
+    folders it is the number of files.
     """
     path = Path(path)
     if _is_frame_folder(path):
@@ -150,11 +244,7 @@ def read_video_frames(path: str | Path, clips_fn: Callable[[int], list[list[int]
             cache[index] = _read_image(files[index])
         frames = cache
     else:
-        if not path.is_file():
-            raise VideoReadError(f"cannot read video {path}: no such file")
-        decoded = _decode_file(path)
-        clips = clips_fn(len(decoded))
-        frames = {i: decoded[i].to_ndarray(format="rgb24") for clip in clips for i in clip}
+        clips, frames = _read_file_clips(path, clips_fn)
     out = []
     for clip in clips:
         shapes = {frames[i].shape for i in clip}
@@ -225,6 +315,45 @@ def _read_annotations(root: Path, annotations: Path, classes: list[str] | None
     return items, classes
 
 
+def _remove_owned(path: str, owner: int) -> None:
+    if os.getpid() == owner:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+
+
+class UnreadableLog:
+    """Paths of unreadable videos, shared between a dataset and its copies in worker processes.
+
+    Workers hold a copy of the dataset (forked or pickled), so a set on the dataset would only fill in
+    the worker. Each skip appends one line to a file created by the main process; :meth:`paths` reads
+    it back there. The file is removed when the main process's log is collected.
+    """
+
+    def __init__(self):
+        fd, self.path = tempfile.mkstemp(prefix="glore-unreadable-", suffix=".txt")
+        os.close(fd)
+        self._finalizer = weakref.finalize(self, _remove_owned, self.path, os.getpid())
+
+    def __getstate__(self):
+        return {"path": self.path}
+
+    def __setstate__(self, state):
+        self.path = state["path"]
+
+    def add(self, path: str) -> None:
+        with open(self.path, "a") as f:      # one short append: atomic between processes
+            f.write(path + "\n")
+
+    def paths(self) -> set[str]:
+        try:
+            with open(self.path) as f:
+                return {line.rstrip("\n") for line in f if line.strip()}
+        except FileNotFoundError:
+            return set()
+
+
 class VideoFolder(Dataset):
     """Clips from a Kinetics-style split folder (see the module docstring).
 
@@ -271,7 +400,12 @@ class VideoFolder(Dataset):
         self.root, self.mode = root, mode
         self.num_frames, self.stride, self.num_clips = num_frames, stride, num_clips
         self.transform, self.skip_unreadable, self.generator = transform, skip_unreadable, generator
-        self.unreadable: set[str] = set()
+        self._unreadable = UnreadableLog() if skip_unreadable else None
+
+    @property
+    def unreadable(self) -> set[str]:
+        """Paths skipped as unreadable so far, in this process and in the DataLoader's workers."""
+        return self._unreadable.paths() if self._unreadable is not None else set()
 
     @property
     def targets(self) -> list[int]:
@@ -291,8 +425,8 @@ class VideoFolder(Dataset):
             clips = [self.transform(c) for c in clips]
         else:
             clips = [c.permute(3, 0, 1, 2).float() / 255.0 for c in clips]
-        if self.mode == "multi":
-            return torch.stack(clips), label
+        if self.mode == "multi":   # (clips x crops, C, T, H, W) when the transform makes several crops
+            return torch.cat([c if c.dim() == 5 else c[None] for c in clips]), label
         return clips[0], label
 
     def __getitem__(self, index: int):
@@ -305,6 +439,6 @@ class VideoFolder(Dataset):
             except VideoReadError as exc:
                 path = str(self.samples[i][0])
                 if path not in self.unreadable:
-                    self.unreadable.add(path)
+                    self._unreadable.add(path)
                     warnings.warn(f"skipping unreadable video: {exc}", stacklevel=2)
         raise VideoReadError(f"{self.root}: no readable video among {len(self.samples)}")

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "ToFloatClip", "ShortSideScale", "RandomShortSideScale", "CenterCrop", "RandomCrop",
+    "ToFloatClip", "ShortSideScale", "RandomShortSideScale", "CenterCrop", "RandomCrop", "MultiCrop",
     "RandomHorizontalFlip", "Normalize", "Compose", "train_transform", "eval_transform",
     "KINETICS_MEAN", "KINETICS_STD",
 ]
@@ -134,6 +134,35 @@ class CenterCrop:
         return f"CenterCrop({self.size})"
 
 
+class MultiCrop:
+    """``num`` crops spaced evenly along the longer side, centred on the shorter: ``(num, C, T, h, w)``.
+
+    The multi-crop test of the video literature: at short side 256, three 256 x 256 crops (left,
+    center and right of a landscape frame) cover it whole. ``num=1`` is the center crop.
+    """
+
+    def __init__(self, size, num: int = 3):
+        if isinstance(num, bool) or not isinstance(num, int) or num <= 0:
+            raise ValueError(f"num must be a positive integer, got {num!r}")
+        self.size, self.num = _crop_size(size), num
+
+    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
+        _check_fits("MultiCrop", clip, self.size)
+        h, w = clip.shape[-2:]
+        ch, cw = self.size
+        portrait = h > w                    # the crops move along the longer side
+        room = (h - ch) if portrait else (w - cw)
+        offsets = [round(i * room / (self.num - 1)) for i in range(self.num)] if self.num > 1 else [room // 2]
+        crops = []
+        for offset in offsets:
+            top, left = (offset, (w - cw) // 2) if portrait else ((h - ch) // 2, offset)
+            crops.append(clip[..., top:top + ch, left:left + cw])
+        return torch.stack(crops)
+
+    def __repr__(self) -> str:
+        return f"MultiCrop({self.size}, num={self.num})"
+
+
 class RandomCrop:
     """The same random crop for every frame of the clip."""
 
@@ -202,9 +231,15 @@ def train_transform(*, crop: int = 224, scale: tuple[int, int] = (256, 320), fli
 
 
 def eval_transform(*, crop: int = 224, short_side: int = 256, mean: Sequence[float] | None = KINETICS_MEAN,
-                   std: Sequence[float] | None = KINETICS_STD) -> Compose:
-    """Evaluation: short side ``short_side``, center ``crop`` x ``crop``."""
-    steps = [ToFloatClip(), ShortSideScale(short_side), CenterCrop(crop)]
+                   std: Sequence[float] | None = KINETICS_STD, num_crops: int = 1) -> Compose:
+    """Evaluation: short side ``short_side``, center ``crop`` x ``crop``; with ``num_crops > 1``,
+    :class:`MultiCrop` (the clip becomes ``(num_crops, C, T, crop, crop)``)."""
+    if num_crops == 1:
+        steps = [ToFloatClip(), ShortSideScale(short_side), CenterCrop(crop)]
+        if mean is not None:
+            steps.append(Normalize(mean, std))
+        return Compose(steps)
+    steps = [ToFloatClip(), ShortSideScale(short_side)]
     if mean is not None:
         steps.append(Normalize(mean, std))
-    return Compose(steps)
+    return Compose(steps + [MultiCrop(crop, num_crops)])

@@ -23,7 +23,8 @@ Config (see ``configs/video/*.yaml``)::
       scale: [256, 320]        # training short side, random in this range
       short_side: 256          # evaluation short side
       flip: true
-      num_clips: 10            # clips averaged for video top-1
+      num_clips: 10            # clips averaged for video top-1 / top-5
+      num_crops: 3             # crops per clip for video top-1 / top-5 (3: left, center, right)
       skip_unreadable: false
       batch_size: 8
       val_batch_size: null
@@ -33,7 +34,8 @@ Config (see ``configs/video/*.yaml``)::
 
 Metrics: ``val/loss`` and ``val/acc1`` on the center clip of every validation video (clip top-1, picks
 ``best.ckpt``). :func:`evaluate` reports ``clip_top1`` (center clip, center crop) and, for Kinetics
-layouts, ``video_top1`` (softmax scores of ``num_clips`` evenly spaced clips averaged), in percent.
+layouts, ``video_top1`` and ``video_top5`` (softmax scores of ``num_clips`` evenly spaced clips x
+``num_crops`` crops averaged: 10 x 3 by default), in percent, and how many videos were unreadable.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from .loaders import EpochSeededDataset, make_loader
 
 DATASETS = ("kinetics", "moving-digits")
 _MODEL_KEYS = ("name", "label_smoothing", "pretrained", "inflate_from")
-_EVAL_OPTIONS = ("num_clips", "clips", "batch_size", "device", "limit_batches")
+_EVAL_OPTIONS = ("num_clips", "clips", "num_crops", "crops", "batch_size", "device", "limit_batches")
 
 
 def build_model(model_cfg: dict) -> torch.nn.Module:
@@ -97,6 +99,12 @@ class VideoModule(ClassificationModule):
     class_counter = staticmethod(resolve_num_classes)
     test_step = ClassificationModule.validation_step
 
+    def on_train_epoch_end(self) -> None:
+        # skipped videos, counted across the loader's worker processes (data.skip_unreadable)
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if isinstance(datamodule, VideoData):
+            self.log("data/unreadable", float(len(datamodule.unreadable())), on_epoch=True)
+
 
 class VideoData(L.LightningDataModule):
     """Train / val loaders for ``cfg["data"]``; ``multi_clip_dataloader`` for video top-1."""
@@ -115,7 +123,7 @@ class VideoData(L.LightningDataModule):
         """Whether the data are videos from which several clips can be drawn (video top-1)."""
         return self.data_cfg["name"] == "kinetics"
 
-    def _dataset(self, split_key: str, default: str, *, mode: str):
+    def _dataset(self, split_key: str, default: str, *, mode: str, num_crops: int = 1):
         data = self.data_cfg
         if data["name"] == "moving-digits":
             from glore.data.moving_digits import MovingDigits
@@ -133,7 +141,7 @@ class VideoData(L.LightningDataModule):
             transform = train_transform(crop=crop, scale=tuple(int(s) for s in data.get("scale", (256, 320))),
                                         flip=bool(data.get("flip", True)))
         else:
-            transform = eval_transform(crop=crop, short_side=int(data.get("short_side", 256)))
+            transform = eval_transform(crop=crop, short_side=int(data.get("short_side", 256)), num_crops=num_crops)
         annotations = data.get("train_annotations" if mode == "train" else "val_annotations")
         classes = None
         if annotations is None and mode != "train":
@@ -173,16 +181,24 @@ class VideoData(L.LightningDataModule):
 
     test_dataloader = val_dataloader
 
-    def multi_clip_dataloader(self, *, num_clips: int | None = None, batch_size: int | None = None) -> DataLoader:
-        """Items ``(clips (K, C, T, H, W), label)`` with ``K = num_clips`` evenly spaced clips per video."""
+    def multi_clip_dataloader(self, *, num_clips: int | None = None, num_crops: int = 1,
+                              batch_size: int | None = None) -> DataLoader:
+        """Items ``(views (K * num_crops, C, T, H, W), label)``: ``K = num_clips`` evenly spaced clips per
+        video, each cut into ``num_crops`` crops (clip-major). The dataset is kept as ``multi_set``."""
         if not self.has_videos:
             raise ValueError(f"data.name={self.data_cfg['name']!r} has single clips; multi-clip "
                              f"evaluation needs data.name='kinetics'")
-        dataset = self._dataset("val_split", "val", mode="multi")
+        dataset = self._dataset("val_split", "val", mode="multi", num_crops=num_crops)
         if num_clips is not None:
             dataset.num_clips = int(num_clips)
-        batch = batch_size or max(1, self._val_batch() // dataset.num_clips)
+        self.multi_set = dataset
+        batch = batch_size or max(1, self._val_batch() // (dataset.num_clips * num_crops))
         return self._loader(dataset, batch_size=batch, shuffle=False)
+
+    def unreadable(self) -> set[str]:
+        """Videos skipped as unreadable so far (``data.skip_unreadable``), worker processes included."""
+        sets = (self.train_set, self.val_set, getattr(self, "multi_set", None))
+        return set().union(*(getattr(d, "unreadable", set()) for d in sets if d is not None))
 
 
 def build_module(cfg: dict) -> VideoModule:
@@ -195,11 +211,14 @@ def build_datamodule(cfg: dict) -> VideoData:
 
 @torch.no_grad()
 def evaluate(module: VideoModule, datamodule: VideoData, cfg: dict, **options) -> dict:
-    """Clip top-1 (center clip, center crop) and video top-1 (``num_clips`` clips averaged), in percent.
+    """Clip top-1 (center clip, center crop) and video top-1 / top-5 (``num_clips`` clips x
+    ``num_crops`` crops, softmax scores averaged), in percent, as the GloRe and NLNet papers test.
 
     Options: ``num_clips`` (alias ``clips``, ``glore evaluate --clips``; default ``data.num_clips``, 10),
-    ``batch_size`` (clips per forward pass),
-    ``device`` (default: CUDA when available), ``limit_batches`` (evaluate the first batches only).
+    ``num_crops`` (alias ``crops``, ``--opt num_crops=1``; default ``data.num_crops``, 3: left, center
+    and right crops of ``data.crop`` at short side ``data.short_side``), ``batch_size`` (clips per
+    forward pass), ``device`` (default: CUDA when available), ``limit_batches`` (the first batches only).
+    ``unreadable`` counts the videos skipped with ``data.skip_unreadable`` (in any worker process).
     """
     unknown = sorted(set(options) - set(_EVAL_OPTIONS))
     if unknown:
@@ -231,15 +250,25 @@ def evaluate(module: VideoModule, datamodule: VideoData, cfg: dict, **options) -
     result = {"clip_top1": 100.0 * correct / total, "loss": loss_sum / total, "num_videos": total}
 
     if datamodule.has_videos:
-        num_clips = int(options.get("num_clips") or options.get("clips") or cfg["data"].get("num_clips", 10))
-        per_video = max(1, int(batch_size) // num_clips) if batch_size else None
-        correct = videos = 0
-        for clips, labels in batches(datamodule.multi_clip_dataloader(num_clips=num_clips, batch_size=per_video)):
+        data = cfg["data"]
+        num_clips = int(options.get("num_clips") or options.get("clips") or data.get("num_clips", 10))
+        num_crops = int(options.get("num_crops") or options.get("crops") or data.get("num_crops", 3))
+        views = num_clips * num_crops
+        per_video = max(1, int(batch_size) // views) if batch_size else None
+        top1 = top5 = videos = 0
+        loader = datamodule.multi_clip_dataloader(num_clips=num_clips, num_crops=num_crops, batch_size=per_video)
+        for clips, labels in batches(loader):
             b, k = clips.shape[:2]
+            if k != views:
+                raise ValueError(f"expected {num_clips} clips x {num_crops} crops = {views} views per video, "
+                                 f"got {k}")
             scores = torch.softmax(model(clips.flatten(0, 1).to(device)).float(), dim=1)
-            scores = scores.view(b, k, -1).mean(1)
-            correct += int((scores.argmax(1).cpu() == labels).sum())
+            scores = scores.view(b, k, -1).mean(1).cpu()
+            ranked = scores.topk(min(5, scores.shape[1]), dim=1).indices
+            top1 += int((ranked[:, 0] == labels).sum())
+            top5 += int((ranked == labels[:, None]).any(1).sum())
             videos += b
-        result["video_top1"] = 100.0 * correct / max(videos, 1)
-        result["num_clips"] = num_clips
+        result.update({"video_top1": 100.0 * top1 / max(videos, 1), "video_top5": 100.0 * top5 / max(videos, 1),
+                       "num_clips": num_clips, "num_crops": num_crops})
+    result["unreadable"] = len(datamodule.unreadable())
     return result

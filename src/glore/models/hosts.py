@@ -106,12 +106,20 @@ class TorchvisionBasicBlock(_Slots, tv_resnet.BasicBlock):
 class DualPathBlock(_Slots, timm_dpn.DualPathBlock):
     """timm's DPN block; ``after_add`` acts on the residual path only (``after_1x1`` stays empty)."""
 
-    dual_path_forward = timm_dpn.DualPathBlock.forward
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.dual_path_forward(x)
-        residual, dense = out[:, :self.num_1x1_c], out[:, self.num_1x1_c:]
-        return torch.cat([self.after_add(residual), dense], dim=1)
+        shortcut = x
+        if self.c1x1_w_s1 is not None:
+            shortcut = self.c1x1_w_s1(x)
+        elif self.c1x1_w_s2 is not None:
+            shortcut = self.c1x1_w_s2(x)
+        x = self.c1x1_c(self.c3x3_b(self.c1x1_a(x)))
+        c = self.num_1x1_c
+        if self.c1x1_c1 is not None and self.c1x1_c2 is not None:
+            residual, dense = self.c1x1_c1(x), self.c1x1_c2(x)
+        else:
+            residual, dense = x[:, :c], x[:, c:]
+        residual = self.after_add(shortcut[:, :c] + residual)
+        return torch.cat([residual, shortcut[:, c:], dense], dim=1)
 
 
 # the backbone's class -> the class that carries the slots

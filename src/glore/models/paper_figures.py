@@ -5,9 +5,9 @@ papers are multiply-adds (GMACs) at 224x224.
 
 Sources:
 
-- ``GloRe Table 2``: Chen et al., CVPR 2019 (papers/000), ImageNet, ResNet/SE-ResNet/ResNeXt/DPN with
-  ``(n, m)`` GloRe units in Res3/Res4 (DESIGN.md §1).
-- ``GCNet Table 8a``: Cao et al. (papers/004), ImageNet, ResNet-50 with one NL / SNL / GC block before
+- ``GloRe Table 2``: Chen et al., "Graph-Based Global Reasoning Networks", CVPR 2019 (arXiv 1811.12814), ImageNet, ResNet/SE-ResNet/ResNeXt/DPN with
+  ``(n, m)`` GloRe units in Res3/Res4.
+- ``GCNet Table 8a``: Cao et al., "Global Context Networks" (arXiv 2012.13375), ImageNet, ResNet-50 with one NL / SNL / GC block before
   the last block of c4, or GC (r = 16) in all blocks of c3-c5. GCNet's ResNet-50 counts 3.86 GMACs
   (the original ResNet with the stride on the first 1x1 conv); timm's ResNet-50 (stride on the 3x3
   conv) counts 4.09, so compare GCNet's FLOPs as increments over its baseline.

@@ -2,7 +2,7 @@
 
 The backbone is a timm ResNet whose last two downsamplings are replaced by dilation 2 (res4) and 4
 (res5), so the features are at output stride 8; multi-grid (DeepLabv3) multiplies the dilation of the
-3x3 convolutions of res5's blocks by ``(1, 2, 4)``, i.e. 4, 8 and 16 (DESIGN.md §3).
+3x3 convolutions of res5's blocks by ``(1, 2, 4)``, i.e. 4, 8 and 16 (GloRe paper §4.3, after DeepLabv3).
 
 Heads (mmsegmentation-style, small and composable):
 
@@ -29,7 +29,7 @@ from .layers import conv_bn_relu
 
 HEADS = (None, "glore", "nl", "snl", "gc")
 
-# per-head block options (DESIGN.md §3): the GloRe unit sits on the 512-channel adaptive conv output
+# per-head block options (GloRe paper §4.3, GCNet §5.4): the GloRe unit sits on the 512-channel adaptive conv output
 # with mid = 512 // 4 = 128 (128 nodes, 256 states); GC uses ratio 1/4 for segmentation.
 DEFAULT_BLOCK_KWARGS: dict[str | None, dict] = {
     None: {},

@@ -1,4 +1,5 @@
-"""3D ResNet "lite" video models with GloRe / NL / GC units (GloRe paper §4.4; DESIGN.md §4).
+"""3D ResNet "lite" video models with GloRe / NL / GC units ("Graph-Based Global Reasoning Networks",
+arXiv 1811.12814, §4.4).
 
 The backbone is the pre-activation 3D ResNet of the GloRe authors' video release:
 
@@ -11,8 +12,14 @@ The backbone is the pre-activation 3D ResNet of the GloRe authors' video release
 - head: BN, ReLU, global average pooling, dropout 0.5, linear.
 
 Context units (``block=``) sit after the residual addition of blocks 1 and 3 of res3 and blocks 1, 3, 5
-of res4 (5 units). With 400 classes the baseline ResNet-50-3D lite has 27,985,264 parameters and
-33,731,952 with 5 GloRe units.
+of res4 (5 units); in ResNet-101 the res4 units sit after blocks 6, 12 and 18 of 23, as in the
+authors' release. With 400 classes the baseline ResNet-50-3D lite has 27,985,264 parameters and
+33,731,952 with 5 GloRe units; ResNet-101-3D lite 51,695,984 and 57,442,672 (either placement). Every
+BatchNorm has eps 1e-4, as in the release.
+
+The authors' released Kinetics models and ImageNet 2D "lite" seeds load by their own parameter names
+(:mod:`glore.models.video_official`): ``create_video_model(name, checkpoint=path)`` and
+``create_video_model(name, inflate_from=path)``.
 
 The same class builds the 2D "lite" twin (``dims=2``: every kernel and stride without its temporal
 entry); :func:`inflate_state_dict` turns its weights into the 3D model's (kernels repeated over time
@@ -41,6 +48,9 @@ STAGE_WIDTHS = (64, 128, 256, 512)
 EXPANSION = 4
 # (stage, 0-based block indices) after which a context unit sits: res3 blocks 1, 3; res4 blocks 1, 3, 5
 DEFAULT_POSITIONS = {"layer2": (0, 2), "layer3": (0, 2, 4)}
+# the authors' ResNet-101-3D (GloRe paper, Table 5): res4 units after blocks 6, 12 and 18 of 23
+RESNET101_POSITIONS = {"layer2": (0, 2), "layer3": (5, 11, 17)}
+BN_EPS = 1e-4                    # every BatchNorm of the authors' release
 
 
 def _temporal_kernel(stage: int, index: int) -> int:
@@ -64,7 +74,7 @@ def _conv(dims: int, cin: int, cout: int, kernel: Sequence[int], stride: Sequenc
 
 
 def _norm(dims: int, channels: int) -> nn.Module:
-    return nn.BatchNorm3d(channels) if dims == 3 else nn.BatchNorm2d(channels)
+    return nn.BatchNorm3d(channels, eps=BN_EPS) if dims == 3 else nn.BatchNorm2d(channels, eps=BN_EPS)
 
 
 class PreActProjection(nn.Module):
@@ -251,9 +261,14 @@ def resnet50_3d(*, block: str | None = "glore", num_classes: int = 400, **kwargs
     return VideoResNet((3, 4, 6, 3), block=block, num_classes=num_classes, **kwargs)
 
 
-def resnet101_3d(*, block: str | None = "glore", num_classes: int = 400, **kwargs) -> VideoResNet:
-    """3D ResNet-101 lite; 5 GloRe units by default (res3 after blocks 1, 3; res4 after 1, 3, 5)."""
-    return VideoResNet((3, 4, 23, 3), block=block, num_classes=num_classes, **kwargs)
+def resnet101_3d(*, block: str | None = "glore", num_classes: int = 400,
+                 positions: Mapping[str, Sequence[int]] | None = None, **kwargs) -> VideoResNet:
+    """3D ResNet-101 lite with the authors' unit placement (GloRe paper, Table 5): res3 after blocks
+    1, 3, res4 after blocks 6, 12, 18 of 23. ``positions=DEFAULT_POSITIONS`` gives the ResNet-50
+    placement (res4 after 1, 3, 5). 51,695,984 parameters without units, 57,442,672 with 5 GloRe units
+    (400 classes), whichever the placement."""
+    positions = RESNET101_POSITIONS if positions is None else positions
+    return VideoResNet((3, 4, 23, 3), block=block, num_classes=num_classes, positions=positions, **kwargs)
 
 
 def resnet50_2d_lite(*, block: str | None = "glore", num_classes: int = 1000, **kwargs) -> VideoResNet:
@@ -261,9 +276,12 @@ def resnet50_2d_lite(*, block: str | None = "glore", num_classes: int = 1000, **
     return VideoResNet((3, 4, 6, 3), block=block, num_classes=num_classes, dims=2, **kwargs)
 
 
-def resnet101_2d_lite(*, block: str | None = "glore", num_classes: int = 1000, **kwargs) -> VideoResNet:
-    """2D twin of :func:`resnet101_3d`."""
-    return VideoResNet((3, 4, 23, 3), block=block, num_classes=num_classes, dims=2, **kwargs)
+def resnet101_2d_lite(*, block: str | None = "glore", num_classes: int = 1000,
+                      positions: Mapping[str, Sequence[int]] | None = None, **kwargs) -> VideoResNet:
+    """2D twin of :func:`resnet101_3d` (the same unit placement by default)."""
+    positions = RESNET101_POSITIONS if positions is None else positions
+    return VideoResNet((3, 4, 23, 3), block=block, num_classes=num_classes, positions=positions, dims=2,
+                       **kwargs)
 
 
 VIDEO_MODELS = {
@@ -368,11 +386,24 @@ def inflate_state_dict(state_2d: Mapping[str, torch.Tensor], model: nn.Module
     return result, report
 
 
+def _ours(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The authors' names (Kinetics release, 2D lite seeds) converted to ours; other state dicts as given."""
+    from .video_official import convert_official_video_state_dict, is_official_video_state_dict
+
+    return convert_official_video_state_dict(state) if is_official_video_state_dict(state) else dict(state)
+
+
 def inflate_model(model: nn.Module, path_or_state: str | Path | Mapping[str, torch.Tensor]) -> InflationReport:
-    """Load a 2D lite checkpoint (a file or a state dict) into ``model`` by inflation; warn on unmapped names."""
+    """Load a 2D lite checkpoint (a file or a state dict) into ``model`` by inflation; warn on unmapped names.
+
+    Reads our 2D twin's names and the authors' ImageNet "lite" seeds (``resnet50-lite.pth``: their
+    names, 2D kernels, 1000 classes). As in the authors' ``init_3d_from_2d_dict`` (method
+    ``inflation``), a classifier of another shape is skipped (listed in ``report.mismatched``) and
+    units absent from the seed keep their identity initialisation (``report.missing``).
+    """
     state = (_read_state_dict(path_or_state) if isinstance(path_or_state, (str, Path))
              else dict(path_or_state))
-    inflated, report = inflate_state_dict(state, model)
+    inflated, report = inflate_state_dict(_ours(state), model)
     model.load_state_dict(inflated)
     if report.unmapped:
         warnings.warn(f"inflating {path_or_state if isinstance(path_or_state, (str, Path)) else 'state dict'}: "
@@ -380,14 +411,54 @@ def inflate_model(model: nn.Module, path_or_state: str | Path | Mapping[str, tor
     return report
 
 
-def load_checkpoint(model: nn.Module, path: str | Path) -> None:
-    """Load a 3D checkpoint (plain, Lightning or ``{'model': ...}`` state dict) strictly into ``model``."""
-    state = _strip_prefix(_read_state_dict(path), set(model.state_dict()))
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(f"{path}: checkpoint does not match the model: missing {result.missing_keys[:10]} "
-                         f"({len(result.missing_keys)}), unexpected {result.unexpected_keys[:10]} "
-                         f"({len(result.unexpected_keys)})")
+def _names(names: Sequence[str], limit: int = 20) -> str:
+    names = sorted(names)
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source) -> None:
+    """Load ``state`` into ``model``; every missing, unexpected or mis-shaped name is named in the error.
+
+    A BatchNorm's ``num_batches_tracked`` absent from the file (saved by an older PyTorch) keeps the
+    model's value: it plays no part in evaluation.
+    """
+    target = model.state_dict()
+    state = _strip_prefix(state, set(target))
+    missing = [k for k in target if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in target]
+    mismatched = [f"{k} (checkpoint {tuple(state[k].shape)}, model {tuple(target[k].shape)})"
+                  for k in state if k in target and state[k].shape != target[k].shape]
+    if missing or unexpected or mismatched:
+        parts = [f"{label} {len(names)}: {_names(names)}" for label, names in
+                 (("missing", missing), ("unexpected", unexpected), ("mismatched", mismatched)) if names]
+        raise ValueError(f"{source}: checkpoint does not match the model: " + "; ".join(parts))
+    model.load_state_dict({**target, **state})
+
+
+def load_checkpoint(model: nn.Module, path_or_state: str | Path | Mapping[str, torch.Tensor]) -> None:
+    """Load a 3D checkpoint strictly into ``model``: ours (plain, Lightning or ``{'model': ...}``) or the
+    authors' Kinetics release (``{'epoch', 'state_dict'}``, ``module.`` names)."""
+    state = (_read_state_dict(path_or_state) if isinstance(path_or_state, (str, Path))
+             else dict(path_or_state))
+    source = path_or_state if isinstance(path_or_state, (str, Path)) else "state dict"
+    _load_strict(model, _ours(state), source)
+
+
+def _official_model_kwargs(state: Mapping[str, torch.Tensor], block: str | None, kwargs: dict) -> dict:
+    """Settings of the authors' network read from its checkpoint: unit placement and ``normalize=False``."""
+    from .video_official import official_unit_positions
+
+    positions = official_unit_positions(state)
+    name = block.lower() if isinstance(block, str) else None
+    if positions and name != "glore":
+        raise ValueError(f"the checkpoint holds GloRe units at {positions}; expected block='glore', got {block!r}")
+    if not positions and name not in (None, "none", ""):
+        raise ValueError(f"the checkpoint holds no context unit; expected block=None, got {block!r}")
+    kwargs = dict(kwargs)
+    if positions:
+        kwargs.setdefault("positions", positions)
+        kwargs["block_kwargs"] = {"normalize": False, **dict(kwargs.get("block_kwargs") or {})}
+    return kwargs
 
 
 def create_video_model(name: str, *, block: str | None = "glore", num_classes: int = 400,
@@ -399,9 +470,11 @@ def create_video_model(name: str, *, block: str | None = "glore", num_classes: i
         name: model name, one of ``VIDEO_MODELS``.
         block: ``glore`` (5 GloRe units), ``nl``, ``gc`` (the same places), or ``None`` (baseline).
         num_classes: classifier outputs.
-        checkpoint: a 3D checkpoint of this model to load (strict).
-        inflate_from: a 2D lite checkpoint to inflate into the 3D weights (names that do not map are
-            warned about and stored in ``model.inflation_report``).
+        checkpoint: a 3D checkpoint of this model to load (strict): ours, or the authors' Kinetics
+            release (recognised by its names; the units are then built as in the release, at the
+            checkpoint's places with ``normalize=False``).
+        inflate_from: a 2D lite checkpoint to inflate into the 3D weights, ours or the authors' ImageNet
+            seed (names that do not map are warned about and stored in ``model.inflation_report``).
         **kwargs: passed to :class:`VideoResNet` (``width_mult``, ``dropout``, ``positions``, ...).
     """
     key = name.lower() if isinstance(name, str) else name
@@ -409,11 +482,94 @@ def create_video_model(name: str, *, block: str | None = "glore", num_classes: i
         raise ValueError(f"unknown video model {name!r}; expected one of {sorted(VIDEO_MODELS)}")
     if checkpoint is not None and inflate_from is not None:
         raise ValueError("pass checkpoint= or inflate_from=, not both")
+    from .video_official import is_official_video_state_dict, official_depths
+
+    state = _read_state_dict(checkpoint) if checkpoint is not None else None
+    official = state is not None and is_official_video_state_dict(state)
+    if official:
+        kwargs = _official_model_kwargs(state, block, kwargs)
     model = VIDEO_MODELS[key](block=block, num_classes=num_classes, **kwargs)
     if inflate_from is not None:
         if model.dims != 3:
             raise ValueError(f"inflate_from needs a 3D model, got {name!r}")
         model.inflation_report = inflate_model(model, inflate_from)
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint)
+    if state is not None:
+        if official and official_depths(state) != model.depths:
+            raise ValueError(f"{checkpoint}: the checkpoint has {official_depths(state)} blocks per stage "
+                             f"(res2..res5), {name!r} has {model.depths}")
+        _load_strict(model, _ours(state), checkpoint)
     return model
+
+
+# ----------------------------------------------------------------------------- the video demo network
+
+def _conv3d_bn_relu(cin: int, cout: int, kernel: Sequence[int], stride: Sequence[int]) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv3d(cin, cout, tuple(kernel), tuple(stride), padding=tuple(k // 2 for k in kernel), bias=False),
+        nn.BatchNorm3d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class DistantClipsNet(nn.Module):
+    """Stem (receptive field 3 frames x 13 x 13 pixels) -> optional block -> two 1x1x1 convs -> pool -> linear.
+
+    The video twin of :class:`glore.models.small.DistantDigitsNet` for ``distant-clips``: a first
+    ``3x3x3`` conv with temporal stride 2 (the only conv that mixes frames), then the image network's
+    three spatial ``1x3x3`` convs (strides 2, 1, 2). Without a block nothing after the stem mixes
+    positions before the pooling, so every pooled feature is a function of one 3-frame x 13 x 13-pixel
+    window of the clip.
+
+    Attributes:
+        receptive_field: ``(frames, pixels, pixels)`` seen by one stem output: ``(3, 13, 13)``.
+        stride: total ``(t, h, w)`` stride of the stem: ``(2, 4, 4)``.
+    """
+
+    receptive_field = (3, 13, 13)
+    stride = (2, 4, 4)
+
+    def __init__(self, *, block: str | None = None, num_classes: int = 10, in_chans: int = 1,
+                 width: int = 16, **block_kwargs):
+        super().__init__()
+        for name, value in (("num_classes", num_classes), ("in_chans", in_chans), ("width", width)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if width % 4:
+            raise ValueError(f"width must be a multiple of 4, got {width}")
+        if block is None and block_kwargs:
+            raise ValueError(f"block options {sorted(block_kwargs)} given without a block")
+        half = width // 2
+        # (frames, pixels) receptive fields: (3, 3), (3, 5) spatial stride 2, (3, 9), (3, 13) stride 4
+        self.stem = nn.Sequential(
+            _conv3d_bn_relu(in_chans, half, (3, 3, 3), (2, 1, 1)),
+            _conv3d_bn_relu(half, half, (1, 3, 3), (1, 2, 2)),
+            _conv3d_bn_relu(half, width, (1, 3, 3), (1, 1, 1)),
+            _conv3d_bn_relu(width, width, (1, 3, 3), (1, 2, 2)),
+        )
+        if block is None:
+            self.block, self.block_kwargs = nn.Identity(), {}
+        else:
+            from .small import default_block_kwargs
+
+            video = {"sub_sample": True} if block.lower() == "nl" else {}   # NLNet's video blocks
+            self.block_kwargs = {**default_block_kwargs(block, width), **video, **block_kwargs}
+            self.block = create_block(block, width, **self.block_kwargs)
+        self.block_name = block
+        self.head = nn.Sequential(_conv3d_bn_relu(width, 2 * width, (1, 1, 1), (1, 1, 1)),
+                                  _conv3d_bn_relu(2 * width, 2 * width, (1, 1, 1), (1, 1, 1)))
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.fc = nn.Linear(2 * width, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Features before pooling, ``(B, 2 * width, T / 2, H / 4, W / 4)``."""
+        return self.head(self.block(self.stem(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.forward_features(x)).flatten(1))
+
+
+def distant_clips_net(*, block: str | None = None, num_classes: int = 10, in_chans: int = 1,
+                      width: int = 16, **block_kwargs) -> DistantClipsNet:
+    """The video demo network; ``block=None`` is the baseline (see :class:`DistantClipsNet`)."""
+    return DistantClipsNet(block=block, num_classes=num_classes, in_chans=in_chans, width=width,
+                           **block_kwargs)

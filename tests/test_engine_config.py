@@ -45,8 +45,8 @@ def test_override_into_a_scalar_is_an_error():
 
 
 def test_unknown_task_and_missing_file(tmp_path):
-    with pytest.raises(ConfigError, match=r"unknown task 'detection'.*classification"):
-        load_config(None, ["task=detection"])
+    with pytest.raises(ConfigError, match=r"unknown task 'retrieval'.*classification"):
+        load_config(None, ["task=retrieval"])
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         load_config(tmp_path / "nope.yaml")
 

@@ -4,6 +4,7 @@
     glore summary resnet50 --block nl --units '{res4: [5]}'
     glore summary resnet50_gc_all
     glore summary resnet50 --kind segmentation --block glore --units '{res5: 1}'
+    glore summary resnet50 --kind detection --block gc --units all --block-arg ratio=1/16
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ KINDS = {
     "classification": ("create_model", "glore.models.factory", (3, 224, 224)),
     "segmentation": ("create_segmenter", "glore.models.segmentation", (3, 769, 769)),
     "video": ("create_video_model", "glore.models.video", (3, 8, 224, 224)),
+    "detection": ("create_detector", "glore.models.detection", (3, 800, 1333)),
 }
 
 
@@ -63,7 +65,7 @@ def parse_input_size(text: str) -> tuple[int, ...]:
 
 
 def build(kind: str, backbone: str, *, block=None, units=None, position=None, num_classes=None,
-          block_kwargs=None):
+          block_kwargs=None, arch: str = "maskrcnn"):
     """Build a model of ``kind`` through ``glore.models`` (segmenters and video models lazily).
 
     Options left at ``None`` are not passed (the builder's defaults apply); ``block="none"`` passes
@@ -71,6 +73,7 @@ def build(kind: str, backbone: str, *, block=None, units=None, position=None, nu
     - classification: ``create_model(backbone, block=, units=, position=, num_classes=, block_kwargs=)``
     - segmentation: ``create_segmenter(backbone, head=block, units=, num_classes=, block_kwargs=)``
     - video: ``create_video_model(backbone, block=, num_classes=, block_kwargs=)``
+    - detection: ``create_detector(arch, backbone, block=, units=, position=, block_kwargs=, num_classes=)``
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
@@ -93,6 +96,12 @@ def build(kind: str, backbone: str, *, block=None, units=None, position=None, nu
         elif units is not None or position is not None or block_kwargs:
             raise ValueError(f"--units, --position and --block-arg need --block; got block={block!r}")
         return builder(backbone, **kwargs)
+    if kind == "detection":
+        if block is not None and block != "none":
+            kwargs.update(block=block, units=units, position=position, block_kwargs=block_kwargs or None)
+        elif units is not None or position is not None or block_kwargs:
+            raise ValueError(f"--units, --position and --block-arg need --block; got block={block!r}")
+        return builder(arch, backbone, **kwargs)
     if position is not None:
         raise ValueError(f"--position is not an option of {kind} models, got {position!r}")
     if kind == "video" and units is not None:
@@ -148,9 +157,17 @@ def run(args: argparse.Namespace) -> int:
     input_size = parse_input_size(args.input_size) if args.input_size else KINDS[args.kind][2]
     model = build(args.kind, args.backbone, block=args.block, units=args.units,
                   position=args.position, num_classes=args.num_classes,
-                  block_kwargs=args.block_kwargs)
-    result = summary(model, input_size)
-    config, figures = paper_rows(args, model)
+                  block_kwargs=args.block_kwargs, arch=args.arch)
+    if args.kind == "detection":
+        from glore.analysis.detection_complexity import DenseDetector, paper_figures
+
+        result = summary(DenseDetector(model), input_size)
+        config, figures = None, paper_figures(args.arch, args.backbone, block=args.block, units=args.units,
+                                              position=args.position, block_kwargs=args.block_kwargs,
+                                              num_classes=args.num_classes)
+    else:
+        result = summary(model, input_size)
+        config, figures = paper_rows(args, model)
     rows = []
     for fig in figures:
         row = {"source": fig.source, "row": fig.row, "params_m": fig.params_m, "gmacs": fig.gmacs}
@@ -164,9 +181,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = dict(result)
         out.update(model=args.backbone, configuration=config, paper=rows)
+        if args.kind == "detection":
+            out["arch"] = args.arch
         print(json.dumps(out, indent=2, default=list))
         return 0
-    desc = args.backbone
+    desc = args.backbone if args.kind != "detection" else f"{args.arch} {args.backbone}-FPN"
     if args.block not in (None, "none"):
         desc += f" + {args.block} units={args.units!r}"
     print(f"model         {desc}" + (f"  (registered as {config})" if config and config in FIGURES
@@ -182,7 +201,10 @@ def run(args: argparse.Namespace) -> int:
             line += (f"; over the baseline: paper +{row['gmacs_increment']:.2f}, "
                      f"ours +{row['ours_gmacs_increment']:.2f}")
         print(f"{line}  [{row['source']}: {row['row']}]")
-    if not rows and args.kind == "classification":
+    if args.kind == "detection":
+        print("GMACs: backbone + FPN + RPN head on the padded image, box head on 1000 proposals, "
+              "mask head on 100 detections")
+    if not rows and args.kind in ("classification", "detection"):
         print("paper         (configuration not in the papers' tables)")
     return 0
 
@@ -192,7 +214,9 @@ def register(subparsers) -> None:
                               description=__doc__.splitlines()[0])
     p.add_argument("backbone", help="e.g. resnet50, dpn98, tv_resnet50, resnet50_glore_0_3")
     p.add_argument("--kind", choices=sorted(KINDS), default="classification",
-                   help="model family: create_model, create_segmenter or create_video_model")
+                   help="model family: create_model, create_segmenter, create_video_model or create_detector")
+    p.add_argument("--arch", choices=("maskrcnn", "fasterrcnn"), default="maskrcnn",
+                   help="detection: the detector (default maskrcnn)")
     p.add_argument("--block", choices=("glore", "nl", "snl", "gc", "se", "none"), default=None,
                    help="block to insert (segmentation: the head's context block); 'none' = baseline")
     p.add_argument("--units", default=None,
@@ -203,6 +227,6 @@ def register(subparsers) -> None:
     p.add_argument("--num-classes", type=int, default=None)
     p.add_argument("--input-size", default=None,
                    help="C,H,W or C,T,H,W (default 3,224,224; segmentation 3,769,769; "
-                        "video 3,8,224,224)")
+                        "video 3,8,224,224; detection 3,800,1333)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)

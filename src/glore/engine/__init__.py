@@ -1,6 +1,6 @@
 """Training and evaluation on PyTorch Lightning.
 
-Contract shared by the tasks (classification, segmentation, video):
+Contract shared by the tasks (classification, segmentation, video, detection):
 
 - A run is described by a nested config dict, loaded from YAML by ``glore.engine.config.load_config``
   with ``key.sub=value`` overrides. Top-level keys: ``task``, ``seed``, ``output_dir``, ``model``,
@@ -15,4 +15,5 @@ TASKS = {
     "classification": "glore.engine.classification",
     "segmentation": "glore.engine.segmentation",
     "video": "glore.engine.video",
+    "detection": "glore.engine.detection",
 }

@@ -1,0 +1,129 @@
+"""COCO-format detection data: ``instances_*.json`` + an image folder, checked, with v2 transforms.
+
+:class:`CocoDetectionSet` reads the layout through ``torchvision.datasets.CocoDetection`` and
+``wrap_dataset_for_transforms_v2`` (boxes as ``tv_tensors.BoundingBoxes``, masks as
+``tv_tensors.Mask``, so ``torchvision.transforms.v2`` moves them with the image). On construction
+every annotation is checked: an unknown ``category_id``, a box that is empty or extends outside its
+image, or an image file that does not exist raises :class:`CocoFormatError` naming the annotation file,
+the image file and the annotation id.
+
+Targets are those of torchvision's detectors: ``boxes`` float ``(N, 4)`` XYXY, ``labels`` = the COCO
+category ids (so ``num_classes`` must exceed the largest id: 91 for COCO), ``masks`` uint8
+``(N, H, W)`` (with ``masks=True``) and ``image_id``. Crowd annotations (``iscrowd=1``) are left out
+of the training targets; COCO evaluation reads them from the annotation file.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch.utils.data import Dataset
+
+BOX_TOLERANCE = 1.0   # pixels a box may pass the image border by (rounding in converted annotations)
+
+
+class CocoFormatError(ValueError):
+    """An annotation file or image folder that does not hold valid COCO detection data."""
+
+
+def check_coco(coco, image_dir: str, ann_file: str) -> None:
+    """Raise :class:`CocoFormatError` for the first bad image or annotation of ``coco`` (a ``COCO``)."""
+    categories = set(coco.cats)
+    for image_id, info in coco.imgs.items():
+        path = os.path.join(image_dir, info.get("file_name", ""))
+        ann_ids = [a["id"] for a in coco.imgToAnns.get(image_id, [])]
+        if not os.path.isfile(path):
+            raise CocoFormatError(f"{ann_file}: image id {image_id}: file {path!r} not found "
+                                  f"(annotation ids {ann_ids})")
+    for ann in coco.anns.values():
+        info = coco.imgs.get(ann.get("image_id"))
+        where = f"{ann_file}: annotation id {ann.get('id')}"
+        if info is None:
+            raise CocoFormatError(f"{where}: image id {ann.get('image_id')!r} is not in 'images'")
+        where += f" (image {info.get('file_name')!r})"
+        if ann.get("category_id") not in categories:
+            raise CocoFormatError(f"{where}: unknown category_id {ann.get('category_id')!r}; "
+                                  f"expected one of {sorted(categories)}")
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4):
+            raise CocoFormatError(f"{where}: bbox must be [x, y, width, height], got {bbox!r}")
+        x, y, w, h = bbox
+        width, height = info["width"], info["height"]
+        if w <= 0 or h <= 0:
+            raise CocoFormatError(f"{where}: bbox {bbox} has no area (width and height must be > 0)")
+        if x < -BOX_TOLERANCE or y < -BOX_TOLERANCE or x + w > width + BOX_TOLERANCE or y + h > height + BOX_TOLERANCE:
+            raise CocoFormatError(f"{where}: bbox {bbox} (x, y, w, h) extends outside the {width}x{height} image")
+
+
+def detection_transforms(*, train: bool, hflip: bool = True):
+    """v2 transforms: (training) horizontal flip, then float images in [0, 1] and boxes cleaned of
+    degenerate ones. Resizing to the detector's ``min_size`` / ``max_size`` is the model's job."""
+    from torchvision.transforms import v2
+
+    steps = [v2.ToImage()]
+    if train and hflip:
+        steps.append(v2.RandomHorizontalFlip(0.5))
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.SanitizeBoundingBoxes(min_size=1)]
+    return v2.Compose(steps)
+
+
+class CocoDetectionSet(Dataset):
+    """COCO detection / instance segmentation images and targets.
+
+    Args:
+        image_dir: folder of the images (``file_name`` of the annotation file is relative to it).
+        ann_file: the ``instances_*.json`` file.
+        transforms: v2 transforms taking and returning ``(image, target)``; default
+            :func:`detection_transforms` (``train`` picks the training version).
+        masks: include instance masks (Mask R-CNN).
+        train: drop crowd annotations from the targets and flip at random (default transforms).
+    """
+
+    def __init__(self, image_dir: str | os.PathLike, ann_file: str | os.PathLike, *, transforms=None,
+                 masks: bool = True, train: bool = False):
+        import contextlib
+        import io
+
+        from torchvision.datasets import CocoDetection, wrap_dataset_for_transforms_v2
+
+        self.image_dir, self.ann_file = os.fspath(image_dir), os.fspath(ann_file)
+        if not os.path.isfile(self.ann_file):
+            raise FileNotFoundError(f"COCO annotation file not found: {self.ann_file!r}")
+        if not os.path.isdir(self.image_dir):
+            raise FileNotFoundError(f"COCO image folder not found: {self.image_dir!r}")
+        with contextlib.redirect_stdout(io.StringIO()):      # pycocotools prints progress
+            base = CocoDetection(self.image_dir, self.ann_file)
+        check_coco(base.coco, self.image_dir, self.ann_file)
+        self.coco = base.coco
+        self.masks, self.train = bool(masks), bool(train)
+        keys = ("image_id", "boxes", "labels", "iscrowd") + (("masks",) if self.masks else ())
+        self.transforms = detection_transforms(train=train) if transforms is None else transforms
+        self._data = wrap_dataset_for_transforms_v2(base, target_keys=keys)
+        self.ids = list(base.ids)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getitem__(self, index: int):
+        from torchvision import tv_tensors
+
+        image, target = self._data[index]
+        height, width = image.height, image.width
+        if "boxes" not in target:                             # an image without annotations
+            target["boxes"] = tv_tensors.BoundingBoxes(torch.zeros((0, 4)), format="XYXY",
+                                                       canvas_size=(height, width))
+            target["labels"] = torch.zeros((0,), dtype=torch.int64)
+            target["iscrowd"] = torch.zeros((0,), dtype=torch.int64)
+            if self.masks:
+                target["masks"] = tv_tensors.Mask(torch.zeros((0, height, width), dtype=torch.uint8))
+        if self.train:
+            keep = torch.as_tensor(target["iscrowd"], dtype=torch.int64).reshape(-1) == 0
+            for key in ("boxes", "labels", "masks"):
+                if key in target:                            # (indexing drops the tv_tensor type)
+                    kept = target[key][keep]
+                    target[key] = tv_tensors.wrap(kept, like=target[key]) if key in ("boxes", "masks") else kept
+        image, target = self.transforms(image, target)
+        target.pop("iscrowd", None)
+        target["image_id"] = int(target["image_id"])
+        return image, target

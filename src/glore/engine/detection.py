@@ -1,0 +1,271 @@
+"""Object detection and instance segmentation: torchvision Faster / Mask R-CNN, COCO metrics.
+
+Config (see ``configs/detection/*.yaml``)::
+
+    task: detection
+    model:                    # glore.models.create_detector options
+      arch: maskrcnn          # or fasterrcnn
+      backbone: resnet50
+      block: gc               # null | glore | nl | snl | gc | se
+      units: all              # GC in every block of c3-c5; {res4: [5]}: "+1" before c4's last block
+      block_kwargs: {ratio: 0.0625}
+      pretrained_backbone: true   # torchvision's ImageNet weights (frozen BN, trainable_layers 3)
+      num_classes: 91         # > the largest category id (labels are COCO category ids)
+      min_size: 800           # ... and any other create_detector / torchvision option
+      max_size: 1333
+    data:
+      name: coco              # or det-digits
+      root: /data/coco
+      train_images: train2017
+      train_annotations: annotations/instances_train2017.json
+      val_images: val2017
+      val_annotations: annotations/instances_val2017.json
+      batch_size: 2           # per process (16 = 8 GPUs x 2 in the paper)
+      val_batch_size: 1
+      num_workers: 4
+      hflip: true
+      options: {}             # det-digits: keyword options of DetDigits(split, **options)
+      train_samples: 512      # det-digits split sizes
+      val_samples: 128
+
+Metrics: the 12 COCOeval numbers for ``bbox`` (and ``segm`` with Mask R-CNN) as fractions,
+``val/bbox/ap`` (AP at IoU 0.50:0.95, ``best.ckpt`` follows it), ``val/bbox/ap50``, ``ap75``,
+``ap_s``, ``ap_m``, ``ap_l``, ``ar1``, ``ar10``, ``ar100``, ``ar_s``, ``ar_m``, ``ar_l``; the same under
+``val/segm/``. Training logs ``train/loss`` and each of torchvision's losses (``train/loss_classifier``...).
+
+``evaluate`` options (``glore evaluate --opt name=value``): ``detections`` (the COCO results file to
+write, default ``<output_dir>/detections.json``), ``limit`` (the first N images), ``device``,
+``class_agnostic`` (also ``val/bbox_agnostic/...``: the boxes scored whatever their class).
+"""
+
+from __future__ import annotations
+
+import os
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from .base import TaskModule
+from .loaders import EpochSeededDataset, make_loader
+
+DATASETS = ("coco", "det-digits")
+_LIST_OPTIONS = ("returned_layers", "anchor_sizes")   # create_detector options given as tuples
+
+
+def build_detector(model_cfg: dict) -> torch.nn.Module:
+    """``glore.models.create_detector`` from ``cfg["model"]``."""
+    from glore.models.detection import create_detector
+
+    kwargs = dict(model_cfg)
+    arch = kwargs.pop("arch", "maskrcnn")
+    backbone = kwargs.pop("backbone", None) or kwargs.pop("name", None) or "resnet50"
+    kwargs.pop("name", None)
+    for key in _LIST_OPTIONS:
+        if isinstance(kwargs.get(key), list):
+            kwargs[key] = tuple(kwargs[key])
+    try:
+        return create_detector(arch, backbone, **kwargs)
+    except TypeError as exc:
+        raise ValueError(f"bad model options for create_detector: {exc}") from None
+
+
+def _dataset_name(cfg: dict) -> str:
+    name = cfg["data"].get("name")
+    if name not in DATASETS:
+        raise ValueError(f"unknown detection dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
+    return name
+
+
+def collate(batch):
+    """Detection batches are lists: images of different sizes, one target dict each."""
+    return tuple(zip(*batch))
+
+
+def _gather(per_image: dict) -> dict:
+    """``{image_id: results}`` of every process, merged (the same on all of them). An image that a
+    ``DistributedSampler`` gave two processes (to even out the shards) counts once."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return per_image
+    parts = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(parts, per_image)
+    merged = {}
+    for part in parts:
+        merged.update(part)
+    return merged
+
+
+def coco_metrics(ground_truth, results: list, image_ids, *, segm: bool, prefix: str = "val/",
+                 class_agnostic: bool = False) -> dict:
+    """``{prefix + "bbox/ap": ...}``: COCOeval's 12 numbers per IoU type over ``image_ids``; with
+    ``class_agnostic`` also those of the boxes regardless of category (``bbox_agnostic/...``)."""
+    from glore.metrics.coco import coco_evaluate
+
+    out = {}
+    for iou_type in ("bbox", "segm") if segm else ("bbox",):
+        stats = coco_evaluate(ground_truth, results, iou_type, image_ids=image_ids)
+        out.update({f"{prefix}{iou_type}/{name}": value for name, value in stats.items()})
+    if class_agnostic:
+        stats = coco_evaluate(ground_truth, results, "bbox", image_ids=image_ids, class_agnostic=True)
+        out.update({f"{prefix}bbox_agnostic/{name}": value for name, value in stats.items()})
+    return out
+
+
+class DetectionModule(TaskModule):
+    """torchvision's detection losses (summed) for training; COCO AP on the validation split."""
+
+    monitor = "val/bbox/ap"
+    monitor_mode = "max"
+
+    def __init__(self, cfg: dict):
+        super().__init__(cfg)
+        _dataset_name(self.cfg)
+        self.model = build_detector(self.cfg["model"])
+        self.segm = hasattr(self.model.roi_heads, "mask_predictor") and self.model.roi_heads.mask_predictor is not None
+        self._val_results: dict = {}       # image id -> its COCO results
+
+    def forward(self, images, targets=None):
+        return self.model(list(images), None if targets is None else list(targets))
+
+    def training_step(self, batch, batch_idx):
+        images, targets = batch
+        losses = self.model(list(images), list(targets))
+        loss = sum(losses.values())
+        n = len(images)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
+        for key, value in losses.items():
+            self.log(f"train/{key}", value, on_step=False, on_epoch=True, batch_size=n)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=n)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        from glore.metrics.coco import to_coco_results
+
+        images, targets = batch
+        outputs = self.model(list(images))
+        for output, target in zip(outputs, targets):
+            image_id = int(target["image_id"])
+            self._val_results[image_id] = to_coco_results([output], [image_id])
+
+    def on_validation_epoch_end(self) -> None:
+        per_image = _gather(self._val_results)
+        self._val_results = {}
+        results = [r for image_id in sorted(per_image) for r in per_image[image_id]]
+        values = coco_metrics(self.trainer.datamodule.val_ground_truth(), results, sorted(per_image),
+                              segm=self.segm)
+        for key, value in values.items():     # every process computed the same numbers
+            self.log(key, value, prog_bar=key == self.monitor, sync_dist=False, rank_zero_only=False)
+
+
+class DetectionData(L.LightningDataModule):
+    """Train / val loaders for ``cfg["data"]`` (a COCO folder or det-digits)."""
+
+    def __init__(self, data_cfg: dict, *, masks: bool, seed: int = 0):
+        super().__init__()
+        self.data_cfg = dict(data_cfg)
+        self.masks, self.seed = bool(masks), seed
+        self.name = _dataset_name({"data": self.data_cfg})
+        self.train_set = self.val_set = None
+        self._val_gt = None
+
+    def _coco_paths(self, split: str) -> tuple[str, str]:
+        data = self.data_cfg
+        root = data.get("root")
+        if not root:
+            raise ValueError("data.root is required for data.name='coco' (a folder with the images and annotations/)")
+        root = os.path.expanduser(str(root))
+        year = "train2017" if split == "train" else "val2017"
+        images = data.get(f"{split}_images", year)
+        annotations = data.get(f"{split}_annotations", f"annotations/instances_{year}.json")
+        return os.path.join(root, images), os.path.join(root, annotations)
+
+    def dataset(self, split: str, *, train: bool):
+        if self.name == "det-digits":
+            from glore.data.det_digits import DetDigits
+
+            options = dict(self.data_cfg.get("options") or {})
+            key = f"{split}_samples"
+            size = self.data_cfg.get(key)
+            if size is not None:
+                if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                    raise ValueError(f"data.{key} must be a positive integer (the split size), got {size!r}")
+                options["num_samples"] = size
+            return DetDigits(split, **options)
+        from glore.data.coco import CocoDetectionSet, detection_transforms
+
+        images, annotations = self._coco_paths(split)
+        transforms = detection_transforms(train=train, hflip=bool(self.data_cfg.get("hflip", True)))
+        return CocoDetectionSet(images, annotations, transforms=transforms, masks=self.masks, train=train)
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_set is None:
+            self.train_set = EpochSeededDataset(self.dataset("train", train=True), seed=self.seed)
+        if self.val_set is None:
+            self.val_set = self.dataset("val", train=False)
+
+    def val_ground_truth(self):
+        """The validation split's ground truth as a ``pycocotools`` ``COCO`` object."""
+        from glore.metrics.coco import load_coco
+
+        if self._val_gt is None:
+            self.setup("validate")
+            source = self.val_set.to_coco() if self.name == "det-digits" else self.val_set.coco
+            self._val_gt = load_coco(source)
+        return self._val_gt
+
+    def _loader(self, dataset, *, batch_size: int, shuffle: bool, drop_last: bool, train: bool) -> DataLoader:
+        base = make_loader(dataset, trainer=self.trainer, batch_size=batch_size, shuffle=shuffle,
+                           drop_last=drop_last, train=train, seed=self.seed,
+                           num_workers=int(self.data_cfg.get("num_workers", 0)))
+        # the same loader (sampler, workers) with list batches
+        return DataLoader(base.dataset, batch_size=base.batch_size, sampler=base.sampler, drop_last=base.drop_last,
+                          num_workers=base.num_workers, pin_memory=base.pin_memory,
+                          persistent_workers=base.persistent_workers, collate_fn=collate)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, batch_size=int(self.data_cfg.get("batch_size", 2)),
+                            shuffle=bool(self.data_cfg.get("shuffle", True)),
+                            drop_last=bool(self.data_cfg.get("drop_last", False)), train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        batch = self.data_cfg.get("val_batch_size") or 1
+        return self._loader(self.val_set, batch_size=int(batch), shuffle=False, drop_last=False, train=False)
+
+
+def build_module(cfg: dict) -> DetectionModule:
+    return DetectionModule(cfg)
+
+
+def build_datamodule(cfg: dict) -> DetectionData:
+    masks = cfg["model"].get("arch", "maskrcnn") == "maskrcnn"
+    return DetectionData(cfg["data"], masks=masks, seed=int(cfg.get("seed", 0)))
+
+
+@torch.no_grad()
+def evaluate(module: DetectionModule, datamodule: DetectionData, cfg: dict, *, detections: str | None = None,
+             limit: int | None = None, device: str | None = None, class_agnostic: bool = False) -> dict:
+    """COCO metrics of ``module`` on the validation split; writes the detections in the COCO results
+    format (``segmentation`` as RLE) to ``detections`` (default ``<output_dir>/detections.json``)."""
+    from glore.metrics.coco import to_coco_results, write_results
+
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = module.model.to(dev).eval()
+    datamodule.setup("validate")
+    dataset = datamodule.val_set
+    n = len(dataset) if limit is None else min(int(limit), len(dataset))
+    loader = DataLoader(torch.utils.data.Subset(dataset, range(n)), batch_size=int(datamodule.data_cfg.get(
+        "val_batch_size") or 1), shuffle=False, num_workers=int(datamodule.data_cfg.get("num_workers", 0)),
+        collate_fn=collate)
+    results, ids = [], []
+    for images, targets in loader:
+        outputs = model([image.to(dev) for image in images])
+        batch_ids = [int(t["image_id"]) for t in targets]
+        results.extend(to_coco_results(outputs, batch_ids))
+        ids.extend(batch_ids)
+    path = write_results(results, detections or os.path.join(os.fspath(cfg["output_dir"]), "detections.json"))
+    values = coco_metrics(datamodule.val_ground_truth(), results, ids, segm=module.segm,
+                          class_agnostic=bool(class_agnostic))
+    values["val/images"] = float(n)
+    values["val/detections"] = float(len(results))
+    print(f"detections written to {path}")
+    return values

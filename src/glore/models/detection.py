@@ -1,0 +1,166 @@
+"""Faster / Mask R-CNN with FPN over a ResNet whose residual blocks host GloRe or global-context blocks.
+
+The detection setting of the Global Context Networks paper (Cao et al., arXiv 2012.13375, §5.1):
+Mask R-CNN with FPN on an ImageNet ResNet, GC blocks ``after_1x1`` in every residual block of c3-c5
+(``units="all"``, ``ratio=1/16`` or ``1/4``) or one NL / SNL / GC right before the last block of c4
+(``units={"res4": [5]}`` on ResNet-50), all layers but c1-c2 fine-tuned, frozen BatchNorm.
+
+>>> model = create_detector("maskrcnn", "resnet50", block="gc", units="all",
+...                         block_kwargs={"ratio": 1 / 16})          # Table 5(e): 46.9M parameters
+
+Built from torchvision's pieces (``torchvision.models.detection``): a torchvision ResNet with the
+blocks inserted by :func:`glore.models.insert_blocks`, ``BackboneWithFPN``, then ``FasterRCNN`` /
+``MaskRCNN``. With the defaults and no block the model has exactly the parameters of
+``torchvision.models.detection.maskrcnn_resnet50_fpn`` (44.4M at 91 classes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+ARCHS = ("fasterrcnn", "maskrcnn")
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
+             "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2")
+# torchvision's order of unfreezing: trainable_layers=3 trains layer2-layer4 (the paper's "all but c1-c2")
+_TRAIN_ORDER = ("layer4", "layer3", "layer2", "layer1", "conv1")
+
+
+def _backbone_weights(backbone: str, pretrained):
+    """``pretrained_backbone`` -> a torchvision weights enum (``True`` = the backbone's default)."""
+    if pretrained is None or pretrained is False:
+        return None
+    from torchvision.models import get_model_weights
+
+    weights = get_model_weights(backbone)
+    if pretrained is True:
+        return weights.DEFAULT
+    try:
+        return weights[str(pretrained)]
+    except KeyError:
+        raise ValueError(f"pretrained_backbone={pretrained!r} is not a weight of torchvision's {backbone}; "
+                         f"expected True, False or one of {[w.name for w in weights]}") from None
+
+
+def _freeze(resnet: nn.Module, trainable_layers: int) -> None:
+    """torchvision's rule: the first ``5 - trainable_layers`` of conv1, layer1..layer4 stay fixed."""
+    if isinstance(trainable_layers, bool) or not isinstance(trainable_layers, int) or not 0 <= trainable_layers <= 5:
+        raise ValueError(f"trainable_layers must be an integer in [0, 5], got {trainable_layers!r}")
+    train = list(_TRAIN_ORDER[:trainable_layers]) + (["bn1"] if trainable_layers == 5 else [])
+    for name, param in resnet.named_parameters():
+        if not any(name.startswith(prefix) for prefix in train):
+            param.requires_grad_(False)
+
+
+def _check_blocks_train(resnet: nn.Module, trainable_layers: int) -> None:
+    from .insert import inserted_blocks
+
+    frozen = [name for name, blk in inserted_blocks(resnet).items()
+              if not any(p.requires_grad for p in blk.parameters())]
+    if frozen:
+        raise ValueError(f"inserted blocks {frozen} sit in layers that trainable_layers={trainable_layers} freezes "
+                         f"(they would stay at their identity initialisation); train more layers or move the blocks")
+
+
+def _anchor_generator(returned_layers: Sequence[int], anchor_sizes):
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+
+    levels = len(returned_layers) + 1                       # + the max-pooled level on top
+    if anchor_sizes is None:                                # torchvision's 8 x stride: 32 .. 512 on P2-P6
+        strides = [2 ** (k + 1) for k in returned_layers]
+        anchor_sizes = [8 * s for s in strides] + [16 * strides[-1]]
+    anchor_sizes = [tuple(s) if isinstance(s, (list, tuple)) else (int(s),) for s in anchor_sizes]
+    if len(anchor_sizes) != levels:
+        raise ValueError(f"anchor_sizes needs one entry per feature level ({levels}: the returned layers "
+                         f"{list(returned_layers)} and the pooled level), got {len(anchor_sizes)}")
+    return AnchorGenerator(tuple(anchor_sizes), ((0.5, 1.0, 2.0),) * levels)
+
+
+def create_detector(arch: str = "maskrcnn", backbone: str = "resnet50", *, block: str | None = None,
+                    units=None, position: str | None = None, block_kwargs: dict | None = None,
+                    pretrained_backbone=False, num_classes: int = 91, trainable_layers: int | None = None,
+                    frozen_bn: bool | None = None, returned_layers: Sequence[int] = (1, 2, 3, 4),
+                    fpn_channels: int = 256, anchor_sizes=None, box_head_channels: int = 1024,
+                    mask_head_channels: int = 256, **kwargs) -> nn.Module:
+    """Build a torchvision ``FasterRCNN`` or ``MaskRCNN`` with FPN over ``backbone`` + ``block`` units.
+
+    Args:
+        arch: ``"maskrcnn"`` or ``"fasterrcnn"``.
+        backbone: a torchvision ResNet / ResNeXt / wide ResNet name (:data:`BACKBONES`).
+        block, units, position, block_kwargs: what :func:`glore.models.insert_blocks` inserts
+            (``block="gc", units="all"``: GC in every block of c3-c5; ``units={"res4": [5]}``: one
+            block before the last block of ResNet-50's c4). ``block=None``: the plain detector.
+        pretrained_backbone: ``False``, ``True`` (torchvision's default ImageNet weights of the
+            backbone, downloaded by torchvision) or a weights name such as ``"IMAGENET1K_V1"``.
+        num_classes: classes including the background (91 for COCO's category ids).
+        trainable_layers: how many of layer4, layer3, layer2, layer1, conv1 are trained (torchvision's
+            option); default 3 with pretrained weights (the paper: all but c1-c2), else 5.
+        frozen_bn: ``FrozenBatchNorm2d`` in the backbone (default: with pretrained weights, as
+            torchvision). The inserted blocks keep their own (trainable) norms.
+        returned_layers: the ResNet stages (1-4 = c2-c5) the FPN reads; fewer, shallower stages give
+            small-image detectors a smaller receptive field.
+        fpn_channels, box_head_channels, mask_head_channels: widths of the FPN, the two-layer box
+            head and the mask head (torchvision's 256 / 1024 / 256 by default).
+        anchor_sizes: one anchor size (or tuple of sizes) per level; default 8 x the level's stride.
+        **kwargs: options of torchvision's ``FasterRCNN`` / ``MaskRCNN`` (``min_size``, ``max_size``,
+            ``rpn_pre_nms_top_n_train``, ``box_batch_size_per_image``, ``box_score_thresh``, ...).
+    """
+    import torchvision
+    from torchvision.models.detection import FasterRCNN, MaskRCNN
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+    from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
+    from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+    from .insert import insert_blocks, inserted_blocks
+
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {list(ARCHS)}, got {arch!r}")
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {list(BACKBONES)}, got {backbone!r}")
+    if block is None and (units is not None or position is not None or block_kwargs):
+        raise ValueError(f"units, position and block_kwargs need a block; got block=None with units={units!r}, "
+                         f"position={position!r}, block_kwargs={block_kwargs!r}")
+    if block is not None and units is None:
+        raise ValueError(f"block={block!r} needs units, e.g. units='all' (c3-c5) or {{'res4': [5]}}; got None")
+    returned_layers = [int(k) for k in returned_layers]
+    if not returned_layers or sorted(set(returned_layers)) != returned_layers or not all(1 <= k <= 4 for k in returned_layers):
+        raise ValueError(f"returned_layers must be increasing stage numbers in 1..4, got {returned_layers!r}")
+
+    weights = _backbone_weights(backbone, pretrained_backbone)
+    trained = weights is not None
+    frozen_bn = trained if frozen_bn is None else bool(frozen_bn)
+    trainable_layers = (3 if trained else 5) if trainable_layers is None else trainable_layers
+    norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
+    resnet = torchvision.models.get_model(backbone, weights=weights, norm_layer=norm)
+    if block is not None:
+        insert_blocks(resnet, block=block, units=units, position=position, **dict(block_kwargs or {}))
+    _freeze(resnet, trainable_layers)
+    _check_blocks_train(resnet, trainable_layers)
+
+    c2 = resnet.inplanes // 8                                  # channels of layer1's output
+    in_channels = [c2 * 2 ** (k - 1) for k in returned_layers]
+    body = BackboneWithFPN(resnet, {f"layer{k}": str(i) for i, k in enumerate(returned_layers)},
+                           in_channels, fpn_channels, extra_blocks=LastLevelMaxPool())
+    dropped = sorted(set(inserted_blocks(resnet)) - set(inserted_blocks(body.body)))
+    if dropped:
+        raise ValueError(f"inserted blocks {dropped} sit in stages after the last of returned_layers="
+                         f"{returned_layers}, which the FPN never runs; insert them in layer1..layer{returned_layers[-1]}")
+    names = [str(i) for i in range(len(returned_layers))]
+    heads = dict(
+        rpn_anchor_generator=_anchor_generator(returned_layers, anchor_sizes),
+        box_roi_pool=MultiScaleRoIAlign(names, output_size=7, sampling_ratio=2),
+        box_head=TwoMLPHead(fpn_channels * 7 * 7, box_head_channels),
+        box_predictor=FastRCNNPredictor(box_head_channels, num_classes),
+    )
+    if arch == "fasterrcnn":
+        return FasterRCNN(body, num_classes=None, **heads, **kwargs)
+    heads.update(
+        mask_roi_pool=MultiScaleRoIAlign(names, output_size=14, sampling_ratio=2),
+        mask_head=MaskRCNNHeads(fpn_channels, (mask_head_channels,) * 4, 1),
+        mask_predictor=MaskRCNNPredictor(mask_head_channels, mask_head_channels, num_classes),
+    )
+    return MaskRCNN(body, num_classes=None, **heads, **kwargs)
+

@@ -1,5 +1,5 @@
 """Argument and input checks shared by the blocks (errors name the expected and the given value),
-and the re-initialisation they share.
+and the initialisation they share.
 
 The blocks call :func:`check_block_input` first thing in ``forward``. Each module that calls it
 registers it with ``torch.fx.wrap``, so that ``torch.fx.symbolic_trace`` (and torchvision's and
@@ -43,9 +43,19 @@ def check_block_input(block: str, x: torch.Tensor, channels: int) -> None:
         raise ValueError(f"{block} expects non-empty dims, got shape {tuple(x.shape)}")
 
 
-def reset_submodules(block: nn.Module) -> None:
-    """Re-initialise every parameterised submodule of ``block`` (convs, norms) as at construction;
-    the block then applies its own zero-initialisation."""
-    for module in block.modules():
-        if module is not block and hasattr(module, "reset_parameters"):
-            module.reset_parameters()
+class ZeroInitBlock(nn.Module):
+    """A block whose residual branch starts at zero (with ``zero_init``): the identity.
+
+    ``zero_init_last()`` zeroes the branch's last layer (timm's ``ResNet.init_weights`` calls it on
+    every module that has it); ``reset_parameters()`` re-initialises every submodule as at
+    construction, then calls it, so a block built on the meta device and reset is the identity again.
+    """
+
+    def reset_parameters(self) -> None:
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        self.zero_init_last()
+
+    def zero_init_last(self) -> None:
+        raise NotImplementedError

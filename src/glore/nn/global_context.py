@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import check_block_input, check_choice, check_positive_int, reset_submodules
+from ._validate import ZeroInitBlock, check_block_input, check_choice, check_positive_int
 from .non_local import ContextAttention, attention_pool
 from .pointwise import Pointwise
 
@@ -20,7 +20,7 @@ def _hidden_width(channels: int, ratio: float) -> int:
     return max(1, round(channels * ratio))
 
 
-class GlobalContext(nn.Module):
+class GlobalContext(ZeroInitBlock):
     """Global context block, GCNet Eq. 5: ``z_i = x_i + W_v2 ReLU(LN(W_v1 sum_j a_j x_j))``.
 
     Args:
@@ -54,10 +54,6 @@ class GlobalContext(nn.Module):
         self.gate_scale = 1.0           # scale fusion: x * gate_scale * sigmoid(t)
         self.zero_init_last()
 
-    def reset_parameters(self) -> None:
-        """Initialise as at construction: with ``zero_init``, the last conv starts at zero."""
-        reset_submodules(self)
-        self.zero_init_last()
 
     def zero_init_last(self) -> None:
         """With ``zero_init``, zero the last layer (the block's residual branch starts at zero)."""

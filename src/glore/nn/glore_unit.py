@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import check_block_input, check_positive_int, reset_submodules
+from ._validate import ZeroInitBlock, check_block_input, check_positive_int
 from .pointwise import Pointwise
 
 torch.fx.wrap("check_block_input")
@@ -37,7 +37,7 @@ class GraphConv(nn.Module):
         return self.state(F.relu(h))        # then W_g, along the states
 
 
-class GloRe(nn.Module):
+class GloRe(ZeroInitBlock):
     """Global Reasoning unit (GloRe paper, §3, Eq. 1-4).
 
     For ``x`` of shape ``(B, C, *S)``, as ``X`` ``(B, C, L)`` with ``L = prod(S)`` positions:
@@ -97,10 +97,6 @@ class GloRe(nn.Module):
         self.norm = nn.BatchNorm1d(channels, eps=1e-4)
         self.zero_init_last()
 
-    def reset_parameters(self) -> None:
-        """Initialise as at construction: with ``zero_init``, the unit is the identity."""
-        reset_submodules(self)
-        self.zero_init_last()
 
     def zero_init_last(self) -> None:
         """With ``zero_init``, zero the last layer (the block's residual branch starts at zero)."""

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import check_block_input, check_choice, check_positive_int, reset_submodules
+from ._validate import ZeroInitBlock, check_block_input, check_choice, check_positive_int
 from .pointwise import Pointwise
 
 torch.fx.wrap("check_block_input")
@@ -52,7 +52,7 @@ class PairwiseAttention(nn.Module):
         return scores / num_keys                                # dot_product
 
 
-class NonLocal(nn.Module):
+class NonLocal(ZeroInitBlock):
     """Non-local block, GCNet Eq. 1: ``z_i = x_i + W_z sum_j w_ij (W_v x_j)``.
 
     ``W_z`` is followed by a BatchNorm whose weight starts at zero (identity at initialisation).
@@ -80,10 +80,6 @@ class NonLocal(nn.Module):
         self.zero_init = zero_init
         self.zero_init_last()
 
-    def reset_parameters(self) -> None:
-        """Initialise as at construction: with ``zero_init``, the block is the identity."""
-        reset_submodules(self)
-        self.zero_init_last()
 
     def zero_init_last(self) -> None:
         """With ``zero_init``, zero the last layer (the block's residual branch starts at zero)."""
@@ -131,7 +127,7 @@ def attention_pool(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return torch.matmul(x, weights.transpose(1, 2))
 
 
-class SimplifiedNonLocal(nn.Module):
+class SimplifiedNonLocal(ZeroInitBlock):
     """Simplified non-local block, GCNet Eq. 2-3: ``z_i = x_i + W_v sum_j softmax_j(W_k x_j) x_j``.
 
     The same global context is added at every position. ``W_v`` (``C x C``) starts at zero when
@@ -146,10 +142,6 @@ class SimplifiedNonLocal(nn.Module):
         self.zero_init = zero_init
         self.zero_init_last()
 
-    def reset_parameters(self) -> None:
-        """Initialise as at construction: with ``zero_init``, the block is the identity."""
-        reset_submodules(self)
-        self.zero_init_last()
 
     def zero_init_last(self) -> None:
         """With ``zero_init``, zero the last layer (the block's residual branch starts at zero)."""

@@ -169,3 +169,14 @@ def test_gcnet_parameter_counts(name, expected_millions):
     # Table 8-9: baseline 25.56M; +1 NL 27.66M; +1 SNL 26.61M; +1 GC (r16) 25.69M
     block = create_block(name, 1024)
     assert round(sum(p.numel() for p in block.parameters()) / 1e6, 2) == expected_millions
+
+
+def test_squeeze_excite_with_zero_init_is_the_identity_then_a_gate_in_0_2():
+    x = torch.randn(2, 8, 3, 4, dtype=torch.float64)
+    block = SqueezeExcite(8, ratio=1 / 2, zero_init=True).double()
+    torch.testing.assert_close(block(x), x)
+    randomize_(block)
+    t = block.transform(x.flatten(2).mean(-1, keepdim=True))        # (B, C, 1)
+    torch.testing.assert_close(block(x), x * 2 * torch.sigmoid(t)[..., None])
+    block.reset_parameters()
+    torch.testing.assert_close(block(x), x)

@@ -4,6 +4,7 @@
     python benchmarks/models.py --quick    # batch 4, 3 repeats
     python benchmarks/models.py --device cuda --bf16 --batch 64   # on a GPU, under bf16 autocast
     python benchmarks/models.py --compile --variants "ResNet-50" "+ GloRe (0, 3)"   # eager and compiled
+    python benchmarks/models.py --layouts contiguous channels_last   # both memory layouts, interleaved
 
 Variants: the plain ResNet-50, + GloRe (0, 3) (GloRe paper), + GC in every block of res3-res5 (r16,
 GCNet) and + 1 NL (before the last block of res4, GCNet Table 8). For each: images/s for a training
@@ -11,8 +12,9 @@ step (forward, loss, backward, SGD update) and for inference (``torch.inference_
 ratio of its time to the baseline's beside the ratio of their GMACs (forward multiply-adds counted by
 ``FlopCounterMode`` on the meta device), parameters. With ``--compile``, each variant also runs
 compiled (``nn.Module.compile()``), in the same interleaved groups: its ratio to the compiled baseline,
-and ``x_eager``, its time over the same variant's in eager mode. Results to
-results/benchmarks/models.json.
+and ``x_eager``, its time over the same variant's in eager mode. With both ``--layouts``, every case
+runs in each memory layout in the same interleaved groups, and ``x_contiguous`` is a case's time over
+the same case's with contiguous input. Results to results/benchmarks/models.json.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import _common as common
 from glore.models import create_model
 
+LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 VARIANTS = {
     "ResNet-50": dict(),
     "+ GloRe (0, 3)": dict(block="glore", units=(0, 3)),
@@ -52,7 +55,8 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--channels-last", action="store_true", help="model and input channels_last")
+    parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=["contiguous"],
+                        help="memory layouts of model and input, run side by side")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
     parser.add_argument("--bf16", action="store_true", help="forward under bf16 autocast")
     parser.add_argument("--compile", action="store_true", help="also run every variant under torch.compile")
@@ -68,13 +72,16 @@ def main(argv=None):
     env = common.setup(args.threads, device=args.device)
     device = torch.device(args.device)
     print(f"{env}\nload {common.load()}")
-    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
-    x = torch.randn(args.batch, 3, args.size, args.size, device=device).contiguous(memory_format=fmt)
+    images = torch.randn(args.batch, 3, args.size, args.size, device=device)
     target = torch.randint(0, 1000, (args.batch,), device=device)
     autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=args.bf16)
     modes = ["eager"] + (["compiled"] if args.compile else [])
     train_cases, infer_cases, info = {}, {}, {}
-    for (name, kwargs), mode in ((v, m) for v in VARIANTS.items() if v[0] in args.variants for m in modes):
+    cases = [(v, m, layout) for v in VARIANTS.items() if v[0] in args.variants for m in modes
+             for layout in args.layouts]
+    for (name, kwargs), mode, layout in cases:
+        fmt = LAYOUTS[layout]
+        x = images.contiguous(memory_format=fmt)
         model = create_model("resnet50", **kwargs).to(device, memory_format=fmt)
         if mode == "compiled":
             model.compile()
@@ -82,7 +89,7 @@ def main(argv=None):
                       "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
-        def train_step(model=model, opt=opt):
+        def train_step(model=model, opt=opt, x=x):
             model.train()
             opt.zero_grad(set_to_none=True)
             with torch.autocast(**autocast):
@@ -90,11 +97,11 @@ def main(argv=None):
             loss.backward()
             opt.step()
 
-        def infer_step(model=model):
+        def infer_step(model=model, x=x):
             model.eval()
             with torch.inference_mode(), torch.autocast(**autocast):
                 model(x)
-        train_cases[name, mode], infer_cases[name, mode] = train_step, infer_step
+        train_cases[name, mode, layout], infer_cases[name, mode, layout] = train_step, infer_step
 
     rows = []
     baseline = args.variants[0]
@@ -102,21 +109,24 @@ def main(argv=None):
         load0 = common.load()
         timing = common.time_interleaved(cases, repeats=args.repeats, warmup=1, device=args.device)
         load1 = common.load()
-        for (name, run), t in timing.items():
-            base = timing[baseline, run]["median"]
-            rows.append({"mode": mode, "model": name, "run": run, "img_s": args.batch / t["median"],
+        for (name, run, layout), t in timing.items():
+            base = timing[baseline, run, layout]["median"]
+            contiguous = timing.get((name, run, "contiguous"))
+            rows.append({"mode": mode, "model": name, "run": run, "layout": layout,
+                         "img_s": args.batch / t["median"],
                          "ms": t["median"] * 1e3, "time_ratio": t["median"] / base,
-                         "x_eager": t["median"] / timing[name, "eager"]["median"],
+                         "x_eager": t["median"] / timing[name, "eager", layout]["median"],
+                         "x_contiguous": t["median"] / contiguous["median"] if contiguous else None,
                          "gmacs": info[name]["gmacs"],
                          "gmacs_ratio": info[name]["gmacs"] / info[baseline]["gmacs"],
                          "params_m": info[name]["params_m"], "load": [load0, load1]})
         print(f"== {mode}, batch {args.batch} at {args.size}x{args.size} ==")
         print(common.fmt_table([r for r in rows if r["mode"] == mode],
-                               ["model", "run", "img_s", "ms", "time_ratio", "x_eager", "gmacs",
-                                "gmacs_ratio", "params_m"]))
+                               ["model", "run", "layout", "img_s", "ms", "time_ratio", "x_eager",
+                                "x_contiguous", "gmacs", "gmacs_ratio", "params_m"]))
         print(f"load {load0} -> {load1}\n", flush=True)
     out = {"env": env, "args": vars(args), "rows": rows, "wall_s": time.perf_counter() - started}
-    name = "models" + ("_channels_last" if args.channels_last else "") + ("_bf16" if args.bf16 else "")
+    name = "models" + ("_bf16" if args.bf16 else "")
     path = common.write_json(name, out, args.out)
     print(f"wrote {path} ({out['wall_s']:.0f} s)")
 

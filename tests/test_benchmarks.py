@@ -99,6 +99,20 @@ def test_models_throughput_rows(scripts, tmp_path):
     assert glore["gmacs_ratio"] > 1 and glore["params_m"] > base[0]["params_m"]
 
 
+def test_models_layouts_run_side_by_side(scripts, tmp_path):
+    models = scripts[1]
+    variants = ["ResNet-50", "+ GloRe (0, 3)"]
+    models.main(["--threads", "1", "--batch", "2", "--size", "32", "--repeats", "1", "--variants",
+                 *variants, "--layouts", "contiguous", "channels_last", "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "models.json").read_text())["rows"]
+    assert {(r["mode"], r["model"], r["layout"]) for r in rows} == {
+        (mode, name, layout) for mode in ("train", "inference") for name in variants
+        for layout in ("contiguous", "channels_last")}
+    assert all(r["x_contiguous"] == 1 for r in rows if r["layout"] == "contiguous")
+    assert all(r["x_contiguous"] > 0 for r in rows)
+    assert all(r["time_ratio"] == 1 for r in rows if r["model"] == "ResNet-50")
+
+
 def test_models_compile_adds_a_compiled_run_of_the_chosen_variants(scripts, tmp_path, monkeypatch):
     models = scripts[1]
     compiled = []          # compiling two ResNet-50s takes minutes: record the calls instead

@@ -41,13 +41,15 @@ DEFAULTS = {
     "min_distance": 14,
 }
 
-# the video task's budget (``--task video``): distant-clips, 8 frames of 36x36
+# the video task's budget (``--task video``): distant-clips, 8 frames of 36x36; lr 1e-2 (not the
+# image demo's 3e-3) shortens the near-chance start, 12 epochs leave the units time after it.
+# Still short of the 0.90 target for + GloRe on some seeds (docs/video.md has the measurements).
 VIDEO_DEFAULTS = {
-    "epochs": 8,
+    "epochs": 12,
     "train_samples": 10000,
     "val_samples": 2000,
     "batch_size": 32,
-    "lr": 3e-3,
+    "lr": 1e-2,
     "weight_decay": 0.05,
     "width": 16,
     "num_frames": 8,

@@ -30,6 +30,17 @@ def default_block_kwargs(block: str, width: int) -> dict:
     return _BLOCK_DEFAULTS.get(key, lambda w: {})(width)
 
 
+def check_arguments(*, num_classes, in_chans, width, block, block_kwargs) -> None:
+    """The checks of the demo networks' arguments (the image net here, the clip net in video.py)."""
+    for name, value in (("num_classes", num_classes), ("in_chans", in_chans), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if width % 4:
+        raise ValueError(f"width must be a multiple of 4, got {width}")
+    if block is None and block_kwargs:
+        raise ValueError(f"block options {sorted(block_kwargs)} given without a block")
+
+
 class DistantDigitsNet(nn.Module):
     """Stem (RF 13, stride 4) -> optional block -> two 1x1 conv layers -> pool -> linear.
 
@@ -44,13 +55,8 @@ class DistantDigitsNet(nn.Module):
     def __init__(self, *, block: str | None = None, num_classes: int = 10, in_chans: int = 1,
                  width: int = 32, **block_kwargs):
         super().__init__()
-        for name, value in (("num_classes", num_classes), ("in_chans", in_chans), ("width", width)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if width % 4:
-            raise ValueError(f"width must be a multiple of 4, got {width}")
-        if block is None and block_kwargs:
-            raise ValueError(f"block options {sorted(block_kwargs)} given without a block")
+        check_arguments(num_classes=num_classes, in_chans=in_chans, width=width, block=block,
+                        block_kwargs=block_kwargs)
         half = width // 2
         # receptive fields 3, 5 (stride 2), 9, 13 (stride 4)
         self.stem = nn.Sequential(

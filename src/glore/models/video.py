@@ -531,13 +531,10 @@ class DistantClipsNet(nn.Module):
     def __init__(self, *, block: str | None = None, num_classes: int = 10, in_chans: int = 1,
                  width: int = 16, **block_kwargs):
         super().__init__()
-        for name, value in (("num_classes", num_classes), ("in_chans", in_chans), ("width", width)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if width % 4:
-            raise ValueError(f"width must be a multiple of 4, got {width}")
-        if block is None and block_kwargs:
-            raise ValueError(f"block options {sorted(block_kwargs)} given without a block")
+        from .small import check_arguments, default_block_kwargs
+
+        check_arguments(num_classes=num_classes, in_chans=in_chans, width=width, block=block,
+                        block_kwargs=block_kwargs)
         half = width // 2
         # (frames, pixels) receptive fields: (3, 3), (3, 5) spatial stride 2, (3, 9), (3, 13) stride 4
         self.stem = nn.Sequential(
@@ -549,8 +546,6 @@ class DistantClipsNet(nn.Module):
         if block is None:
             self.block, self.block_kwargs = nn.Identity(), {}
         else:
-            from .small import default_block_kwargs
-
             video = {"sub_sample": True} if block.lower() == "nl" else {}   # NLNet's video blocks
             self.block_kwargs = {**default_block_kwargs(block, width), **video, **block_kwargs}
             self.block = create_block(block, width, **self.block_kwargs)

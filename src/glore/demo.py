@@ -1,34 +1,33 @@
 """``make demo``: baseline vs + GloRe / + GC / + NL on ``distant-digits`` (task ``select``).
 
-Trains the same small network (:func:`glore.models.small.distant_digits_net`) once per variant with
-one budget and one seed, prints a table (validation accuracy, parameters, GMACs, seconds per epoch)
-and writes ``<output>/summary.json`` and ``<output>/curves.png``; each variant's final weights go to
-``<output>/<variant>/model.pt`` (see ``docs/demo.md`` for the format).
+Trains each variant through the engine of ``glore train`` (:func:`glore.engine.runner.train`) from its
+config in ``configs/demo/<variant>.yaml``, with one budget and one seed, prints a table (validation
+accuracy, parameters, GMACs, seconds per epoch) and writes ``<output>/summary.json`` and
+``<output>/curves.png``. Each variant's folder ``<output>/<variant>/`` is a ``glore train`` run folder
+(``config.yaml``, ``checkpoints/last.ckpt``, ``checkpoints/best.ckpt``, ``metrics.json``, ``csv/``), so
+``glore evaluate`` and ``glore analyze`` read it.
 
     python -m glore.demo --output results/demo [--seed 0] [--epochs 5] [--variants baseline,glore,gc,nl]
 
 ``--task video`` does the same on the video set ``distant-clips`` with
-:func:`glore.models.video.distant_clips_net` (default output ``results/demo_video``; see
-``docs/video.md``).
+:func:`glore.models.video.distant_clips_net` from ``configs/demo/video_<variant>.yaml`` (default
+output ``results/demo_video``; see ``docs/video.md``).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
-import math
 import sys
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-
-from glore.engine.checkpoint import save_atomic
 
 VARIANTS = {"baseline": None, "glore": "glore", "gc": "gc", "nl": "nl"}
 
-# the one budget shared by every variant (no per-variant or per-seed tuning)
+# the one budget shared by every variant (no per-variant or per-seed tuning); configs/demo/<variant>.yaml
+# hold the same values (tests/test_demo.py checks it)
 DEFAULTS = {
     "epochs": 8,
     "train_samples": 12000,
@@ -41,9 +40,9 @@ DEFAULTS = {
     "min_distance": 14,
 }
 
-# the video task's budget (``--task video``): distant-clips, 8 frames of 36x36; lr 1e-2 (not the
-# image demo's 3e-3) shortens the near-chance start, 12 epochs leave the units time after it.
-# Still short of the 0.90 target for + GloRe on some seeds (docs/video.md has the measurements).
+# the video task's budget (``--task video``, configs/demo/video_<variant>.yaml): distant-clips, 8 frames
+# of 36x36; lr 1e-2 (not the image demo's 3e-3) shortens the near-chance start, 12 epochs leave the
+# units time after it. Still short of the 0.90 target for + GloRe on some seeds (docs/video.md).
 VIDEO_DEFAULTS = {
     "epochs": 12,
     "train_samples": 10000,
@@ -59,89 +58,41 @@ VIDEO_DEFAULTS = {
 }
 TASKS = ("image", "video")
 DEFAULT_OUTPUT = {"image": "results/demo", "video": "results/demo_video"}
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "demo"
+
+# where each budget option goes in a run config
+_CONFIG_KEYS = {
+    "epochs": "trainer.max_epochs",
+    "train_samples": "data.options.num_samples",
+    "val_samples": "data.val_options.num_samples",
+    "batch_size": "data.batch_size",
+    "lr": "optim.lr",
+    "weight_decay": "optim.weight_decay",
+    "width": "model.width",
+    "canvas": "data.options.canvas",
+    "min_distance": "data.options.min_distance",
+    "num_frames": "data.options.num_frames",
+    "min_gap": "data.options.min_gap",
+}
 
 
-def _memory_format(x: torch.Tensor):
-    """Channels-last for images (4-d) and clips (5-d): the faster convolution layout on CPU."""
-    return torch.channels_last_3d if x.dim() == 5 else torch.channels_last
+def config_path(task: str, variant: str) -> Path:
+    """``configs/demo/<variant>.yaml`` (image) or ``configs/demo/video_<variant>.yaml``."""
+    path = CONFIG_DIR / (f"{variant}.yaml" if task == "image" else f"video_{variant}.yaml")
+    if not path.is_file():
+        raise FileNotFoundError(f"demo config not found: {path} (run from a source checkout of glore)")
+    return path
 
 
-def _progress(it, total: int, desc: str, enabled: bool):
-    """A minimal progress bar on stderr (no extra dependency)."""
-    start = time.perf_counter()
-    for i, item in enumerate(it, 1):
-        yield item
-        if enabled and (i == total or i % 10 == 0):
-            frac = i / total
-            bar = "#" * int(30 * frac)
-            elapsed = time.perf_counter() - start
-            eta = elapsed / frac - elapsed
-            sys.stderr.write(f"\r{desc} [{bar:<30}] {i}/{total} {elapsed:5.0f}s eta {eta:4.0f}s")
-            sys.stderr.flush()
-    if enabled:
-        sys.stderr.write("\n")
+def variant_config(task: str, variant: str, output_dir: str | Path, *, seed: int = 0,
+                   progress: bool = True, **budget) -> dict:
+    """The run config of one demo variant: its YAML file with the seed, output folder and budget."""
+    from glore.engine.config import load_config
 
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
-             batch_size: int = 500) -> float:
-    """Top-1 accuracy of ``model`` (in eval mode) on ``images``/``labels``."""
-    model.eval()
-    correct = 0
-    for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size]
-        x = x.contiguous(memory_format=_memory_format(x))
-        correct += int((model(x).argmax(1) == labels[i:i + batch_size]).sum())
-    return correct / len(images)
-
-
-def train_variant(model: torch.nn.Module, train, val, *, epochs: int, batch_size: int, lr: float,
-                  weight_decay: float, seed: int, progress: bool = True, desc: str = "") -> dict:
-    """Train with AdamW and a one-cycle schedule; return ``{"val_acc", "curve", "sec_per_epoch"}``.
-
-    ``train`` and ``val`` are datasets exposing ``images`` and ``labels`` tensors (as
-    :class:`glore.data.DistantDigits` and :class:`glore.data.DistantClips` do); batches are sliced
-    from them directly.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    memory_format = _memory_format(train.images)
-    model = model.to(memory_format=memory_format)
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=lr)
-    steps_per_epoch = len(train.images) // batch_size
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
-                                                pct_start=0.25)
-    curve, seconds, cpu_seconds, losses = [], [], [], []
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(train.images), generator=gen)
-        start, cpu_start = time.perf_counter(), time.process_time()
-        total = 0.0
-        steps = _progress(range(steps_per_epoch), steps_per_epoch,
-                          f"{desc} epoch {epoch + 1}/{epochs}", progress)
-        for step in steps:
-            idx = order[step * batch_size:(step + 1) * batch_size]
-            x = train.images[idx].contiguous(memory_format=memory_format)
-            loss = F.cross_entropy(model(x), train.labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach())
-        seconds.append(time.perf_counter() - start)
-        cpu_seconds.append(time.process_time() - cpu_start)
-        losses.append(total / steps_per_epoch)
-        curve.append(evaluate(model, val.images, val.labels))
-        if progress:
-            sys.stderr.write(f"{desc} epoch {epoch + 1}: train loss {losses[-1]:.3f}, "
-                             f"val acc {curve[-1]:.4f}\n")
-    if not all(math.isfinite(v) for v in losses):
-        raise FloatingPointError(f"{desc}: non-finite training loss {losses}")
-    return {"val_acc": curve[-1], "curve": curve, "train_loss": losses,
-            "sec_per_epoch": sum(seconds) / len(seconds),
-            "cpu_sec_per_epoch": sum(cpu_seconds) / len(cpu_seconds)}
+    overrides = [f"seed={seed}", f"data.options.seed={seed}", f"output_dir={output_dir}",
+                 f"trainer.enable_progress_bar={str(bool(progress)).lower()}"]
+    overrides += [f"{_CONFIG_KEYS[key]}={value}" for key, value in budget.items()]
+    return load_config(config_path(task, variant), overrides)
 
 
 def count_gmacs(model: torch.nn.Module, input_size) -> float:
@@ -150,35 +101,50 @@ def count_gmacs(model: torch.nn.Module, input_size) -> float:
     return float(summary(model, input_size=tuple(input_size))["gmacs"])
 
 
-def _task_setup(task: str, cfg: dict, seed: int):
-    """``(train, val, build(block) -> model, model name, data_kwargs, input size, title)`` of a task."""
-    if task == "image":
-        from glore.data.distant_digits import DistantDigits
-        from glore.models.small import distant_digits_net
+def _input_size(cfg: dict) -> tuple:
+    options = cfg["data"]["options"]
+    if cfg["data"]["name"] == "distant-clips":
+        return (1, options["num_frames"], options["canvas"], options["canvas"])
+    return (1, options["canvas"], options["canvas"])
 
-        data_kw = {"canvas": cfg["canvas"], "min_distance": cfg["min_distance"], "seed": seed}
-        train = DistantDigits("train", num_samples=cfg["train_samples"], **data_kw)
-        val = DistantDigits("val", num_samples=cfg["val_samples"], **data_kw)
-        return (train, val, lambda block: distant_digits_net(block=block, width=cfg["width"]),
-                "distant_digits_net", data_kw, (1, cfg["canvas"], cfg["canvas"]), "distant-digits / select")
-    from glore.data.distant_clips import DistantClips
-    from glore.models.video import distant_clips_net
 
-    data_kw = {"num_frames": cfg["num_frames"], "canvas": cfg["canvas"], "min_distance": cfg["min_distance"],
-               "min_gap": cfg["min_gap"], "seed": seed}
-    train = DistantClips("train", num_samples=cfg["train_samples"], **data_kw)
-    val = DistantClips("val", num_samples=cfg["val_samples"], **data_kw)
-    return (train, val, lambda block: distant_clips_net(block=block, width=cfg["width"]),
-            "distant_clips_net", data_kw, (1, cfg["num_frames"], cfg["canvas"], cfg["canvas"]),
-            "distant-clips / select")
+def epoch_metrics(run_dir: str | Path) -> dict:
+    """``{"curve": val/acc1 per epoch, "sec_per_epoch": [...], "train_loss": [...]}`` from the newest
+    ``csv/version_N/metrics.csv`` of a run folder."""
+    versions = sorted(Path(run_dir, "csv").glob("version_*"), key=lambda p: int(p.name.split("_")[-1]))
+    if not versions:
+        raise FileNotFoundError(f"no csv/version_N/metrics.csv in {run_dir}")
+    columns = {"curve": "val/acc1", "sec_per_epoch": "time/train_epoch_s", "train_loss": "train/loss_epoch"}
+    per_epoch = {key: {} for key in columns}
+    with open(versions[-1] / "metrics.csv", newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            for key, column in columns.items():
+                if row.get(column):
+                    per_epoch[key][int(row["epoch"])] = float(row[column])
+    return {key: [values[e] for e in sorted(values)] for key, values in per_epoch.items()}
+
+
+def train_variant(cfg: dict) -> dict:
+    """Train one variant with :func:`glore.engine.runner.train`; return its row of the summary."""
+    from glore.engine.runner import CHECKPOINT_DIR, load_model, train
+
+    metrics = train(cfg)
+    run_dir = Path(cfg["output_dir"])
+    network, _ = load_model(str(run_dir / CHECKPOINT_DIR / "last.ckpt"))
+    per_epoch = epoch_metrics(run_dir)
+    seconds = per_epoch["sec_per_epoch"]
+    return {"val_acc": metrics["val/acc1"], "params": sum(p.numel() for p in network.parameters()),
+            "gmacs": count_gmacs(network, _input_size(cfg)),
+            "sec_per_epoch": sum(seconds) / max(len(seconds), 1),
+            "curve": per_epoch["curve"], "train_loss": per_epoch["train_loss"]}
 
 
 def run(output: str | Path, *, seed: int = 0, variants=tuple(VARIANTS), progress: bool = True,
         threads: int | None = 2, task: str = "image", **budget) -> dict:
-    """Train every variant in ``variants`` and write ``summary.json`` and ``curves.png``.
+    """Train every variant in ``variants`` through the engine and write ``summary.json`` and ``curves.png``.
 
     ``task="image"`` (``make demo``) uses ``distant-digits`` and :data:`DEFAULTS`; ``task="video"``
-    uses ``distant-clips`` and :data:`VIDEO_DEFAULTS`.
+    uses ``distant-clips`` and :data:`VIDEO_DEFAULTS`. ``budget`` overrides some of those values.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
@@ -189,36 +155,20 @@ def run(output: str | Path, *, seed: int = 0, variants=tuple(VARIANTS), progress
     bad = [v for v in variants if v not in VARIANTS]
     if bad or not variants:
         raise ValueError(f"variants must be a non-empty subset of {list(VARIANTS)}, got {list(variants)}")
-    cfg = {**defaults, **budget}
     if threads:
         torch.set_num_threads(threads)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    train, val, build, model_name, data_kw, input_size, title = _task_setup(task, cfg, seed)
 
     results = {}
     for name in variants:
-        torch.manual_seed(seed)
-        model = build(VARIANTS[name])
-        params = sum(p.numel() for p in model.parameters())
-        gmacs = count_gmacs(model, input_size)
-        res = train_variant(model, train, val, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                            lr=cfg["lr"], weight_decay=cfg["weight_decay"], seed=seed,
-                            progress=progress, desc=name)
-        results[name] = {"val_acc": res["val_acc"], "params": params, "gmacs": gmacs,
-                         "sec_per_epoch": res["sec_per_epoch"], "cpu_sec_per_epoch": res["cpu_sec_per_epoch"],
-                         "curve": res["curve"],
-                         "train_loss": res["train_loss"]}
-        (output / name).mkdir(exist_ok=True)
-        save_atomic({"model": model_name,
-                     "model_kwargs": {"block": VARIANTS[name], "width": cfg["width"],
-                                      **model.block_kwargs},
-                     "data_kwargs": data_kw, "state_dict": model.state_dict(),
-                     "val_acc": res["val_acc"]}, output / name / "model.pt")
+        cfg = variant_config(task, name, output / name, seed=seed, progress=progress, **budget)
+        results[name] = train_variant(cfg)
 
-    summary = {**results, "_config": {**cfg, "seed": seed,
+    summary = {**results, "_config": {**defaults, **budget, "seed": seed,
                                       "task": "select" if task == "image" else "distant-clips/select"}}
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    title = "distant-digits / select" if task == "image" else "distant-clips / select"
     plot_curves(results, output / "curves.png", title=title)
     print(format_table(results))
     return summary

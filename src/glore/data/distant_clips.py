@@ -137,6 +137,11 @@ class DistantClips(Dataset):
     def __getitem__(self, index: int):
         return self.clips[index], int(self.labels[index])
 
+    def get_batch(self, indices: torch.Tensor):
+        """``(images, labels)`` of ``indices`` in one read: what ``DataLoader`` collates from the items
+        (the engine's loaders use it, see ``glore.engine.loaders``)."""
+        return self.clips[indices], self.labels[indices]
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(split={self.split!r}, num_samples={self.num_samples}, "
                 f"num_frames={self.num_frames}, canvas={self.canvas}, min_gap={self.min_gap}, "

@@ -206,6 +206,11 @@ class DistantDigits(Dataset):
     def __getitem__(self, index: int):
         return self.images[index], int(self.labels[index])
 
+    def get_batch(self, indices: torch.Tensor):
+        """``(images, labels)`` of ``indices`` in one read: what ``DataLoader`` collates from the items
+        (the engine's loaders use it, see ``glore.engine.loaders``)."""
+        return self.images[indices], self.labels[indices]
+
     def extra_repr(self) -> str:
         return (f"split={self.split!r}, task={self.task!r}, num_samples={self.num_samples}, "
                 f"canvas={self.canvas}, digit_size={self.digit_size}, min_distance={self.min_distance}")

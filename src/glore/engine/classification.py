@@ -13,7 +13,7 @@ Config (see ``configs/classification/*.yaml``)::
       # any other key goes to create_model, and from there to timm.create_model (drop_path_rate, ...)
       label_smoothing: 0.0
     data:
-      name: imagefolder       # or distant-digits
+      name: imagefolder       # or distant-digits, distant-clips (in-memory clips for 3D networks)
       root: /data/imagenet
       layout: imagefolder     # or cub200
       train_split: train
@@ -27,7 +27,8 @@ Config (see ``configs/classification/*.yaml``)::
       scale: [0.08, 1.0]
       shuffle: true
       drop_last: false
-      options: {}             # keyword options of DistantDigits(split, **options)
+      options: {}             # keyword options of DistantDigits / DistantClips(split, **options)
+      val_options: {}         # overrides of options for the validation split (e.g. num_samples)
 
 Metrics: ``val/loss``, ``val/acc1`` and, with at least 5 classes, ``val/acc5`` (fractions in [0, 1]). ``best.ckpt``
 follows ``val/acc1``.
@@ -47,7 +48,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from .base import TaskModule
 from .loaders import EpochSeededDataset, make_loader
 
-DATASETS = ("distant-digits", "imagefolder")
+DATASETS = ("distant-digits", "distant-clips", "imagefolder")
 # model keys consumed here; the rest of cfg["model"] go to the model builder
 _MODEL_KEYS = ("name", "label_smoothing")
 
@@ -146,6 +147,20 @@ class ClassificationModule(TaskModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """``trainer.channels_last``: images (4-d) and clips (5-d) in the channels-last layout, the
+        faster convolution layout on CPU; the network's weights follow at the first batch."""
+        if not self.cfg["trainer"].get("channels_last"):
+            return batch
+        images, *rest = batch
+        layout = {4: torch.channels_last, 5: torch.channels_last_3d}.get(images.dim())
+        if layout is None:
+            return batch
+        if getattr(self, "_weights_layout", None) is not layout:
+            self.model.to(memory_format=layout)
+            self._weights_layout = layout
+        return (images.contiguous(memory_format=layout), *rest)
+
     def training_step(self, batch, batch_idx):
         images, labels = batch
         logits = self(images)
@@ -170,7 +185,7 @@ class ClassificationModule(TaskModule):
 
 
 class ClassificationData(L.LightningDataModule):
-    """Train / val loaders for ``cfg["data"]`` (distant-digits or an image layout)."""
+    """Train / val loaders for ``cfg["data"]`` (distant-digits, distant-clips or an image layout)."""
 
     def __init__(self, data_cfg: dict, *, seed: int = 0):
         super().__init__()
@@ -184,10 +199,15 @@ class ClassificationData(L.LightningDataModule):
     def _dataset(self, split_key: str, default: str, *, train: bool):
         data = self.data_cfg
         split = data.get(split_key, default)
-        if data["name"] == "distant-digits":
-            from glore.data.distant_digits import DistantDigits
-
-            return DistantDigits(split, **dict(data.get("options") or {}))
+        if data["name"] in ("distant-digits", "distant-clips"):
+            options = dict(data.get("options") or {})
+            if not train:
+                options.update(data.get("val_options") or {})
+            if data["name"] == "distant-digits":
+                from glore.data.distant_digits import DistantDigits as in_memory_set
+            else:
+                from glore.data.distant_clips import DistantClips as in_memory_set
+            return in_memory_set(split, **options)
         from glore.data.imagefolder import build_image_dataset
 
         return build_image_dataset(

@@ -91,6 +91,7 @@ DEFAULTS: dict = {
         "enable_progress_bar": True,
         "sync_batchnorm": False,
         "compile": False,          # torch.compile the network for training (not a Trainer option)
+        "channels_last": False,    # channels-last images / clips and weights (classification tasks)
     },
 }
 

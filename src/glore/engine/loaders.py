@@ -2,6 +2,10 @@
 
 Shared by the training tasks: a run resumed from a checkpoint, or run with any number of workers or
 processes, sees the same samples in the same order, augmented the same way, as an uninterrupted one.
+
+In-memory datasets without random augmentation (``DistantDigits``, ``DistantClips``) may define
+``get_batch(indices: LongTensor) -> batch``; their loaders then read each batch with one tensor index
+(:class:`BatchReads`) instead of reading and collating the items one by one.
 """
 
 from __future__ import annotations
@@ -68,6 +72,44 @@ class EpochSeededDataset(torch.utils.data.Dataset):
             torch.manual_seed(((self.seed * 1_000_003 + epoch) * 1_000_033 + index) % (2**63 - 1))
             return self.dataset[index]
 
+    def get_batch(self, keys: torch.Tensor):
+        """The items of ``keys`` from the wrapped dataset's ``get_batch`` (which draws no random
+        numbers, so the epoch part of the keys does not matter)."""
+        return self.dataset.get_batch(keys % len(self.dataset))
+
+
+def reads_batches(dataset) -> bool:
+    """Whether ``dataset`` (or the dataset an :class:`EpochSeededDataset` wraps) has ``get_batch``."""
+    inner = dataset.dataset if isinstance(dataset, EpochSeededDataset) else dataset
+    return callable(getattr(inner, "get_batch", None))
+
+
+class BatchReads(torch.utils.data.Dataset):
+    """A view of a dataset with ``get_batch``: the DataLoader hands a batch's indices to
+    ``__getitems__``, which returns the whole batch (use with ``collate_fn=keep_batch``)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name):
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, key: int):
+        return self.dataset[key]
+
+    def __getitems__(self, keys):
+        return self.dataset.get_batch(torch.as_tensor(keys, dtype=torch.long))
+
+
+def keep_batch(batch):
+    """``collate_fn`` of :class:`BatchReads` loaders: the batch is already collated."""
+    return batch
+
 
 def make_loader(dataset, *, trainer=None, batch_size: int, shuffle: bool, drop_last: bool, train: bool,
                 seed: int = 0, num_workers: int = 0) -> DataLoader:
@@ -85,6 +127,9 @@ def make_loader(dataset, *, trainer=None, batch_size: int, shuffle: bool, drop_l
         # Lightning creates (and, with workers, prefetches from) the first iterator of a run before it
         # calls set_epoch; start from the epoch a resumed run continues with
         sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
+    collate_fn = None
+    if reads_batches(dataset):
+        dataset, collate_fn = BatchReads(dataset), keep_batch
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
-                      num_workers=num_workers, pin_memory=torch.cuda.is_available(),
+                      collate_fn=collate_fn, num_workers=num_workers, pin_memory=torch.cuda.is_available(),
                       persistent_workers=num_workers > 0)

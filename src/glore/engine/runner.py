@@ -6,7 +6,7 @@
       config.yaml                       the merged config of the run
       checkpoints/last.ckpt             every epoch (atomic write)
       checkpoints/best.ckpt             best epoch by the module's ``monitor`` metric
-      csv/version_N/metrics.csv         CSVLogger
+      csv/version_N/metrics.csv         CSVLogger (with time/train_epoch_s: seconds per training epoch)
       tensorboard/version_N/            TensorBoardLogger
       metrics.json                      final validation metrics
 
@@ -46,7 +46,7 @@ def task_module(cfg: dict) -> ModuleType:
 
 
 # options of the ``trainer`` section that the engine itself carries out, not lightning.Trainer
-_ENGINE_TRAINER_OPTIONS = ("compile",)
+_ENGINE_TRAINER_OPTIONS = ("compile", "channels_last")
 
 
 def _trainer_kwargs(trainer_cfg: dict) -> dict:
@@ -94,6 +94,8 @@ def build_trainer(cfg: dict, *, monitor: str | None, mode: str = "max", for_eval
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+    from .timing import EpochTimer
+
     kwargs = _trainer_kwargs(dict(cfg["trainer"]))
     output_dir = os.fspath(cfg["output_dir"])
     if for_eval:
@@ -107,7 +109,7 @@ def build_trainer(cfg: dict, *, monitor: str | None, mode: str = "max", for_eval
     common = dict(dirpath=ckpt_dir, save_top_k=1, every_n_epochs=1, auto_insert_metric_name=False,
                   enable_version_counter=False, save_last=False)
     # last.ckpt: every epoch (Lightning's save_last only follows a top-k save, so it is its own callback)
-    callbacks = [ModelCheckpoint(filename="last", monitor=None, **common)]
+    callbacks = [ModelCheckpoint(filename="last", monitor=None, **common), EpochTimer()]
     if validating and monitor:
         callbacks.append(ModelCheckpoint(filename="best", monitor=monitor, mode=mode, **common))
     if kwargs.get("enable_progress_bar", True):

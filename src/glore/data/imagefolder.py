@@ -29,10 +29,10 @@ from collections.abc import Sequence
 
 import torch
 from PIL import Image
-from torchvision import datasets, transforms
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from timm.data import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN
+from timm.data import IMAGENET_DEFAULT_STD as IMAGENET_STD
+from torchvision import datasets
+from torchvision.transforms import v2
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 LAYOUTS = ("imagefolder", "cub200")
 
@@ -64,13 +64,13 @@ def build_transform(
 ):
     """The standard transforms: random resized crop + flip for training, resize + center crop otherwise."""
     if train:
-        steps = [transforms.RandomResizedCrop(image_size, scale=tuple(scale))]
+        steps = [v2.RandomResizedCrop(image_size, scale=tuple(scale))]
         if hflip:
-            steps.append(transforms.RandomHorizontalFlip())
+            steps.append(v2.RandomHorizontalFlip())
     else:
-        steps = [transforms.Resize(resize_size), transforms.CenterCrop(image_size)]
-    steps += [transforms.ToTensor(), transforms.Normalize(mean=list(mean), std=list(std))]
-    return transforms.Compose(steps)
+        steps = [v2.Resize(resize_size), v2.CenterCrop(image_size)]
+    steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
+    return v2.Compose(steps)
 
 
 def _has_image(directory: str) -> bool:

@@ -4,8 +4,9 @@
 
 - ``name``: ``sgd`` (``lr``, ``momentum``, ``nesterov``, ``weight_decay``) or ``adamw`` (``lr``,
   ``betas``, ``weight_decay``).
-- ``no_weight_decay_on_norm_and_bias``: put 1-D parameters (norm weights, biases) in a group without
-  weight decay (needs an ``nn.Module`` as ``params``).
+- ``no_weight_decay_on_norm_and_bias``: put 1-D parameters (norm weights, biases) and the names of
+  the model's ``no_weight_decay()`` in a group without weight decay, with timm's
+  ``param_groups_weight_decay`` (needs an ``nn.Module`` as ``params``).
 - ``schedule``: ``step`` (multiply by ``gamma`` at each epoch in ``milestones``), ``cosine`` (to
   ``min_lr``), ``poly`` (``(1 - t) ** power``, to ``min_lr``), ``onecycle`` (cosine rise over
   ``pct_start`` of the run from ``lr * warmup_start_factor``, then cosine decay to ``min_lr``) or
@@ -23,6 +24,7 @@ import math
 from collections.abc import Iterable, Mapping
 
 import torch
+from timm.optim import param_groups_weight_decay
 
 SCHEDULES = ("step", "cosine", "poly", "onecycle", "constant")
 OPTIMIZERS = ("sgd", "adamw")
@@ -38,15 +40,9 @@ def _param_groups(params, weight_decay: float, split_decay: bool):
             "no_weight_decay_on_norm_and_bias needs an nn.Module as params, "
             f"got {type(params).__name__}"
         )
-    decay, no_decay = [], []
-    for _, p in params.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    # timm's grouping: 1-D parameters, biases and the model's own no_weight_decay() names undecayed
+    skip = params.no_weight_decay() if hasattr(params, "no_weight_decay") else ()
+    return param_groups_weight_decay(params, weight_decay, no_weight_decay_list=skip)
 
 
 def build_optimizer(params: torch.nn.Module | Iterable, optim_cfg: Mapping) -> torch.optim.Optimizer:

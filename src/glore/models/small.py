@@ -41,6 +41,15 @@ def check_arguments(*, num_classes, in_chans, width, block, block_kwargs) -> Non
         raise ValueError(f"block options {sorted(block_kwargs)} given without a block")
 
 
+def block_slot(block: str | None, width: int, block_kwargs: dict, **defaults) -> tuple[nn.Module, dict]:
+    """The one block of a demo network and its options: ``nn.Identity`` for the baseline, else
+    ``block`` at ``width`` with the demo defaults, then ``defaults``, then ``block_kwargs``."""
+    if block is None:
+        return nn.Identity(), {}
+    kwargs = {**default_block_kwargs(block, width), **defaults, **block_kwargs}
+    return create_block(block, width, **kwargs), kwargs
+
+
 class DistantDigitsNet(nn.Module):
     """Stem (RF 13, stride 4) -> optional block -> two 1x1 conv layers -> pool -> linear.
 
@@ -65,11 +74,7 @@ class DistantDigitsNet(nn.Module):
             conv_bn_relu(half, width, 3),
             conv_bn_relu(width, width, 3, stride=2),
         )
-        if block is None:
-            self.block, self.block_kwargs = nn.Identity(), {}
-        else:
-            self.block_kwargs = {**default_block_kwargs(block, width), **block_kwargs}
-            self.block = create_block(block, width, **self.block_kwargs)
+        self.block, self.block_kwargs = block_slot(block, width, block_kwargs)
         self.block_name = block
         self.head = nn.Sequential(conv_bn_relu(width, 2 * width, 1), conv_bn_relu(2 * width, 2 * width, 1))
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -531,7 +531,7 @@ class DistantClipsNet(nn.Module):
     def __init__(self, *, block: str | None = None, num_classes: int = 10, in_chans: int = 1,
                  width: int = 16, **block_kwargs):
         super().__init__()
-        from .small import check_arguments, default_block_kwargs
+        from .small import block_slot, check_arguments
 
         check_arguments(num_classes=num_classes, in_chans=in_chans, width=width, block=block,
                         block_kwargs=block_kwargs)
@@ -543,12 +543,8 @@ class DistantClipsNet(nn.Module):
             _conv3d_bn_relu(half, width, (1, 3, 3), (1, 1, 1)),
             _conv3d_bn_relu(width, width, (1, 3, 3), (1, 2, 2)),
         )
-        if block is None:
-            self.block, self.block_kwargs = nn.Identity(), {}
-        else:
-            video = {"sub_sample": True} if block.lower() == "nl" else {}   # NLNet's video blocks
-            self.block_kwargs = {**default_block_kwargs(block, width), **video, **block_kwargs}
-            self.block = create_block(block, width, **self.block_kwargs)
+        video = {"sub_sample": True} if block and block.lower() == "nl" else {}   # NLNet's video blocks
+        self.block, self.block_kwargs = block_slot(block, width, block_kwargs, **video)
         self.block_name = block
         self.head = nn.Sequential(_conv3d_bn_relu(width, 2 * width, (1, 1, 1), (1, 1, 1)),
                                   _conv3d_bn_relu(2 * width, 2 * width, (1, 1, 1), (1, 1, 1)))

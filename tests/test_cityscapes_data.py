@@ -87,7 +87,7 @@ def test_trains_one_step_and_evaluates(mini_cityscapes, tmp_path):
     assert ckpt.is_file()
     pred_dir = tmp_path / "pred"
     result = evaluate(str(ckpt), sliding_window=True, crop_size=32, stride=24, flip=True,
-                      save_predictions=1, prediction_dir=str(pred_dir), device="cpu")
+                      save_coloured=1, coloured_dir=str(pred_dir), device="cpu")
     for key in ("val/miou", "val/iiou_class", "val/iou_category", "val/iiou_category", "val/iou/road"):
         assert key in result
     assert result["val/images"] == 2

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from glore.engine.segmentation import inference, slide_inference
+from glore.models.segmentation_inference import inference, slide_inference
 from glore.models import create_segmenter
 
 

@@ -3,6 +3,7 @@ label-id PNGs named after the input images, for the unlabelled test split and fo
 cityscapesscripts' own matching and evaluation)."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -29,8 +30,6 @@ def cityscapes_with_test_split(tmp_path):
         for city in cities:
             for k in range(2):
                 _write_sample(root, split, city, k, rng)
-    import shutil
-
     shutil.rmtree(root / "gtFine" / "test")
     return root
 

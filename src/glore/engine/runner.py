@@ -220,11 +220,18 @@ def evaluate(checkpoint: str, *, overrides=(), **options) -> dict:
         return custom(module, datamodule, cfg, **options)
     if options:
         raise ValueError(f"task {cfg['task']!r} takes no evaluation options, got {sorted(options)}")
+    return run_validation(module, datamodule, cfg)
+
+
+def run_validation(module, datamodule, cfg: dict, *, callbacks=()) -> dict:
+    """``Trainer.validate`` of ``module`` on ``datamodule`` (one device, no loggers or checkpoints,
+    plus ``callbacks``); the logged metrics as floats."""
     eval_cfg = dict(cfg)
     eval_cfg["trainer"] = {k: v for k, v in cfg["trainer"].items() if k not in ("strategy", "sync_batchnorm")}
     eval_cfg["trainer"]["devices"] = 1
     eval_cfg["trainer"]["num_nodes"] = 1
     trainer = build_trainer(eval_cfg, monitor=None, for_eval=True)
+    trainer.callbacks.extend(callbacks)
     results = trainer.validate(module, datamodule=datamodule, verbose=False)
     merged = {}
     for result in results:

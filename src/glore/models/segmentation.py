@@ -11,7 +11,8 @@ Heads (mmsegmentation-style, small and composable):
   followed by a 3x3 conv, dropout and a 1x1 classifier. With no block it is the plain FCN head.
 - :class:`FCNHead`: the auxiliary head on res4 (3x3 conv, dropout, classifier).
 
-:func:`create_segmenter` assembles them into a :class:`Segmenter`.
+:func:`create_segmenter` assembles them into a :class:`Segmenter`; :meth:`Segmenter.predict` runs
+test-time inference (whole / sliding window, flip, multi-scale; :mod:`.segmentation_inference`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import nn
 
 from ..nn import create_block
 from .layers import conv_bn_relu
+from .segmentation_inference import inference
 
 HEADS = (None, "glore", "nl", "snl", "gc")
 
@@ -132,6 +134,16 @@ class Segmenter(nn.Module):
         if self.aux_head is None:
             raise ValueError("return_aux=True needs a model built with aux=True")
         return {"out": out, "aux": _upsample(self.aux_head(c4), size)}
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, *, mode: str = "whole", crop_size=769, stride=513,
+                flip: bool = False, scales: Sequence[float] = (1.0,)) -> torch.Tensor:
+        """Class scores ``(B, num_classes, H, W)`` at test time (see
+        :func:`glore.models.segmentation_inference.inference`): ``mode`` ``"whole"`` or ``"slide"``
+        (``crop_size`` windows every ``stride`` pixels), averaged over a horizontal ``flip`` and
+        ``scales``. One whole-image pass gives logits, several give averaged probabilities.
+        The caller puts the model in eval mode."""
+        return inference(self, images, mode=mode, crop_size=crop_size, stride=stride, flip=flip, scales=scales)
 
 
 def _upsample(x: torch.Tensor, size) -> torch.Tensor:

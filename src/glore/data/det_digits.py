@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ._options import check_int
+
 from .distant_digits import source_digits
 
 CATEGORIES = ({"id": 1, "name": "match"}, {"id": 2, "name": "other"})
@@ -36,12 +38,6 @@ SPLITS = ("train", "val")
 DEFAULT_NUM_SAMPLES = {"train": 512, "val": 128}
 _SPLIT_CODE = {"train": 11, "val": 12}
 _MAX_TRIES = 2000
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _gap(a, b) -> int:
@@ -78,14 +74,14 @@ class DetDigits(Dataset):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
         self.split = split
-        self.num_samples = _check_int("num_samples", DEFAULT_NUM_SAMPLES[split] if num_samples is None
+        self.num_samples = check_int("num_samples", DEFAULT_NUM_SAMPLES[split] if num_samples is None
                                       else num_samples, 1)
-        self.canvas = _check_int("canvas", canvas, 16)
-        self.num_digits = _check_int("num_digits", num_digits, 1)
-        self.digit_size = _check_int("digit_size", digit_size, 4)
-        self.key_size = _check_int("key_size", key_size, 4)
-        self.min_distance = _check_int("min_distance", min_distance, 0)
-        self.digit_gap = _check_int("digit_gap", digit_gap, 0)
+        self.canvas = check_int("canvas", canvas, 16)
+        self.num_digits = check_int("num_digits", num_digits, 1)
+        self.digit_size = check_int("digit_size", digit_size, 4)
+        self.key_size = check_int("key_size", key_size, 4)
+        self.min_distance = check_int("min_distance", min_distance, 0)
+        self.digit_gap = check_int("digit_gap", digit_gap, 0)
         if isinstance(dim, bool) or not isinstance(dim, (int, float)) or not 0 < dim < 1:
             raise ValueError(f"dim must be a number in (0, 1), got {dim!r}")
         if not 0 < mask_threshold < 1:

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ._options import check_int
+
 from .distant_digits import source_digits
 
 CLASS_NAMES = ("background", "match", "other")
@@ -41,12 +43,6 @@ RULES = ("shade", "class")
 DEFAULT_NUM_SAMPLES = {"train": 2000, "val": 400}
 _SPLIT_CODE = {"train": 1, "val": 2}
 _MAX_TRIES = 2000
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class SegDigits(Dataset):
@@ -78,12 +74,12 @@ class SegDigits(Dataset):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
         self.split = split
-        self.num_samples = _check_int("num_samples", DEFAULT_NUM_SAMPLES[split] if num_samples is None
+        self.num_samples = check_int("num_samples", DEFAULT_NUM_SAMPLES[split] if num_samples is None
                                       else num_samples, 1)
-        self.canvas = _check_int("canvas", canvas, 8)
-        self.num_digits = _check_int("num_digits", num_digits, 2)
-        self.digit_size = _check_int("digit_size", digit_size, 4)
-        self.min_distance = _check_int("min_distance", min_distance, 0)
+        self.canvas = check_int("canvas", canvas, 8)
+        self.num_digits = check_int("num_digits", num_digits, 2)
+        self.digit_size = check_int("digit_size", digit_size, 4)
+        self.min_distance = check_int("min_distance", min_distance, 0)
         if not (isinstance(p_match, (int, float)) and 0 <= p_match <= 1):
             raise ValueError(f"p_match must be a number in [0, 1], got {p_match!r}")
         if not 0 <= ignore_low <= ignore_high <= 1:

@@ -16,7 +16,6 @@ import difflib
 import inspect
 import os
 import re
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 

@@ -42,6 +42,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from .base import TaskModule
@@ -138,6 +139,10 @@ class ClassificationModule(TaskModule):
         model_cfg["num_classes"] = self.num_classes = self.class_counter(self.cfg)
         self.model = self.network_builder(model_cfg)
         self.label_smoothing = float(model_cfg.get("label_smoothing", 0.0) or 0.0)
+        # a torchmetrics mean (sum and count synced over processes): with ``self.log(sync_dist=True)``
+        # Lightning averages the per-process sample counts as integers, which is wrong for shards of
+        # different lengths (see glore.engine.loaders.evaluation_sampler)
+        self.val_loss = MeanMetric()
         self.val_acc1 = MulticlassAccuracy(num_classes=self.num_classes, top_k=1, average="micro")
         self.val_acc5 = (
             MulticlassAccuracy(num_classes=self.num_classes, top_k=5, average="micro") if self.num_classes >= 5 else None
@@ -158,9 +163,9 @@ class ClassificationModule(TaskModule):
     def validation_step(self, batch, batch_idx):
         images, labels = batch
         logits = self(images).float()
-        loss = F.cross_entropy(logits, labels)
         n = labels.shape[0]
-        self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=n, prog_bar=True)
+        self.val_loss.update(F.cross_entropy(logits, labels, reduction="none"))
+        self.log("val/loss", self.val_loss, on_epoch=True, batch_size=n, prog_bar=True)
         self.val_acc1.update(logits, labels)
         self.log("val/acc1", self.val_acc1, on_epoch=True, batch_size=n, prog_bar=True)
         if self.val_acc5 is not None:

@@ -83,8 +83,9 @@ def collate(batch):
 
 
 def _gather(per_image: dict) -> dict:
-    """``{image_id: results}`` of every process, merged (the same on all of them). An image that a
-    ``DistributedSampler`` gave two processes (to even out the shards) counts once."""
+    """``{image_id: results}`` of every process, merged (the same on all of them). The validation
+    loader gives each image to one process (``glore.engine.loaders.evaluation_sampler``); merging by
+    image id would count an image seen twice once anyway."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return per_image
     parts = [None] * torch.distributed.get_world_size()

@@ -16,7 +16,6 @@ import difflib
 import inspect
 import os
 import re
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -230,29 +229,9 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, blo
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    from glore.checkpoint import read_state_dict
 
-        return load_file(str(path))
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):           # Lightning and common training-script layouts
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path}: expected a state dict (name -> tensor), got {type(obj).__name__}")
-    return obj
-
-
-def _strip_prefix(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
-    """Remove a wrapper prefix (``module.``, ``model.``) shared by all keys if that makes them match."""
-    if not state or set(state) & expected:
-        return state
-    prefix = next(iter(state)).split(".", 1)[0] + "."
-    if all(k.startswith(prefix) for k in state):
-        stripped = {k[len(prefix):]: v for k, v in state.items()}
-        if set(stripped) & expected:
-            return stripped
-    return state
+    return read_state_dict(path)
 
 
 def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
@@ -263,24 +242,7 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
     named in a warning. Any other missing key, any unexpected key and any shape mismatch raises a
     ``ValueError`` naming them.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {str(path)!r}")
-    own = model.state_dict()
-    state = rename_legacy_keys(_strip_prefix(_read_state_dict(path), set(own)))
-    block_prefixes = tuple(f"{name}." for name in inserted_blocks(model))
-    missing = [k for k in own if k not in state]
-    missing_blocks = [k for k in missing if k.startswith(block_prefixes)]
-    missing_other = [k for k in missing if not k.startswith(block_prefixes)]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)}, model {tuple(own[k].shape)}"
-              for k in state if k in own and state[k].shape != own[k].shape]
-    if missing_other or unexpected or shapes:
-        raise ValueError(f"checkpoint {str(path)!r} does not match the model: missing keys "
-                         f"{missing_other}, unexpected keys {unexpected}, shape mismatches {shapes}")
-    if missing_blocks:
-        blocks = [p[:-1] for p in block_prefixes if any(k.startswith(p) for k in missing_blocks)]
-        warnings.warn(f"checkpoint {str(path)!r} has no weights for the inserted blocks {blocks}; "
-                      f"they keep their initialisation ({len(missing_blocks)} keys)", stacklevel=2)
-    model.load_state_dict(state, strict=False)
-    return model
+    from glore.checkpoint import load_checkpoint as load_weights
+
+    blocks = tuple(f"{name}." for name in inserted_blocks(model))
+    return load_weights(model, path, strict=True, optional=blocks, rename=rename_legacy_keys)

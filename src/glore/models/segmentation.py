@@ -304,20 +304,9 @@ def create_segmenter(backbone: str = "resnet50", *, head: str | None = "glore", 
 
 
 def _read_state_dict(path) -> dict:
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-        return load_file(path)
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: expected a state dict (a mapping of tensors), got {type(obj).__name__}")
-    return dict(obj)
+    from glore.checkpoint import read_state_dict
+
+    return read_state_dict(path)
 
 
 def _strip_prefix(state: dict, prefixes=("model.", "module.", "net.")) -> dict:

@@ -319,23 +319,9 @@ class InflationReport:
 
 
 def _read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, Mapping):
-        for key in ("state_dict", "model", "model_state"):
-            if key in state and isinstance(state[key], Mapping):
-                state = state[key]
-                break
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: expected a state dict (name -> tensor), a dict with 'state_dict' or "
-                         f"'model', got {type(state).__name__}")
-    return dict(state)
+    from glore.checkpoint import read_state_dict
+
+    return read_state_dict(path)
 
 
 def _strip_prefix(state: Mapping[str, torch.Tensor], names: set[str]) -> dict[str, torch.Tensor]:
@@ -411,37 +397,12 @@ def inflate_model(model: nn.Module, path_or_state: str | Path | Mapping[str, tor
     return report
 
 
-def _names(names: Sequence[str], limit: int = 20) -> str:
-    names = sorted(names)
-    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
-
-
-def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source) -> None:
-    """Load ``state`` into ``model``; every missing, unexpected or mis-shaped name is named in the error.
-
-    A BatchNorm's ``num_batches_tracked`` absent from the file (saved by an older PyTorch) keeps the
-    model's value: it plays no part in evaluation.
-    """
-    target = model.state_dict()
-    state = _strip_prefix(state, set(target))
-    missing = [k for k in target if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in target]
-    mismatched = [f"{k} (checkpoint {tuple(state[k].shape)}, model {tuple(target[k].shape)})"
-                  for k in state if k in target and state[k].shape != target[k].shape]
-    if missing or unexpected or mismatched:
-        parts = [f"{label} {len(names)}: {_names(names)}" for label, names in
-                 (("missing", missing), ("unexpected", unexpected), ("mismatched", mismatched)) if names]
-        raise ValueError(f"{source}: checkpoint does not match the model: " + "; ".join(parts))
-    model.load_state_dict({**target, **state})
-
-
 def load_checkpoint(model: nn.Module, path_or_state: str | Path | Mapping[str, torch.Tensor]) -> None:
     """Load a 3D checkpoint strictly into ``model``: ours (plain, Lightning or ``{'model': ...}``) or the
     authors' Kinetics release (``{'epoch', 'state_dict'}``, ``module.`` names)."""
-    state = (_read_state_dict(path_or_state) if isinstance(path_or_state, (str, Path))
-             else dict(path_or_state))
-    source = path_or_state if isinstance(path_or_state, (str, Path)) else "state dict"
-    _load_strict(model, _ours(state), source)
+    from glore.checkpoint import load_checkpoint as load_weights
+
+    load_weights(model, path_or_state, strict=True, rename=_ours)
 
 
 def _official_model_kwargs(state: Mapping[str, torch.Tensor], block: str | None, kwargs: dict) -> dict:
@@ -497,7 +458,9 @@ def create_video_model(name: str, *, block: str | None = "glore", num_classes: i
         if official and official_depths(state) != model.depths:
             raise ValueError(f"{checkpoint}: the checkpoint has {official_depths(state)} blocks per stage "
                              f"(res2..res5), {name!r} has {model.depths}")
-        _load_strict(model, _ours(state), checkpoint)
+        from glore.checkpoint import load_checkpoint as load_weights
+
+        load_weights(model, state, strict=True, rename=_ours, source=checkpoint)
     return model
 
 

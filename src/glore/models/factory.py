@@ -235,14 +235,23 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load a local state dict into ``model`` (no downloads).
+    """Load a local state dict into any glore model (no downloads): image, segmentation or 3D.
 
     Keys of inserted blocks that the file lacks (a backbone checkpoint, as when fine-tuning from
     ImageNet weights) keep their initialisation, the identity for zero-initialised blocks, and are
     named in a warning. Any other missing key, any unexpected key and any shape mismatch raises a
-    ``ValueError`` naming them.
+    ``ValueError`` naming them. Names of earlier layouts are renamed first: the hook-era
+    ``<block>_<position>`` blocks, and the authors' released 3D networks (``conv2.B01.conv_m1...``).
     """
     from glore.checkpoint import load_checkpoint as load_weights
 
     blocks = tuple(f"{name}." for name in inserted_blocks(model))
-    return load_weights(model, path, strict=True, optional=blocks, rename=rename_legacy_keys)
+    return load_weights(model, path, strict=True, optional=blocks, rename=_rename_earlier_layouts)
+
+
+def _rename_earlier_layouts(state: dict) -> dict:
+    from .video_official import convert_official_video_state_dict, is_official_video_state_dict
+
+    if is_official_video_state_dict(state):
+        return convert_official_video_state_dict(state)
+    return rename_legacy_keys(state)

@@ -40,7 +40,7 @@ from ..nn import create_block
 
 __all__ = [
     "VideoResNet", "PreActBottleneck", "InflationReport", "create_video_model", "inflate_state_dict", "inflate_model",
-    "load_checkpoint", "resnet50_3d", "resnet101_3d", "resnet50_2d_lite", "resnet101_2d_lite",
+    "resnet50_3d", "resnet101_3d", "resnet50_2d_lite", "resnet101_2d_lite",
     "VIDEO_MODELS",
 ]
 
@@ -395,14 +395,6 @@ def inflate_model(model: nn.Module, path_or_state: str | Path | Mapping[str, tor
         warnings.warn(f"inflating {path_or_state if isinstance(path_or_state, (str, Path)) else 'state dict'}: "
                       f"names that do not map: {report}", stacklevel=2)
     return report
-
-
-def load_checkpoint(model: nn.Module, path_or_state: str | Path | Mapping[str, torch.Tensor]) -> None:
-    """Load a 3D checkpoint strictly into ``model``: ours (plain, Lightning or ``{'model': ...}``) or the
-    authors' Kinetics release (``{'epoch', 'state_dict'}``, ``module.`` names)."""
-    from glore.checkpoint import load_checkpoint as load_weights
-
-    load_weights(model, path_or_state, strict=True, rename=_ours)
 
 
 def _official_model_kwargs(state: Mapping[str, torch.Tensor], block: str | None, kwargs: dict) -> dict:

@@ -56,7 +56,7 @@ class AtomicCheckpointIO(CheckpointIO):
     def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict[str, Any]:
         if weights_only is False:
             raise ValueError("AtomicCheckpointIO only loads with weights_only=True, got weights_only=False")
-        return load_checkpoint_file(path, map_location=map_location if map_location is not None else "cpu")
+        return read_checkpoint(path, map_location=map_location if map_location is not None else "cpu")
 
     def remove_checkpoint(self, path) -> None:
         try:

@@ -29,7 +29,8 @@ from types import ModuleType
 import torch
 
 from . import TASKS
-from .checkpoint import AtomicCheckpointIO, load_checkpoint_file
+from ..checkpoint import read_checkpoint
+from .checkpoint import AtomicCheckpointIO
 from .config import apply_overrides, dump_config, to_plain, validate_config
 
 CHECKPOINT_DIR = "checkpoints"
@@ -181,7 +182,7 @@ def _checkpoint_cfg(checkpoint: dict, path: str) -> dict:
 
 def _restore(checkpoint_path: str, overrides=()) -> tuple:
     checkpoint_path = os.fspath(checkpoint_path)
-    checkpoint = load_checkpoint_file(checkpoint_path)
+    checkpoint = read_checkpoint(checkpoint_path)
     cfg = validate_config(apply_overrides(_checkpoint_cfg(checkpoint, checkpoint_path), overrides))
     for key in _PRETRAINED_KEYS:
         if cfg["model"].get(key):

@@ -55,6 +55,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from torchmetrics import MeanMetric
 
 from ..models.segmentation_inference import INFERENCE_DEFAULTS, check_options, is_single_pass
 from .base import TaskModule
@@ -136,6 +137,8 @@ class SegmentationModule(TaskModule):
         self.aux_weight = float(self.model.aux_weight)
         self.inference_opts = inference_options(self.cfg["model"])
         self.val_metric = build_metric(self.cfg, self.num_classes)
+        # synced as a sum and a count (exact for shards of different lengths, as in classification)
+        self.val_loss = MeanMetric()
 
     def forward(self, images: torch.Tensor):
         return self.model(images)
@@ -162,8 +165,8 @@ class SegmentationModule(TaskModule):
         images, target = batch["image"], batch["target"]
         scores = self.model.predict(images, **self.inference_opts)
         if is_single_pass(self.inference_opts):       # logits: the loss is defined
-            loss = F.cross_entropy(scores, target, ignore_index=IGNORE_INDEX)
-            self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=images.shape[0], prog_bar=True)
+            self.val_loss.update(F.cross_entropy(scores, target, ignore_index=IGNORE_INDEX), weight=images.shape[0])
+            self.log("val/loss", self.val_loss, on_epoch=True, batch_size=images.shape[0], prog_bar=True)
         pred = scores.argmax(1)
         if "instance" in batch:
             self.val_metric.update(pred, target, batch["instance"])

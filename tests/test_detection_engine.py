@@ -89,7 +89,7 @@ def test_det_digits_datamodule_and_module_shapes():
 def test_summary_of_a_detector_counts_all_its_parameters():
     import torch
 
-    from glore.analysis.commands import build
+    from glore.cli.summary import build
     from glore.analysis.complexity import summary
     from glore.analysis.detection_complexity import DenseDetector, paper_figures
 

@@ -206,7 +206,7 @@ def test_augmentation_is_seeded_by_epoch_and_index():
 
 
 def test_command_line_options_and_table():
-    from glore.engine.commands import format_metrics, parse_options
+    from glore.cli.train import format_metrics, parse_options
 
     assert parse_options(["clips=10", "sliding-window=true", "scales=[0.5, 1.0]"]) == {
         "clips": 10, "sliding_window": True, "scales": [0.5, 1.0]}

@@ -14,6 +14,7 @@ which drops the batch of a broadcast ``(out, in) @ (B, in, L)`` product; the han
 
 from __future__ import annotations
 
+from ..errors import ArgumentError
 import math
 import warnings
 from collections.abc import Sequence
@@ -83,15 +84,15 @@ def summary(model: nn.Module, input_size: Sequence[int] = (3, 224, 224), *,
     """
     input_size = tuple(input_size)
     if len(input_size) not in (3, 4) or not all(isinstance(s, int) and s > 0 for s in input_size):
-        raise ValueError(f"input_size must be (C, H, W) or (C, T, H, W) positive ints, "
+        raise ArgumentError(f"input_size must be (C, H, W) or (C, T, H, W) positive ints, "
                          f"got {input_size!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise ArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     if device.type == "meta":
-        raise ValueError("summary needs materialised parameters to trace the model; got a model on "
+        raise ArgumentError("summary needs materialised parameters to trace the model; got a model on "
                          "the meta device (use count_parameters for parameter counts)")
     x = torch.zeros((batch_size, *input_size), device=device, dtype=dtype)
     was_training = model.training

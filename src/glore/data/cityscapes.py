@@ -13,6 +13,7 @@ plain label id elsewhere.
 
 from __future__ import annotations
 
+from ..errors import ArgumentError
 import os
 from collections.abc import Callable
 from typing import NamedTuple
@@ -109,11 +110,11 @@ def label_ids_to_train_ids(label_ids: np.ndarray, *, source: str = "label map") 
     lut = id_to_train_id_lut()
     if label_ids.size and (label_ids.min() < 0 or label_ids.max() > 255):
         bad = sorted({int(v) for v in np.unique(label_ids) if v < 0 or v > 255})[:10]
-        raise ValueError(f"{source}: label ids {bad} are outside the Cityscapes table (ids 0-33)")
+        raise ArgumentError(f"{source}: label ids {bad} are outside the Cityscapes table (ids 0-33)")
     out = lut[label_ids]
     if (out < 0).any():
         bad = sorted(int(v) for v in np.unique(label_ids[out < 0]))[:10]
-        raise ValueError(f"{source}: label ids {bad} are outside the Cityscapes table "
+        raise ArgumentError(f"{source}: label ids {bad} are outside the Cityscapes table "
                          f"(expected ids 0-{max(ID_TO_LABEL)})")
     return out.astype(np.uint8)
 
@@ -148,7 +149,7 @@ class CityscapesSegmentation(torch.utils.data.Dataset):
         from torchvision.datasets import Cityscapes
 
         if split not in self.SPLITS:
-            raise ValueError(f"split must be one of {list(self.SPLITS)}, got {split!r}")
+            raise ArgumentError(f"split must be one of {list(self.SPLITS)}, got {split!r}")
         root = os.fspath(root)
         for sub in ("leftImg8bit", "gtFine"):
             path = os.path.join(root, sub, split)
@@ -188,9 +189,9 @@ class CityscapesSegmentation(torch.utils.data.Dataset):
         with Image.open(label_path) as lbl:
             label_ids = np.asarray(lbl)
         if label_ids.ndim != 2:
-            raise ValueError(f"{label_path}: expected a single-channel label-id map, got shape {label_ids.shape}")
+            raise ArgumentError(f"{label_path}: expected a single-channel label-id map, got shape {label_ids.shape}")
         if label_ids.shape != image.shape[:2]:
-            raise ValueError(f"{label_path}: label size {label_ids.shape[1]}x{label_ids.shape[0]} differs "
+            raise ArgumentError(f"{label_path}: label size {label_ids.shape[1]}x{label_ids.shape[0]} differs "
                              f"from image {image_path} size {image.shape[1]}x{image.shape[0]}")
         target = label_ids_to_train_ids(label_ids, source=label_path)
         instance = None
@@ -199,7 +200,7 @@ class CityscapesSegmentation(torch.utils.data.Dataset):
             with Image.open(inst_path) as inst:
                 instance = np.asarray(inst).astype(np.int32)
             if instance.shape != label_ids.shape:
-                raise ValueError(f"{inst_path}: instance map size {instance.shape[1]}x{instance.shape[0]} "
+                raise ArgumentError(f"{inst_path}: instance map size {instance.shape[1]}x{instance.shape[0]} "
                                  f"differs from label map {label_path} size "
                                  f"{label_ids.shape[1]}x{label_ids.shape[0]}")
             instance = torch.from_numpy(instance)

@@ -21,6 +21,7 @@ does ``min_distance >= k`` for a ``k x k`` spatial receptive field; here both ho
 
 from __future__ import annotations
 
+from ..errors import ArgumentError
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -63,7 +64,7 @@ class DistantClips(Dataset):
                  marker_size: int = 4, min_distance: int = 13, bright: float = 1.0, dim: float = 0.45,
                  seed: int = 0):
         if split not in SPLITS:
-            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+            raise ArgumentError(f"split must be one of {list(SPLITS)}, got {split!r}")
         num_samples = DEFAULT_NUM_SAMPLES[split] if num_samples is None else num_samples
         self.num_samples = _check_int("num_samples", num_samples, 1)
         self.num_frames = _check_int("num_frames", num_frames, 1)
@@ -75,14 +76,14 @@ class DistantClips(Dataset):
         self.min_distance = _check_int("min_distance", min_distance, 0)
         self.bright, self.dim = _check_unit("bright", bright), _check_unit("dim", dim)
         if not self.dim < self.bright:
-            raise ValueError(f"dim must be lower than bright, got dim={dim!r}, bright={bright!r}")
+            raise ArgumentError(f"dim must be lower than bright, got dim={dim!r}, bright={bright!r}")
         self.seed = _check_int("seed", seed, 0)
         self.split = split
         # two flashes min_gap apart, starting on even frames: the later one starts at or after
         # on_frames - 1 + min_gap rounded up to even
         need = 2 * -(-(on_frames - 1 + min_gap) // 2) + on_frames
         if need > num_frames:
-            raise ValueError(f"num_frames={num_frames} is too short for two flashes of {on_frames} frames "
+            raise ArgumentError(f"num_frames={num_frames} is too short for two flashes of {on_frames} frames "
                              f"{min_gap} frames apart (need at least {need})")
         sizes = [digit_size, digit_size, marker_size]
         _check_feasible(sizes, canvas, min_distance)

@@ -25,6 +25,7 @@ unit from seeing both.
 
 from __future__ import annotations
 
+from ..errors import ArgumentError
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -38,14 +39,14 @@ _MAX_TRIES = 1000
 
 def _check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise ArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
 def _check_unit(name: str, value) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
     if not ok:
-        raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")
+        raise ArgumentError(f"{name} must be a number in (0, 1], got {value!r}")
     return float(value)
 
 
@@ -57,9 +58,9 @@ def source_digits(split: str, *, digit_size: int = 8, val_fraction: float = 0.25
     from sklearn.datasets import load_digits
 
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+        raise ArgumentError(f"split must be one of {list(SPLITS)}, got {split!r}")
     if not (isinstance(val_fraction, float) and 0 < val_fraction < 1):
-        raise ValueError(f"val_fraction must be a float in (0, 1), got {val_fraction!r}")
+        raise ArgumentError(f"val_fraction must be a float in (0, 1), got {val_fraction!r}")
     raw = load_digits()
     images = raw.images.astype(np.float32) / 16.0
     labels = raw.target.astype(np.int64)
@@ -106,7 +107,7 @@ def _check_feasible(sizes, canvas: int, min_distance: int) -> None:
         # the tightest layout is along a diagonal/axis: sizes + gaps must fit in the canvas
         need = sum(sorted(sizes)[-2:]) + min_distance if len(sizes) == 2 else None
         hint = f" (two boxes need at least {need})" if need else ""
-        raise ValueError(
+        raise ArgumentError(
             f"canvas={canvas} is too small for boxes of sizes {list(sizes)} kept min_distance="
             f"{min_distance} apart{hint}; enlarge canvas or lower min_distance/digit_size")
 
@@ -141,9 +142,9 @@ class DistantDigits(Dataset):
                  canvas: int = 48, digit_size: int = 8, marker_size: int = 4, min_distance: int = 14,
                  bright: float = 1.0, dim: float = 0.45, val_fraction: float = 0.25, seed: int = 0):
         if split not in SPLITS:
-            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+            raise ArgumentError(f"split must be one of {list(SPLITS)}, got {split!r}")
         if task not in TASKS:
-            raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
+            raise ArgumentError(f"task must be one of {list(TASKS)}, got {task!r}")
         num_samples = DEFAULT_NUM_SAMPLES[split] if num_samples is None else num_samples
         self.num_samples = _check_int("num_samples", num_samples, 1)
         self.canvas = _check_int("canvas", canvas, 1)
@@ -152,7 +153,7 @@ class DistantDigits(Dataset):
         self.min_distance = _check_int("min_distance", min_distance, 0)
         self.bright, self.dim = _check_unit("bright", bright), _check_unit("dim", dim)
         if not self.dim < self.bright:
-            raise ValueError(f"dim must be lower than bright, got dim={dim!r}, bright={bright!r}")
+            raise ArgumentError(f"dim must be lower than bright, got dim={dim!r}, bright={bright!r}")
         self.seed = _check_int("seed", seed, 0)
         self.split, self.task = split, task
         self.num_classes = 10 if task == "select" else 2

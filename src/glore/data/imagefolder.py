@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 from torchvision import datasets, transforms
+from ..errors import ArgumentError, GloreError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -37,7 +38,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 LAYOUTS = ("imagefolder", "cub200")
 
 
-class ImageReadError(ValueError):
+class ImageReadError(GloreError, ValueError):
     """An image file that cannot be decoded; the message names the file."""
 
 
@@ -95,9 +96,9 @@ def check_imagefolder(root: str, split: str) -> str:
     if not classes:
         loose = [e.name for e in os.scandir(split_dir) if e.is_file()][:3]
         hint = f" (found files {loose} directly in it)" if loose else ""
-        raise ValueError(f"wrong layout: {split_dir!r} has no class folders{hint}; {expected}")
+        raise ArgumentError(f"wrong layout: {split_dir!r} has no class folders{hint}; {expected}")
     if not any(_has_image(os.path.join(split_dir, c)) for c in classes):
-        raise ValueError(
+        raise ArgumentError(
             f"wrong layout: no image files ({', '.join(IMAGE_EXTENSIONS)}) in the class folders of {split_dir!r}; {expected}"
         )
     return split_dir
@@ -129,7 +130,7 @@ class CUB200Dataset(torch.utils.data.Dataset):
             missing += [] if os.path.isdir(os.path.join(root, "images")) else ["images/"]
             raise FileNotFoundError(f"wrong layout in {root!r}: missing {missing}; {expected}")
         if split not in ("train", "val", "test"):
-            raise ValueError(f"CUB-200 split must be train, val or test, got {split!r}")
+            raise ArgumentError(f"CUB-200 split must be train, val or test, got {split!r}")
         paths = self._read(root, "images.txt")
         labels = self._read(root, "image_class_labels.txt")
         is_train = self._read(root, "train_test_split.txt")
@@ -140,7 +141,7 @@ class CUB200Dataset(torch.utils.data.Dataset):
             if is_train.get(i) == want
         ]
         if not self.samples:
-            raise ValueError(f"no {split} images listed in {os.path.join(root, 'train_test_split.txt')!r}")
+            raise ArgumentError(f"no {split} images listed in {os.path.join(root, 'train_test_split.txt')!r}")
         self.targets = [t for _, t in self.samples]
         self.transform = transform
 
@@ -154,7 +155,7 @@ class CUB200Dataset(torch.utils.data.Dataset):
                     continue
                 parts = line.split()
                 if len(parts) != 2:
-                    raise ValueError(f"{path!r} line {line_no}: expected '<id> <value>', got {line.strip()!r}")
+                    raise ArgumentError(f"{path!r} line {line_no}: expected '<id> <value>', got {line.strip()!r}")
                 out[parts[0]] = parts[1]
         return out
 
@@ -195,7 +196,7 @@ def build_image_dataset(
         return ImageFolderDataset(root, split, transform=transform)
     if layout == "cub200":
         return CUB200Dataset(root, split, transform=transform)
-    raise ValueError(f"unknown image layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+    raise ArgumentError(f"unknown image layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
 
 
 def count_classes(root: str, split: str = "train", *, layout: str = "imagefolder") -> int:

@@ -9,6 +9,7 @@ generator (seeded per worker by Lightning).
 
 from __future__ import annotations
 
+from ..errors import ArgumentError
 from collections.abc import Sequence
 
 import torch
@@ -26,7 +27,7 @@ def pair_size(size, name: str) -> tuple[int, int]:
         size = (size, size)
     if (not isinstance(size, Sequence) or len(size) != 2
             or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)):
-        raise ValueError(f"{name} must be a positive int or a pair (height, width), got {size!r}")
+        raise ArgumentError(f"{name} must be a positive int or a pair (height, width), got {size!r}")
     return int(size[0]), int(size[1])
 
 
@@ -56,7 +57,7 @@ class RandomScale:
     def __init__(self, scale_range: Sequence[float] = (0.5, 2.0)):
         lo, hi = (float(v) for v in scale_range)
         if not 0 < lo <= hi:
-            raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {scale_range!r}")
+            raise ArgumentError(f"scale_range must be (low, high) with 0 < low <= high, got {scale_range!r}")
         self.scale_range = (lo, hi)
 
     def __call__(self, image, target, instance=None):
@@ -121,7 +122,7 @@ class Normalize:
 
     def __call__(self, image, target, instance=None):
         if image.shape[0] != self.mean.shape[0]:
-            raise ValueError(f"Normalize has {self.mean.shape[0]} channel statistics, got an image with "
+            raise ArgumentError(f"Normalize has {self.mean.shape[0]} channel statistics, got an image with "
                              f"{image.shape[0]} channels")
         return (image - self.mean) / self.std, target, instance
 

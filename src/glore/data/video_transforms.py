@@ -8,6 +8,7 @@ transforms below work on that layout (the last two dims are ``H, W``). The rando
 
 from __future__ import annotations
 
+from ..errors import ArgumentError
 from collections.abc import Sequence
 
 import torch
@@ -26,7 +27,7 @@ KINETICS_STD = (0.229, 0.224, 0.225)
 def _check_clip(name: str, clip: torch.Tensor) -> None:
     if not isinstance(clip, torch.Tensor) or clip.dim() != 4:
         shape = tuple(clip.shape) if isinstance(clip, torch.Tensor) else type(clip).__name__
-        raise ValueError(f"{name} expects a clip (C, T, H, W), got {shape}")
+        raise ArgumentError(f"{name} expects a clip (C, T, H, W), got {shape}")
 
 
 def _randint(low: int, high: int, generator: torch.Generator | None) -> int:
@@ -53,7 +54,7 @@ class ToFloatClip:
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         if not isinstance(frames, torch.Tensor) or frames.dim() != 4:
             shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
-            raise ValueError(f"ToFloatClip expects frames (T, H, W, C), got {shape}")
+            raise ArgumentError(f"ToFloatClip expects frames (T, H, W, C), got {shape}")
         clip = frames.permute(3, 0, 1, 2).float()
         return clip / 255.0 if frames.dtype == torch.uint8 else clip
 
@@ -66,7 +67,7 @@ class ShortSideScale:
 
     def __init__(self, size: int):
         if not isinstance(size, int) or size <= 0:
-            raise ValueError(f"size must be a positive integer, got {size!r}")
+            raise ArgumentError(f"size must be a positive integer, got {size!r}")
         self.size = size
 
     @staticmethod
@@ -96,7 +97,7 @@ class RandomShortSideScale:
 
     def __init__(self, min_size: int, max_size: int, *, generator: torch.Generator | None = None):
         if not (isinstance(min_size, int) and isinstance(max_size, int) and 0 < min_size <= max_size):
-            raise ValueError(f"need integers 0 < min_size <= max_size, got {min_size!r}, {max_size!r}")
+            raise ArgumentError(f"need integers 0 < min_size <= max_size, got {min_size!r}, {max_size!r}")
         self.min_size, self.max_size, self.generator = min_size, max_size, generator
 
     def __call__(self, clip: torch.Tensor) -> torch.Tensor:
@@ -109,14 +110,14 @@ class RandomShortSideScale:
 def _crop_size(size) -> tuple[int, int]:
     size = (size, size) if isinstance(size, int) else tuple(size)
     if len(size) != 2 or any(not isinstance(s, int) or s <= 0 for s in size):
-        raise ValueError(f"crop size must be a positive int or (h, w), got {size!r}")
+        raise ArgumentError(f"crop size must be a positive int or (h, w), got {size!r}")
     return size
 
 
 def _check_fits(name: str, clip: torch.Tensor, size: tuple[int, int]) -> None:
     _check_clip(name, clip)
     if clip.shape[-2] < size[0] or clip.shape[-1] < size[1]:
-        raise ValueError(f"{name}: crop {size} larger than the clip's frames {tuple(clip.shape[-2:])}; "
+        raise ArgumentError(f"{name}: crop {size} larger than the clip's frames {tuple(clip.shape[-2:])}; "
                          f"scale the short side to at least the crop size first")
 
 
@@ -143,7 +144,7 @@ class MultiCrop:
 
     def __init__(self, size, num: int = 3):
         if isinstance(num, bool) or not isinstance(num, int) or num <= 0:
-            raise ValueError(f"num must be a positive integer, got {num!r}")
+            raise ArgumentError(f"num must be a positive integer, got {num!r}")
         self.size, self.num = _crop_size(size), num
 
     def __call__(self, clip: torch.Tensor) -> torch.Tensor:
@@ -185,7 +186,7 @@ class RandomHorizontalFlip:
 
     def __init__(self, p: float = 0.5, *, generator: torch.Generator | None = None):
         if not 0 <= p <= 1:
-            raise ValueError(f"p must be in [0, 1], got {p!r}")
+            raise ArgumentError(f"p must be in [0, 1], got {p!r}")
         self.p, self.generator = p, generator
 
     def __call__(self, clip: torch.Tensor) -> torch.Tensor:
@@ -203,14 +204,14 @@ class Normalize:
 
     def __init__(self, mean: Sequence[float] = KINETICS_MEAN, std: Sequence[float] = KINETICS_STD):
         if len(mean) != len(std):
-            raise ValueError(f"mean and std must have the same length, got {len(mean)} and {len(std)}")
+            raise ArgumentError(f"mean and std must have the same length, got {len(mean)} and {len(std)}")
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1, 1)
 
     def __call__(self, clip: torch.Tensor) -> torch.Tensor:
         _check_clip("Normalize", clip)
         if clip.shape[0] != self.mean.shape[0]:
-            raise ValueError(f"Normalize has {self.mean.shape[0]} channels, got a clip with {clip.shape[0]}")
+            raise ArgumentError(f"Normalize has {self.mean.shape[0]} channels, got a clip with {clip.shape[0]}")
         return (clip - self.mean) / self.std
 
     def __repr__(self) -> str:

@@ -37,9 +37,10 @@ import torch
 
 from .config import to_plain
 from .optim import build_optimizer, build_scheduler
+from ..errors import GloreError
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(GloreError, FloatingPointError):
     """The training loss became NaN or infinite; the message names the step."""
 
 

@@ -16,8 +16,10 @@ from typing import Any
 import torch
 from lightning.fabric.plugins import CheckpointIO
 
+from ..errors import ArgumentError, ArgumentTypeError, GloreError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(GloreError, ValueError):
     """A checkpoint file that cannot be read."""
 
 
@@ -72,12 +74,12 @@ class AtomicCheckpointIO(CheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None:
-            raise TypeError(f"AtomicCheckpointIO takes no storage_options, got {storage_options!r}")
+            raise ArgumentTypeError(f"AtomicCheckpointIO takes no storage_options, got {storage_options!r}")
         save_atomic(checkpoint, path)
 
     def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict[str, Any]:
         if weights_only is False:
-            raise ValueError("AtomicCheckpointIO only loads with weights_only=True, got weights_only=False")
+            raise ArgumentError("AtomicCheckpointIO only loads with weights_only=True, got weights_only=False")
         return load_checkpoint_file(path, map_location=map_location if map_location is not None else "cpu")
 
     def remove_checkpoint(self, path) -> None:

@@ -35,6 +35,7 @@ follows ``val/acc1``.
 
 from __future__ import annotations
 
+from ..errors import ArgumentError
 import importlib
 import os
 
@@ -53,12 +54,8 @@ _MODEL_KEYS = ("name", "label_smoothing")
 
 
 def _small_models() -> dict:
-    try:
-        from glore.models.small import SMALL_MODELS
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("glore.models.small",):
-            raise
-        return {}
+    from glore.models.small import SMALL_MODELS
+
     return SMALL_MODELS
 
 
@@ -67,7 +64,7 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
     model_cfg = dict(model_cfg)
     name = model_cfg.get("name")
     if not name or not isinstance(name, str):
-        raise ValueError(f"model.name must name a model, got {name!r}")
+        raise ArgumentError(f"model.name must name a model, got {name!r}")
     kwargs = {k: v for k, v in model_cfg.items() if k not in _MODEL_KEYS and v is not None}
     small = _small_models()
     if name in small or ":" in name:    # these builders take the block options as keywords
@@ -80,23 +77,16 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
         try:
             builder = getattr(importlib.import_module(module_name), attr)
         except (ModuleNotFoundError, AttributeError) as exc:
-            raise ValueError(f"unknown model {name!r}: cannot import {attr!r} from {module_name!r} ({exc})") from None
+            raise ArgumentError(f"unknown model {name!r}: cannot import {attr!r} from {module_name!r} ({exc})") from None
         return builder(**kwargs)
-    try:
-        from glore.models import create_model
-    except (ImportError, AttributeError, ModuleNotFoundError):  # the factory is not installed
-        create_model = None
-    if create_model is None:
-        raise ValueError(
-            f"unknown model {name!r}; expected one of the small models {sorted(small)} or "
-            "'package.module:function' (glore.models.create_model is not available)"
-        )
+    from glore.models import create_model
+
     try:
         return create_model(name, **kwargs)
     except (ValueError, KeyError, RuntimeError) as exc:
         message = exc.args[0] if exc.args else str(exc)
         if "unknown" in str(message).lower() or "not found" in str(message).lower() or isinstance(exc, KeyError):
-            raise ValueError(
+            raise ArgumentError(
                 f"unknown model {name!r}: {message} (small models: {sorted(small)})"
             ) from None
         raise
@@ -112,13 +102,13 @@ def resolve_num_classes(cfg: dict) -> int:
         from glore.data.imagefolder import count_classes
 
         return count_classes(_data_root(data), data.get("train_split", "train"), layout=data.get("layout", "imagefolder"))
-    raise ValueError(f"model.num_classes is required for data.name={data.get('name')!r}")
+    raise ArgumentError(f"model.num_classes is required for data.name={data.get('name')!r}")
 
 
 def _data_root(data: dict) -> str:
     root = data.get("root")
     if not root:
-        raise ValueError("data.root is required for data.name='imagefolder' (a directory with train/ and val/)")
+        raise ArgumentError("data.root is required for data.name='imagefolder' (a directory with train/ and val/)")
     return os.path.expanduser(str(root))
 
 
@@ -178,7 +168,7 @@ class ClassificationData(L.LightningDataModule):
         self.seed = seed
         name = self.data_cfg.get("name")
         if name not in DATASETS:
-            raise ValueError(f"unknown classification dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
+            raise ArgumentError(f"unknown classification dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
         self.train_set = self.val_set = None
 
     def _dataset(self, split_key: str, default: str, *, train: bool):

@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 
 import yaml
 
+from ..errors import GloreError
+
 
 class _Loader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that also reads ``1e-4`` (no dot, YAML 1.2 style) as a float."""
@@ -95,7 +97,7 @@ DEFAULTS: dict = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(GloreError, ValueError):
     """A config file or override that cannot be used."""
 
 

@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+from ..errors import ArgumentError
 import importlib
 import json
 import math
@@ -41,7 +42,7 @@ def task_module(cfg: dict) -> ModuleType:
     """The ``glore.engine.<task>`` module of ``cfg["task"]``."""
     task = cfg.get("task")
     if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+        raise ArgumentError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     return importlib.import_module(TASKS[task])
 
 
@@ -59,7 +60,7 @@ def _trainer_kwargs(trainer_cfg: dict) -> dict:
     )
     unknown = sorted(set(trainer_cfg) - set(allowed))
     if unknown:
-        raise ValueError(f"unknown trainer option(s) {unknown}; expected some of "
+        raise ArgumentError(f"unknown trainer option(s) {unknown}; expected some of "
                          f"{', '.join(allowed + _ENGINE_TRAINER_OPTIONS)}")
     return {k: v for k, v in trainer_cfg.items() if v is not None}
 
@@ -153,11 +154,11 @@ def compile_network(module, enabled) -> None:
     """``trainer.compile``: compile the task's network (``module.model``) in place with
     ``torch.compile``, so that checkpoints keep the same parameter names."""
     if not isinstance(enabled, bool):
-        raise ValueError(f"trainer.compile must be true or false, got {enabled!r}")
+        raise ArgumentError(f"trainer.compile must be true or false, got {enabled!r}")
     if enabled:
         network = getattr(module, "model", None)
         if not isinstance(network, torch.nn.Module):
-            raise ValueError(f"trainer.compile: {type(module).__name__} keeps no network at .model to compile")
+            raise ArgumentError(f"trainer.compile: {type(module).__name__} keeps no network at .model to compile")
         network.compile()
 
 
@@ -174,7 +175,7 @@ def _checkpoint_cfg(checkpoint: dict, path: str) -> dict:
     try:
         cfg = checkpoint["hyper_parameters"]["cfg"]
     except (KeyError, TypeError):
-        raise ValueError(f"checkpoint {path!r} holds no glore run config (hyper_parameters.cfg); "
+        raise ArgumentError(f"checkpoint {path!r} holds no glore run config (hyper_parameters.cfg); "
                          "expected a checkpoint written by `glore train`") from None
     return to_plain(cfg)
 
@@ -189,7 +190,7 @@ def _restore(checkpoint_path: str, overrides=()) -> tuple:
     task = task_module(cfg)
     module = task.build_module(cfg)
     if "state_dict" not in checkpoint:
-        raise ValueError(f"checkpoint {checkpoint_path!r} has no state_dict")
+        raise ArgumentError(f"checkpoint {checkpoint_path!r} has no state_dict")
     module.load_state_dict(checkpoint["state_dict"])
     return task, module, cfg
 
@@ -219,7 +220,7 @@ def evaluate(checkpoint: str, *, overrides=(), **options) -> dict:
     if custom is not None:
         return custom(module, datamodule, cfg, **options)
     if options:
-        raise ValueError(f"task {cfg['task']!r} takes no evaluation options, got {sorted(options)}")
+        raise ArgumentError(f"task {cfg['task']!r} takes no evaluation options, got {sorted(options)}")
     eval_cfg = dict(cfg)
     eval_cfg["trainer"] = {k: v for k, v in cfg["trainer"].items() if k not in ("strategy", "sync_batchnorm")}
     eval_cfg["trainer"]["devices"] = 1

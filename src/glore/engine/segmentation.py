@@ -47,6 +47,7 @@ first N images), ``device``.
 
 from __future__ import annotations
 
+from ..errors import ArgumentError
 import os
 from collections.abc import Sequence
 
@@ -85,7 +86,7 @@ def slide_inference(model, images: torch.Tensor, *, crop_size, stride) -> torch.
     ch, cw = pair_size(crop_size, "crop_size")
     sh, sw = pair_size(stride, "stride")
     if sh > ch or sw > cw:
-        raise ValueError(f"stride {(sh, sw)} must not exceed crop_size {(ch, cw)} (windows would leave gaps)")
+        raise ArgumentError(f"stride {(sh, sw)} must not exceed crop_size {(ch, cw)} (windows would leave gaps)")
     b, _, h, w = images.shape
     rows = max(h - ch + sh - 1, 0) // sh + 1
     cols = max(w - cw + sw - 1, 0) // sw + 1
@@ -113,10 +114,10 @@ def inference(model, images: torch.Tensor, *, mode: str = "whole", crop_size=769
     the input size) are averaged.
     """
     if mode not in ("whole", "slide"):
-        raise ValueError(f"inference mode must be 'whole' or 'slide', got {mode!r}")
+        raise ArgumentError(f"inference mode must be 'whole' or 'slide', got {mode!r}")
     scales = [float(s) for s in (scales or [1.0])]
     if any(s <= 0 for s in scales):
-        raise ValueError(f"scales must be positive, got {scales}")
+        raise ArgumentError(f"scales must be positive, got {scales}")
     h, w = images.shape[-2:]
 
     def run(x):
@@ -154,14 +155,14 @@ def build_segmenter(model_cfg: dict) -> torch.nn.Module:
     try:
         return create_segmenter(backbone, **kwargs)
     except TypeError as exc:
-        raise ValueError(f"bad model options for create_segmenter: {exc}") from None
+        raise ArgumentError(f"bad model options for create_segmenter: {exc}") from None
 
 
 def inference_options(model_cfg: dict, **overrides) -> dict:
     opts = {**INFERENCE_DEFAULTS, **dict(model_cfg.get("inference") or {})}
     unknown = sorted(set(opts) - set(INFERENCE_DEFAULTS))
     if unknown:
-        raise ValueError(f"unknown model.inference option(s) {unknown}; expected some of {sorted(INFERENCE_DEFAULTS)}")
+        raise ArgumentError(f"unknown model.inference option(s) {unknown}; expected some of {sorted(INFERENCE_DEFAULTS)}")
     opts.update({k: v for k, v in overrides.items() if v is not None})
     return opts
 
@@ -169,7 +170,7 @@ def inference_options(model_cfg: dict, **overrides) -> dict:
 def _dataset_name(cfg: dict) -> str:
     name = cfg["data"].get("name")
     if name not in DATASETS:
-        raise ValueError(f"unknown segmentation dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
+        raise ArgumentError(f"unknown segmentation dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
     return name
 
 
@@ -178,7 +179,7 @@ def build_metric(cfg: dict, num_classes: int):
 
     if _dataset_name(cfg) == "cityscapes":
         if num_classes != 19:
-            raise ValueError(f"Cityscapes evaluation needs model.num_classes=19, got {num_classes}")
+            raise ArgumentError(f"Cityscapes evaluation needs model.num_classes=19, got {num_classes}")
         return CityscapesMetrics()
     from glore.data.seg_digits import CLASS_NAMES
 
@@ -260,7 +261,7 @@ class SegmentationModule(TaskModule):
 def _data_root(data: dict) -> str:
     root = data.get("root")
     if not root:
-        raise ValueError("data.root is required for data.name='cityscapes' (a folder with leftImg8bit/ and gtFine/)")
+        raise ArgumentError("data.root is required for data.name='cityscapes' (a folder with leftImg8bit/ and gtFine/)")
     return os.path.expanduser(str(root))
 
 
@@ -285,7 +286,7 @@ class SegmentationData(L.LightningDataModule):
             size = data.get(key)
             if size is not None:
                 if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                    raise ValueError(f"data.{key} must be a positive integer (the split size), got {size!r}")
+                    raise ArgumentError(f"data.{key} must be a positive integer (the split size), got {size!r}")
                 options["num_samples"] = size
             return SegDigits(split, **options)
         from glore.data.cityscapes import CityscapesSegmentation

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from ..errors import ArgumentError
 import contextlib
 import io
 import json
@@ -85,7 +86,7 @@ def coco_evaluate(annotations, results, iou_type: str = "bbox", *, image_ids: Se
     from pycocotools.cocoeval import COCOeval
 
     if iou_type not in IOU_TYPES:
-        raise ValueError(f"iou_type must be one of {list(IOU_TYPES)}, got {iou_type!r}")
+        raise ArgumentError(f"iou_type must be one of {list(IOU_TYPES)}, got {iou_type!r}")
     gt = load_coco(annotations)
     if not isinstance(results, (list, tuple)):
         with open(os.fspath(results), encoding="utf-8") as handle:
@@ -97,7 +98,7 @@ def coco_evaluate(annotations, results, iou_type: str = "bbox", *, image_ids: Se
     if not results:                                  # COCO.loadRes cannot load an empty list
         return {name: 0.0 for name in STAT_NAMES}
     if iou_type == "segm" and "segmentation" not in results[0]:
-        raise ValueError("segm evaluation needs results with a 'segmentation' (Mask R-CNN outputs)")
+        raise ArgumentError("segm evaluation needs results with a 'segmentation' (Mask R-CNN outputs)")
     # one results list holds both; each evaluation reads its own field (a segm result's area is then its
     # mask's, not its box's, as in detectron2's COCO evaluator)
     drop = "bbox" if iou_type == "segm" else "segmentation"

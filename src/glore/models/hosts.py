@@ -19,6 +19,7 @@ parameter counts for DPN-98/131 (acting on the concatenation would make every un
 
 from __future__ import annotations
 
+from ..errors import ArgumentTypeError
 import re
 
 import torch
@@ -138,7 +139,7 @@ def offered_positions(block: nn.Module) -> tuple[str, ...]:
     """The positions residual ``block`` offers; a ``TypeError`` if it cannot host blocks."""
     cls = HOSTS.get(type(block), type(block))
     if cls not in OFFERS:
-        raise TypeError(f"blocks can be inserted into residual blocks of types "
+        raise ArgumentTypeError(f"blocks can be inserted into residual blocks of types "
                         f"{sorted(c.__module__ + '.' + c.__name__ for c in HOSTS)}, got "
                         f"{type(block).__module__}.{type(block).__name__}")
     return OFFERS[cls]

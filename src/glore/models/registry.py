@@ -10,6 +10,7 @@ means for the backbone in ``timm.create_model``.
 
 from __future__ import annotations
 
+from ..errors import ArgumentError
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -64,7 +65,7 @@ def build_config(name: str, pretrained: bool = False, **kwargs):
     from .factory import build_timm
 
     if name not in CONFIGS:
-        raise ValueError(f"unknown configuration {name!r}; expected one of {sorted(CONFIGS)}")
+        raise ArgumentError(f"unknown configuration {name!r}; expected one of {sorted(CONFIGS)}")
     cfg = CONFIGS[name]
     return build_timm(name, cfg.backbone, blocks_of(cfg), pretrained=pretrained, **kwargs)
 

@@ -10,6 +10,7 @@ a function of one 13x13 window of the input; ``docs/demo.md`` shows why that can
 
 from __future__ import annotations
 
+from ..errors import ArgumentError
 from torch import nn
 
 from ..nn import create_block
@@ -34,11 +35,11 @@ def check_arguments(*, num_classes, in_chans, width, block, block_kwargs) -> Non
     """The checks of the demo networks' arguments (the image net here, the clip net in video.py)."""
     for name, value in (("num_classes", num_classes), ("in_chans", in_chans), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise ArgumentError(f"{name} must be a positive integer, got {value!r}")
     if width % 4:
-        raise ValueError(f"width must be a multiple of 4, got {width}")
+        raise ArgumentError(f"width must be a multiple of 4, got {width}")
     if block is None and block_kwargs:
-        raise ValueError(f"block options {sorted(block_kwargs)} given without a block")
+        raise ArgumentError(f"block options {sorted(block_kwargs)} given without a block")
 
 
 class DistantDigitsNet(nn.Module):

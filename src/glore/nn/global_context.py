@@ -3,6 +3,7 @@ ablation variants, squeeze-excitation among them."""
 
 from __future__ import annotations
 
+from ..errors import ArgumentError
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,7 +17,7 @@ torch.fx.wrap("check_block_input")
 
 def _hidden_width(channels: int, ratio: float) -> int:
     if isinstance(ratio, bool) or not (isinstance(ratio, (int, float)) and 0 < ratio <= 1):
-        raise ValueError(f"ratio must be a number in (0, 1] or None, got {ratio!r}")
+        raise ArgumentError(f"ratio must be a number in (0, 1] or None, got {ratio!r}")
     return max(1, round(channels * ratio))
 
 

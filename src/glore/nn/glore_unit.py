@@ -3,6 +3,7 @@ arXiv 1811.12814), for 1D, 2D and 3D features."""
 
 from __future__ import annotations
 
+from ..errors import ArgumentError, ArgumentTypeError
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -80,13 +81,13 @@ class GloRe(ZeroInitBlock):
         check_positive_int("channels", channels)
         mid = channels // 4 if mid is None else check_positive_int("mid", mid)
         if mid <= 0:
-            raise ValueError(f"mid defaults to channels // 4, which is 0 for channels={channels}; "
+            raise ArgumentError(f"mid defaults to channels // 4, which is 0 for channels={channels}; "
                              f"pass mid= explicitly")
         num_nodes = mid if num_nodes is None else check_positive_int("num_nodes", num_nodes)
         num_state = 2 * mid if num_state is None else check_positive_int("num_state", num_state)
         check_positive_int("gcn_layers", gcn_layers)
         if reassociate is not None and not isinstance(reassociate, bool):
-            raise TypeError(f"reassociate must be None (choose by cost), True or False, got {reassociate!r}")
+            raise ArgumentTypeError(f"reassociate must be None (choose by cost), True or False, got {reassociate!r}")
         self.channels, self.num_nodes, self.num_state = channels, num_nodes, num_state
         self.normalize, self.zero_init, self.reassociate = normalize, zero_init, reassociate
 

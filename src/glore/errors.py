@@ -28,3 +28,7 @@ class ArgumentError(GloreError, ValueError):
 
 class ArgumentTypeError(GloreError, TypeError):
     """An argument or config value of the wrong type."""
+
+
+class MissingFileError(GloreError, FileNotFoundError):
+    """A file or folder named by the user that does not exist."""

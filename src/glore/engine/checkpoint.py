@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins import CheckpointIO
 
-from ..errors import ArgumentError, ArgumentTypeError, GloreError
+from ..errors import ArgumentError, ArgumentTypeError, GloreError, MissingFileError
 
 
 class CheckpointError(GloreError, ValueError):
@@ -47,7 +47,7 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: Any = "cpu") -> 
     """Load a checkpoint with ``weights_only=True``; errors name the file."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint file not found: {path!r}")
+        raise MissingFileError(f"checkpoint file not found: {path!r}")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, bad pickle, disallowed global

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 
 import yaml
 
-from ..errors import GloreError
+from ..errors import GloreError, MissingFileError
 
 
 class _Loader(yaml.SafeLoader):
@@ -169,7 +169,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
     if path is not None:
         path = os.fspath(path)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"config file not found: {path!r}")
+            raise MissingFileError(f"config file not found: {path!r}")
         with open(path, encoding="utf-8") as handle:
             try:
                 loaded = yaml_load(handle)

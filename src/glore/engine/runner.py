@@ -20,7 +20,7 @@
 
 from __future__ import annotations
 
-from ..errors import ArgumentError
+from ..errors import ArgumentError, MissingFileError
 import importlib
 import json
 import math
@@ -32,6 +32,8 @@ import torch
 from . import TASKS
 from .checkpoint import AtomicCheckpointIO, load_checkpoint_file
 from .config import apply_overrides, dump_config, to_plain, validate_config
+from .run_folder import (check_resumable, check_weights_fit, refuse_earlier_run, remove_stale_temporaries,
+                         run_folder_lock)
 
 CHECKPOINT_DIR = "checkpoints"
 # keys of cfg["model"] naming pretrained weights; cleared when a trained checkpoint supplies the weights
@@ -79,13 +81,17 @@ def _metrics(values: dict, prefix: str | None = None) -> dict:
     return dict(sorted(out.items()))
 
 
+def _is_global_zero() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _resolve_resume(resume: str | None, output_dir: str) -> str | None:
     if resume is None:
         return None
     if resume == "last":
         resume = os.path.join(output_dir, CHECKPOINT_DIR, "last.ckpt")
     if not os.path.isfile(resume):
-        raise FileNotFoundError(f"checkpoint to resume from not found: {resume!r}")
+        raise MissingFileError(f"checkpoint to resume from not found: {resume!r}")
     return resume
 
 
@@ -121,13 +127,17 @@ def build_trainer(cfg: dict, *, monitor: str | None, mode: str = "max", for_eval
                      plugins=[AtomicCheckpointIO()], **kwargs)
 
 
-def train(cfg: dict, *, resume: str | None = None) -> dict:
+def train(cfg: dict, *, resume: str | None = None, overwrite: bool = False) -> dict:
     """Train the run described by ``cfg``; return the final validation metrics.
 
     ``resume`` is a checkpoint path, or ``"last"`` for ``<output_dir>/checkpoints/last.ckpt``: the
     weights, optimizer, scheduler, epoch and step counters continue from it. Raises
     ``glore.engine.base.NonFiniteLossError`` when the loss becomes NaN/inf (the checkpoints of the
     last finished epoch are kept).
+
+    Run folders (see :mod:`glore.engine.run_folder`): without ``resume``, a folder that already holds
+    checkpoints is refused unless ``overwrite``; a lock file keeps a second run out of a folder in use;
+    a resume is checked against the checkpoint (task, network, ``max_epochs``) before anything is written.
     """
     import lightning as L
 
@@ -135,18 +145,29 @@ def train(cfg: dict, *, resume: str | None = None) -> dict:
     task = task_module(cfg)
     output_dir = os.fspath(cfg["output_dir"])
     resume = _resolve_resume(resume, output_dir)
+    # every check that can refuse the run comes before anything is written to the run folder
+    checkpoint = load_checkpoint_file(resume) if resume is not None else None
+    if checkpoint is not None:
+        check_resumable(checkpoint, resume, cfg)
+    elif not overwrite:
+        refuse_earlier_run(output_dir)
     L.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
     module = task.build_module(cfg)
+    if checkpoint is not None:
+        check_weights_fit(checkpoint, resume, module)
+        del checkpoint
     compile_network(module, cfg["trainer"].get("compile", False))
     datamodule = task.build_datamodule(cfg)
-    trainer = build_trainer(cfg, monitor=getattr(module, "monitor", None), mode=getattr(module, "monitor_mode", "max"))
-    if trainer.is_global_zero:
-        os.makedirs(output_dir, exist_ok=True)
-        dump_config(cfg, os.path.join(output_dir, "config.yaml"))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
-    metrics = _metrics(trainer.callback_metrics, prefix="val/")
-    if trainer.is_global_zero:
-        write_metrics(metrics, os.path.join(output_dir, "metrics.json"))
+    with run_folder_lock(output_dir, rank_zero=_is_global_zero()):
+        trainer = build_trainer(cfg, monitor=getattr(module, "monitor", None),
+                                mode=getattr(module, "monitor_mode", "max"))
+        if trainer.is_global_zero:
+            remove_stale_temporaries(os.path.join(output_dir, CHECKPOINT_DIR))
+            dump_config(cfg, os.path.join(output_dir, "config.yaml"))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+        metrics = _metrics(trainer.callback_metrics, prefix="val/")
+        if trainer.is_global_zero:
+            write_metrics(metrics, os.path.join(output_dir, "metrics.json"))
     return metrics
 
 

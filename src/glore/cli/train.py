@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import GloreError
+from ..errors import ArgumentError
 
 
 def _is_rank_zero() -> bool:
@@ -42,11 +42,11 @@ def parse_options(items) -> dict:
     options = {}
     for item in items or ():
         if "=" not in item:
-            raise GloreError(f"--opt expects name=value, got {item!r}")
+            raise ArgumentError(f"--opt expects name=value, got {item!r}")
         key, raw = item.split("=", 1)
         key = key.strip().replace("-", "_")
         if not key.isidentifier():
-            raise GloreError(f"--opt name must be an identifier, got {key!r} in {item!r}")
+            raise ArgumentError(f"--opt name must be an identifier, got {key!r} in {item!r}")
         options[key] = yaml_load(raw) if raw.strip() else None
     return options
 

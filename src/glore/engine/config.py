@@ -198,6 +198,9 @@ def validate_config(cfg: Mapping) -> dict:
 
     if cfg.get("task") not in TASKS:
         raise ConfigError(f"unknown task {cfg.get('task')!r}; expected one of {', '.join(TASKS)}")
+    from .schema import check_schema  # imports ConfigError from here
+
+    check_schema(cfg)
     return cfg
 
 

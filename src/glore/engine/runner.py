@@ -54,16 +54,7 @@ _ENGINE_TRAINER_OPTIONS = ("compile",)
 
 def _trainer_kwargs(trainer_cfg: dict) -> dict:
     trainer_cfg = {k: v for k, v in trainer_cfg.items() if k not in _ENGINE_TRAINER_OPTIONS}
-    allowed = (
-        "max_epochs", "max_steps", "accelerator", "devices", "num_nodes", "strategy", "precision",
-        "deterministic", "accumulate_grad_batches", "gradient_clip_val", "log_every_n_steps",
-        "check_val_every_n_epoch", "limit_train_batches", "limit_val_batches", "enable_progress_bar",
-        "sync_batchnorm", "val_check_interval", "num_sanity_val_steps", "benchmark",
-    )
-    unknown = sorted(set(trainer_cfg) - set(allowed))
-    if unknown:
-        raise ArgumentError(f"unknown trainer option(s) {unknown}; expected some of "
-                         f"{', '.join(allowed + _ENGINE_TRAINER_OPTIONS)}")
+    # keys and types are checked by the config schema (glore.engine.schema.Trainer)
     return {k: v for k, v in trainer_cfg.items() if v is not None}
 
 

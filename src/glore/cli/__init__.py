@@ -41,6 +41,17 @@ def user_error(exc: BaseException) -> GloreError | None:
     return None
 
 
+def one_line(error: GloreError) -> str:
+    """The message of ``error``; for one re-raised by a DataLoader worker ("Caught ImageReadError in
+    DataLoader worker process 0" and the worker's traceback), the original message at its end."""
+    text = str(error).strip()
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        name = type(error).__name__
+        text = last.split(f"{name}: ", 1)[1] if f"{name}: " in last else last
+    return " ".join(text.split("\n")) if "\n" in text else text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -53,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         error = user_error(exc)
         if error is None:
             raise
-        print(f"glore {args.command}: error: {error}", file=sys.stderr)
+        print(f"glore {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
     return int(result or 0)
 

@@ -13,6 +13,7 @@ plain label id elsewhere.
 
 from __future__ import annotations
 
+from .imagefolder import load_rgb
 from ..errors import ArgumentError
 import os
 from collections.abc import Callable
@@ -184,8 +185,7 @@ class CityscapesSegmentation(torch.utils.data.Dataset):
         """Read sample ``index`` without the transform, validating the files."""
         image_path = self.images[index]
         label_path = self.targets[index][0]
-        with Image.open(image_path) as img:
-            image = np.asarray(img.convert("RGB"))
+        image = np.asarray(load_rgb(image_path))   # ImageReadError naming a corrupt file
         with Image.open(label_path) as lbl:
             label_ids = np.asarray(lbl)
         if label_ids.ndim != 2:

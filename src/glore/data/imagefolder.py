@@ -28,6 +28,7 @@ import os
 from collections.abc import Sequence
 
 import torch
+import numpy as np
 from PIL import Image
 from torchvision import datasets, transforms
 from ..errors import ArgumentError, GloreError
@@ -42,13 +43,29 @@ class ImageReadError(GloreError, ValueError):
     """An image file that cannot be decoded; the message names the file."""
 
 
+# modes whose samples are wider than 8 bits: PIL's convert("RGB") clips them at 255 instead of scaling
+_WIDE_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535}
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB; 16-bit samples are scaled to 0..255 (PIL alone would clip them)."""
+    if image.mode in _WIDE_MODES:
+        samples = np.asarray(image, dtype=np.float64)
+        # 16-bit PNGs open as mode "I" (32-bit) too; their range is still 0..65535
+        scaled = np.clip(samples / _WIDE_MODES[image.mode] * 255.0, 0, 255).round().astype(np.uint8)
+        return Image.fromarray(scaled, mode="L").convert("RGB")
+    if image.mode == "F":
+        raise ImageReadError("floating-point images (PIL mode 'F') have no fixed range; convert them to 8 or 16 bits")
+    return image.convert("RGB")
+
+
 def load_rgb(path: str) -> Image.Image:
     """Open ``path`` as an RGB PIL image; :class:`ImageReadError` naming the file when it is unreadable."""
     try:
         with open(path, "rb") as handle:
             image = Image.open(handle)
             image.load()
-            return image.convert("RGB")
+            return to_rgb(image)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"cannot read image file {path!r}: {exc}") from None
 

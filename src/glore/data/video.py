@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from .imagefolder import to_rgb
 from ..errors import ArgumentError, GloreError
 
 __all__ = [
@@ -221,7 +222,7 @@ def _read_image(path: Path) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.asarray(to_rgb(image))
     except Exception as exc:
         raise VideoReadError(f"cannot read frame {path}: {type(exc).__name__}: {exc}") from exc
 

@@ -79,10 +79,11 @@ class GloRe(ZeroInitBlock):
                  zero_init: bool = True, reassociate: bool | None = None):
         super().__init__()
         check_positive_int("channels", channels)
-        mid = channels // 4 if mid is None else check_positive_int("mid", mid)
-        if mid <= 0:
-            raise ArgumentError(f"mid defaults to channels // 4, which is 0 for channels={channels}; "
-                             f"pass mid= explicitly")
+        defaulted = mid is None
+        mid = channels // 4 if defaulted else check_positive_int("mid", mid)
+        if defaulted and mid < 2 and num_nodes is None:
+            raise ArgumentError(f"mid defaults to channels // 4, which is {mid} for channels={channels}; "
+                                f"pass mid= or num_nodes= explicitly (it would be a {mid}-node graph)")
         num_nodes = mid if num_nodes is None else check_positive_int("num_nodes", num_nodes)
         num_state = 2 * mid if num_state is None else check_positive_int("num_state", num_state)
         check_positive_int("gcn_layers", gcn_layers)

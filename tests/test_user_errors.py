@@ -99,3 +99,10 @@ def test_non_local_refuses_an_oversized_attention_naming_it(monkeypatch):
     with pytest.raises(GloreError, match=r"takes 0.0 GiB .*sub_sample=True or a smaller feature map"):
         block(torch.randn(1, 4, 8, 8))
     assert NonLocal(4, sub_sample=False)(torch.randn(1, 4, 3, 3)).shape == (1, 4, 3, 3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_block_refuses_another_float_dtype_clearly(dtype):
+    with pytest.raises(TypeError, match=rf"GloRe has torch.float32 parameters, got a {dtype} input"):
+        GloRe(16)(torch.randn(1, 16, 4, 4, dtype=dtype))
+    assert GloRe(16).to(dtype)(torch.randn(1, 16, 4, 4, dtype=dtype)).dtype == dtype

@@ -26,8 +26,9 @@ def check_choice(name: str, value, choices) -> str:
     return value
 
 
-def check_block_input(block: str, x: torch.Tensor, channels: int) -> None:
-    """Validate an input of shape ``(B, C, *S)`` with 1 to 3 spatial/temporal dims."""
+def check_block_input(block: str, x: torch.Tensor, channels: int, dtype: torch.dtype | None = None) -> None:
+    """Validate an input of shape ``(B, C, *S)`` with 1 to 3 spatial/temporal dims, and (outside
+    autocast, which casts by itself) of the block's parameter ``dtype``."""
     if not isinstance(x, torch.Tensor):
         raise ArgumentTypeError(f"{block} expects a torch.Tensor, got {type(x).__name__}")
     if x.dim() < 3 or x.dim() > 5:
@@ -42,6 +43,17 @@ def check_block_input(block: str, x: torch.Tensor, channels: int) -> None:
                          f"channels (shape {tuple(x.shape)})")
     if any(s <= 0 for s in x.shape):
         raise ArgumentError(f"{block} expects non-empty dims, got shape {tuple(x.shape)}")
+    if dtype is not None and x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+        raise ArgumentTypeError(f"{block} has {dtype} parameters, got a {x.dtype} input; cast the input "
+                                f"(x.to({dtype})) or the block (.to({x.dtype}))")
+
+
+def _parameter_dtype(module: nn.Module) -> torch.dtype | None:
+    if torch.compiler.is_compiling():  # dtypes are fixed in a compiled graph; iterating would break it
+        return None
+    for parameter in module.parameters():
+        return parameter.dtype
+    return None
 
 
 class ZeroInitBlock(nn.Module):

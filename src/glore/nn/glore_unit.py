@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import ZeroInitBlock, check_block_input, check_positive_int
+from ._validate import ZeroInitBlock, _parameter_dtype, check_block_input, check_positive_int
 from .pointwise import Pointwise
 
 torch.fx.wrap("check_block_input")
@@ -132,7 +132,7 @@ class GloRe(ZeroInitBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
-            check_block_input(type(self).__name__, x, self.channels)
+            check_block_input(type(self).__name__, x, self.channels, _parameter_dtype(self))
         v, proj = self.project_to_nodes(x)                      # V (Eq. 1), B
         z = self.gcn(v)                                         # Z: (B, C_s, N) (Eq. 2)
         if self.reassociates(proj.shape[-1]):

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArgumentError
-from ._validate import ZeroInitBlock, check_block_input, check_choice, check_positive_int
+from ._validate import ZeroInitBlock, _parameter_dtype, check_block_input, check_choice, check_positive_int
 from .pointwise import Pointwise
 
 torch.fx.wrap("check_block_input")
@@ -93,10 +93,11 @@ class NonLocal(ZeroInitBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
-            check_block_input(type(self).__name__, x, self.channels)
+            check_block_input(type(self).__name__, x, self.channels, _parameter_dtype(self))
         flat = x.flatten(2)
         context = subsample_keys(x).flatten(2) if self.sub_sample else flat
-        check_attention_size(flat, context)
+        if not torch.jit.is_scripting():
+            check_attention_size(flat, context)
         attn = self.attention(flat, context)                          # (B, L, L')
         y = torch.matmul(self.value(context), attn.transpose(1, 2))   # (B, inner, L)
         return x + self.norm(self.out(y)).view(x.shape)
@@ -168,7 +169,7 @@ class SimplifiedNonLocal(ZeroInitBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
-            check_block_input(type(self).__name__, x, self.channels)
+            check_block_input(type(self).__name__, x, self.channels, _parameter_dtype(self))
         flat = x.flatten(2)
         context = self.value(attention_pool(flat, self.attention(flat)))   # (B, C, 1)
         return (flat + context).view_as(x)

@@ -106,3 +106,12 @@ def test_block_refuses_another_float_dtype_clearly(dtype):
     with pytest.raises(TypeError, match=rf"GloRe has torch.float32 parameters, got a {dtype} input"):
         GloRe(16)(torch.randn(1, 16, 4, 4, dtype=dtype))
     assert GloRe(16).to(dtype)(torch.randn(1, 16, 4, 4, dtype=dtype)).dtype == dtype
+
+
+def test_unknown_evaluation_option_lists_the_valid_ones():
+    from glore.engine import segmentation
+    from glore.engine.runner import check_evaluation_options
+
+    with pytest.raises(GloreError, match=r"unknown evaluation option\(s\) \['sliding'\] .*sliding_window, crop_size"):
+        check_evaluation_options(segmentation.evaluate, {"sliding": True}, "segmentation")
+    check_evaluation_options(segmentation.evaluate, {"sliding_window": True}, "segmentation")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from ..errors import ArgumentError, MissingFileError
 import importlib
+import inspect
 import json
 import math
 import os
@@ -217,6 +218,18 @@ def load_model(checkpoint: str) -> tuple[torch.nn.Module, dict]:
     return network.eval(), cfg
 
 
+def check_evaluation_options(custom, options: dict, task: str) -> None:
+    """Refuse ``--opt`` names that the task's ``evaluate`` does not take, listing those it does."""
+    parameters = list(inspect.signature(custom).parameters.values())[3:]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return  # the task checks its own options
+    accepted = [p.name for p in parameters]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ArgumentError(f"unknown evaluation option(s) {unknown} for task {task!r}; "
+                            f"expected some of {', '.join(accepted) or '(none)'}")
+
+
 def evaluate(checkpoint: str, *, overrides=(), **options) -> dict:
     """Evaluate a checkpoint on the validation split of its config (with ``overrides`` applied).
 
@@ -230,6 +243,7 @@ def evaluate(checkpoint: str, *, overrides=(), **options) -> dict:
     datamodule = task.build_datamodule(cfg)
     custom = getattr(task, "evaluate", None)
     if custom is not None:
+        check_evaluation_options(custom, options, cfg["task"])
         return custom(module, datamodule, cfg, **options)
     if options:
         raise ArgumentError(f"task {cfg['task']!r} takes no evaluation options, got {sorted(options)}")

@@ -228,3 +228,10 @@ def test_block_kwargs_reach_the_builder():
     model = build_model({"name": "test_engine_tinynet:tiny_net", "num_classes": 3, "label_smoothing": 0.1,
                          "block_kwargs": {"width": 6}})
     assert model[0].out_channels == 6 and model[-1].out_features == 3
+
+
+def test_num_classes_below_the_folders_classes_is_a_clear_error(data_root, tmp_path):
+    root = make_image_folder(tmp_path / "three", classes=("a", "b", "c"), per_class=2)
+    cfg = load_config(None, tiny_overrides(root, tmp_path / "few", "model.num_classes=2"))
+    with pytest.raises(ValueError, match=r"model.num_classes=2 but the data has 3 classes \(a, b, c\)"):
+        runner.train(cfg)

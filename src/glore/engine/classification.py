@@ -162,10 +162,11 @@ class ClassificationModule(TaskModule):
 class ClassificationData(L.LightningDataModule):
     """Train / val loaders for ``cfg["data"]`` (distant-digits or an image layout)."""
 
-    def __init__(self, data_cfg: dict, *, seed: int = 0):
+    def __init__(self, data_cfg: dict, *, seed: int = 0, num_classes: int | None = None):
         super().__init__()
         self.data_cfg = dict(data_cfg)
         self.seed = seed
+        self.num_classes = num_classes  # model.num_classes, checked against the folder's classes
         name = self.data_cfg.get("name")
         if name not in DATASETS:
             raise ArgumentError(f"unknown classification dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
@@ -195,6 +196,15 @@ class ClassificationData(L.LightningDataModule):
             self.train_set = EpochSeededDataset(self._dataset("train_split", "train", train=True), seed=self.seed)
         if self.val_set is None:
             self.val_set = self._dataset("val_split", "val", train=False)
+        self._check_num_classes()
+
+    def _check_num_classes(self) -> None:
+        for dataset in (self.train_set, self.val_set):
+            classes = getattr(dataset, "classes", None)
+            if self.num_classes is not None and classes is not None and len(classes) > self.num_classes:
+                raise ArgumentError(f"model.num_classes={self.num_classes} but the data has {len(classes)} classes "
+                                    f"({', '.join(map(str, list(classes)[:5]))}{', ...' if len(classes) > 5 else ''}); "
+                                    "raise model.num_classes or leave it out to count the class folders")
 
     def _loader(self, dataset, *, batch_size: int, shuffle: bool, drop_last: bool, train: bool) -> DataLoader:
         return make_loader(dataset, trainer=self.trainer, batch_size=batch_size, shuffle=shuffle,
@@ -218,4 +228,4 @@ def build_module(cfg: dict) -> ClassificationModule:
 
 
 def build_datamodule(cfg: dict) -> ClassificationData:
-    return ClassificationData(cfg["data"], seed=int(cfg.get("seed", 0)))
+    return ClassificationData(cfg["data"], seed=int(cfg.get("seed", 0)), num_classes=cfg["model"].get("num_classes"))

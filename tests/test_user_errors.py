@@ -115,3 +115,15 @@ def test_unknown_evaluation_option_lists_the_valid_ones():
     with pytest.raises(GloreError, match=r"unknown evaluation option\(s\) \['sliding'\] .*sliding_window, crop_size"):
         check_evaluation_options(segmentation.evaluate, {"sliding": True}, "segmentation")
     check_evaluation_options(segmentation.evaluate, {"sliding_window": True}, "segmentation")
+
+
+def test_non_finite_validation_input_is_reported_with_the_sample():
+    from glore.engine.base import NonFiniteInputError, TaskModule
+
+    images = torch.zeros(4, 3, 2, 2)
+    images[2, 1, 0, 0] = float("nan")
+    module = TaskModule({"task": "classification"})
+    with pytest.raises(NonFiniteInputError, match=r"validation batch 5, sample 2: the input holds NaN"):
+        module.on_validation_batch_start((images, torch.zeros(4)), 5)
+    module.on_validation_batch_start((torch.zeros(4, 3, 2, 2), torch.zeros(4)), 0)
+    assert issubclass(NonFiniteInputError, GloreError)

@@ -6,7 +6,7 @@ import torch
 from matplotlib.image import imread
 from torch import nn
 
-from glore.analysis import analyze_commands
+from glore.cli import analyze as analyze_commands
 from glore.analysis.figures import (graph_figure_size, grid_size, save_graph_figure,
                                     save_map_grid)
 from glore.cli import main

@@ -18,13 +18,15 @@ from typing import Any
 
 import torch
 
+from glore.errors import GloreError, MissingFileError
+
 __all__ = ["CheckpointError", "read_checkpoint", "read_state_dict", "load_checkpoint"]
 
 _WEIGHT_ENTRIES = ("state_dict", "model", "model_state")
 _WRAPPER_PREFIXES = ("model.", "net.")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(GloreError, ValueError):
     """A checkpoint file that cannot be read, or weights that do not fit the model."""
 
 
@@ -32,7 +34,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     """The content of a checkpoint file as a dict; errors name the file."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint file not found: {path!r}")
+        raise MissingFileError(f"checkpoint file not found: {path!r}")
     try:
         if path.endswith(".safetensors"):
             from safetensors.torch import load_file

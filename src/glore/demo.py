@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from glore.errors import ArgumentError
 from glore.engine.checkpoint import save_atomic
 
 VARIANTS = {"baseline": None, "glore": "glore", "gc": "gc", "nl": "nl"}
@@ -181,14 +182,14 @@ def run(output: str | Path, *, seed: int = 0, variants=tuple(VARIANTS), progress
     uses ``distant-clips`` and :data:`VIDEO_DEFAULTS`.
     """
     if task not in TASKS:
-        raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
+        raise ArgumentError(f"task must be one of {list(TASKS)}, got {task!r}")
     defaults = DEFAULTS if task == "image" else VIDEO_DEFAULTS
     unknown = set(budget) - set(defaults)
     if unknown:
-        raise ValueError(f"unknown budget options {sorted(unknown)}; expected some of {sorted(defaults)}")
+        raise ArgumentError(f"unknown budget options {sorted(unknown)}; expected some of {sorted(defaults)}")
     bad = [v for v in variants if v not in VARIANTS]
     if bad or not variants:
-        raise ValueError(f"variants must be a non-empty subset of {list(VARIANTS)}, got {list(variants)}")
+        raise ArgumentError(f"variants must be a non-empty subset of {list(VARIANTS)}, got {list(variants)}")
     cfg = {**defaults, **budget}
     if threads:
         torch.set_num_threads(threads)

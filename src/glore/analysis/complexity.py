@@ -19,6 +19,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from glore.errors import ArgumentError
+
 
 class _OperatorLog(TorchDispatchMode):
     """Counts the aten operators a forward pass runs, to report those the FLOP counter skips."""
@@ -66,10 +68,10 @@ def summary(model: nn.Module, input_size: Sequence[int] = (3, 224, 224), *,
     """
     input_size = tuple(input_size)
     if len(input_size) not in (3, 4) or not all(isinstance(s, int) and s > 0 for s in input_size):
-        raise ValueError(f"input_size must be (C, H, W) or (C, T, H, W) positive ints, "
+        raise ArgumentError(f"input_size must be (C, H, W) or (C, T, H, W) positive ints, "
                          f"got {input_size!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise ArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32

@@ -24,6 +24,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from glore.errors import ArgumentError
+
+from .imagefolder import load_rgb
+
 IGNORE_INDEX = 255
 
 
@@ -112,11 +116,11 @@ def label_ids_to_train_ids(label_ids: np.ndarray, *, source: str = "label map") 
     lut = id_to_train_id_lut()
     if label_ids.size and (label_ids.min() < 0 or label_ids.max() > 255):
         bad = sorted({int(v) for v in np.unique(label_ids) if v < 0 or v > 255})[:10]
-        raise ValueError(f"{source}: label ids {bad} are outside the Cityscapes table (ids 0-33)")
+        raise ArgumentError(f"{source}: label ids {bad} are outside the Cityscapes table (ids 0-33)")
     out = lut[label_ids]
     if (out < 0).any():
         bad = sorted(int(v) for v in np.unique(label_ids[out < 0]))[:10]
-        raise ValueError(f"{source}: label ids {bad} are outside the Cityscapes table "
+        raise ArgumentError(f"{source}: label ids {bad} are outside the Cityscapes table "
                          f"(expected ids 0-{max(ID_TO_LABEL)})")
     return out.astype(np.uint8)
 
@@ -154,7 +158,7 @@ class CityscapesSegmentation(torch.utils.data.Dataset):
         from torchvision.datasets import Cityscapes
 
         if split not in self.SPLITS:
-            raise ValueError(f"split must be one of {list(self.SPLITS)}, got {split!r}")
+            raise ArgumentError(f"split must be one of {list(self.SPLITS)}, got {split!r}")
         root = os.fspath(root)
         self.root, self.split = root, split
         # the test split's annotations are withheld by the benchmark: without gtFine/test it is read unlabelled
@@ -194,8 +198,7 @@ class CityscapesSegmentation(torch.utils.data.Dataset):
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Read sample ``index`` without the transform, validating the files."""
         image_path = self.images[index]
-        with Image.open(image_path) as img:
-            image = np.asarray(img.convert("RGB"))
+        image = np.asarray(load_rgb(image_path))   # ImageReadError naming a corrupt file
         if self.labelled:
             target, instance = self._read_annotations(index, image.shape[:2])
         else:                                   # unlabelled test image: every pixel ignored
@@ -211,9 +214,9 @@ class CityscapesSegmentation(torch.utils.data.Dataset):
         with Image.open(label_path) as lbl:
             label_ids = np.asarray(lbl)
         if label_ids.ndim != 2:
-            raise ValueError(f"{label_path}: expected a single-channel label-id map, got shape {label_ids.shape}")
+            raise ArgumentError(f"{label_path}: expected a single-channel label-id map, got shape {label_ids.shape}")
         if label_ids.shape != tuple(image_size):
-            raise ValueError(f"{label_path}: label size {label_ids.shape[1]}x{label_ids.shape[0]} differs "
+            raise ArgumentError(f"{label_path}: label size {label_ids.shape[1]}x{label_ids.shape[0]} differs "
                              f"from image {image_path} size {image_size[1]}x{image_size[0]}")
         target = label_ids_to_train_ids(label_ids, source=label_path)
         instance = None
@@ -222,7 +225,7 @@ class CityscapesSegmentation(torch.utils.data.Dataset):
             with Image.open(inst_path) as inst:
                 instance = np.asarray(inst).astype(np.int32)
             if instance.shape != label_ids.shape:
-                raise ValueError(f"{inst_path}: instance map size {instance.shape[1]}x{instance.shape[0]} "
+                raise ArgumentError(f"{inst_path}: instance map size {instance.shape[1]}x{instance.shape[0]} "
                                  f"differs from label map {label_path} size "
                                  f"{label_ids.shape[1]}x{label_ids.shape[0]}")
             instance = torch.from_numpy(instance)

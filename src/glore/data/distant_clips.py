@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from glore.errors import ArgumentError
 from ._options import check_digit_options, check_int
 from .distant_digits import SPLITS, _check_feasible, _place, source_digits
 
@@ -64,7 +65,7 @@ class DistantClips(Dataset):
                  marker_size: int = 4, min_distance: int = 13, bright: float = 1.0, dim: float = 0.45,
                  seed: int = 0):
         if split not in SPLITS:
-            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+            raise ArgumentError(f"split must be one of {list(SPLITS)}, got {split!r}")
         num_samples = DEFAULT_NUM_SAMPLES[split] if num_samples is None else num_samples
         self.num_samples = check_int("num_samples", num_samples, 1)
         self.num_frames = check_int("num_frames", num_frames, 1)
@@ -79,7 +80,7 @@ class DistantClips(Dataset):
         # on_frames - 1 + min_gap rounded up to even
         need = 2 * -(-(on_frames - 1 + min_gap) // 2) + on_frames
         if need > num_frames:
-            raise ValueError(f"num_frames={num_frames} is too short for two flashes of {on_frames} frames "
+            raise ArgumentError(f"num_frames={num_frames} is too short for two flashes of {on_frames} frames "
                              f"{min_gap} frames apart (need at least {need})")
         sizes = [digit_size, digit_size, marker_size]
         _check_feasible(sizes, canvas, min_distance)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from glore.errors import ArgumentError
 from ._options import check_digit_options, check_int
 
 TASKS = ("select", "same")
@@ -46,9 +47,9 @@ def source_digits(split: str, *, digit_size: int = 8, val_fraction: float = 0.25
     from sklearn.datasets import load_digits
 
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+        raise ArgumentError(f"split must be one of {list(SPLITS)}, got {split!r}")
     if not (isinstance(val_fraction, float) and 0 < val_fraction < 1):
-        raise ValueError(f"val_fraction must be a float in (0, 1), got {val_fraction!r}")
+        raise ArgumentError(f"val_fraction must be a float in (0, 1), got {val_fraction!r}")
     raw = load_digits()
     images = raw.images.astype(np.float32) / 16.0
     labels = raw.target.astype(np.int64)
@@ -95,7 +96,7 @@ def _check_feasible(sizes, canvas: int, min_distance: int) -> None:
         # the tightest layout is along a diagonal/axis: sizes + gaps must fit in the canvas
         need = sum(sorted(sizes)[-2:]) + min_distance if len(sizes) == 2 else None
         hint = f" (two boxes need at least {need})" if need else ""
-        raise ValueError(
+        raise ArgumentError(
             f"canvas={canvas} is too small for boxes of sizes {list(sizes)} kept min_distance="
             f"{min_distance} apart{hint}; enlarge canvas or lower min_distance/digit_size")
 
@@ -130,9 +131,9 @@ class DistantDigits(Dataset):
                  canvas: int = 48, digit_size: int = 8, marker_size: int = 4, min_distance: int = 14,
                  bright: float = 1.0, dim: float = 0.45, val_fraction: float = 0.25, seed: int = 0):
         if split not in SPLITS:
-            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+            raise ArgumentError(f"split must be one of {list(SPLITS)}, got {split!r}")
         if task not in TASKS:
-            raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
+            raise ArgumentError(f"task must be one of {list(TASKS)}, got {task!r}")
         num_samples = DEFAULT_NUM_SAMPLES[split] if num_samples is None else num_samples
         self.num_samples = check_int("num_samples", num_samples, 1)
         self.canvas = check_int("canvas", canvas, 1)

@@ -18,6 +18,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from glore.errors import ArgumentError
 from .cityscapes import IGNORE_INDEX
 
 
@@ -31,7 +32,7 @@ def pair_size(size, name: str) -> tuple[int, int]:
         size = (size, size)
     if (not isinstance(size, Sequence) or len(size) != 2
             or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)):
-        raise ValueError(f"{name} must be a positive int or a pair (height, width), got {size!r}")
+        raise ArgumentError(f"{name} must be a positive int or a pair (height, width), got {size!r}")
     return int(size[0]), int(size[1])
 
 
@@ -47,7 +48,7 @@ class RandomScale(v2.Transform):
         super().__init__()
         lo, hi = (float(v) for v in scale_range)
         if not 0 < lo <= hi:
-            raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {scale_range!r}")
+            raise ArgumentError(f"scale_range must be (low, high) with 0 < low <= high, got {scale_range!r}")
         self.scale_range = (lo, hi)
 
     def make_params(self, flat_inputs) -> dict:

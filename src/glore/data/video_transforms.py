@@ -16,6 +16,8 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from glore.errors import ArgumentError
+
 __all__ = ["ToVideo", "ToClip", "MultiCrop", "train_transform", "eval_transform"]
 
 
@@ -25,7 +27,7 @@ class ToVideo(v2.Transform):
     def forward(self, frames: torch.Tensor) -> tv_tensors.Video:
         if not isinstance(frames, torch.Tensor) or frames.dim() != 4:
             shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
-            raise ValueError(f"ToVideo expects frames (T, H, W, C), got {shape}")
+            raise ArgumentError(f"ToVideo expects frames (T, H, W, C), got {shape}")
         video = frames.permute(0, 3, 1, 2).float()
         return tv_tensors.Video(video / 255.0 if frames.dtype == torch.uint8 else video)
 
@@ -40,7 +42,7 @@ class ToClip(v2.Transform):
 def _crop_size(size) -> tuple[int, int]:
     size = (size, size) if isinstance(size, int) else tuple(size)
     if len(size) != 2 or any(not isinstance(s, int) or s <= 0 for s in size):
-        raise ValueError(f"crop size must be a positive int or (h, w), got {size!r}")
+        raise ArgumentError(f"crop size must be a positive int or (h, w), got {size!r}")
     return size
 
 
@@ -54,14 +56,14 @@ class MultiCrop:
 
     def __init__(self, size, num: int = 3):
         if isinstance(num, bool) or not isinstance(num, int) or num <= 0:
-            raise ValueError(f"num must be a positive integer, got {num!r}")
+            raise ArgumentError(f"num must be a positive integer, got {num!r}")
         self.size, self.num = _crop_size(size), num
 
     def __call__(self, clip: torch.Tensor) -> torch.Tensor:
         h, w = clip.shape[-2:]
         ch, cw = self.size
         if h < ch or w < cw:
-            raise ValueError(f"MultiCrop: crop {self.size} larger than the clip's frames {(h, w)}; "
+            raise ArgumentError(f"MultiCrop: crop {self.size} larger than the clip's frames {(h, w)}; "
                              f"scale the short side to at least the crop size first")
         portrait = h > w                    # the crops move along the longer side
         room = (h - ch) if portrait else (w - cw)
@@ -87,7 +89,7 @@ def train_transform(*, crop: int = 224, scale: tuple[int, int] = (256, 320), fli
     horizontal flip; the ImageNet statistics the inflated 2D weights expect."""
     lo, hi = scale
     if not (isinstance(lo, int) and isinstance(hi, int) and 0 < lo <= hi):
-        raise ValueError(f"scale must be integers 0 < low <= high, got {scale!r}")
+        raise ArgumentError(f"scale must be integers 0 < low <= high, got {scale!r}")
     steps = [ToVideo(), v2.RandomShortestSize(list(range(lo, hi + 1))), v2.RandomCrop(_crop_size(crop))]
     if flip:
         steps.append(v2.RandomHorizontalFlip())
@@ -101,7 +103,7 @@ def eval_transform(*, crop: int = 224, short_side: int = 256,
     :class:`MultiCrop` (the clip becomes ``(num_crops, C, T, crop, crop)``)."""
     size = _crop_size(crop)
     if max(size) > short_side:
-        raise ValueError(f"crop {size} larger than the short side {short_side}: the center crop would pad")
+        raise ArgumentError(f"crop {size} larger than the short side {short_side}: the center crop would pad")
     steps = [ToVideo(), v2.Resize(short_side)]
     if num_crops == 1:
         return v2.Compose(steps + [v2.CenterCrop(size)] + _normalize(mean, std) + [ToClip()])

@@ -16,9 +16,10 @@ from typing import Any
 import torch
 from lightning.fabric.plugins import CheckpointIO
 
+from glore.errors import ArgumentError, ArgumentTypeError
 from glore.checkpoint import CheckpointError, read_checkpoint
 
-__all__ = ["AtomicCheckpointIO", "CheckpointError", "load_checkpoint_file", "save_atomic"]
+__all__ = ["AtomicCheckpointIO", "CheckpointError", "save_atomic"]
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
@@ -41,21 +42,18 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
         raise
 
 
-# the one checkpoint file reader (glore.checkpoint), under its engine name
-load_checkpoint_file = read_checkpoint
-
 
 class AtomicCheckpointIO(CheckpointIO):
     """Lightning checkpoint plugin: atomic writes, ``weights_only=True`` reads."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None:
-            raise TypeError(f"AtomicCheckpointIO takes no storage_options, got {storage_options!r}")
+            raise ArgumentTypeError(f"AtomicCheckpointIO takes no storage_options, got {storage_options!r}")
         save_atomic(checkpoint, path)
 
     def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict[str, Any]:
         if weights_only is False:
-            raise ValueError("AtomicCheckpointIO only loads with weights_only=True, got weights_only=False")
+            raise ArgumentError("AtomicCheckpointIO only loads with weights_only=True, got weights_only=False")
         return read_checkpoint(path, map_location=map_location if map_location is not None else "cpu")
 
     def remove_checkpoint(self, path) -> None:

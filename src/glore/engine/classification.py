@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from glore.errors import ArgumentError
 from .base import TaskModule
 from .loaders import EpochSeededDataset, make_loader
 
@@ -54,12 +55,8 @@ _MODEL_KEYS = ("name", "label_smoothing")
 
 
 def _small_models() -> dict:
-    try:
-        from glore.models.small import SMALL_MODELS
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("glore.models.small",):
-            raise
-        return {}
+    from glore.models.small import SMALL_MODELS
+
     return SMALL_MODELS
 
 
@@ -68,7 +65,7 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
     model_cfg = dict(model_cfg)
     name = model_cfg.get("name")
     if not name or not isinstance(name, str):
-        raise ValueError(f"model.name must name a model, got {name!r}")
+        raise ArgumentError(f"model.name must name a model, got {name!r}")
     kwargs = {k: v for k, v in model_cfg.items() if k not in _MODEL_KEYS and v is not None}
     small = _small_models()
     if name in small or ":" in name:    # these builders take the block options as keywords
@@ -81,23 +78,16 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
         try:
             builder = getattr(importlib.import_module(module_name), attr)
         except (ModuleNotFoundError, AttributeError) as exc:
-            raise ValueError(f"unknown model {name!r}: cannot import {attr!r} from {module_name!r} ({exc})") from None
+            raise ArgumentError(f"unknown model {name!r}: cannot import {attr!r} from {module_name!r} ({exc})") from None
         return builder(**kwargs)
-    try:
-        from glore.models import create_model
-    except (ImportError, AttributeError, ModuleNotFoundError):  # the factory is not installed
-        create_model = None
-    if create_model is None:
-        raise ValueError(
-            f"unknown model {name!r}; expected one of the small models {sorted(small)} or "
-            "'package.module:function' (glore.models.create_model is not available)"
-        )
+    from glore.models import create_model
+
     try:
         return create_model(name, **kwargs)
     except (ValueError, KeyError, RuntimeError) as exc:
         message = exc.args[0] if exc.args else str(exc)
         if "unknown" in str(message).lower() or "not found" in str(message).lower() or isinstance(exc, KeyError):
-            raise ValueError(
+            raise ArgumentError(
                 f"unknown model {name!r}: {message} (small models: {sorted(small)})"
             ) from None
         raise
@@ -113,13 +103,13 @@ def resolve_num_classes(cfg: dict) -> int:
         from glore.data.imagefolder import count_classes
 
         return count_classes(_data_root(data), data.get("train_split", "train"), layout=data.get("layout", "imagefolder"))
-    raise ValueError(f"model.num_classes is required for data.name={data.get('name')!r}")
+    raise ArgumentError(f"model.num_classes is required for data.name={data.get('name')!r}")
 
 
 def _data_root(data: dict) -> str:
     root = data.get("root")
     if not root:
-        raise ValueError("data.root is required for data.name='imagefolder' (a directory with train/ and val/)")
+        raise ArgumentError("data.root is required for data.name='imagefolder' (a directory with train/ and val/)")
     return os.path.expanduser(str(root))
 
 
@@ -177,13 +167,14 @@ class ClassificationModule(TaskModule):
 class ClassificationData(L.LightningDataModule):
     """Train / val loaders for ``cfg["data"]`` (distant-digits or an image layout)."""
 
-    def __init__(self, data_cfg: dict, *, seed: int = 0):
+    def __init__(self, data_cfg: dict, *, seed: int = 0, num_classes: int | None = None):
         super().__init__()
         self.data_cfg = dict(data_cfg)
         self.seed = seed
+        self.num_classes = num_classes  # model.num_classes, checked against the folder's classes
         name = self.data_cfg.get("name")
         if name not in DATASETS:
-            raise ValueError(f"unknown classification dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
+            raise ArgumentError(f"unknown classification dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
         self.train_set = self.val_set = None
 
     def _dataset(self, split_key: str, default: str, *, train: bool):
@@ -210,6 +201,15 @@ class ClassificationData(L.LightningDataModule):
             self.train_set = EpochSeededDataset(self._dataset("train_split", "train", train=True), seed=self.seed)
         if self.val_set is None:
             self.val_set = self._dataset("val_split", "val", train=False)
+        self._check_num_classes()
+
+    def _check_num_classes(self) -> None:
+        for dataset in (self.train_set, self.val_set):
+            classes = getattr(dataset, "classes", None)
+            if self.num_classes is not None and classes is not None and len(classes) > self.num_classes:
+                raise ArgumentError(f"model.num_classes={self.num_classes} but the data has {len(classes)} classes "
+                                    f"({', '.join(map(str, list(classes)[:5]))}{', ...' if len(classes) > 5 else ''}); "
+                                    "raise model.num_classes or leave it out to count the class folders")
 
     def _loader(self, dataset, *, batch_size: int, shuffle: bool, drop_last: bool, train: bool) -> DataLoader:
         return make_loader(dataset, trainer=self.trainer, batch_size=batch_size, shuffle=shuffle,
@@ -233,4 +233,4 @@ def build_module(cfg: dict) -> ClassificationModule:
 
 
 def build_datamodule(cfg: dict) -> ClassificationData:
-    return ClassificationData(cfg["data"], seed=int(cfg.get("seed", 0)))
+    return ClassificationData(cfg["data"], seed=int(cfg.get("seed", 0)), num_classes=cfg["model"].get("num_classes"))

@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping
 import torch
 from timm.optim import param_groups_weight_decay
 
+from glore.errors import ArgumentError, ArgumentTypeError
+
 SCHEDULES = ("step", "cosine", "poly", "onecycle", "constant")
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -36,7 +38,7 @@ def _param_groups(params, weight_decay: float, split_decay: bool):
             params = params.parameters()
         return [p for p in params if p.requires_grad]
     if not isinstance(params, torch.nn.Module):
-        raise TypeError(
+        raise ArgumentTypeError(
             "no_weight_decay_on_norm_and_bias needs an nn.Module as params, "
             f"got {type(params).__name__}"
         )
@@ -55,12 +57,12 @@ def build_optimizer(params: torch.nn.Module | Iterable, optim_cfg: Mapping) -> t
         momentum = float(optim_cfg.get("momentum", 0.9))
         nesterov = bool(optim_cfg.get("nesterov", False))
         if nesterov and momentum <= 0:
-            raise ValueError(f"nesterov SGD needs momentum > 0, got momentum={momentum}")
+            raise ArgumentError(f"nesterov SGD needs momentum > 0, got momentum={momentum}")
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
     if name == "adamw":
         betas = tuple(float(b) for b in optim_cfg.get("betas", (0.9, 0.999)))
         return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
+    raise ArgumentError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
 
 
 class ScheduleFactor:
@@ -84,9 +86,9 @@ class ScheduleFactor:
         pct_start: float = 0.3,
     ):
         if schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}")
+            raise ArgumentError(f"unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}")
         if total_steps < 1:
-            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+            raise ArgumentError(f"total_steps must be >= 1, got {total_steps}")
         self.schedule = schedule
         self.total_steps = int(total_steps)
         self.steps_per_epoch = max(int(steps_per_epoch), 1)

@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
+from glore.errors import ArgumentError
 from ..models.segmentation_inference import INFERENCE_DEFAULTS, check_options, is_single_pass
 from .base import TaskModule
 from .segmentation_data import SegmentationData, build_datamodule, dataset_name
@@ -82,7 +83,7 @@ def build_segmenter(model_cfg: dict) -> torch.nn.Module:
     try:
         return create_segmenter(backbone, **kwargs)
     except TypeError as exc:
-        raise ValueError(f"bad model options for create_segmenter: {exc}") from None
+        raise ArgumentError(f"bad model options for create_segmenter: {exc}") from None
 
 
 def inference_options(model_cfg: dict, **overrides) -> dict:
@@ -90,7 +91,7 @@ def inference_options(model_cfg: dict, **overrides) -> dict:
     opts = {**INFERENCE_DEFAULTS, **dict(model_cfg.get("inference") or {})}
     unknown = sorted(set(opts) - set(INFERENCE_DEFAULTS))
     if unknown:
-        raise ValueError(f"unknown model.inference option(s) {unknown}; expected some of {sorted(INFERENCE_DEFAULTS)}")
+        raise ArgumentError(f"unknown model.inference option(s) {unknown}; expected some of {sorted(INFERENCE_DEFAULTS)}")
     opts.update({k: v for k, v in overrides.items() if v is not None})
     return check_options(**opts)
 
@@ -100,7 +101,7 @@ def build_metric(cfg: dict, num_classes: int):
 
     if dataset_name(cfg["data"]) == "cityscapes":
         if num_classes != 19:
-            raise ValueError(f"Cityscapes evaluation needs model.num_classes=19, got {num_classes}")
+            raise ArgumentError(f"Cityscapes evaluation needs model.num_classes=19, got {num_classes}")
         return CityscapesMetrics()
     from glore.data.seg_digits import CLASS_NAMES
 
@@ -197,7 +198,7 @@ def _device_trainer_options(device: str | None) -> dict:
         return {"accelerator": "gpu", "devices": 1}
     if device.startswith("cuda:") and device[5:].isdigit():
         return {"accelerator": "gpu", "devices": [int(device[5:])]}
-    raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    raise ArgumentError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
 
 
 def _prediction_writers(cfg: dict, num_classes: int, *, save_predictions, save_coloured, coloured_dir) -> list:
@@ -208,14 +209,14 @@ def _prediction_writers(cfg: dict, num_classes: int, *, save_predictions, save_c
     writers = []
     if save_predictions is not None:
         if not isinstance(save_predictions, (str, os.PathLike)) or not os.fspath(save_predictions):
-            raise ValueError(f"save_predictions must be a folder for the label-id PNGs, got {save_predictions!r} "
+            raise ArgumentError(f"save_predictions must be a folder for the label-id PNGs, got {save_predictions!r} "
                              "(colourised previews: save_coloured=N)")
         if dataset_name(cfg["data"]) != "cityscapes":
-            raise ValueError("save_predictions writes Cityscapes benchmark PNGs; it needs data.name=cityscapes, "
+            raise ArgumentError("save_predictions writes Cityscapes benchmark PNGs; it needs data.name=cityscapes, "
                              f"got {cfg['data']['name']!r} (colourised previews: save_coloured=N)")
         writers.append(CityscapesResultWriter(save_predictions))
     if isinstance(save_coloured, bool) or not isinstance(save_coloured, int) or save_coloured < 0:
-        raise ValueError(f"save_coloured must be a non-negative integer (images), got {save_coloured!r}")
+        raise ArgumentError(f"save_coloured must be a non-negative integer (images), got {save_coloured!r}")
     if save_coloured:
         directory = coloured_dir or os.path.join(os.fspath(cfg["output_dir"]), "predictions")
         writers.append(ColouredPredictionWriter(directory, palette(dataset_name(cfg["data"]), num_classes),

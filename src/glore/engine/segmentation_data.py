@@ -12,6 +12,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from glore.errors import ArgumentError
 from .loaders import EpochSeededDataset, make_loader
 
 DATASETS = ("cityscapes", "seg-digits")
@@ -21,7 +22,7 @@ def dataset_name(data_cfg: dict) -> str:
     """``data_cfg["name"]``, checked against :data:`DATASETS`."""
     name = data_cfg.get("name")
     if name not in DATASETS:
-        raise ValueError(f"unknown segmentation dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
+        raise ArgumentError(f"unknown segmentation dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
     return name
 
 
@@ -50,7 +51,7 @@ class NamedSamples(Dataset):
 def _data_root(data: dict) -> str:
     root = data.get("root")
     if not root:
-        raise ValueError("data.root is required for data.name='cityscapes' (a folder with leftImg8bit/ and gtFine/)")
+        raise ArgumentError("data.root is required for data.name='cityscapes' (a folder with leftImg8bit/ and gtFine/)")
     return os.path.expanduser(str(root))
 
 
@@ -79,7 +80,7 @@ class SegmentationData(L.LightningDataModule):
             size = data.get(key)
             if size is not None:
                 if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                    raise ValueError(f"data.{key} must be a positive integer (the split size), got {size!r}")
+                    raise ArgumentError(f"data.{key} must be a positive integer (the split size), got {size!r}")
                 options["num_samples"] = size
             return SegDigits(split, **options)
         from glore.data.cityscapes import CityscapesSegmentation
@@ -98,7 +99,7 @@ class SegmentationData(L.LightningDataModule):
             val_set = NamedSamples(self.dataset("val_split", "val", train=False))
             if self.val_limit is not None:
                 if isinstance(self.val_limit, bool) or not isinstance(self.val_limit, int) or self.val_limit < 1:
-                    raise ValueError(f"limit must be a positive integer (validation samples), got {self.val_limit!r}")
+                    raise ArgumentError(f"limit must be a positive integer (validation samples), got {self.val_limit!r}")
                 val_set = torch.utils.data.Subset(val_set, range(min(self.val_limit, len(val_set))))
             self.val_set = val_set
 

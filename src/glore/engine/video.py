@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from glore.errors import ArgumentError
 from .classification import ClassificationModule
 from .loaders import EpochSeededDataset, make_loader
 
@@ -63,7 +64,7 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
     model_cfg = dict(model_cfg)
     name = model_cfg.get("name")
     if not name or not isinstance(name, str):
-        raise ValueError(f"model.name must name a video model, got {name!r}")
+        raise ArgumentError(f"model.name must name a video model, got {name!r}")
     pretrained = model_cfg.get("pretrained") or model_cfg.get("inflate_from")
     kwargs = {k: v for k, v in model_cfg.items() if k not in _MODEL_KEYS}
     if "block" in kwargs and kwargs["block"] in ("none", "None", ""):
@@ -74,7 +75,7 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
 def _split_root(data: dict, split_key: str, default: str) -> str:
     root = data.get("root")
     if not root:
-        raise ValueError("data.root is required for data.name='kinetics' (a folder with train/ and val/)")
+        raise ArgumentError("data.root is required for data.name='kinetics' (a folder with train/ and val/)")
     return os.path.join(os.path.expanduser(str(root)), str(data.get(split_key, default)))
 
 
@@ -90,7 +91,7 @@ def resolve_num_classes(cfg: dict) -> int:
 
         annotations = data.get("train_annotations")
         return len(VideoFolder(_split_root(data, "train_split", "train"), annotations=annotations).classes)
-    raise ValueError(f"model.num_classes is required for data.name={data.get('name')!r}")
+    raise ArgumentError(f"model.num_classes is required for data.name={data.get('name')!r}")
 
 
 class VideoModule(ClassificationModule):
@@ -116,7 +117,7 @@ class VideoData(L.LightningDataModule):
         self.seed = seed
         name = self.data_cfg.get("name")
         if name not in DATASETS:
-            raise ValueError(f"unknown video dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
+            raise ArgumentError(f"unknown video dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
         self.train_set = self.val_set = None
 
     @property
@@ -187,7 +188,7 @@ class VideoData(L.LightningDataModule):
         """Items ``(views (K * num_crops, C, T, H, W), label)``: ``K = num_clips`` evenly spaced clips per
         video, each cut into ``num_crops`` crops (clip-major). The dataset is kept as ``multi_set``."""
         if not self.has_videos:
-            raise ValueError(f"data.name={self.data_cfg['name']!r} has single clips; multi-clip "
+            raise ArgumentError(f"data.name={self.data_cfg['name']!r} has single clips; multi-clip "
                              f"evaluation needs data.name='kinetics'")
         dataset = self._dataset("val_split", "val", mode="multi", num_crops=num_crops)
         if num_clips is not None:
@@ -237,7 +238,7 @@ def evaluate(module: VideoModule, datamodule: VideoData, cfg: dict, **options) -
 
     unknown = sorted(set(options) - set(_EVAL_OPTIONS))
     if unknown:
-        raise ValueError(f"unknown video evaluation option(s) {unknown}; expected some of {list(_EVAL_OPTIONS)}")
+        raise ArgumentError(f"unknown video evaluation option(s) {unknown}; expected some of {list(_EVAL_OPTIONS)}")
     device = torch.device(options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
     limit = options.get("limit_batches")
     batch_size = options.get("batch_size")
@@ -263,7 +264,7 @@ def evaluate(module: VideoModule, datamodule: VideoData, cfg: dict, **options) -
         videos.update(labels.shape[0])
     total = int(videos.compute())
     if total == 0:
-        raise ValueError("evaluation saw no validation clip (empty split or limit_batches=0)")
+        raise ArgumentError("evaluation saw no validation clip (empty split or limit_batches=0)")
     result = {"val/acc1": float(clip_acc1.compute()), "val/loss": float(loss.compute()), "val/videos": total}
 
     if datamodule.has_videos:
@@ -278,7 +279,7 @@ def evaluate(module: VideoModule, datamodule: VideoData, cfg: dict, **options) -
         for clips, labels in batches(loader):
             b, k = clips.shape[:2]
             if k != views:
-                raise ValueError(f"expected {num_clips} clips x {num_crops} crops = {views} views per video, "
+                raise ArgumentError(f"expected {num_clips} clips x {num_crops} crops = {views} views per video, "
                                  f"got {k}")
             scores = torch.softmax(model(clips.flatten(0, 1).to(device)).float(), dim=1)
             scores = scores.view(b, k, -1).mean(1)

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from glore.errors import ArgumentError, ArgumentTypeError
 from .hosts import rename_legacy_keys
 from .insert import check_block_kwargs, inserted_blocks, insert_blocks
 
@@ -61,12 +62,12 @@ def _timm_family(name: str) -> str | None:
 
 def _check_name(name: str) -> None:
     if not isinstance(name, str):
-        raise TypeError(f"model name must be a str, got {type(name).__name__}")
+        raise ArgumentTypeError(f"model name must be a str, got {type(name).__name__}")
     names = available_backbones()
     if name not in names:
         close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
         hint = f"; close matches: {close}" if close else ""
-        raise ValueError(f"unknown backbone {name!r}: expected a timm ResNet-family or DPN name, "
+        raise ArgumentError(f"unknown backbone {name!r}: expected a timm ResNet-family or DPN name, "
                          f"tv_<torchvision resnet> or a registered configuration{hint}")
 
 
@@ -128,7 +129,7 @@ def build_torchvision(name: str, blocks: Mapping | None, *, pretrained: bool = F
     import torchvision
 
     if pretrained and kwargs.get("weights") is not None:
-        raise ValueError(f"tv_{name}: give pretrained=True or weights=, not both (got weights="
+        raise ArgumentError(f"tv_{name}: give pretrained=True or weights=, not both (got weights="
                          f"{kwargs['weights']!r})")
     if pretrained:
         kwargs["weights"] = "DEFAULT"
@@ -141,7 +142,7 @@ def build_torchvision(name: str, blocks: Mapping | None, *, pretrained: bool = F
         if not found:
             raise
         own = [n for n in inspect.signature(torchvision.models.ResNet).parameters if n != "self"]
-        raise TypeError(f"tv_{name} does not take the keyword {found.group(1)!r}: torchvision's "
+        raise ArgumentTypeError(f"tv_{name} does not take the keyword {found.group(1)!r}: torchvision's "
                         f"ResNet takes {sorted(own)}, and its builder takes ['progress', 'weights']"
                         ) from exc
     if blocks:
@@ -183,19 +184,19 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, blo
     """
     block_kwargs = dict(block_kwargs or {})
     if block is None and (units is not None or position is not None or block_kwargs):
-        raise ValueError(f"units, position and block_kwargs need a block; got block=None with "
+        raise ArgumentError(f"units, position and block_kwargs need a block; got block=None with "
                          f"units={units!r}, position={position!r}, block_kwargs {sorted(block_kwargs)}")
     if block is not None and units is None:
-        raise ValueError(f"block={block!r} needs units, e.g. units=(0, 3) or {{'res4': [5]}}; got None")
+        raise ArgumentError(f"block={block!r} needs units, e.g. units=(0, 3) or {{'res4': [5]}}; got None")
     _check_name(name)
     blocks = None
     if block is not None:
         if not isinstance(block, str):
-            raise ValueError(f"block must be a block name, got {block!r}")
+            raise ArgumentError(f"block must be a block name, got {block!r}")
         from ..nn import BLOCKS
 
         if block.lower() not in BLOCKS:
-            raise ValueError(f"unknown block {block!r}; expected one of {sorted(BLOCKS)}")
+            raise ArgumentError(f"unknown block {block!r}; expected one of {sorted(BLOCKS)}")
         check_block_kwargs(block.lower(), block_kwargs)
         blocks = dict(block=block, units=units, position=position, **block_kwargs)
     if isinstance(pretrained, (str, os.PathLike)):
@@ -212,14 +213,14 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, blo
     elif pretrained is None:
         pretrained = False
     elif not isinstance(pretrained, bool):
-        raise TypeError(f"pretrained must be True, False (or None) or a weights file, got {pretrained!r}")
+        raise ArgumentTypeError(f"pretrained must be True, False (or None) or a weights file, got {pretrained!r}")
     if name.startswith("tv_"):
         return build_torchvision(name[3:], blocks, pretrained=pretrained, **kwargs)
     from . import registry
 
     if name in registry.CONFIGS:
         if blocks:
-            raise ValueError(f"{name} is a registered configuration with its blocks already in "
+            raise ArgumentError(f"{name} is a registered configuration with its blocks already in "
                              f"place; pass its backbone {registry.CONFIGS[name].backbone!r} to add "
                              f"other blocks, got block={block!r}")
         import timm

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from glore.errors import ArgumentError
 from ..nn import create_block
 from .layers import conv_bn_relu
 from .segmentation_inference import inference
@@ -78,9 +79,9 @@ class ContextHead(nn.Module):
         super().__init__()
         block = _check_head(block)
         if isinstance(units, bool) or not isinstance(units, int) or units < 0:
-            raise ValueError(f"units must be a non-negative integer, got {units!r}")
+            raise ArgumentError(f"units must be a non-negative integer, got {units!r}")
         if block is None and units not in (0, 1):
-            raise ValueError(f"head=None (plain FCN) takes no context units, got units={units}")
+            raise ArgumentError(f"head=None (plain FCN) takes no context units, got units={units}")
         self.block_name = block
         self.concat_input = DEFAULT_CONCAT_INPUT[block] if concat_input is None else bool(concat_input)
         self.conv_in = conv_bn_relu(in_channels, channels)
@@ -123,7 +124,7 @@ class Segmenter(nn.Module):
 
     def forward(self, x: torch.Tensor, *, return_aux: bool | None = None):
         if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"Segmenter expects images of shape (B, 3, H, W), got {tuple(x.shape)}")
+            raise ArgumentError(f"Segmenter expects images of shape (B, 3, H, W), got {tuple(x.shape)}")
         size = x.shape[-2:]
         c4, c5 = self.backbone(x)
         out = _upsample(self.head(c5), size)
@@ -132,7 +133,7 @@ class Segmenter(nn.Module):
         if not return_aux:
             return out
         if self.aux_head is None:
-            raise ValueError("return_aux=True needs a model built with aux=True")
+            raise ArgumentError("return_aux=True needs a model built with aux=True")
         return {"out": out, "aux": _upsample(self.aux_head(c4), size)}
 
     @torch.no_grad()
@@ -156,7 +157,7 @@ def _check_head(head):
         if head in ("none", "fcn", ""):
             head = None
     if head not in HEADS:
-        raise ValueError(f"head must be one of None, 'glore', 'nl', 'snl', 'gc', got {head!r}")
+        raise ArgumentError(f"head must be one of None, 'glore', 'nl', 'snl', 'gc', got {head!r}")
     return head
 
 
@@ -169,7 +170,7 @@ def apply_multigrid(stage: nn.Module, multigrid: Sequence[int], base_dilation: i
     blocks = list(stage.children())
     grid = tuple(multigrid)
     if not grid or not all(isinstance(g, int) and not isinstance(g, bool) and g > 0 for g in grid):
-        raise ValueError(f"multigrid must be a non-empty sequence of positive integers, got {multigrid!r}")
+        raise ArgumentError(f"multigrid must be a non-empty sequence of positive integers, got {multigrid!r}")
     for i, block in enumerate(blocks):
         g = grid[i % len(grid)]
         for conv in block.modules():
@@ -227,26 +228,26 @@ def create_backbone(name: str = "resnet50", *, multigrid: Sequence[int] | None =
     if name in LOCAL_BACKBONES:
         cls = LOCAL_BACKBONES[name]
         if output_stride not in (None, cls.output_stride):
-            raise ValueError(f"backbone {name!r} has a fixed output_stride of {cls.output_stride}, "
+            raise ArgumentError(f"backbone {name!r} has a fixed output_stride of {cls.output_stride}, "
                              f"got output_stride={output_stride!r}")
         if multigrid is not None:
-            raise ValueError(f"backbone {name!r} has no res5 stage for multi-grid; pass multigrid=None, "
+            raise ArgumentError(f"backbone {name!r} has no res5 stage for multi-grid; pass multigrid=None, "
                              f"got {multigrid!r}")
         if pretrained or blocks:
-            raise ValueError(f"backbone {name!r} takes no pretrained weights or blocks, got "
+            raise ArgumentError(f"backbone {name!r} takes no pretrained weights or blocks, got "
                              f"pretrained={pretrained!r}, blocks={blocks!r}")
         return cls(**kwargs)
     from .factory import create_model
 
     output_stride = 8 if output_stride is None else output_stride
     if output_stride not in (8, 16, 32):
-        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
+        raise ArgumentError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
     backbone = create_model(name, pretrained=pretrained, **dict(blocks or {}), features_only=True,
                             out_indices=(3, 4), output_stride=output_stride, **kwargs)
     if multigrid is not None:
         stage = getattr(backbone, "layer4", None)
         if stage is None:
-            raise ValueError(f"multigrid needs a ResNet-style backbone with a layer4, got {name!r}")
+            raise ArgumentError(f"multigrid needs a ResNet-style backbone with a layer4, got {name!r}")
         apply_multigrid(stage, multigrid, {8: 4, 16: 2, 32: 1}[output_stride])
     return backbone
 
@@ -286,7 +287,7 @@ def create_segmenter(backbone: str = "resnet50", *, head: str | None = "glore", 
             ``dict(block="gc", units="all", block_kwargs={"ratio": 1/4})``).
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        raise ArgumentError(f"num_classes must be a positive integer, got {num_classes!r}")
     head = _check_head(head)
     net = create_backbone(backbone, multigrid=multigrid, output_stride=output_stride,
                           pretrained=pretrained, blocks=backbone_blocks, **dict(backbone_kwargs or {}))
@@ -322,18 +323,18 @@ def load_segmenter_checkpoint(model: Segmenter, path) -> Segmenter:
     if any(k.startswith("head.") for k in state):
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise ValueError(f"{path}: segmenter checkpoint does not match the model: "
+            raise ArgumentError(f"{path}: segmenter checkpoint does not match the model: "
                              f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
         return model
     state = {k[len("backbone."):] if k.startswith("backbone.") else k: v for k, v in state.items()}
     own = model.backbone.state_dict()
     matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not matched:
-        raise ValueError(f"{path}: no tensor matches the backbone (expected keys like "
+        raise ArgumentError(f"{path}: no tensor matches the backbone (expected keys like "
                          f"{sorted(own)[:3]}, got {sorted(state)[:3]})")
     missing = sorted(set(own) - set(matched))
     if missing:
-        raise ValueError(f"{path}: backbone weights incomplete; missing {len(missing)} tensors, "
+        raise ArgumentError(f"{path}: backbone weights incomplete; missing {len(missing)} tensors, "
                          f"e.g. {missing[:5]}")
     model.backbone.load_state_dict(matched, strict=False)
     return model

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from glore.errors import ArgumentError
 from ..data.seg_transforms import pair_size
 
 MODES = ("whole", "slide")
@@ -35,7 +36,7 @@ def slide_inference(model, images: torch.Tensor, *, crop_size, stride) -> torch.
     ch, cw = pair_size(crop_size, "crop_size")
     sh, sw = pair_size(stride, "stride")
     if sh > ch or sw > cw:
-        raise ValueError(f"stride {(sh, sw)} must not exceed crop_size {(ch, cw)} (windows would leave gaps)")
+        raise ArgumentError(f"stride {(sh, sw)} must not exceed crop_size {(ch, cw)} (windows would leave gaps)")
     b, _, h, w = images.shape
     rows = max(h - ch + sh - 1, 0) // sh + 1
     cols = max(w - cw + sw - 1, 0) // sw + 1
@@ -57,15 +58,15 @@ def check_options(*, mode: str = "whole", crop_size=769, stride=513, flip: bool 
                   scales: Sequence[float] = (1.0,)) -> dict:
     """The inference options, validated and normalised (pairs as tuples, scales as floats)."""
     if mode not in MODES:
-        raise ValueError(f"inference mode must be 'whole' or 'slide', got {mode!r}")
+        raise ArgumentError(f"inference mode must be 'whole' or 'slide', got {mode!r}")
     if not isinstance(flip, bool):
-        raise ValueError(f"flip must be true or false, got {flip!r}")
+        raise ArgumentError(f"flip must be true or false, got {flip!r}")
     scales = [float(s) for s in (scales or [1.0])]
     if any(s <= 0 for s in scales):
-        raise ValueError(f"scales must be positive, got {scales}")
+        raise ArgumentError(f"scales must be positive, got {scales}")
     crop, step = pair_size(crop_size, "crop_size"), pair_size(stride, "stride")
     if mode == "slide" and (step[0] > crop[0] or step[1] > crop[1]):
-        raise ValueError(f"stride {step} must not exceed crop_size {crop} (windows would leave gaps)")
+        raise ArgumentError(f"stride {step} must not exceed crop_size {crop} (windows would leave gaps)")
     return {"mode": mode, "crop_size": crop, "stride": step, "flip": flip, "scales": scales}
 
 

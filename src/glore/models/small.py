@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from glore.errors import ArgumentError
 from ..nn import create_block
 from .layers import conv_bn_relu
 
@@ -34,11 +35,11 @@ def check_arguments(*, num_classes, in_chans, width, block, block_kwargs) -> Non
     """The checks of the demo networks' arguments (the image net here, the clip net in video.py)."""
     for name, value in (("num_classes", num_classes), ("in_chans", in_chans), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise ArgumentError(f"{name} must be a positive integer, got {value!r}")
     if width % 4:
-        raise ValueError(f"width must be a multiple of 4, got {width}")
+        raise ArgumentError(f"width must be a multiple of 4, got {width}")
     if block is None and block_kwargs:
-        raise ValueError(f"block options {sorted(block_kwargs)} given without a block")
+        raise ArgumentError(f"block options {sorted(block_kwargs)} given without a block")
 
 
 def block_slot(block: str | None, width: int, block_kwargs: dict, **defaults) -> tuple[nn.Module, dict]:

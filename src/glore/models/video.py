@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from glore.errors import ArgumentError
 from ..nn import create_block
 
 __all__ = [
@@ -177,22 +178,22 @@ class VideoResNet(nn.Module):
                  dropout: float = 0.5, dims: int = 3):
         super().__init__()
         if dims not in (2, 3):
-            raise ValueError(f"dims must be 2 or 3, got {dims!r}")
+            raise ArgumentError(f"dims must be 2 or 3, got {dims!r}")
         if len(depths) != 4 or any(not isinstance(d, int) or d <= 0 for d in depths):
-            raise ValueError(f"depths must be 4 positive integers, got {depths!r}")
+            raise ArgumentError(f"depths must be 4 positive integers, got {depths!r}")
         if not (isinstance(width_mult, (int, float)) and width_mult > 0):
-            raise ValueError(f"width_mult must be a positive number, got {width_mult!r}")
+            raise ArgumentError(f"width_mult must be a positive number, got {width_mult!r}")
         if not isinstance(num_classes, int) or num_classes <= 0:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+            raise ArgumentError(f"num_classes must be a positive integer, got {num_classes!r}")
         if block is not None and not isinstance(block, str):
-            raise ValueError(f"block must be a block name or None, got {block!r}")
+            raise ArgumentError(f"block must be a block name or None, got {block!r}")
         block = block.lower() if isinstance(block, str) else None
         if block in ("none", ""):
             block = None
         positions = dict(DEFAULT_POSITIONS if positions is None else positions)
         unknown = sorted(set(positions) - {f"layer{i}" for i in range(1, 5)})
         if unknown:
-            raise ValueError(f"positions keys must be among layer1..layer4, got {unknown}")
+            raise ArgumentError(f"positions keys must be among layer1..layer4, got {unknown}")
         self.dims, self.depths, self.block = dims, tuple(depths), block
         self.num_classes = num_classes
 
@@ -220,7 +221,7 @@ class VideoResNet(nn.Module):
             if block is not None:
                 for i in positions.get(name, ()):
                     if not 0 <= i < depth:
-                        raise ValueError(f"positions[{name!r}] has block index {i}, expected 0..{depth - 1}")
+                        raise ArgumentError(f"positions[{name!r}] has block index {i}, expected 0..{depth - 1}")
                     kwargs = {**_default_block_kwargs(block, width), **dict(block_kwargs or {})}
                     units[i] = create_block(block, channels, **kwargs)
             self.add_module(name, ResStage(blocks, units))
@@ -242,7 +243,7 @@ class VideoResNet(nn.Module):
         if not isinstance(x, torch.Tensor) or x.dim() != expected:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             layout = "(B, C, T, H, W)" if self.dims == 3 else "(B, C, H, W)"
-            raise ValueError(f"{type(self).__name__} (dims={self.dims}) expects a {expected}-d input "
+            raise ArgumentError(f"{type(self).__name__} (dims={self.dims}) expects a {expected}-d input "
                              f"{layout}, got {shape}")
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
@@ -404,9 +405,9 @@ def _official_model_kwargs(state: Mapping[str, torch.Tensor], block: str | None,
     positions = official_unit_positions(state)
     name = block.lower() if isinstance(block, str) else None
     if positions and name != "glore":
-        raise ValueError(f"the checkpoint holds GloRe units at {positions}; expected block='glore', got {block!r}")
+        raise ArgumentError(f"the checkpoint holds GloRe units at {positions}; expected block='glore', got {block!r}")
     if not positions and name not in (None, "none", ""):
-        raise ValueError(f"the checkpoint holds no context unit; expected block=None, got {block!r}")
+        raise ArgumentError(f"the checkpoint holds no context unit; expected block=None, got {block!r}")
     kwargs = dict(kwargs)
     if positions:
         kwargs.setdefault("positions", positions)
@@ -432,9 +433,9 @@ def create_video_model(name: str, *, block: str | None = "glore", num_classes: i
     """
     key = name.lower() if isinstance(name, str) else name
     if key not in VIDEO_MODELS:
-        raise ValueError(f"unknown video model {name!r}; expected one of {sorted(VIDEO_MODELS)}")
+        raise ArgumentError(f"unknown video model {name!r}; expected one of {sorted(VIDEO_MODELS)}")
     if checkpoint is not None and inflate_from is not None:
-        raise ValueError("pass checkpoint= or inflate_from=, not both")
+        raise ArgumentError("pass checkpoint= or inflate_from=, not both")
     from .video_official import is_official_video_state_dict, official_depths
 
     state = _read_state_dict(checkpoint) if checkpoint is not None else None
@@ -444,11 +445,11 @@ def create_video_model(name: str, *, block: str | None = "glore", num_classes: i
     model = VIDEO_MODELS[key](block=block, num_classes=num_classes, **kwargs)
     if inflate_from is not None:
         if model.dims != 3:
-            raise ValueError(f"inflate_from needs a 3D model, got {name!r}")
+            raise ArgumentError(f"inflate_from needs a 3D model, got {name!r}")
         model.inflation_report = inflate_model(model, inflate_from)
     if state is not None:
         if official and official_depths(state) != model.depths:
-            raise ValueError(f"{checkpoint}: the checkpoint has {official_depths(state)} blocks per stage "
+            raise ArgumentError(f"{checkpoint}: the checkpoint has {official_depths(state)} blocks per stage "
                              f"(res2..res5), {name!r} has {model.depths}")
         from glore.checkpoint import load_checkpoint as load_weights
 

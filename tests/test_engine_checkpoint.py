@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from glore.engine import checkpoint as ckpt_mod
-from glore.engine.checkpoint import AtomicCheckpointIO, CheckpointError, load_checkpoint_file
+from glore.checkpoint import read_checkpoint
+from glore.engine.checkpoint import AtomicCheckpointIO, CheckpointError
 
 
 def test_roundtrip_with_weights_only(tmp_path):

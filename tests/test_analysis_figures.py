@@ -6,7 +6,7 @@ import torch
 from matplotlib.image import imread
 from torch import nn
 
-from glore.analysis import analyze_commands
+from glore.cli import analyze as analyze_commands
 from glore.analysis.figures import (graph_figure_size, grid_size, save_graph_figure,
                                     save_map_grid)
 from glore.cli import main
@@ -103,18 +103,3 @@ def test_cli_missing_block_type_is_a_clear_error(fake_checkpoint, tmp_path, caps
     assert not list(tmp_path.glob("*.png"))
 
 
-def test_cli_reads_a_demo_checkpoint(tmp_path, capsys):
-    """``make demo`` writes {"model": "distant_digits_net", "model_kwargs", "data_kwargs", ...}."""
-    from glore.models.small import distant_digits_net
-
-    model = distant_digits_net(block="glore", width=8)
-    path = tmp_path / "model.pt"
-    torch.save({"model": "distant_digits_net", "model_kwargs": {"block": "glore", "width": 8},
-                "data_kwargs": {"canvas": 32, "min_distance": 8, "seed": 0},
-                "state_dict": model.state_dict(), "val_acc": 0.0}, path)
-    out = tmp_path / "out"
-    assert main(["analyze", "projections", "--checkpoint", str(path), "--output", str(out),
-                 "--num-images", "2", "--nodes", "2", "--cell", "32"]) == 0
-    assert png_size(out / "projections_block.png") == grid_size(2, 3, (32, 32), 32)
-    assert main(["analyze", "attention", "--checkpoint", str(path), "--output", str(out)]) == 2
-    assert "types it has: glore x1" in capsys.readouterr().err

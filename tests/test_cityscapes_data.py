@@ -1,5 +1,5 @@
 """A miniature Cityscapes tree (the real folder and file names): loading, one training step,
-evaluation with sliding windows and colourised predictions, and bad inputs."""
+evaluation with sliding windows, colourised and benchmark predictions, and bad inputs."""
 
 import os
 
@@ -87,7 +87,7 @@ def test_trains_one_step_and_evaluates(mini_cityscapes, tmp_path):
     assert ckpt.is_file()
     pred_dir = tmp_path / "pred"
     result = evaluate(str(ckpt), sliding_window=True, crop_size=32, stride=24, flip=True,
-                      save_predictions=1, prediction_dir=str(pred_dir), device="cpu")
+                      save_coloured=1, coloured_dir=str(pred_dir), device="cpu")
     for key in ("val/miou", "val/iiou_class", "val/iou_category", "val/iiou_category", "val/iou/road"):
         assert key in result
     assert result["val/images"] == 2
@@ -95,6 +95,13 @@ def test_trains_one_step_and_evaluates(mini_cityscapes, tmp_path):
     assert len(pngs) == 1 and pngs[0].startswith("frankfurt_") and pngs[0].endswith("_pred.png")
     with Image.open(pred_dir / pngs[0]) as png:
         assert png.size == (W, H) and png.mode == "RGB"
+    # the command line passes save_predictions=DIR through: benchmark PNGs named after the inputs
+    from glore.cli import main
+
+    results = tmp_path / "results"
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--opt", f"save_predictions={results}",
+                 "--opt", "device=cpu"]) == 0
+    assert sorted(os.listdir(results / "frankfurt")) == [f"frankfurt_{k:06d}_000019_leftImg8bit.png" for k in range(2)]
 
 
 def test_colorize_uses_the_benchmark_colours():

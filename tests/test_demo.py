@@ -35,6 +35,18 @@ def test_demo_tiny_budget_writes_summary_and_glore_train_run_folders(tmp_path, c
     assert network(torch.rand(2, 1, 48, 48)).shape == (2, 10)
     metrics = runner.evaluate(str(run_dir / "checkpoints" / "last.ckpt"))
     assert metrics["val/acc1"] == pytest.approx(written["glore"]["val_acc"])
+    # glore analyze reads it as any training checkpoint
+    from glore.cli import main
+
+    figures = tmp_path / "figures"
+    assert main(["analyze", "projections", "--checkpoint", str(run_dir / "checkpoints" / "last.ckpt"),
+                 "--output", str(figures), "--num-images", "2", "--nodes", "2"]) == 0
+    assert any(figures.glob("projections_*.png"))
+    # the demo's folders are its own: a second demo run replaces them
+    again = demo.run(tmp_path, seed=4, variants=("baseline",), progress=False, threads=None,
+                     epochs=1, train_samples=128, val_samples=64)
+    assert runner.load_model(str(tmp_path / "baseline" / "checkpoints" / "last.ckpt"))[1]["seed"] == 4
+    assert set(again) == {"baseline", "_config"}
 
 
 def test_demo_configs_hold_the_demo_recipe(tmp_path):

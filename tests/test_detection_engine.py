@@ -89,7 +89,7 @@ def test_det_digits_datamodule_and_module_shapes():
 def test_summary_of_a_detector_counts_all_its_parameters():
     import torch
 
-    from glore.analysis.commands import build
+    from glore.cli.summary import build
     from glore.analysis.complexity import summary
     from glore.analysis.detection_complexity import DenseDetector, paper_figures
 
@@ -110,7 +110,7 @@ def test_det_digits_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypat
     import torch
 
     from glore.engine import runner
-    from glore.engine.checkpoint import load_checkpoint_file
+    from glore.checkpoint import read_checkpoint
     from glore.engine.detection import DetectionModule
 
     def crash_after_first_epoch(self):
@@ -123,13 +123,13 @@ def test_det_digits_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypat
             "data.val_samples=2", "optim.warmup_steps=1"])
 
     runner.train(cfg(tmp_path / "straight"))
-    straight = load_checkpoint_file(tmp_path / "straight" / "checkpoints" / "last.ckpt")
+    straight = read_checkpoint(tmp_path / "straight" / "checkpoints" / "last.ckpt")
     with monkeypatch.context() as patch:
         patch.setattr(DetectionModule, "on_train_epoch_start", crash_after_first_epoch, raising=False)
         with pytest.raises(RuntimeError, match="simulated crash"):
             runner.train(cfg(tmp_path / "resumed"))
     runner.train(cfg(tmp_path / "resumed"), resume="last")
-    resumed = load_checkpoint_file(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    resumed = read_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
     assert resumed["global_step"] == straight["global_step"] == 4
     for key, value in straight["state_dict"].items():
         assert torch.equal(resumed["state_dict"][key], value), key

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from glore.engine import checkpoint as ckpt_mod
-from glore.engine.checkpoint import AtomicCheckpointIO, CheckpointError, load_checkpoint_file
+from glore.checkpoint import read_checkpoint
+from glore.engine.checkpoint import AtomicCheckpointIO, CheckpointError
 
 
 def test_roundtrip_with_weights_only(tmp_path):
@@ -33,7 +34,7 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         io.save_checkpoint({"step": torch.tensor(2)}, path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["last.ckpt"]
-    assert int(load_checkpoint_file(path)["step"]) == 1
+    assert int(read_checkpoint(path)["step"]) == 1
 
 
 def test_objects_needing_pickle_are_refused(tmp_path):
@@ -49,8 +50,8 @@ def test_truncated_and_missing_files_are_named(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*last.ckpt"):
-        load_checkpoint_file(path)
+        read_checkpoint(path)
     with pytest.raises(FileNotFoundError, match="gone.ckpt"):
-        load_checkpoint_file(tmp_path / "gone.ckpt")
+        read_checkpoint(tmp_path / "gone.ckpt")
     with pytest.raises(ValueError, match="weights_only=True"):
         AtomicCheckpointIO().load_checkpoint(path, weights_only=False)

@@ -6,12 +6,12 @@ from glore.engine.config import DEFAULTS, ConfigError, deep_merge, load_config, 
 def test_defaults_then_file_then_overrides(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("model: {name: resnet50, units: [0, 3]}\noptim: {lr: 0.5}\n")
-    cfg = load_config(path, ["optim.lr=0.1", "model.units=[2,3]", "trainer.precision=bf16-mixed", "data.extra.deep=null"])
+    cfg = load_config(path, ["optim.lr=0.1", "model.units=[2,3]", "trainer.precision=bf16-mixed", "data.options.deep=null"])
     assert cfg["optim"]["lr"] == 0.1
     assert cfg["optim"]["momentum"] == DEFAULTS["optim"]["momentum"]  # default kept by the deep merge
     assert cfg["model"] == {"name": "resnet50", "units": [2, 3]}
     assert cfg["trainer"]["precision"] == "bf16-mixed"
-    assert cfg["data"] == {"extra": {"deep": None}}
+    assert cfg["data"] == {"options": {"deep": None}}
     assert DEFAULTS["optim"]["lr"] == 0.1 and "name" not in DEFAULTS["model"]  # DEFAULTS not mutated
 
 
@@ -45,7 +45,7 @@ def test_override_into_a_scalar_is_an_error():
 
 
 def test_unknown_task_and_missing_file(tmp_path):
-    with pytest.raises(ConfigError, match=r"unknown task 'retrieval'.*classification"):
+    with pytest.raises(ConfigError, match=r"task='retrieval': Input should be 'classification'"):
         load_config(None, ["task=retrieval"])
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         load_config(tmp_path / "nope.yaml")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from glore.engine import runner
-from glore.engine.checkpoint import load_checkpoint_file
+from glore.checkpoint import read_checkpoint
 from glore.engine.config import load_config
 from test_engine_tinynet import make_image_folder, tiny_overrides
 
@@ -35,8 +35,8 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
-    single = load_checkpoint_file(tmp_path / "single" / "checkpoints" / "last.ckpt")
-    ddp = load_checkpoint_file(tmp_path / "ddp" / "checkpoints" / "last.ckpt")
+    single = read_checkpoint(tmp_path / "single" / "checkpoints" / "last.ckpt")
+    ddp = read_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.ckpt")
     assert ddp["global_step"] == single["global_step"] == 4
     start = runner.task_module(single["hyper_parameters"]["cfg"]).build_module(single["hyper_parameters"]["cfg"])
     for key, value in single["state_dict"].items():

@@ -30,7 +30,7 @@ def test_adamw_and_no_decay_groups():
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
     opt = build_optimizer(model, {"name": "adamw", "lr": 1e-3, "weight_decay": 0.05, "no_weight_decay_on_norm_and_bias": True})
     assert isinstance(opt, torch.optim.AdamW)
-    decay, no_decay = opt.param_groups
+    no_decay, decay = sorted(opt.param_groups, key=lambda g: g["weight_decay"])
     assert [p.ndim for p in decay["params"]] == [4] and decay["weight_decay"] == 0.05
     assert len(no_decay["params"]) == 3 and no_decay["weight_decay"] == 0.0
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from glore.engine import runner
-from glore.engine.checkpoint import load_checkpoint_file
+from glore.checkpoint import read_checkpoint
 from glore.engine.classification import ClassificationModule
 from glore.engine.config import load_config
 from test_engine_tinynet import make_image_folder, tiny_overrides
@@ -19,7 +19,7 @@ def test_interrupted_and_resumed_run_matches(tmp_path, monkeypatch):
     extra = ("trainer.max_epochs=3", "optim.warmup_steps=2", "optim.momentum=0.9", "data.augment=true")
 
     runner.train(load_config(None, tiny_overrides(root, tmp_path / "straight", *extra)))
-    straight = load_checkpoint_file(tmp_path / "straight" / "checkpoints" / "last.ckpt")
+    straight = read_checkpoint(tmp_path / "straight" / "checkpoints" / "last.ckpt")
 
     def crash_after_first_epoch(self):  # at the start of the second epoch, after the first was saved
         if self.current_epoch == 1:
@@ -31,11 +31,11 @@ def test_interrupted_and_resumed_run_matches(tmp_path, monkeypatch):
         patch.setattr(ClassificationModule, "on_train_epoch_start", crash_after_first_epoch, raising=False)
         with pytest.raises(SimulatedCrash):
             runner.train(interrupted_cfg)
-    partial = load_checkpoint_file(tmp_path / "interrupted" / "checkpoints" / "last.ckpt")
+    partial = read_checkpoint(tmp_path / "interrupted" / "checkpoints" / "last.ckpt")
     assert partial["global_step"] == 3  # one epoch was saved before the crash
 
     runner.train(interrupted_cfg, resume="last")
-    resumed = load_checkpoint_file(tmp_path / "interrupted" / "checkpoints" / "last.ckpt")
+    resumed = read_checkpoint(tmp_path / "interrupted" / "checkpoints" / "last.ckpt")
     assert resumed["global_step"] == straight["global_step"] == 9
     for key, value in straight["state_dict"].items():
         assert torch.equal(resumed["state_dict"][key], value), key

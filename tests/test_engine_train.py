@@ -11,7 +11,7 @@ import yaml
 from glore.cli import main as glore_main
 from glore.engine import runner
 from glore.engine.base import NonFiniteLossError
-from glore.engine.checkpoint import load_checkpoint_file
+from glore.checkpoint import read_checkpoint
 from glore.engine.classification import build_datamodule, build_module
 from glore.engine.config import load_config
 from glore.nn.glore_unit import GloRe
@@ -43,7 +43,7 @@ def test_cli_train_then_evaluate(data_root, tmp_path, capsys):
     assert yaml.safe_load((out / "config.yaml").read_text())["trainer"]["max_epochs"] == 2
 
     # checkpoints load with weights_only=True and carry the plain config
-    ckpt = load_checkpoint_file(out / "checkpoints" / "last.ckpt")
+    ckpt = read_checkpoint(out / "checkpoints" / "last.ckpt")
     assert ckpt["epoch"] == 1 and ckpt["global_step"] == 4  # 6 images / batch 4 = 2 steps x 2 epochs
     assert ckpt["hyper_parameters"]["cfg"]["model"]["name"] == "test_engine_tinynet:tiny_net"
 
@@ -77,7 +77,7 @@ def test_seeded_cpu_runs_repeat(data_root, tmp_path):
     weights = []
     for name in ("a", "b"):
         runner.train(load_config(None, tiny_overrides(data_root, tmp_path / name, "seed=3", "data.augment=true")))
-        weights.append(load_checkpoint_file(tmp_path / name / "checkpoints" / "last.ckpt")["state_dict"])
+        weights.append(read_checkpoint(tmp_path / name / "checkpoints" / "last.ckpt")["state_dict"])
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
@@ -91,12 +91,12 @@ def test_compiled_training_matches_eager(data_root, tmp_path):
         runner.train(load_config(None, tiny_overrides(data_root, tmp_path / name, f"trainer.compile={name}",
                                                       "model.name=test_engine_tinynet:tiny_glore_net")))
         assert bool(counters["stats"]["unique_graphs"]) == (name == "true")   # compiled, or not at all
-        weights[name] = load_checkpoint_file(tmp_path / name / "checkpoints" / "last.ckpt")["state_dict"]
+        weights[name] = read_checkpoint(tmp_path / name / "checkpoints" / "last.ckpt")["state_dict"]
     assert weights["true"].keys() == weights["false"].keys()                # the parameter names are kept
     for key, value in weights["false"].items():
         torch.testing.assert_close(weights["true"][key], value, rtol=1e-4, atol=1e-5, msg=key)
-    with pytest.raises(ValueError, match=r"trainer.compile must be true or false, got 1"):
-        runner.train(load_config(None, tiny_overrides(data_root, tmp_path / "bad", "trainer.compile=1")))
+    with pytest.raises(ValueError, match=r"trainer.compile=1: Input should be a valid boolean"):
+        load_config(None, tiny_overrides(data_root, tmp_path / "bad", "trainer.compile=1"))
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_root, tmp_path, capsys):
@@ -105,13 +105,13 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_root, tmp
                                            "model.nan_after=2", "trainer.max_epochs=3"))
     with pytest.raises(NonFiniteLossError, match=r"training loss is nan at global step 2 \(epoch 1, batch 0\)"):
         runner.train(cfg)
-    ckpt = load_checkpoint_file(out / "checkpoints" / "last.ckpt")
+    ckpt = read_checkpoint(out / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] == 2 and ckpt["epoch"] == 0
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
     # the command reports it as an error naming the step
     args = ["train", *tiny_overrides(data_root, tmp_path / "cli", "model.name=test_engine_tinynet:nan_net",
                                      "model.nan_after=2", "trainer.max_epochs=3")]
-    assert glore_main(args) == 1
+    assert glore_main(args) == 2  # a GloreError: one line, exit 2
     assert "global step 2" in capsys.readouterr().err
 
 
@@ -206,7 +206,7 @@ def test_augmentation_is_seeded_by_epoch_and_index():
 
 
 def test_command_line_options_and_table():
-    from glore.engine.commands import format_metrics, parse_options
+    from glore.cli.train import format_metrics, parse_options
 
     assert parse_options(["clips=10", "sliding-window=true", "scales=[0.5, 1.0]"]) == {
         "clips": 10, "sliding_window": True, "scales": [0.5, 1.0]}
@@ -217,9 +217,9 @@ def test_command_line_options_and_table():
 
 
 def test_unknown_trainer_option_lists_the_supported_ones(data_root, tmp_path):
-    cfg = load_config(None, tiny_overrides(data_root, tmp_path, "trainer.max_epoch=3"))
-    with pytest.raises(ValueError, match=r"unknown trainer option\(s\) \['max_epoch'\].*max_epochs"):
-        runner.train(cfg)
+    # checked by the schema when the config is loaded, before a run starts
+    with pytest.raises(ValueError, match=r"unknown key 'trainer.max_epoch'; trainer accepts max_epochs"):
+        load_config(None, tiny_overrides(data_root, tmp_path, "trainer.max_epoch=3"))
 
 
 def test_block_kwargs_reach_the_builder():
@@ -228,3 +228,10 @@ def test_block_kwargs_reach_the_builder():
     model = build_model({"name": "test_engine_tinynet:tiny_net", "num_classes": 3, "label_smoothing": 0.1,
                          "block_kwargs": {"width": 6}})
     assert model[0].out_channels == 6 and model[-1].out_features == 3
+
+
+def test_num_classes_below_the_folders_classes_is_a_clear_error(data_root, tmp_path):
+    root = make_image_folder(tmp_path / "three", classes=("a", "b", "c"), per_class=2)
+    cfg = load_config(None, tiny_overrides(root, tmp_path / "few", "model.num_classes=2"))
+    with pytest.raises(ValueError, match=r"model.num_classes=2 but the data has 3 classes \(a, b, c\)"):
+        runner.train(cfg)

@@ -44,10 +44,10 @@ def test_train_augmentation_is_random_and_sized(folder):
 
 def test_standard_transform_steps():
     names = [type(t).__name__ for t in build_transform(train=True).transforms]
-    assert names == ["RandomResizedCrop", "RandomHorizontalFlip", "ToTensor", "Normalize"]
+    assert names == ["RandomResizedCrop", "RandomHorizontalFlip", "ToImage", "ToDtype", "Normalize"]
     eval_steps = build_transform(train=False).transforms
     assert [type(t).__name__ for t in eval_steps][:2] == ["Resize", "CenterCrop"]
-    assert eval_steps[0].size == 256 and eval_steps[1].size == (224, 224)
+    assert list(eval_steps[0].size) == [256] and tuple(eval_steps[1].size) == (224, 224)
 
 
 def test_missing_root(tmp_path):

@@ -3,9 +3,8 @@
 Every row is built on the meta device (no memory, no init, no compute) and its multiply-adds are
 counted with PyTorch's dispatch-level ``FlopCounterMode`` (2 FLOPs per multiply-add), which runs on
 meta tensors in about a second even for ResNet-200 / DPN-131. ``test_summary_matches_an_independent_
-counter`` checks that :func:`glore.analysis.summary` (fvcore's tracer with our handles) gives exactly
-the same count on full traces of a ResNet and a DPN with GloRe units, so the two agree and nothing is
-double counted.
+counter`` checks that :func:`glore.analysis.summary` (the same counter, on real tensors) gives
+exactly the same count for a ResNet and a DPN with GloRe units.
 
 The papers count the GloRe unit's products in the paper's order; by default a unit takes them in
 the cheaper order for its input size (``GloRe(reassociate=None)``), which at 224x224 changes the
@@ -82,7 +81,9 @@ def test_summary_matches_an_independent_counter(name):
     result = summary(model)
     assert result["macs"] == round(_row(name, paper_order=False)[1] * 1e9)
     assert result["params"] == round(_row(name, paper_order=False)[0] * 1e6)
-    assert result["macs_by_operator"]["matmul"] > 0
+    # the units' matrix products are counted beside the convolutions and the classifier
+    products = {op: macs for op, macs in result["macs_by_operator"].items() if op != "convolution"}
+    assert sum(products.values()) > 2048 * 1000
 
 
 def test_res3_units_take_the_cheaper_order_by_default():

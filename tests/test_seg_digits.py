@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from glore.data.seg_digits import IGNORE_INDEX, SegDigits
-from glore.data.seg_transforms import Normalize, RandomCrop, RandomHorizontalFlip, RandomScale, build_seg_transforms
+from torchvision.transforms import v2
+
+from glore.data.seg_transforms import Compose, RandomCrop, RandomScale, build_seg_transforms
 
 
 def test_deterministic_and_shaped():
@@ -109,15 +111,17 @@ def test_joint_transforms_keep_image_and_labels_aligned():
 
 def test_crop_pads_with_ignore_and_flip_flips_both():
     image, target = torch.rand(3, 4, 5), torch.randint(0, 3, (4, 5))
-    img, tgt, _ = RandomCrop(8)(image, target)
+    img, tgt, _ = Compose([RandomCrop(8)])(image, target)
     assert img.shape == (3, 8, 8)
     assert (tgt[4:] == 255).all() and (tgt[:, 5:] == 255).all() and (img[:, 4:] == 0).all()
     assert torch.equal(tgt[:4, :5], target)
-    img, tgt, _ = RandomHorizontalFlip(p=1.0)(image, target)
+    _, tgt, inst = Compose([RandomCrop(8)])(image, target, target.int() * 1000 + 1)
+    assert (tgt[4:] == 255).all() and (inst[4:] == 0).all() and (inst[:4, :5] > 0).all()
+    img, tgt, _ = Compose([v2.RandomHorizontalFlip(p=1.0)])(image, target)
     assert torch.equal(img, image.flip(-1)) and torch.equal(tgt, target.flip(-1))
-    img, tgt, _ = RandomScale((2.0, 2.0))(image, target)
+    img, tgt, _ = Compose([RandomScale((2.0, 2.0))])(image, target)
     assert img.shape[-2:] == (8, 10) and torch.equal(tgt[::2, ::2], target)
-    out, _, _ = Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))(image, target)
+    out, _, _ = Compose([v2.Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))])(image, target)
     assert torch.allclose(out, (image - 0.5) / 0.25)
     with pytest.raises(ValueError, match="crop size"):
         RandomCrop(0)

@@ -73,7 +73,7 @@ def test_unknown_dataset_is_named():
 def test_seg_digits_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypatch):
     # several epochs over the same split, interrupted, resumed: the same weights as a straight run
     from glore.engine import runner
-    from glore.engine.checkpoint import load_checkpoint_file
+    from glore.checkpoint import read_checkpoint
     from glore.engine.segmentation import SegmentationModule
 
     def crash_after_first_epoch(self):
@@ -87,14 +87,14 @@ def test_seg_digits_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypat
 
     metrics = runner.train(cfg(tmp_path / "straight", 3))
     assert 0.0 <= metrics["val/miou"] <= 1.0
-    straight = load_checkpoint_file(tmp_path / "straight" / "checkpoints" / "last.ckpt")
+    straight = read_checkpoint(tmp_path / "straight" / "checkpoints" / "last.ckpt")
     with monkeypatch.context() as patch:
         patch.setattr(SegmentationModule, "on_train_epoch_start", crash_after_first_epoch, raising=False)
         with pytest.raises(RuntimeError, match="simulated crash"):
             runner.train(cfg(tmp_path / "resumed", 3))
-    partial = load_checkpoint_file(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    partial = read_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
     runner.train(cfg(tmp_path / "resumed", 3), resume="last")
-    resumed = load_checkpoint_file(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    resumed = read_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
     assert partial["global_step"] == 2 and resumed["global_step"] == straight["global_step"] == 6
     for key, value in straight["state_dict"].items():
         assert torch.equal(resumed["state_dict"][key], value), key

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from glore.engine.segmentation import inference, slide_inference
+from glore.models.segmentation_inference import inference, slide_inference
 from glore.models import create_segmenter
 
 
@@ -51,3 +51,14 @@ def test_bad_options_are_named(model):
         inference(model, x, mode="slide", crop_size=8, stride=16)
     with pytest.raises(ValueError, match="scales"):
         inference(model, x, scales=[0.0])
+
+
+def test_segmenter_predict_runs_the_inference_options(model):
+    x = torch.randn(1, 3, 40, 56)
+    assert torch.equal(model.predict(x), inference(model, x))
+    slide = model.predict(x, mode="slide", crop_size=32, stride=16)
+    assert torch.equal(slide, slide_inference(model, x, crop_size=32, stride=16))
+    assert not torch.allclose(slide, model.predict(x))
+    probs = model.predict(x, flip=True, scales=[0.5, 1.0])
+    assert torch.allclose(probs, inference(model, x, flip=True, scales=[0.5, 1.0]))
+    assert torch.allclose(probs.sum(1), torch.ones(1, 40, 56), atol=1e-5)

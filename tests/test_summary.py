@@ -46,14 +46,14 @@ def test_one_glore_unit_hand_count_and_params():
     result = summary(unit, (1024, 14, 14))
     assert result["macs"] == glore_macs(1024, 256, 196)
     assert result["params"] == 1_641_472               # one unit at C = 1024, mid = 256
-    # one sample: the 1x1 convs on x and Y are (add)mm products, the node conv (applied along
-    # the nodes, node-major) a linear, the state conv an mm
-    assert set(result["macs_by_operator"]) == {"addmm", "mm", "matmul", "linear"}
-    assert "aten::batch_norm" in result["uncounted_ops"]
+    # counted at the dispatcher: every product of the unit runs as an (add)mm or a bmm
+    assert set(result["macs_by_operator"]) <= {"addmm", "mm", "bmm"}
+    assert sum(result["macs_by_operator"].values()) == result["macs"]
+    assert any("batch_norm" in op for op in result["uncounted_ops"])
 
 
 def test_batched_pointwise_products_are_counted_per_input():
-    # fvcore's own matmul handle drops the batch of (out, in) @ (B, in, L); ours must not
+    # a batched (out, in) @ (B, in, L) product counts B times, and the result is per input
     unit = GloRe(64, mid=16)
     single = summary(unit, (64, 8, 8))["macs"]
     assert single == glore_macs(64, 16, 64)
@@ -110,15 +110,14 @@ def test_conv3d_video_input():
     assert result["input_size"] == (3, 4, 16, 16)
 
 
-def test_bad_arguments():
+def test_bad_arguments_and_the_meta_device():
     with pytest.raises(ValueError, match=r"input_size must be .* got \(3, 224\)"):
         summary(GloRe(8, mid=2), (3, 224))
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         summary(GloRe(8, mid=2), (8, 4, 4), batch_size=0)
     with torch.device("meta"):
         unit = GloRe(8, mid=2)
-    with pytest.raises(ValueError, match="meta device"):
-        summary(unit, (8, 4, 4))
+    assert summary(unit, (8, 4, 4))["macs"] == summary(GloRe(8, mid=2), (8, 4, 4))["macs"]
     assert count_parameters(unit) == sum(p.numel() for p in unit.parameters())
 
 
@@ -151,17 +150,7 @@ def test_cli_errors(capsys):
     assert "need --block" in capsys.readouterr().err
 
 
-def test_cli_missing_kind_module_is_a_clear_error(capsys, monkeypatch):
-    from glore.analysis import commands
-
-    monkeypatch.setitem(commands.KINDS, "video",
-                        ("create_video_model", "glore.models.no_such_module", (3, 8, 224, 224)))
-    assert main(["summary", "resnet50_3d", "--kind", "video"]) == 2
-    assert "video models are not available" in capsys.readouterr().err
-
-
 def test_cli_dispatches_video_models(capsys):
-    pytest.importorskip("glore.models.video")
     assert main(["summary", "resnet50_3d", "--kind", "video", "--block", "none",
                  "--input-size", "3,2,32,32", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -10,8 +10,9 @@ from PIL import Image
 
 from glore.data.moving_digits import MovingDigits
 from glore.data.video import VideoFolder, VideoReadError, count_video_frames, sample_clip_indices
-from glore.data.video_transforms import (CenterCrop, MultiCrop, RandomCrop, RandomHorizontalFlip,
-                                         ToFloatClip, eval_transform, train_transform)
+from torchvision.transforms import v2
+
+from glore.data.video_transforms import MultiCrop, ToClip, ToVideo, eval_transform, train_transform
 
 BITS = 6   # frame i shows its index in binary: 6 vertical bands of 8 pixels, white for a 1 bit
 
@@ -111,7 +112,7 @@ def test_training_mode_random_start_and_transforms(tree):
         assert idx == [idx[0] + 2 * k for k in range(4)] and 0 <= idx[0] <= 13
         starts.add(idx[0])
     assert len(starts) > 1
-    transform = train_transform(crop=24, scale=(28, 32), generator=g)
+    transform = train_transform(crop=24, scale=(28, 32))
     clip, _ = VideoFolder(tree, num_frames=4, stride=2, transform=transform, generator=g)[2]
     assert clip.shape == (3, 4, 24, 24)
     assert float(clip.min()) < 0        # normalised with the ImageNet statistics
@@ -166,17 +167,22 @@ def test_unreadable_file_and_empty_layouts(tmp_path):
 
 def test_transforms_shapes_and_flip():
     frames = torch.arange(2 * 30 * 40 * 3, dtype=torch.float32).reshape(2, 30, 40, 3).to(torch.uint8)
-    clip = ToFloatClip()(frames)
+    clip = ToClip()(ToVideo()(frames))
     assert clip.shape == (3, 2, 30, 40) and float(clip.max()) <= 1.0
+    assert torch.equal(clip[:, 1, 4, 5] * 255, frames[1, 4, 5].float())
     out = eval_transform(crop=20, short_side=24, mean=None, std=None)(frames)
     assert out.shape == (3, 2, 20, 20)
-    assert torch.equal(CenterCrop(10)(clip), clip[..., 10:20, 15:25])
-    flipped = RandomHorizontalFlip(1.0)(clip)
+    center = eval_transform(crop=10, short_side=30, mean=None, std=None)(frames)
+    assert torch.equal(center, clip[..., 10:20, 15:25])
+    normalised = eval_transform(crop=10, short_side=30, mean=(0.5, 0.25, 0), std=(2, 2, 1))(frames)
+    torch.testing.assert_close(normalised[1], (center[1] - 0.25) / 2)      # per channel of (C, T, H, W)
+    flipped = v2.Compose([ToVideo(), v2.RandomHorizontalFlip(1.0), ToClip()])(frames)
     assert torch.equal(flipped, clip.flip(-1))
-    crop = RandomCrop(8, generator=torch.Generator().manual_seed(0))(clip)
+    torch.manual_seed(0)
+    crop = train_transform(crop=8, scale=(30, 34), mean=None)(frames)
     assert crop.shape == (3, 2, 8, 8)
-    with pytest.raises(ValueError, match=r"\(50, 50\)"):
-        CenterCrop(50)(clip)
+    with pytest.raises(ValueError, match=r"\(50, 50\) larger than the short side 24"):
+        eval_transform(crop=50, short_side=24)
 
 
 # ----------------------------------------------------------------------------- MovingDigits
@@ -231,7 +237,7 @@ def test_multi_crop_left_center_right_and_portrait():
     assert [int(c[0, 0, 0, 0]) for c in crops] == [0, 5, 10]   # left, center, right
     portrait = torch.arange(40.0)[:, None].expand(3, 2, 40, 30)
     assert [int(c[0, 0, 0, 0]) for c in MultiCrop(30, 3)(portrait)] == [0, 5, 10]   # top, center, bottom
-    torch.testing.assert_close(MultiCrop(30, 1)(clip)[0], CenterCrop(30)(clip))
+    torch.testing.assert_close(MultiCrop(30, 1)(clip)[0], v2.CenterCrop(30)(clip))
     three = eval_transform(crop=30, short_side=30, num_crops=3, mean=None)
     frames = torch.zeros(2, 30, 40, 3, dtype=torch.uint8)
     assert three(frames).shape == (3, 3, 2, 30, 30)

@@ -70,12 +70,12 @@ def test_one_training_step_then_clip_and_video_top1(tmp_path, kinetics):
     assert any(k.startswith("conv1") for k in changed)        # the step updated the weights
 
     result = runner.evaluate(str(ckpt), num_clips=3)
-    assert result["num_videos"] == 3 and result["num_clips"] == 3 and result["num_crops"] == 3
-    assert result["unreadable"] == 0
-    assert result["video_top5"] == 100.0                # 3 classes: the true one is always in the top 5
-    for key in ("clip_top1", "video_top1"):
-        assert 0.0 <= result[key] <= 100.0
-        assert result[key] * 3 / 100 == pytest.approx(round(result[key] * 3 / 100))   # k of 3 videos
+    assert result["val/videos"] == 3 and result["num_clips"] == 3 and result["num_crops"] == 3
+    assert result["data/unreadable"] == 0
+    assert result["val/video_acc5"] == 1.0                # 3 classes: the true one is always in the top 5
+    for key in ("val/acc1", "val/video_acc1"):
+        assert 0.0 <= result[key] <= 1.0
+        assert result[key] * 3 == pytest.approx(round(result[key] * 3))   # k of 3 videos
     assert runner.evaluate(str(ckpt), clips=2, limit_batches=1)["num_clips"] == 2   # glore evaluate --clips
     assert runner.evaluate(str(ckpt), num_crops=1, limit_batches=1)["num_crops"] == 1
     with pytest.raises(ValueError, match="'views'"):
@@ -111,8 +111,8 @@ def test_video_top1_averages_the_clip_scores(tmp_path, kinetics):
 
     module.model = Scripted()
     result = video_task.evaluate(module, data, cfg, num_clips=3, num_crops=1)
-    assert result["clip_top1"] == 0.0
-    assert result["video_top1"] == 100.0
+    assert result["val/acc1"] == 0.0
+    assert result["val/video_acc1"] == 1.0
     assert module.model.seen == 3 + 3 * 3
 
 
@@ -149,8 +149,8 @@ def test_video_top1_and_top5_average_clips_and_crops(tmp_path, kinetics):
     module.model = Scripted()
     result = video_task.evaluate(module, data, cfg, num_clips=2, num_crops=3, batch_size=6)
     assert module.model.calls == [(3, 3, 4, 32, 32)] + [(6, 3, 4, 32, 32)] * 3
-    assert result["video_top1"] == pytest.approx(100 * 2 / 3)
-    assert result["video_top5"] == 100.0
+    assert result["val/video_acc1"] == pytest.approx(2 / 3)
+    assert result["val/video_acc5"] == 1.0
     assert result["num_clips"] == 2 and result["num_crops"] == 3
     module.model = Scripted()
     video_task.evaluate(module, data, cfg, num_clips=2, num_crops=1, batch_size=3)
@@ -166,7 +166,7 @@ def test_moving_digits_config_trains_one_step(tmp_path):
     metrics = runner.train(cfg)
     assert set(metrics) >= {"val/acc1", "val/loss"}
     result = runner.evaluate(str(tmp_path / "md" / "checkpoints" / "last.ckpt"))
-    assert "video_top1" not in result and 0 <= result["clip_top1"] <= 100 and result["num_videos"] == 8
+    assert "val/video_acc1" not in result and 0 <= result["val/acc1"] <= 1 and result["val/videos"] == 8
 
 
 def test_unknown_dataset_is_named(tmp_path, kinetics):

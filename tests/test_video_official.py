@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from glore.models import create_video_model
+from glore.models import create_video_model, load_checkpoint
 from glore.models.video import RESNET101_POSITIONS
 from glore.models.video_official import (convert_official_video_state_dict, is_official_video_state_dict,
                                          official_unit_positions)
@@ -162,6 +162,10 @@ def test_kinetics_release_loads_and_gives_the_authors_logits(tmp_path, name, dep
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
     if name != "resnet50_3d":
         return
+    # the one model-level loader reads the release into a network built with its settings
+    again = load_checkpoint(create_video_model(name, block_kwargs={"normalize": False}), path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), got)
     # the comparison can fail: the same weights in units that divide by L give other logits
     other = create_video_model(name, checkpoint=path, block_kwargs={"normalize": True}).eval()
     with torch.no_grad():

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from glore.errors import ArgumentError, MissingFileError
+
 VARIANTS = {"baseline": None, "glore": "glore", "gc": "gc", "nl": "nl"}
 
 # the one budget shared by every variant (no per-variant or per-seed tuning); configs/demo/<variant>.yaml
@@ -80,7 +82,7 @@ def config_path(task: str, variant: str) -> Path:
     """``configs/demo/<variant>.yaml`` (image) or ``configs/demo/video_<variant>.yaml``."""
     path = CONFIG_DIR / (f"{variant}.yaml" if task == "image" else f"video_{variant}.yaml")
     if not path.is_file():
-        raise FileNotFoundError(f"demo config not found: {path} (run from a source checkout of glore)")
+        raise MissingFileError(f"demo config not found: {path} (run from a source checkout of glore)")
     return path
 
 
@@ -125,10 +127,13 @@ def epoch_metrics(run_dir: str | Path) -> dict:
 
 
 def train_variant(cfg: dict) -> dict:
-    """Train one variant with :func:`glore.engine.runner.train`; return its row of the summary."""
+    """Train one variant with :func:`glore.engine.runner.train`; return its row of the summary.
+
+    The demo's run folders are its own: a new demo run replaces them (``overwrite``), so that
+    ``make demo`` can be run again."""
     from glore.engine.runner import CHECKPOINT_DIR, load_model, train
 
-    metrics = train(cfg)
+    metrics = train(cfg, overwrite=True)
     run_dir = Path(cfg["output_dir"])
     network, _ = load_model(str(run_dir / CHECKPOINT_DIR / "last.ckpt"))
     per_epoch = epoch_metrics(run_dir)
@@ -147,14 +152,14 @@ def run(output: str | Path, *, seed: int = 0, variants=tuple(VARIANTS), progress
     uses ``distant-clips`` and :data:`VIDEO_DEFAULTS`. ``budget`` overrides some of those values.
     """
     if task not in TASKS:
-        raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
+        raise ArgumentError(f"task must be one of {list(TASKS)}, got {task!r}")
     defaults = DEFAULTS if task == "image" else VIDEO_DEFAULTS
     unknown = set(budget) - set(defaults)
     if unknown:
-        raise ValueError(f"unknown budget options {sorted(unknown)}; expected some of {sorted(defaults)}")
+        raise ArgumentError(f"unknown budget options {sorted(unknown)}; expected some of {sorted(defaults)}")
     bad = [v for v in variants if v not in VARIANTS]
     if bad or not variants:
-        raise ValueError(f"variants must be a non-empty subset of {list(VARIANTS)}, got {list(variants)}")
+        raise ArgumentError(f"variants must be a non-empty subset of {list(VARIANTS)}, got {list(variants)}")
     if threads:
         torch.set_num_threads(threads)
     output = Path(output)

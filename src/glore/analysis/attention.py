@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from glore.errors import ArgumentError
 from .hooks import block_kind, describe_blocks, record_blocks
 from .projections import resize_maps
 
@@ -17,7 +18,7 @@ def default_queries(ndim: int) -> torch.Tensor:
     Returned as fractions of the extent of each spatial dim, shape ``(4, ndim)``.
     """
     if ndim < 1:
-        raise ValueError(f"ndim must be >= 1, got {ndim}")
+        raise ArgumentError(f"ndim must be >= 1, got {ndim}")
     corners = [(0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75)]
     if ndim == 1:
         return torch.tensor([[0.125], [0.375], [0.625], [0.875]])
@@ -30,10 +31,10 @@ def query_positions(queries: torch.Tensor, shape) -> torch.Tensor:
     queries = torch.as_tensor(queries, dtype=torch.float64)
     shape = tuple(shape)
     if queries.dim() != 2 or queries.shape[1] != len(shape):
-        raise ValueError(f"queries must have shape (Q, {len(shape)}) for a {len(shape)}-D block, "
+        raise ArgumentError(f"queries must have shape (Q, {len(shape)}) for a {len(shape)}-D block, "
                          f"got {tuple(queries.shape)}")
     if queries.numel() and (queries.min() < 0 or queries.max() > 1):
-        raise ValueError(f"query coordinates must be fractions in [0, 1], got {queries.tolist()}")
+        raise ArgumentError(f"query coordinates must be fractions in [0, 1], got {queries.tolist()}")
     sizes = torch.tensor(shape, dtype=torch.float64)
     return torch.minimum((queries * sizes).floor(), sizes - 1).long()
 
@@ -55,10 +56,10 @@ def attention_maps(model: nn.Module, images: torch.Tensor, *, queries=None, size
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     bad = [k for k in kinds if k not in ATTENTION_KINDS]
     if bad or not kinds:
-        raise ValueError(f"kinds must be among {ATTENTION_KINDS}, got {list(kinds)}")
+        raise ArgumentError(f"kinds must be among {ATTENTION_KINDS}, got {list(kinds)}")
     if not any(block_kind(m) in kinds and getattr(m, "attention", None) is not None
                for m in model.modules()):
-        raise ValueError(f"model has no block with attention maps ({'/'.join(kinds)}; GC with "
+        raise ArgumentError(f"model has no block with attention maps ({'/'.join(kinds)}; GC with "
                          f"pooling='att'); the block types it has: {describe_blocks(model)}")
     records = record_blocks(model, images, kinds=kinds, keep=("input", "attention"))
     records = {name: rec for name, rec in records.items() if rec.attention is not None}

@@ -1,39 +1,37 @@
 """Parameter and multiply-add counts, in the papers' convention.
 
 Both papers report FLOPs as multiply-adds counting convolutions, linear layers and the matrix
-products inside the blocks. :func:`summary` counts exactly those with fvcore's tracer: one
-multiply-add per output element and contraction step of ``aten::_convolution``, ``aten::linear``,
-``aten::addmm``, ``aten::matmul``, ``aten::mm``, ``aten::bmm``, ``aten::baddbmm`` and
-``aten::einsum``. Normalisation, pooling, softmax, element-wise ops and interpolation are not
-counted (they are listed under ``uncounted_ops``).
-
-fvcore's own ``aten::matmul`` handle multiplies the first operand's size by the second's last dim,
-which drops the batch of a broadcast ``(out, in) @ (B, in, L)`` product; the handle here counts
-``numel(output) * K`` for any broadcast, which is exact for every case.
+products inside the blocks. :func:`summary` counts exactly those with torch's
+``torch.utils.flop_counter.FlopCounterMode`` (convolutions, ``mm``, ``addmm``, ``bmm``,
+``baddbmm`` and attention kernels, at the dispatcher level, so ``matmul``/``einsum``/``linear``
+are counted through the products they run) and halves its FLOPs into multiply-adds.
+Normalisation, pooling, softmax, element-wise ops and interpolation are not counted (they are
+listed under ``uncounted_ops``). The count runs on the meta device too.
 """
 
 from __future__ import annotations
 
-import math
-import warnings
+from collections import Counter
 from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
 
-def matmul_macs(inputs, outputs) -> int:
-    """Multiply-adds of ``aten::matmul`` / ``mm`` / ``bmm``: ``numel(output) * K``.
-
-    ``K`` is the contraction size, the last dim of the first operand (also for 1-D operands).
-    """
-    from fvcore.nn.jit_handles import get_shape
-
-    return math.prod(get_shape(outputs[0])) * get_shape(inputs[0])[-1]
+from glore.errors import ArgumentError
 
 
-def baddbmm_macs(inputs, outputs) -> int:
-    """Multiply-adds of ``aten::baddbmm(input, batch1, batch2)``: those of ``batch1 @ batch2``."""
-    return matmul_macs(inputs[1:], outputs)
+class _OperatorLog(TorchDispatchMode):
+    """Counts the aten operators a forward pass runs, to report those the FLOP counter skips."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.calls[f"aten::{func.overloadpacket.__name__}"] += 1
+        return func(*args, **(kwargs or {}))
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
@@ -42,29 +40,16 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
 
 
 def count_macs(model: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor]):
-    """Trace ``model(*inputs)`` with fvcore and return ``(total, by_operator, uncounted_ops)``."""
-    with warnings.catch_warnings():      # fvcore's import scripts a helper (deprecation warning)
-        warnings.simplefilter("ignore")
-        from fvcore.nn import FlopCountAnalysis
-        from fvcore.nn.jit_handles import (addmm_flop_jit, conv_flop_jit, einsum_flop_jit,
-                                           linear_flop_jit)
-
+    """Run ``model(*inputs)`` under torch's FLOP counter; return ``(total, by_operator, uncounted_ops)``
+    in multiply-adds (FLOPs / 2), ``by_operator`` keyed by aten operator name (``mm``, ``convolution``)."""
     inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
-
-    analysis = FlopCountAnalysis(model, inputs).clear_op_handles()
-    analysis.set_op_handle(**{
-        "aten::_convolution": conv_flop_jit, "aten::linear": linear_flop_jit,
-        "aten::addmm": addmm_flop_jit, "aten::einsum": einsum_flop_jit,
-        "aten::matmul": matmul_macs, "aten::mm": matmul_macs, "aten::bmm": matmul_macs,
-        "aten::baddbmm": baddbmm_macs,
-    })
-    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        total = analysis.total()
-        by_operator = dict(analysis.by_operator())
-        uncounted = dict(analysis.unsupported_ops())
-    return int(total), {k: int(v) for k, v in by_operator.items()}, uncounted
+    counter, log = FlopCounterMode(display=False), _OperatorLog()
+    with counter, log:
+        model(*inputs)
+    by_operator = {op.__name__: flops // 2 for op, flops in counter.get_flop_counts()["Global"].items()}
+    counted = {f"aten::{name}" for name in by_operator}
+    uncounted = {name: n for name, n in sorted(log.calls.items()) if name not in counted}
+    return counter.get_total_flops() // 2, by_operator, uncounted
 
 
 def summary(model: nn.Module, input_size: Sequence[int] = (3, 224, 224), *,
@@ -83,16 +68,13 @@ def summary(model: nn.Module, input_size: Sequence[int] = (3, 224, 224), *,
     """
     input_size = tuple(input_size)
     if len(input_size) not in (3, 4) or not all(isinstance(s, int) and s > 0 for s in input_size):
-        raise ValueError(f"input_size must be (C, H, W) or (C, T, H, W) positive ints, "
+        raise ArgumentError(f"input_size must be (C, H, W) or (C, T, H, W) positive ints, "
                          f"got {input_size!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise ArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    if device.type == "meta":
-        raise ValueError("summary needs materialised parameters to trace the model; got a model on "
-                         "the meta device (use count_parameters for parameter counts)")
     x = torch.zeros((batch_size, *input_size), device=device, dtype=dtype)
     was_training = model.training
     model.eval()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from glore.errors import ArgumentError
+
 
 def average_cosine_distance(x: torch.Tensor) -> float:
     """Average cosine distance between the ``N`` rows of ``x`` (shape ``(N, D)``), GCNet §3.2.2.
@@ -18,9 +20,9 @@ def average_cosine_distance(x: torch.Tensor) -> float:
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 2:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"expected a tensor of shape (N, D), got {shape}")
+        raise ArgumentError(f"expected a tensor of shape (N, D), got {shape}")
     if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"expected at least one row and one column, got shape {tuple(x.shape)}")
+        raise ArgumentError(f"expected at least one row and one column, got shape {tuple(x.shape)}")
     x = x.detach().to(torch.float64)
     norms = x.norm(dim=1, keepdim=True)
     units = torch.where(norms > 0, x / norms.clamp_min(torch.finfo(torch.float64).tiny), 0.0)

@@ -1,8 +1,7 @@
 """Parameters and multiply-adds of a detector from :func:`glore.models.create_detector`.
 
 A detector's work depends on how many proposals and detections its image gives, and torchvision's
-detectors take lists of images, which the tracer of :func:`glore.analysis.complexity.summary` does
-not follow. :class:`DenseDetector` runs the same layers on fixed sizes instead: the image padded as
+detectors take lists of images, where :func:`glore.analysis.complexity.summary` gives one tensor. :class:`DenseDetector` runs the same layers on fixed sizes instead: the image padded as
 the detector pads it (to a multiple of 32), backbone + FPN + RPN head on it, the box head on
 ``proposals`` regions (torchvision's 1000 at test time) and the mask head on ``detections`` regions
 (100). It holds the detector, so its parameters are the detector's.

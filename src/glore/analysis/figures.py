@@ -13,6 +13,8 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from glore.errors import ArgumentError
+
 DPI = 100
 
 
@@ -33,7 +35,7 @@ def display_image(image: torch.Tensor) -> np.ndarray:
     """``(C, H, W)`` tensor -> ``(H, W)`` gray or ``(H, W, 3)`` RGB array in ``[0, 1]`` (min-max
     scaled; channel counts other than 1 and 3 are averaged to gray)."""
     if image.dim() != 3:
-        raise ValueError(f"expected an image of shape (C, H, W), got {tuple(image.shape)}")
+        raise ArgumentError(f"expected an image of shape (C, H, W), got {tuple(image.shape)}")
     img = image.detach().float().cpu()
     img = img.permute(1, 2, 0) if img.shape[0] == 3 else img.mean(dim=0)
     lo, hi = img.min(), img.max()
@@ -43,7 +45,7 @@ def display_image(image: torch.Tensor) -> np.ndarray:
 def cell_shape(image_hw, cell: int) -> tuple[int, int]:
     """``(width, height)`` in pixels of one panel: ``cell`` wide, height keeping the aspect ratio."""
     if not isinstance(cell, int) or cell < 16:
-        raise ValueError(f"cell must be an int >= 16 (pixels), got {cell!r}")
+        raise ArgumentError(f"cell must be an int >= 16 (pixels), got {cell!r}")
     h, w = image_hw
     return cell, max(1, round(cell * h / w))
 
@@ -64,11 +66,11 @@ def save_map_grid(path, images: torch.Tensor, maps: torch.Tensor, *, labels: lis
     """
     if images.dim() != 4 or maps.dim() != 4 or maps.shape[0] != images.shape[0] \
             or maps.shape[2:] != images.shape[2:]:
-        raise ValueError(f"expected images (B, C, H, W) and maps (B, K, H, W) of the same B, H, W, "
+        raise ArgumentError(f"expected images (B, C, H, W) and maps (B, K, H, W) of the same B, H, W, "
                          f"got {tuple(images.shape)} and {tuple(maps.shape)}")
     rows, k = images.shape[0], maps.shape[1]
     if len(labels) != k:
-        raise ValueError(f"expected {k} labels (one per map), got {len(labels)}")
+        raise ArgumentError(f"expected {k} labels (one per map), got {len(labels)}")
     markers = [None] * k if markers is None else list(markers)
     width, height = grid_size(rows, k + 1, images.shape[2:], cell)
     cw, ch = cell_shape(images.shape[2:], cell)
@@ -97,7 +99,7 @@ def save_map_grid(path, images: torch.Tensor, maps: torch.Tensor, *, labels: lis
 def graph_figure_size(layers: int, cell: int = 320) -> tuple[int, int]:
     """``(width, height)`` in pixels of a :func:`save_graph_figure` figure."""
     if not isinstance(cell, int) or cell < 64:
-        raise ValueError(f"cell must be an int >= 64 (pixels), got {cell!r}")
+        raise ArgumentError(f"cell must be an int >= 64 (pixels), got {cell!r}")
     return (layers + 1) * cell, cell
 
 
@@ -109,10 +111,10 @@ def save_graph_figure(path, adjacency: torch.Tensor, norms: torch.Tensor | None,
     The PNG is :func:`graph_figure_size` ``(layers, cell)``.
     """
     if adjacency.dim() != 3 or adjacency.shape[1] != adjacency.shape[2]:
-        raise ValueError(f"expected adjacency of shape (layers, N, N), got {tuple(adjacency.shape)}")
+        raise ArgumentError(f"expected adjacency of shape (layers, N, N), got {tuple(adjacency.shape)}")
     layers, n = adjacency.shape[:2]
     if norms is not None and (norms.dim() != 2 or norms.shape[1] != n):
-        raise ValueError(f"expected norms of shape (B, {n}), got {tuple(norms.shape)}")
+        raise ArgumentError(f"expected norms of shape (B, {n}), got {tuple(norms.shape)}")
     width, height = graph_figure_size(layers, cell)
     fig = _figure(width, height)
     fs = max(6, cell // 32)

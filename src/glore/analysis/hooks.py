@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from glore.errors import ArgumentError, ArgumentTypeError
 from ..nn import GlobalContext, GloRe, NonLocal, SimplifiedNonLocal, SqueezeExcite
 from ..nn.non_local import subsample_keys  # the key grid of a sub-sampled NonLocal
 
@@ -52,7 +53,7 @@ def _check_kinds(kinds) -> tuple[str, ...] | None:
     kinds = tuple(k.lower() if isinstance(k, str) else k for k in kinds)
     unknown = [k for k in kinds if k not in BLOCK_TYPES]
     if unknown or not kinds:
-        raise ValueError(f"block types must be among {sorted(BLOCK_TYPES)}, got {list(kinds)}")
+        raise ArgumentError(f"block types must be among {sorted(BLOCK_TYPES)}, got {list(kinds)}")
     return kinds
 
 
@@ -69,13 +70,13 @@ def find_blocks(model: nn.Module, kinds=None) -> dict[str, nn.Module]:
     Raises ``ValueError`` naming the block types the model does have when none matches.
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+        raise ArgumentTypeError(f"expected an nn.Module, got {type(model).__name__}")
     kinds = _check_kinds(kinds)
     found = {name or "<model>": m for name, m in model.named_modules()
              if block_kind(m) is not None and (kinds is None or block_kind(m) in kinds)}
     if not found:
         wanted = "/".join(kinds) if kinds else "/".join(BLOCK_TYPES)
-        raise ValueError(f"model has no {wanted} block; the block types it has: {describe_blocks(model)}")
+        raise ArgumentError(f"model has no {wanted} block; the block types it has: {describe_blocks(model)}")
     return found
 
 
@@ -136,7 +137,7 @@ class BlockRecorder:
         keep = (keep,) if isinstance(keep, str) else tuple(keep)
         bad = [k for k in keep if k not in FIELDS]
         if bad:
-            raise ValueError(f"keep must be among {list(FIELDS)}, got {list(keep)}")
+            raise ArgumentError(f"keep must be among {list(FIELDS)}, got {list(keep)}")
         self.blocks = find_blocks(model, kinds)
         self.keep = frozenset(keep)
         self.records: dict[str, BlockRecord] = {}
@@ -205,5 +206,5 @@ def record_blocks(model: nn.Module, inputs: torch.Tensor, *, kinds=None, keep=FI
     finally:
         model.train(was_training)
     if not recorder.records:
-        raise ValueError(f"none of the blocks {list(recorder.blocks)} ran in the model's forward pass")
+        raise ArgumentError(f"none of the blocks {list(recorder.blocks)} ran in the model's forward pass")
     return {name: recorder.records[name] for name in recorder.blocks if name in recorder.records}

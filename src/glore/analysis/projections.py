@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from glore.errors import ArgumentError
 from .hooks import record_blocks
 
 SELECT = ("first", "variance")
@@ -21,23 +22,23 @@ def select_nodes(maps: torch.Tensor, *, k: int, select: str = "first") -> torch.
     spatial ``variance`` (averaged over images), largest first."""
     num_nodes = maps.shape[1]
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= num_nodes:
-        raise ValueError(f"k must be an int in [1, {num_nodes}] (the unit's nodes), got {k!r}")
+        raise ArgumentError(f"k must be an int in [1, {num_nodes}] (the unit's nodes), got {k!r}")
     if select == "first":
         return torch.arange(k)
     if select == "variance":
         return torch.argsort(node_variance(maps), descending=True)[:k]
-    raise ValueError(f"select must be one of {SELECT}, got {select!r}")
+    raise ArgumentError(f"select must be one of {SELECT}, got {select!r}")
 
 
 def resize_maps(maps: torch.Tensor, size) -> torch.Tensor:
     """Resize ``(B, K, *S)`` maps to spatial ``size`` (linear, bilinear or trilinear interpolation)."""
     size = tuple(int(s) for s in size)
     if len(size) != maps.dim() - 2:
-        raise ValueError(f"size must have {maps.dim() - 2} dims for maps of shape {tuple(maps.shape)}, "
+        raise ArgumentError(f"size must have {maps.dim() - 2} dims for maps of shape {tuple(maps.shape)}, "
                          f"got {size}")
     mode = {1: "linear", 2: "bilinear", 3: "trilinear"}.get(len(size))
     if mode is None:
-        raise ValueError(f"maps must have 1 to 3 spatial dims, got shape {tuple(maps.shape)}")
+        raise ArgumentError(f"maps must have 1 to 3 spatial dims, got shape {tuple(maps.shape)}")
     return F.interpolate(maps.float(), size=size, mode=mode, align_corners=False)
 
 
@@ -52,7 +53,7 @@ def projection_maps(model: nn.Module, images: torch.Tensor, *, k: int | None = N
     has no GloRe unit.
     """
     if select not in SELECT:
-        raise ValueError(f"select must be one of {SELECT}, got {select!r}")
+        raise ArgumentError(f"select must be one of {SELECT}, got {select!r}")
     records = record_blocks(model, images, kinds="glore", keep=("input", "projection"))
     result = {}
     for name, rec in records.items():

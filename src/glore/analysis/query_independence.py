@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from glore.errors import ArgumentError, ArgumentTypeError
 from .cosine import average_cosine_distance
 from .hooks import record_blocks
 
@@ -35,7 +36,7 @@ def batch_images(batch) -> torch.Tensor:
     if isinstance(batch, dict):
         batch = batch["image"]
     if not isinstance(batch, torch.Tensor):
-        raise TypeError(f"expected batches of image tensors or (images, ...) tuples, got "
+        raise ArgumentTypeError(f"expected batches of image tensors or (images, ...) tuples, got "
                         f"{type(batch).__name__}")
     return batch
 
@@ -52,7 +53,7 @@ def query_independence_statistics(model: nn.Module, batches: Iterable, *, kinds=
     is None for blocks without attention: GC with average pooling, SE).
     """
     if max_images is not None and (not isinstance(max_images, int) or max_images < 1):
-        raise ValueError(f"max_images must be a positive int or None, got {max_images!r}")
+        raise ArgumentError(f"max_images must be a positive int or None, got {max_images!r}")
     sums: dict[str, dict] = {}
     seen = 0
     for batch in batches:
@@ -76,7 +77,7 @@ def query_independence_statistics(model: nn.Module, batches: Iterable, *, kinds=
         if max_images is not None and seen >= max_images:
             break
     if not sums:
-        raise ValueError("no images: batches was empty")
+        raise ArgumentError("no images: batches was empty")
     for acc in sums.values():
         for key in COLUMNS:
             if acc[key] is not None:

@@ -6,6 +6,8 @@ The on-disk layout is the official one, listed through :class:`torchvision.datas
     root/gtFine/{train,val,test}/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png
     root/gtFine/{train,val,test}/<city>/<city>_<seq>_<frame>_gtFine_instanceIds.png
 
+(``gtFine/test`` may be absent: the test split is then read without labels.)
+
 Label maps hold the 34 label ids of the table below; training uses the 19 train ids (255 = ignore).
 Instance maps hold ``label_id * 1000 + k`` for instances of the classes that have instances and the
 plain label id elsewhere.
@@ -13,6 +15,7 @@ plain label id elsewhere.
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Callable
 from typing import NamedTuple
@@ -20,6 +23,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from PIL import Image
+
+from glore.errors import ArgumentError
+
+from .imagefolder import load_rgb
 
 IGNORE_INDEX = 255
 
@@ -109,11 +116,11 @@ def label_ids_to_train_ids(label_ids: np.ndarray, *, source: str = "label map") 
     lut = id_to_train_id_lut()
     if label_ids.size and (label_ids.min() < 0 or label_ids.max() > 255):
         bad = sorted({int(v) for v in np.unique(label_ids) if v < 0 or v > 255})[:10]
-        raise ValueError(f"{source}: label ids {bad} are outside the Cityscapes table (ids 0-33)")
+        raise ArgumentError(f"{source}: label ids {bad} are outside the Cityscapes table (ids 0-33)")
     out = lut[label_ids]
     if (out < 0).any():
         bad = sorted(int(v) for v in np.unique(label_ids[out < 0]))[:10]
-        raise ValueError(f"{source}: label ids {bad} are outside the Cityscapes table "
+        raise ArgumentError(f"{source}: label ids {bad} are outside the Cityscapes table "
                          f"(expected ids 0-{max(ID_TO_LABEL)})")
     return out.astype(np.uint8)
 
@@ -134,6 +141,9 @@ class CityscapesSegmentation(torch.utils.data.Dataset):
     ``transform(image, target, instance_ids)`` (see :mod:`glore.data.seg_transforms`) returns the
     three, ``instance_ids`` possibly None.
 
+    The ``test`` split may come without ``gtFine/test`` (the benchmark withholds its annotations): its
+    images are then read unlabelled, every target pixel 255 and every instance id 0.
+
     Args:
         root: the dataset folder holding ``leftImg8bit/`` and ``gtFine/``.
         split: ``train``, ``val`` or ``test``.
@@ -148,17 +158,23 @@ class CityscapesSegmentation(torch.utils.data.Dataset):
         from torchvision.datasets import Cityscapes
 
         if split not in self.SPLITS:
-            raise ValueError(f"split must be one of {list(self.SPLITS)}, got {split!r}")
+            raise ArgumentError(f"split must be one of {list(self.SPLITS)}, got {split!r}")
         root = os.fspath(root)
-        for sub in ("leftImg8bit", "gtFine"):
+        self.root, self.split = root, split
+        # the test split's annotations are withheld by the benchmark: without gtFine/test it is read unlabelled
+        self.labelled = not (split == "test" and not os.path.isdir(os.path.join(root, "gtFine", split)))
+        for sub in ("leftImg8bit", "gtFine") if self.labelled else ("leftImg8bit",):
             path = os.path.join(root, sub, split)
             if not os.path.isdir(path):
                 raise FileNotFoundError(f"Cityscapes split {split!r} is missing: no directory {path} "
                                         f"(expected root/leftImg8bit/{split} and root/gtFine/{split})")
-        target_type = ["semantic", "instance"] if return_instances else ["semantic"]
-        base = Cityscapes(root, split=split, mode="fine", target_type=target_type)
-        self.root, self.split = root, split
-        pairs = sorted(zip(base.images, base.targets))              # listdir order is not portable
+        if self.labelled:
+            target_type = ["semantic", "instance"] if return_instances else ["semantic"]
+            base = Cityscapes(root, split=split, mode="fine", target_type=target_type)
+            pairs = sorted(zip(base.images, base.targets))              # listdir order is not portable
+        else:
+            pattern = os.path.join(root, "leftImg8bit", split, "*", "*_leftImg8bit.png")
+            pairs = [(image, []) for image in sorted(glob.glob(pattern))]
         self.images: list[str] = [image for image, _ in pairs]
         self.targets: list[list[str]] = [list(t) for _, t in pairs]
         if not self.images:
@@ -182,16 +198,26 @@ class CityscapesSegmentation(torch.utils.data.Dataset):
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Read sample ``index`` without the transform, validating the files."""
         image_path = self.images[index]
+        image = np.asarray(load_rgb(image_path))   # ImageReadError naming a corrupt file
+        if self.labelled:
+            target, instance = self._read_annotations(index, image.shape[:2])
+        else:                                   # unlabelled test image: every pixel ignored
+            target = np.full(image.shape[:2], IGNORE_INDEX, dtype=np.uint8)
+            instance = torch.zeros(image.shape[:2], dtype=torch.int32) if self.return_instances else None
+        image_t = torch.from_numpy(image.copy()).permute(2, 0, 1).float().div_(255)
+        return image_t, torch.from_numpy(target.astype(np.int64)), instance
+
+    def _read_annotations(self, index: int, image_size) -> tuple[np.ndarray, torch.Tensor | None]:
+        """Train ids (and instance ids when ``return_instances``) of sample ``index``, validated."""
+        image_path = self.images[index]
         label_path = self.targets[index][0]
-        with Image.open(image_path) as img:
-            image = np.asarray(img.convert("RGB"))
         with Image.open(label_path) as lbl:
             label_ids = np.asarray(lbl)
         if label_ids.ndim != 2:
-            raise ValueError(f"{label_path}: expected a single-channel label-id map, got shape {label_ids.shape}")
-        if label_ids.shape != image.shape[:2]:
-            raise ValueError(f"{label_path}: label size {label_ids.shape[1]}x{label_ids.shape[0]} differs "
-                             f"from image {image_path} size {image.shape[1]}x{image.shape[0]}")
+            raise ArgumentError(f"{label_path}: expected a single-channel label-id map, got shape {label_ids.shape}")
+        if label_ids.shape != tuple(image_size):
+            raise ArgumentError(f"{label_path}: label size {label_ids.shape[1]}x{label_ids.shape[0]} differs "
+                             f"from image {image_path} size {image_size[1]}x{image_size[0]}")
         target = label_ids_to_train_ids(label_ids, source=label_path)
         instance = None
         if self.return_instances:
@@ -199,12 +225,11 @@ class CityscapesSegmentation(torch.utils.data.Dataset):
             with Image.open(inst_path) as inst:
                 instance = np.asarray(inst).astype(np.int32)
             if instance.shape != label_ids.shape:
-                raise ValueError(f"{inst_path}: instance map size {instance.shape[1]}x{instance.shape[0]} "
+                raise ArgumentError(f"{inst_path}: instance map size {instance.shape[1]}x{instance.shape[0]} "
                                  f"differs from label map {label_path} size "
                                  f"{label_ids.shape[1]}x{label_ids.shape[0]}")
             instance = torch.from_numpy(instance)
-        image_t = torch.from_numpy(image.copy()).permute(2, 0, 1).float().div_(255)
-        return image_t, torch.from_numpy(target.astype(np.int64)), instance
+        return target, instance
 
     def __getitem__(self, index: int):
         image, target, instance = self.load(index)

@@ -20,10 +20,12 @@ import os
 import torch
 from torch.utils.data import Dataset
 
+from glore.errors import GloreError
+
 BOX_TOLERANCE = 1.0   # pixels a box may pass the image border by (rounding in converted annotations)
 
 
-class CocoFormatError(ValueError):
+class CocoFormatError(GloreError, ValueError):
     """An annotation file or image folder that does not hold valid COCO detection data."""
 
 

@@ -28,6 +28,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from glore.errors import ArgumentError
+from ._options import check_int
+
 from .distant_digits import source_digits
 
 CATEGORIES = ({"id": 1, "name": "match"}, {"id": 2, "name": "other"})
@@ -36,12 +39,6 @@ SPLITS = ("train", "val")
 DEFAULT_NUM_SAMPLES = {"train": 512, "val": 128}
 _SPLIT_CODE = {"train": 11, "val": 12}
 _MAX_TRIES = 2000
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _gap(a, b) -> int:
@@ -76,24 +73,24 @@ class DetDigits(Dataset):
                  num_digits: int = 3, digit_size: int = 14, key_size: int = 10, min_distance: int = 32,
                  digit_gap: int = 4, dim: float = 0.5, mask_threshold: float = 0.3, seed: int = 0):
         if split not in SPLITS:
-            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+            raise ArgumentError(f"split must be one of {list(SPLITS)}, got {split!r}")
         self.split = split
-        self.num_samples = _check_int("num_samples", DEFAULT_NUM_SAMPLES[split] if num_samples is None
+        self.num_samples = check_int("num_samples", DEFAULT_NUM_SAMPLES[split] if num_samples is None
                                       else num_samples, 1)
-        self.canvas = _check_int("canvas", canvas, 16)
-        self.num_digits = _check_int("num_digits", num_digits, 1)
-        self.digit_size = _check_int("digit_size", digit_size, 4)
-        self.key_size = _check_int("key_size", key_size, 4)
-        self.min_distance = _check_int("min_distance", min_distance, 0)
-        self.digit_gap = _check_int("digit_gap", digit_gap, 0)
+        self.canvas = check_int("canvas", canvas, 16)
+        self.num_digits = check_int("num_digits", num_digits, 1)
+        self.digit_size = check_int("digit_size", digit_size, 4)
+        self.key_size = check_int("key_size", key_size, 4)
+        self.min_distance = check_int("min_distance", min_distance, 0)
+        self.digit_gap = check_int("digit_gap", digit_gap, 0)
         if isinstance(dim, bool) or not isinstance(dim, (int, float)) or not 0 < dim < 1:
-            raise ValueError(f"dim must be a number in (0, 1), got {dim!r}")
+            raise ArgumentError(f"dim must be a number in (0, 1), got {dim!r}")
         if not 0 < mask_threshold < 1:
-            raise ValueError(f"mask_threshold must be in (0, 1), got {mask_threshold!r}")
+            raise ArgumentError(f"mask_threshold must be in (0, 1), got {mask_threshold!r}")
         self.dim, self.mask_threshold, self.seed = float(dim), float(mask_threshold), int(seed)
         # the key in a corner leaves an L-shaped band for the digits; it must hold one digit at least
         if self.key_size + self.min_distance + self.digit_size > self.canvas:
-            raise ValueError(f"a {self.digit_size}px digit {self.min_distance}px from a {self.key_size}px key does "
+            raise ArgumentError(f"a {self.digit_size}px digit {self.min_distance}px from a {self.key_size}px key does "
                              f"not fit on a {self.canvas}px canvas; use a larger canvas or a smaller min_distance")
         self._images, _ = source_digits(split, digit_size=self.digit_size)
 

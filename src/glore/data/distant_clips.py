@@ -25,7 +25,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .distant_digits import SPLITS, _check_feasible, _check_int, _check_unit, _place, source_digits
+from glore.errors import ArgumentError
+from ._options import check_digit_options, check_int
+from .distant_digits import SPLITS, _check_feasible, _place, source_digits
 
 __all__ = ["DistantClips"]
 
@@ -63,26 +65,22 @@ class DistantClips(Dataset):
                  marker_size: int = 4, min_distance: int = 13, bright: float = 1.0, dim: float = 0.45,
                  seed: int = 0):
         if split not in SPLITS:
-            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+            raise ArgumentError(f"split must be one of {list(SPLITS)}, got {split!r}")
         num_samples = DEFAULT_NUM_SAMPLES[split] if num_samples is None else num_samples
-        self.num_samples = _check_int("num_samples", num_samples, 1)
-        self.num_frames = _check_int("num_frames", num_frames, 1)
-        self.canvas = _check_int("canvas", canvas, 1)
-        self.on_frames = _check_int("on_frames", on_frames, 1)
-        self.min_gap = _check_int("min_gap", min_gap, 1)
-        self.digit_size = _check_int("digit_size", digit_size, 2)
-        self.marker_size = _check_int("marker_size", marker_size, 1)
-        self.min_distance = _check_int("min_distance", min_distance, 0)
-        self.bright, self.dim = _check_unit("bright", bright), _check_unit("dim", dim)
-        if not self.dim < self.bright:
-            raise ValueError(f"dim must be lower than bright, got dim={dim!r}, bright={bright!r}")
-        self.seed = _check_int("seed", seed, 0)
+        self.num_samples = check_int("num_samples", num_samples, 1)
+        self.num_frames = check_int("num_frames", num_frames, 1)
+        self.canvas = check_int("canvas", canvas, 1)
+        self.on_frames = check_int("on_frames", on_frames, 1)
+        self.min_gap = check_int("min_gap", min_gap, 1)
+        vars(self).update(check_digit_options(digit_size=digit_size, marker_size=marker_size,
+                                              min_distance=min_distance, bright=bright, dim=dim))
+        self.seed = check_int("seed", seed, 0)
         self.split = split
         # two flashes min_gap apart, starting on even frames: the later one starts at or after
         # on_frames - 1 + min_gap rounded up to even
         need = 2 * -(-(on_frames - 1 + min_gap) // 2) + on_frames
         if need > num_frames:
-            raise ValueError(f"num_frames={num_frames} is too short for two flashes of {on_frames} frames "
+            raise ArgumentError(f"num_frames={num_frames} is too short for two flashes of {on_frames} frames "
                              f"{min_gap} frames apart (need at least {need})")
         sizes = [digit_size, digit_size, marker_size]
         _check_feasible(sizes, canvas, min_distance)

@@ -29,24 +29,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from glore.errors import ArgumentError
+from ._options import check_digit_options, check_int
+
 TASKS = ("select", "same")
 SPLITS = ("train", "val")
 DEFAULT_NUM_SAMPLES = {"train": 12000, "val": 3000}
 _SPLIT_SEED = 20190616          # fixes the train/val partition of the source scans, whatever ``seed``
 _MAX_TRIES = 1000
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_unit(name: str, value) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
-    if not ok:
-        raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")
-    return float(value)
 
 
 def source_digits(split: str, *, digit_size: int = 8, val_fraction: float = 0.25):
@@ -57,9 +47,9 @@ def source_digits(split: str, *, digit_size: int = 8, val_fraction: float = 0.25
     from sklearn.datasets import load_digits
 
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+        raise ArgumentError(f"split must be one of {list(SPLITS)}, got {split!r}")
     if not (isinstance(val_fraction, float) and 0 < val_fraction < 1):
-        raise ValueError(f"val_fraction must be a float in (0, 1), got {val_fraction!r}")
+        raise ArgumentError(f"val_fraction must be a float in (0, 1), got {val_fraction!r}")
     raw = load_digits()
     images = raw.images.astype(np.float32) / 16.0
     labels = raw.target.astype(np.int64)
@@ -106,7 +96,7 @@ def _check_feasible(sizes, canvas: int, min_distance: int) -> None:
         # the tightest layout is along a diagonal/axis: sizes + gaps must fit in the canvas
         need = sum(sorted(sizes)[-2:]) + min_distance if len(sizes) == 2 else None
         hint = f" (two boxes need at least {need})" if need else ""
-        raise ValueError(
+        raise ArgumentError(
             f"canvas={canvas} is too small for boxes of sizes {list(sizes)} kept min_distance="
             f"{min_distance} apart{hint}; enlarge canvas or lower min_distance/digit_size")
 
@@ -141,19 +131,15 @@ class DistantDigits(Dataset):
                  canvas: int = 48, digit_size: int = 8, marker_size: int = 4, min_distance: int = 14,
                  bright: float = 1.0, dim: float = 0.45, val_fraction: float = 0.25, seed: int = 0):
         if split not in SPLITS:
-            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+            raise ArgumentError(f"split must be one of {list(SPLITS)}, got {split!r}")
         if task not in TASKS:
-            raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
+            raise ArgumentError(f"task must be one of {list(TASKS)}, got {task!r}")
         num_samples = DEFAULT_NUM_SAMPLES[split] if num_samples is None else num_samples
-        self.num_samples = _check_int("num_samples", num_samples, 1)
-        self.canvas = _check_int("canvas", canvas, 1)
-        self.digit_size = _check_int("digit_size", digit_size, 2)
-        self.marker_size = _check_int("marker_size", marker_size, 1)
-        self.min_distance = _check_int("min_distance", min_distance, 0)
-        self.bright, self.dim = _check_unit("bright", bright), _check_unit("dim", dim)
-        if not self.dim < self.bright:
-            raise ValueError(f"dim must be lower than bright, got dim={dim!r}, bright={bright!r}")
-        self.seed = _check_int("seed", seed, 0)
+        self.num_samples = check_int("num_samples", num_samples, 1)
+        self.canvas = check_int("canvas", canvas, 1)
+        vars(self).update(check_digit_options(digit_size=digit_size, marker_size=marker_size,
+                                              min_distance=min_distance, bright=bright, dim=dim))
+        self.seed = check_int("seed", seed, 0)
         self.split, self.task = split, task
         self.num_classes = 10 if task == "select" else 2
 

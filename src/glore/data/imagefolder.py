@@ -27,18 +27,37 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from PIL import Image
-from torchvision import datasets, transforms
+from timm.data import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN
+from timm.data import IMAGENET_DEFAULT_STD as IMAGENET_STD
+from torchvision import datasets
+from torchvision.transforms import v2
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from glore.errors import ArgumentError, GloreError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 LAYOUTS = ("imagefolder", "cub200")
 
 
-class ImageReadError(ValueError):
+class ImageReadError(GloreError, ValueError):
     """An image file that cannot be decoded; the message names the file."""
+
+
+# modes whose samples are wider than 8 bits: PIL's convert("RGB") clips them at 255 instead of scaling
+_WIDE_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535}
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB; 16-bit samples are scaled to 0..255 (PIL alone would clip them)."""
+    if image.mode in _WIDE_MODES:
+        samples = np.asarray(image, dtype=np.float64)
+        # 16-bit PNGs open as mode "I" (32-bit) too; their range is still 0..65535
+        scaled = np.clip(samples / _WIDE_MODES[image.mode] * 255.0, 0, 255).round().astype(np.uint8)
+        return Image.fromarray(scaled, mode="L").convert("RGB")
+    if image.mode == "F":
+        raise ImageReadError("floating-point images (PIL mode 'F') have no fixed range; convert them to 8 or 16 bits")
+    return image.convert("RGB")
 
 
 def load_rgb(path: str) -> Image.Image:
@@ -47,7 +66,7 @@ def load_rgb(path: str) -> Image.Image:
         with open(path, "rb") as handle:
             image = Image.open(handle)
             image.load()
-            return image.convert("RGB")
+            return to_rgb(image)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"cannot read image file {path!r}: {exc}") from None
 
@@ -64,13 +83,13 @@ def build_transform(
 ):
     """The standard transforms: random resized crop + flip for training, resize + center crop otherwise."""
     if train:
-        steps = [transforms.RandomResizedCrop(image_size, scale=tuple(scale))]
+        steps = [v2.RandomResizedCrop(image_size, scale=tuple(scale))]
         if hflip:
-            steps.append(transforms.RandomHorizontalFlip())
+            steps.append(v2.RandomHorizontalFlip())
     else:
-        steps = [transforms.Resize(resize_size), transforms.CenterCrop(image_size)]
-    steps += [transforms.ToTensor(), transforms.Normalize(mean=list(mean), std=list(std))]
-    return transforms.Compose(steps)
+        steps = [v2.Resize(resize_size), v2.CenterCrop(image_size)]
+    steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
+    return v2.Compose(steps)
 
 
 def _has_image(directory: str) -> bool:
@@ -95,9 +114,9 @@ def check_imagefolder(root: str, split: str) -> str:
     if not classes:
         loose = [e.name for e in os.scandir(split_dir) if e.is_file()][:3]
         hint = f" (found files {loose} directly in it)" if loose else ""
-        raise ValueError(f"wrong layout: {split_dir!r} has no class folders{hint}; {expected}")
+        raise ArgumentError(f"wrong layout: {split_dir!r} has no class folders{hint}; {expected}")
     if not any(_has_image(os.path.join(split_dir, c)) for c in classes):
-        raise ValueError(
+        raise ArgumentError(
             f"wrong layout: no image files ({', '.join(IMAGE_EXTENSIONS)}) in the class folders of {split_dir!r}; {expected}"
         )
     return split_dir
@@ -129,7 +148,7 @@ class CUB200Dataset(torch.utils.data.Dataset):
             missing += [] if os.path.isdir(os.path.join(root, "images")) else ["images/"]
             raise FileNotFoundError(f"wrong layout in {root!r}: missing {missing}; {expected}")
         if split not in ("train", "val", "test"):
-            raise ValueError(f"CUB-200 split must be train, val or test, got {split!r}")
+            raise ArgumentError(f"CUB-200 split must be train, val or test, got {split!r}")
         paths = self._read(root, "images.txt")
         labels = self._read(root, "image_class_labels.txt")
         is_train = self._read(root, "train_test_split.txt")
@@ -140,7 +159,7 @@ class CUB200Dataset(torch.utils.data.Dataset):
             if is_train.get(i) == want
         ]
         if not self.samples:
-            raise ValueError(f"no {split} images listed in {os.path.join(root, 'train_test_split.txt')!r}")
+            raise ArgumentError(f"no {split} images listed in {os.path.join(root, 'train_test_split.txt')!r}")
         self.targets = [t for _, t in self.samples]
         self.transform = transform
 
@@ -154,7 +173,7 @@ class CUB200Dataset(torch.utils.data.Dataset):
                     continue
                 parts = line.split()
                 if len(parts) != 2:
-                    raise ValueError(f"{path!r} line {line_no}: expected '<id> <value>', got {line.strip()!r}")
+                    raise ArgumentError(f"{path!r} line {line_no}: expected '<id> <value>', got {line.strip()!r}")
                 out[parts[0]] = parts[1]
         return out
 
@@ -195,7 +214,7 @@ def build_image_dataset(
         return ImageFolderDataset(root, split, transform=transform)
     if layout == "cub200":
         return CUB200Dataset(root, split, transform=transform)
-    raise ValueError(f"unknown image layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+    raise ArgumentError(f"unknown image layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
 
 
 def count_classes(root: str, split: str = "train", *, layout: str = "imagefolder") -> int:

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from glore.errors import ArgumentError
+
 __all__ = ["MovingDigits"]
 
 _TASKS = ("same", "closer")
@@ -55,17 +57,17 @@ class MovingDigits(Dataset):
                  num_frames: int = 8, size: int = 48, scale: int = 2, channels: int = 1,
                  speed: tuple[float, float] = (2.0, 4.0), margin: float = 4.0, seed: int = 0):
         if split not in _SPLITS:
-            raise ValueError(f"split must be one of {list(_SPLITS)}, got {split!r}")
+            raise ArgumentError(f"split must be one of {list(_SPLITS)}, got {split!r}")
         if task not in _TASKS:
-            raise ValueError(f"task must be one of {list(_TASKS)}, got {task!r}")
+            raise ArgumentError(f"task must be one of {list(_TASKS)}, got {task!r}")
         for name, value in (("length", length), ("num_frames", num_frames), ("size", size),
                             ("scale", scale)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise ArgumentError(f"{name} must be a positive integer, got {value!r}")
         if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+            raise ArgumentError(f"channels must be 1 or 3, got {channels!r}")
         if size < 8 * scale * 2:
-            raise ValueError(f"size must be at least {16 * scale} to hold two {8 * scale}px digits, "
+            raise ArgumentError(f"size must be at least {16 * scale} to hold two {8 * scale}px digits, "
                              f"got {size}")
         self.split, self.length, self.task = split, length, task
         self.num_frames, self.size, self.scale, self.channels = num_frames, size, scale, channels

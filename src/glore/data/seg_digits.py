@@ -31,6 +31,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from glore.errors import ArgumentError
+from ._options import check_int
+
 from .distant_digits import source_digits
 
 CLASS_NAMES = ("background", "match", "other")
@@ -41,12 +44,6 @@ RULES = ("shade", "class")
 DEFAULT_NUM_SAMPLES = {"train": 2000, "val": 400}
 _SPLIT_CODE = {"train": 1, "val": 2}
 _MAX_TRIES = 2000
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class SegDigits(Dataset):
@@ -76,22 +73,22 @@ class SegDigits(Dataset):
                  ignore_low: float = 0.15, ignore_high: float = 0.4, classes=None, rule: str = "shade",
                  dim: float = 0.5, seed: int = 0):
         if split not in SPLITS:
-            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+            raise ArgumentError(f"split must be one of {list(SPLITS)}, got {split!r}")
         self.split = split
-        self.num_samples = _check_int("num_samples", DEFAULT_NUM_SAMPLES[split] if num_samples is None
+        self.num_samples = check_int("num_samples", DEFAULT_NUM_SAMPLES[split] if num_samples is None
                                       else num_samples, 1)
-        self.canvas = _check_int("canvas", canvas, 8)
-        self.num_digits = _check_int("num_digits", num_digits, 2)
-        self.digit_size = _check_int("digit_size", digit_size, 4)
-        self.min_distance = _check_int("min_distance", min_distance, 0)
+        self.canvas = check_int("canvas", canvas, 8)
+        self.num_digits = check_int("num_digits", num_digits, 2)
+        self.digit_size = check_int("digit_size", digit_size, 4)
+        self.min_distance = check_int("min_distance", min_distance, 0)
         if not (isinstance(p_match, (int, float)) and 0 <= p_match <= 1):
-            raise ValueError(f"p_match must be a number in [0, 1], got {p_match!r}")
+            raise ArgumentError(f"p_match must be a number in [0, 1], got {p_match!r}")
         if not 0 <= ignore_low <= ignore_high <= 1:
-            raise ValueError(f"need 0 <= ignore_low <= ignore_high <= 1, got {ignore_low!r}, {ignore_high!r}")
+            raise ArgumentError(f"need 0 <= ignore_low <= ignore_high <= 1, got {ignore_low!r}, {ignore_high!r}")
         if rule not in RULES:
-            raise ValueError(f"rule must be one of {list(RULES)}, got {rule!r}")
+            raise ArgumentError(f"rule must be one of {list(RULES)}, got {rule!r}")
         if isinstance(dim, bool) or not isinstance(dim, (int, float)) or not 0 < dim < 1:
-            raise ValueError(f"dim must be a number in (0, 1), got {dim!r}")
+            raise ArgumentError(f"dim must be a number in (0, 1), got {dim!r}")
         self.rule, self.dim = rule, float(dim)
         self.p_match = float(p_match)
         self.ignore_low, self.ignore_high = float(ignore_low), float(ignore_high)
@@ -99,11 +96,11 @@ class SegDigits(Dataset):
         classes = tuple(range(10)) if classes is None else tuple(classes)
         if (len(classes) < 2 or len(set(classes)) != len(classes)
                 or not all(isinstance(c, int) and 0 <= c <= 9 for c in classes)):
-            raise ValueError(f"classes must be at least two distinct digits 0-9, got {classes!r}")
+            raise ArgumentError(f"classes must be at least two distinct digits 0-9, got {classes!r}")
         self.classes = classes
         box = self.digit_size + 4                                    # digit + frame margin
         if self.num_digits * (box + self.min_distance) ** 2 > 0.6 * self.canvas ** 2:
-            raise ValueError(f"{self.num_digits} digits of size {self.digit_size} with min_distance "
+            raise ArgumentError(f"{self.num_digits} digits of size {self.digit_size} with min_distance "
                              f"{self.min_distance} do not fit on a {self.canvas}x{self.canvas} canvas; "
                              f"use a larger canvas or fewer/smaller digits")
         images, labels = source_digits(split, digit_size=self.digit_size)

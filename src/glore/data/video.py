@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from glore.errors import ArgumentError, GloreError
+from .imagefolder import to_rgb
 
 __all__ = [
     "VideoFolder", "VideoReadError", "UnreadableLog", "sample_clip_indices", "read_video_frames", "count_video_frames",
@@ -47,7 +49,7 @@ FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MODES = ("train", "center", "multi")
 
 
-class VideoReadError(RuntimeError):
+class VideoReadError(GloreError, RuntimeError):
     """A video (file or frame folder) that cannot be read; the message names it."""
 
 
@@ -62,9 +64,9 @@ def sample_clip_indices(num_video_frames: int, num_frames: int = 8, stride: int 
     ``(num_frames - 1) * stride + 1`` is looped (indices taken modulo its length).
     """
     if num_video_frames <= 0:
-        raise ValueError(f"num_video_frames must be positive, got {num_video_frames}")
+        raise ArgumentError(f"num_video_frames must be positive, got {num_video_frames}")
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+        raise ArgumentError(f"mode must be one of {list(MODES)}, got {mode!r}")
     span = (num_frames - 1) * stride + 1
     room = max(num_video_frames - span, 0)
     if mode == "train":
@@ -220,7 +222,7 @@ def _read_image(path: Path) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.asarray(to_rgb(image))
     except Exception as exc:
         raise VideoReadError(f"cannot read frame {path}: {type(exc).__name__}: {exc}") from exc
 
@@ -281,7 +283,7 @@ def _read_annotations(root: Path, annotations: Path, classes: list[str] | None
         text = f.read()
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
-        raise ValueError(f"{annotations}: empty annotation list")
+        raise ArgumentError(f"{annotations}: empty annotation list")
     rows: list[tuple[str, str]] = []
     header = [h.strip().lower() for h in next(csv.reader([lines[0]]))]
     if "path" in header and "label" in header:
@@ -294,7 +296,7 @@ def _read_annotations(root: Path, annotations: Path, classes: list[str] | None
         for lineno, line in enumerate(lines, start=1):
             parts = line.replace(",", " ").split()
             if len(parts) < 2:
-                raise ValueError(f"{annotations}:{lineno}: expected 'path label' or a CSV with path,label "
+                raise ArgumentError(f"{annotations}:{lineno}: expected 'path label' or a CSV with path,label "
                                  f"columns, got {line!r}")
             rows.append((parts[0], parts[-1]))
     names = sorted({label for _, label in rows if not label.lstrip("-").isdigit()})
@@ -308,7 +310,7 @@ def _read_annotations(root: Path, annotations: Path, classes: list[str] | None
         elif label in index:
             target = index[label]
         else:
-            raise ValueError(f"{annotations}: label {label!r} of {path!r} is not a known class "
+            raise ArgumentError(f"{annotations}: label {label!r} of {path!r} is not a known class "
                              f"(expected one of {classes[:10]}{'...' if len(classes) > 10 else ''})")
         full = Path(path) if os.path.isabs(path) else root / path
         items.append((full, target))
@@ -378,10 +380,10 @@ class VideoFolder(Dataset):
                  skip_unreadable: bool = False, generator: torch.Generator | None = None):
         root = Path(os.path.expanduser(str(root)))
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+            raise ArgumentError(f"mode must be one of {list(MODES)}, got {mode!r}")
         for name, value in (("num_frames", num_frames), ("stride", stride), ("num_clips", num_clips)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise ArgumentError(f"{name} must be a positive integer, got {value!r}")
         if not root.is_dir():
             raise FileNotFoundError(f"video root not found (expected a folder of class folders): {root}")
         if annotations is not None:
@@ -390,13 +392,13 @@ class VideoFolder(Dataset):
         else:
             self.classes = list(classes) if classes is not None else _list_classes(root)
             if not self.classes:
-                raise ValueError(f"{root}: no class folders found (expected root/<class>/<video>)")
+                raise ArgumentError(f"{root}: no class folders found (expected root/<class>/<video>)")
             missing = [c for c in self.classes if not (root / c).is_dir()]
             if missing:
-                raise ValueError(f"{root}: class folders {missing} not found")
+                raise ArgumentError(f"{root}: class folders {missing} not found")
             self.samples = _scan_folders(root, self.classes)
         if not self.samples:
-            raise ValueError(f"{root}: no videos found (extensions {', '.join(VIDEO_EXTENSIONS)} or frame folders)")
+            raise ArgumentError(f"{root}: no videos found (extensions {', '.join(VIDEO_EXTENSIONS)} or frame folders)")
         self.root, self.mode = root, mode
         self.num_frames, self.stride, self.num_clips = num_frames, stride, num_clips
         self.transform, self.skip_unreadable, self.generator = transform, skip_unreadable, generator

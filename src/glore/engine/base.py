@@ -35,12 +35,30 @@ import math
 import lightning as L
 import torch
 
+from glore.errors import GloreError
 from .config import to_plain
 from .optim import build_optimizer, build_scheduler
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(GloreError, FloatingPointError):
     """The training loss became NaN or infinite; the message names the step."""
+
+
+class NonFiniteInputError(GloreError, FloatingPointError):
+    """An input sample holds NaN or infinite values; the message names the batch and the sample."""
+
+
+def first_non_finite_sample(inputs) -> int | None:
+    """Index of the first sample of ``inputs`` (a batched tensor or a list of per-sample tensors)
+    holding NaN or infinity; ``None`` when all are finite."""
+    if isinstance(inputs, torch.Tensor) and inputs.is_floating_point() and inputs.dim() > 0:
+        bad = ~torch.isfinite(inputs.detach()).flatten(1).all(dim=1) if inputs.dim() > 1 else ~torch.isfinite(inputs)
+        return int(bad.nonzero()[0, 0]) if bool(bad.any()) else None
+    if isinstance(inputs, (list, tuple)):
+        for index, item in enumerate(inputs):
+            if isinstance(item, torch.Tensor) and item.is_floating_point() and not bool(torch.isfinite(item).all()):
+                return index
+    return None
 
 
 class TaskModule(L.LightningModule):
@@ -119,6 +137,14 @@ class TaskModule(L.LightningModule):
         seed = int(self.cfg.get("seed") or 0)
         key = ((seed * 1_000_003 + self.current_epoch) * 1_000_033 + batch_idx) * 1_009 + self.global_rank
         torch.manual_seed(key % (2**63 - 1))
+
+    # -- non-finite input guard (evaluation has no loss check; a NaN would also poison BatchNorm) --
+    def on_validation_batch_start(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        inputs = batch[0] if isinstance(batch, (list, tuple)) and batch else batch
+        sample = first_non_finite_sample(inputs)
+        if sample is not None:
+            raise NonFiniteInputError(f"validation batch {batch_idx}, sample {sample}: the input holds NaN or "
+                                      "infinite values; check the data (or its normalisation)")
 
     # -- non-finite loss guard ---------------------------------------------------------------
     def on_before_backward(self, loss: torch.Tensor) -> None:

@@ -43,8 +43,10 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from glore.errors import ArgumentError
 from .base import TaskModule
 from .loaders import EpochSeededDataset, make_loader
 
@@ -54,12 +56,8 @@ _MODEL_KEYS = ("name", "label_smoothing")
 
 
 def _small_models() -> dict:
-    try:
-        from glore.models.small import SMALL_MODELS
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("glore.models.small",):
-            raise
-        return {}
+    from glore.models.small import SMALL_MODELS
+
     return SMALL_MODELS
 
 
@@ -68,7 +66,7 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
     model_cfg = dict(model_cfg)
     name = model_cfg.get("name")
     if not name or not isinstance(name, str):
-        raise ValueError(f"model.name must name a model, got {name!r}")
+        raise ArgumentError(f"model.name must name a model, got {name!r}")
     kwargs = {k: v for k, v in model_cfg.items() if k not in _MODEL_KEYS and v is not None}
     small = _small_models()
     if name in small or ":" in name:    # these builders take the block options as keywords
@@ -81,23 +79,16 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
         try:
             builder = getattr(importlib.import_module(module_name), attr)
         except (ModuleNotFoundError, AttributeError) as exc:
-            raise ValueError(f"unknown model {name!r}: cannot import {attr!r} from {module_name!r} ({exc})") from None
+            raise ArgumentError(f"unknown model {name!r}: cannot import {attr!r} from {module_name!r} ({exc})") from None
         return builder(**kwargs)
-    try:
-        from glore.models import create_model
-    except (ImportError, AttributeError, ModuleNotFoundError):  # the factory is not installed
-        create_model = None
-    if create_model is None:
-        raise ValueError(
-            f"unknown model {name!r}; expected one of the small models {sorted(small)} or "
-            "'package.module:function' (glore.models.create_model is not available)"
-        )
+    from glore.models import create_model
+
     try:
         return create_model(name, **kwargs)
     except (ValueError, KeyError, RuntimeError) as exc:
         message = exc.args[0] if exc.args else str(exc)
         if "unknown" in str(message).lower() or "not found" in str(message).lower() or isinstance(exc, KeyError):
-            raise ValueError(
+            raise ArgumentError(
                 f"unknown model {name!r}: {message} (small models: {sorted(small)})"
             ) from None
         raise
@@ -113,13 +104,13 @@ def resolve_num_classes(cfg: dict) -> int:
         from glore.data.imagefolder import count_classes
 
         return count_classes(_data_root(data), data.get("train_split", "train"), layout=data.get("layout", "imagefolder"))
-    raise ValueError(f"model.num_classes is required for data.name={data.get('name')!r}")
+    raise ArgumentError(f"model.num_classes is required for data.name={data.get('name')!r}")
 
 
 def _data_root(data: dict) -> str:
     root = data.get("root")
     if not root:
-        raise ValueError("data.root is required for data.name='imagefolder' (a directory with train/ and val/)")
+        raise ArgumentError("data.root is required for data.name='imagefolder' (a directory with train/ and val/)")
     return os.path.expanduser(str(root))
 
 
@@ -139,6 +130,10 @@ class ClassificationModule(TaskModule):
         model_cfg["num_classes"] = self.num_classes = self.class_counter(self.cfg)
         self.model = self.network_builder(model_cfg)
         self.label_smoothing = float(model_cfg.get("label_smoothing", 0.0) or 0.0)
+        # a torchmetrics mean (sum and count synced over processes): with ``self.log(sync_dist=True)``
+        # Lightning averages the per-process sample counts as integers, which is wrong for shards of
+        # different lengths (see glore.engine.loaders.evaluation_sampler)
+        self.val_loss = MeanMetric()
         self.val_acc1 = MulticlassAccuracy(num_classes=self.num_classes, top_k=1, average="micro")
         self.val_acc5 = (
             MulticlassAccuracy(num_classes=self.num_classes, top_k=5, average="micro") if self.num_classes >= 5 else None
@@ -173,9 +168,9 @@ class ClassificationModule(TaskModule):
     def validation_step(self, batch, batch_idx):
         images, labels = batch
         logits = self(images).float()
-        loss = F.cross_entropy(logits, labels)
         n = labels.shape[0]
-        self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=n, prog_bar=True)
+        self.val_loss.update(F.cross_entropy(logits, labels, reduction="none"))
+        self.log("val/loss", self.val_loss, on_epoch=True, batch_size=n, prog_bar=True)
         self.val_acc1.update(logits, labels)
         self.log("val/acc1", self.val_acc1, on_epoch=True, batch_size=n, prog_bar=True)
         if self.val_acc5 is not None:
@@ -187,13 +182,14 @@ class ClassificationModule(TaskModule):
 class ClassificationData(L.LightningDataModule):
     """Train / val loaders for ``cfg["data"]`` (distant-digits, distant-clips or an image layout)."""
 
-    def __init__(self, data_cfg: dict, *, seed: int = 0):
+    def __init__(self, data_cfg: dict, *, seed: int = 0, num_classes: int | None = None):
         super().__init__()
         self.data_cfg = dict(data_cfg)
         self.seed = seed
+        self.num_classes = num_classes  # model.num_classes, checked against the folder's classes
         name = self.data_cfg.get("name")
         if name not in DATASETS:
-            raise ValueError(f"unknown classification dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
+            raise ArgumentError(f"unknown classification dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
         self.train_set = self.val_set = None
 
     def _dataset(self, split_key: str, default: str, *, train: bool):
@@ -225,6 +221,15 @@ class ClassificationData(L.LightningDataModule):
             self.train_set = EpochSeededDataset(self._dataset("train_split", "train", train=True), seed=self.seed)
         if self.val_set is None:
             self.val_set = self._dataset("val_split", "val", train=False)
+        self._check_num_classes()
+
+    def _check_num_classes(self) -> None:
+        for dataset in (self.train_set, self.val_set):
+            classes = getattr(dataset, "classes", None)
+            if self.num_classes is not None and classes is not None and len(classes) > self.num_classes:
+                raise ArgumentError(f"model.num_classes={self.num_classes} but the data has {len(classes)} classes "
+                                    f"({', '.join(map(str, list(classes)[:5]))}{', ...' if len(classes) > 5 else ''}); "
+                                    "raise model.num_classes or leave it out to count the class folders")
 
     def _loader(self, dataset, *, batch_size: int, shuffle: bool, drop_last: bool, train: bool) -> DataLoader:
         return make_loader(dataset, trainer=self.trainer, batch_size=batch_size, shuffle=shuffle,
@@ -248,4 +253,4 @@ def build_module(cfg: dict) -> ClassificationModule:
 
 
 def build_datamodule(cfg: dict) -> ClassificationData:
-    return ClassificationData(cfg["data"], seed=int(cfg.get("seed", 0)))
+    return ClassificationData(cfg["data"], seed=int(cfg.get("seed", 0)), num_classes=cfg["model"].get("num_classes"))

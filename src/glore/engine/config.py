@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 
 import yaml
 
+from glore.errors import GloreError, MissingFileError
+
 
 class _Loader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that also reads ``1e-4`` (no dot, YAML 1.2 style) as a float."""
@@ -96,7 +98,7 @@ DEFAULTS: dict = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(GloreError, ValueError):
     """A config file or override that cannot be used."""
 
 
@@ -168,7 +170,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
     if path is not None:
         path = os.fspath(path)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"config file not found: {path!r}")
+            raise MissingFileError(f"config file not found: {path!r}")
         with open(path, encoding="utf-8") as handle:
             try:
                 loaded = yaml_load(handle)
@@ -190,13 +192,9 @@ def validate_config(cfg: Mapping) -> dict:
     cfg = dict(cfg)
     for key in cfg:
         _check_top_level(key, source="config")
-    for key in ("model", "data", "optim", "trainer"):
-        if not isinstance(cfg.get(key), dict):
-            raise ConfigError(f"config key {key!r} must be a mapping, got {cfg.get(key)!r}")
-    from . import TASKS
+    from .schema import check_schema  # imports ConfigError from here
 
-    if cfg.get("task") not in TASKS:
-        raise ConfigError(f"unknown task {cfg.get('task')!r}; expected one of {', '.join(TASKS)}")
+    check_schema(cfg)
     return cfg
 
 

@@ -46,6 +46,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from glore.errors import ArgumentError
 from .base import TaskModule
 from .loaders import EpochSeededDataset, make_loader
 
@@ -67,13 +68,13 @@ def build_detector(model_cfg: dict) -> torch.nn.Module:
     try:
         return create_detector(arch, backbone, **kwargs)
     except TypeError as exc:
-        raise ValueError(f"bad model options for create_detector: {exc}") from None
+        raise ArgumentError(f"bad model options for create_detector: {exc}") from None
 
 
 def _dataset_name(cfg: dict) -> str:
     name = cfg["data"].get("name")
     if name not in DATASETS:
-        raise ValueError(f"unknown detection dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
+        raise ArgumentError(f"unknown detection dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
     return name
 
 
@@ -83,8 +84,9 @@ def collate(batch):
 
 
 def _gather(per_image: dict) -> dict:
-    """``{image_id: results}`` of every process, merged (the same on all of them). An image that a
-    ``DistributedSampler`` gave two processes (to even out the shards) counts once."""
+    """``{image_id: results}`` of every process, merged (the same on all of them). The validation
+    loader gives each image to one process (``glore.engine.loaders.evaluation_sampler``); merging by
+    image id would count an image seen twice once anyway."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return per_image
     parts = [None] * torch.distributed.get_world_size()
@@ -172,7 +174,7 @@ class DetectionData(L.LightningDataModule):
         data = self.data_cfg
         root = data.get("root")
         if not root:
-            raise ValueError("data.root is required for data.name='coco' (a folder with the images and annotations/)")
+            raise ArgumentError("data.root is required for data.name='coco' (a folder with the images and annotations/)")
         root = os.path.expanduser(str(root))
         year = "train2017" if split == "train" else "val2017"
         images = data.get(f"{split}_images", year)
@@ -188,7 +190,7 @@ class DetectionData(L.LightningDataModule):
             size = self.data_cfg.get(key)
             if size is not None:
                 if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                    raise ValueError(f"data.{key} must be a positive integer (the split size), got {size!r}")
+                    raise ArgumentError(f"data.{key} must be a positive integer (the split size), got {size!r}")
                 options["num_samples"] = size
             return DetDigits(split, **options)
         from glore.data.coco import CocoDetectionSet, detection_transforms

@@ -11,6 +11,7 @@ In-memory datasets without random augmentation (``DistantDigits``, ``DistantClip
 from __future__ import annotations
 
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
 
@@ -111,16 +112,35 @@ def keep_batch(batch):
     return batch
 
 
+def evaluation_sampler(dataset, *, num_replicas: int | None = None, rank: int | None = None):
+    """A sampler that shards ``dataset`` over the processes in order, each sample on exactly one of them
+    (shards may differ in length by one), so that metrics summed over the processes count each sample
+    once; ``None`` (in order, one process) without ``torch.distributed`` or with a single process.
+    ``num_replicas`` and ``rank`` default to those of the initialised process group."""
+    if num_replicas is None:
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return None
+        num_replicas, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+    if num_replicas <= 1:
+        return None
+    return UnrepeatedDistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+
+
 def make_loader(dataset, *, trainer=None, batch_size: int, shuffle: bool, drop_last: bool, train: bool,
                 seed: int = 0, num_workers: int = 0) -> DataLoader:
     """A ``DataLoader`` for ``dataset``; a train loader (on an :class:`EpochSeededDataset`) gets an
-    epoch-carrying sampler, distributed when ``trainer.world_size > 1``."""
+    epoch-carrying sampler, distributed when ``trainer.world_size > 1``; an evaluation loader is sharded
+    by :func:`evaluation_sampler` (each sample on one process) when ``trainer.world_size > 1``, or, without
+    a trainer, when ``torch.distributed`` is initialised."""
     sampler = None
-    if trainer is not None and trainer.world_size > 1:
+    if trainer is not None and trainer.world_size > 1 and train:
         # our own DistributedSampler (Lightning keeps it): honours shuffle=False, seeded by epoch
-        kind = EpochDistributedSampler if train else torch.utils.data.DistributedSampler
-        sampler = kind(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=shuffle,
-                       seed=seed, drop_last=drop_last)
+        sampler = EpochDistributedSampler(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank,
+                                          shuffle=shuffle, seed=seed, drop_last=drop_last)
+    elif trainer is not None and trainer.world_size > 1:
+        sampler = evaluation_sampler(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank)
+    elif trainer is None and not train:  # an evaluation outside Lightning, maybe in a process group
+        sampler = evaluation_sampler(dataset)
     elif train:
         sampler = EpochShuffleSampler(len(dataset), seed=seed, shuffle=shuffle)
     if train and trainer is not None:

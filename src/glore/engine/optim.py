@@ -4,8 +4,9 @@
 
 - ``name``: ``sgd`` (``lr``, ``momentum``, ``nesterov``, ``weight_decay``) or ``adamw`` (``lr``,
   ``betas``, ``weight_decay``).
-- ``no_weight_decay_on_norm_and_bias``: put 1-D parameters (norm weights, biases) in a group without
-  weight decay (needs an ``nn.Module`` as ``params``).
+- ``no_weight_decay_on_norm_and_bias``: put 1-D parameters (norm weights, biases) and the names of
+  the model's ``no_weight_decay()`` in a group without weight decay, with timm's
+  ``param_groups_weight_decay`` (needs an ``nn.Module`` as ``params``).
 - ``schedule``: ``step`` (multiply by ``gamma`` at each epoch in ``milestones``), ``cosine`` (to
   ``min_lr``), ``poly`` (``(1 - t) ** power``, to ``min_lr``), ``onecycle`` (cosine rise over
   ``pct_start`` of the run from ``lr * warmup_start_factor``, then cosine decay to ``min_lr``) or
@@ -23,6 +24,9 @@ import math
 from collections.abc import Iterable, Mapping
 
 import torch
+from timm.optim import param_groups_weight_decay
+
+from glore.errors import ArgumentError, ArgumentTypeError
 
 SCHEDULES = ("step", "cosine", "poly", "onecycle", "constant")
 OPTIMIZERS = ("sgd", "adamw")
@@ -34,19 +38,13 @@ def _param_groups(params, weight_decay: float, split_decay: bool):
             params = params.parameters()
         return [p for p in params if p.requires_grad]
     if not isinstance(params, torch.nn.Module):
-        raise TypeError(
+        raise ArgumentTypeError(
             "no_weight_decay_on_norm_and_bias needs an nn.Module as params, "
             f"got {type(params).__name__}"
         )
-    decay, no_decay = [], []
-    for _, p in params.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    # timm's grouping: 1-D parameters, biases and the model's own no_weight_decay() names undecayed
+    skip = params.no_weight_decay() if hasattr(params, "no_weight_decay") else ()
+    return param_groups_weight_decay(params, weight_decay, no_weight_decay_list=skip)
 
 
 def build_optimizer(params: torch.nn.Module | Iterable, optim_cfg: Mapping) -> torch.optim.Optimizer:
@@ -59,12 +57,12 @@ def build_optimizer(params: torch.nn.Module | Iterable, optim_cfg: Mapping) -> t
         momentum = float(optim_cfg.get("momentum", 0.9))
         nesterov = bool(optim_cfg.get("nesterov", False))
         if nesterov and momentum <= 0:
-            raise ValueError(f"nesterov SGD needs momentum > 0, got momentum={momentum}")
+            raise ArgumentError(f"nesterov SGD needs momentum > 0, got momentum={momentum}")
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
     if name == "adamw":
         betas = tuple(float(b) for b in optim_cfg.get("betas", (0.9, 0.999)))
         return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
+    raise ArgumentError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
 
 
 class ScheduleFactor:
@@ -88,9 +86,9 @@ class ScheduleFactor:
         pct_start: float = 0.3,
     ):
         if schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}")
+            raise ArgumentError(f"unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}")
         if total_steps < 1:
-            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+            raise ArgumentError(f"total_steps must be >= 1, got {total_steps}")
         self.schedule = schedule
         self.total_steps = int(total_steps)
         self.steps_per_epoch = max(int(steps_per_epoch), 1)

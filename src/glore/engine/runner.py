@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import math
 import os
@@ -28,9 +29,13 @@ from types import ModuleType
 
 import torch
 
+from glore.errors import ArgumentError, MissingFileError
 from . import TASKS
-from .checkpoint import AtomicCheckpointIO, load_checkpoint_file
+from ..checkpoint import read_checkpoint
+from .checkpoint import AtomicCheckpointIO
 from .config import apply_overrides, dump_config, to_plain, validate_config
+from .run_folder import (check_resumable, check_weights_fit, refuse_earlier_run, remove_stale_temporaries,
+                         run_folder_lock)
 
 CHECKPOINT_DIR = "checkpoints"
 # keys of cfg["model"] naming pretrained weights; cleared when a trained checkpoint supplies the weights
@@ -41,7 +46,7 @@ def task_module(cfg: dict) -> ModuleType:
     """The ``glore.engine.<task>`` module of ``cfg["task"]``."""
     task = cfg.get("task")
     if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+        raise ArgumentError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     return importlib.import_module(TASKS[task])
 
 
@@ -51,16 +56,7 @@ _ENGINE_TRAINER_OPTIONS = ("compile", "channels_last")
 
 def _trainer_kwargs(trainer_cfg: dict) -> dict:
     trainer_cfg = {k: v for k, v in trainer_cfg.items() if k not in _ENGINE_TRAINER_OPTIONS}
-    allowed = (
-        "max_epochs", "max_steps", "accelerator", "devices", "num_nodes", "strategy", "precision",
-        "deterministic", "accumulate_grad_batches", "gradient_clip_val", "log_every_n_steps",
-        "check_val_every_n_epoch", "limit_train_batches", "limit_val_batches", "enable_progress_bar",
-        "sync_batchnorm", "val_check_interval", "num_sanity_val_steps", "benchmark",
-    )
-    unknown = sorted(set(trainer_cfg) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown trainer option(s) {unknown}; expected some of "
-                         f"{', '.join(allowed + _ENGINE_TRAINER_OPTIONS)}")
+    # keys and types are checked by the config schema (glore.engine.schema.Trainer)
     return {k: v for k, v in trainer_cfg.items() if v is not None}
 
 
@@ -78,13 +74,17 @@ def _metrics(values: dict, prefix: str | None = None) -> dict:
     return dict(sorted(out.items()))
 
 
+def _is_global_zero() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _resolve_resume(resume: str | None, output_dir: str) -> str | None:
     if resume is None:
         return None
     if resume == "last":
         resume = os.path.join(output_dir, CHECKPOINT_DIR, "last.ckpt")
     if not os.path.isfile(resume):
-        raise FileNotFoundError(f"checkpoint to resume from not found: {resume!r}")
+        raise MissingFileError(f"checkpoint to resume from not found: {resume!r}")
     return resume
 
 
@@ -122,13 +122,17 @@ def build_trainer(cfg: dict, *, monitor: str | None, mode: str = "max", for_eval
                      plugins=[AtomicCheckpointIO()], **kwargs)
 
 
-def train(cfg: dict, *, resume: str | None = None) -> dict:
+def train(cfg: dict, *, resume: str | None = None, overwrite: bool = False) -> dict:
     """Train the run described by ``cfg``; return the final validation metrics.
 
     ``resume`` is a checkpoint path, or ``"last"`` for ``<output_dir>/checkpoints/last.ckpt``: the
     weights, optimizer, scheduler, epoch and step counters continue from it. Raises
     ``glore.engine.base.NonFiniteLossError`` when the loss becomes NaN/inf (the checkpoints of the
     last finished epoch are kept).
+
+    Run folders (see :mod:`glore.engine.run_folder`): without ``resume``, a folder that already holds
+    checkpoints is refused unless ``overwrite``; a lock file keeps a second run out of a folder in use;
+    a resume is checked against the checkpoint (task, network, ``max_epochs``) before anything is written.
     """
     import lightning as L
 
@@ -136,18 +140,29 @@ def train(cfg: dict, *, resume: str | None = None) -> dict:
     task = task_module(cfg)
     output_dir = os.fspath(cfg["output_dir"])
     resume = _resolve_resume(resume, output_dir)
+    # every check that can refuse the run comes before anything is written to the run folder
+    checkpoint = read_checkpoint(resume) if resume is not None else None
+    if checkpoint is not None:
+        check_resumable(checkpoint, resume, cfg)
+    elif not overwrite:
+        refuse_earlier_run(output_dir)
     L.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
     module = task.build_module(cfg)
+    if checkpoint is not None:
+        check_weights_fit(checkpoint, resume, module)
+        del checkpoint
     compile_network(module, cfg["trainer"].get("compile", False))
     datamodule = task.build_datamodule(cfg)
-    trainer = build_trainer(cfg, monitor=getattr(module, "monitor", None), mode=getattr(module, "monitor_mode", "max"))
-    if trainer.is_global_zero:
-        os.makedirs(output_dir, exist_ok=True)
-        dump_config(cfg, os.path.join(output_dir, "config.yaml"))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
-    metrics = _metrics(trainer.callback_metrics, prefix="val/")
-    if trainer.is_global_zero:
-        write_metrics(metrics, os.path.join(output_dir, "metrics.json"))
+    with run_folder_lock(output_dir, rank_zero=_is_global_zero()):
+        trainer = build_trainer(cfg, monitor=getattr(module, "monitor", None),
+                                mode=getattr(module, "monitor_mode", "max"))
+        if trainer.is_global_zero:
+            remove_stale_temporaries(os.path.join(output_dir, CHECKPOINT_DIR))
+            dump_config(cfg, os.path.join(output_dir, "config.yaml"))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+        metrics = _metrics(trainer.callback_metrics, prefix="val/")
+        if trainer.is_global_zero:
+            write_metrics(metrics, os.path.join(output_dir, "metrics.json"))
     return metrics
 
 
@@ -155,11 +170,11 @@ def compile_network(module, enabled) -> None:
     """``trainer.compile``: compile the task's network (``module.model``) in place with
     ``torch.compile``, so that checkpoints keep the same parameter names."""
     if not isinstance(enabled, bool):
-        raise ValueError(f"trainer.compile must be true or false, got {enabled!r}")
+        raise ArgumentError(f"trainer.compile must be true or false, got {enabled!r}")
     if enabled:
         network = getattr(module, "model", None)
         if not isinstance(network, torch.nn.Module):
-            raise ValueError(f"trainer.compile: {type(module).__name__} keeps no network at .model to compile")
+            raise ArgumentError(f"trainer.compile: {type(module).__name__} keeps no network at .model to compile")
         network.compile()
 
 
@@ -176,14 +191,14 @@ def _checkpoint_cfg(checkpoint: dict, path: str) -> dict:
     try:
         cfg = checkpoint["hyper_parameters"]["cfg"]
     except (KeyError, TypeError):
-        raise ValueError(f"checkpoint {path!r} holds no glore run config (hyper_parameters.cfg); "
+        raise ArgumentError(f"checkpoint {path!r} holds no glore run config (hyper_parameters.cfg); "
                          "expected a checkpoint written by `glore train`") from None
     return to_plain(cfg)
 
 
 def _restore(checkpoint_path: str, overrides=()) -> tuple:
     checkpoint_path = os.fspath(checkpoint_path)
-    checkpoint = load_checkpoint_file(checkpoint_path)
+    checkpoint = read_checkpoint(checkpoint_path)
     cfg = validate_config(apply_overrides(_checkpoint_cfg(checkpoint, checkpoint_path), overrides))
     for key in _PRETRAINED_KEYS:
         if cfg["model"].get(key):
@@ -191,7 +206,7 @@ def _restore(checkpoint_path: str, overrides=()) -> tuple:
     task = task_module(cfg)
     module = task.build_module(cfg)
     if "state_dict" not in checkpoint:
-        raise ValueError(f"checkpoint {checkpoint_path!r} has no state_dict")
+        raise ArgumentError(f"checkpoint {checkpoint_path!r} has no state_dict")
     module.load_state_dict(checkpoint["state_dict"])
     return task, module, cfg
 
@@ -204,6 +219,18 @@ def load_model(checkpoint: str) -> tuple[torch.nn.Module, dict]:
     if not isinstance(network, torch.nn.Module):
         network = module
     return network.eval(), cfg
+
+
+def check_evaluation_options(custom, options: dict, task: str) -> None:
+    """Refuse ``--opt`` names that the task's ``evaluate`` does not take, listing those it does."""
+    parameters = list(inspect.signature(custom).parameters.values())[3:]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return  # the task checks its own options
+    accepted = [p.name for p in parameters]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ArgumentError(f"unknown evaluation option(s) {unknown} for task {task!r}; "
+                            f"expected some of {', '.join(accepted) or '(none)'}")
 
 
 def evaluate(checkpoint: str, *, overrides=(), **options) -> dict:
@@ -219,14 +246,22 @@ def evaluate(checkpoint: str, *, overrides=(), **options) -> dict:
     datamodule = task.build_datamodule(cfg)
     custom = getattr(task, "evaluate", None)
     if custom is not None:
+        check_evaluation_options(custom, options, cfg["task"])
         return custom(module, datamodule, cfg, **options)
     if options:
-        raise ValueError(f"task {cfg['task']!r} takes no evaluation options, got {sorted(options)}")
+        raise ArgumentError(f"task {cfg['task']!r} takes no evaluation options, got {sorted(options)}")
+    return run_validation(module, datamodule, cfg)
+
+
+def run_validation(module, datamodule, cfg: dict, *, callbacks=()) -> dict:
+    """``Trainer.validate`` of ``module`` on ``datamodule`` (one device, no loggers or checkpoints,
+    plus ``callbacks``); the logged metrics as floats."""
     eval_cfg = dict(cfg)
     eval_cfg["trainer"] = {k: v for k, v in cfg["trainer"].items() if k not in ("strategy", "sync_batchnorm")}
     eval_cfg["trainer"]["devices"] = 1
     eval_cfg["trainer"]["num_nodes"] = 1
     trainer = build_trainer(eval_cfg, monitor=None, for_eval=True)
+    trainer.callbacks.extend(callbacks)
     results = trainer.validate(module, datamodule=datamodule, verbose=False)
     merged = {}
     for result in results:

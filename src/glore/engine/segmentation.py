@@ -14,17 +14,17 @@ Config (see ``configs/segmentation/*.yaml``)::
       pretrained: false       # ImageNet weights of the backbone: true (timm's) or a local file
       backbone_blocks: null   # blocks in the backbone: {block: gc, units: all, block_kwargs: {ratio: 0.25}}
       checkpoint: null        # a segmenter state dict, or classification weights of the backbone
-      inference:              # validation-time inference (glore evaluate options override it)
+      inference:              # validation-time inference, Segmenter.predict options (glore evaluate options override it)
         mode: whole           # whole | slide
         crop_size: 769
         stride: 513
         flip: false
         scales: [1.0]
-    data:
+    data:                     # glore.engine.segmentation_data.SegmentationData
       name: cityscapes        # or seg-digits
       root: /data/cityscapes
       train_split: train
-      val_split: val
+      val_split: val          # evaluate on the Cityscapes test split: data.val_split=test
       batch_size: 2           # per process
       val_batch_size: 1
       num_workers: 4
@@ -35,14 +35,17 @@ Config (see ``configs/segmentation/*.yaml``)::
       train_samples: 8000     # seg-digits: split sizes (override options.num_samples)
       val_samples: 400
 
-Metrics: ``val/loss``, ``val/miou`` (``best.ckpt`` follows it), ``val/pixel_acc``, per-class
-``val/iou/<class>``; for Cityscapes also ``val/iiou_class``, ``val/iou_category``, ``val/iiou_category``.
-All are fractions in [0, 1].
+Metrics: ``val/loss`` (single-pass inference only), ``val/miou`` (``best.ckpt`` follows it),
+``val/pixel_acc``, per-class ``val/iou/<class>``; for Cityscapes also ``val/iiou_class``,
+``val/iou_category``, ``val/iiou_category``. All are fractions in [0, 1].
 
-``evaluate`` options (``glore evaluate --opt name=value``): ``sliding_window`` (bool), ``crop_size``,
-``stride``, ``flip`` (bool), ``scales`` (list of floats), ``save_predictions`` (number of colourised
-PNGs to write), ``prediction_dir`` (default ``<output_dir>/predictions``), ``limit`` (evaluate only the
-first N images), ``device``.
+:func:`evaluate` options (``glore evaluate --opt name=value``), applied to the module's
+``validation_step`` and run with ``Trainer.validate``: ``sliding_window`` (bool), ``crop_size``,
+``stride``, ``flip`` (bool), ``scales`` (list of floats); ``save_predictions`` (a folder: Cityscapes
+benchmark PNGs of label ids, :class:`~glore.engine.segmentation_writers.CityscapesResultWriter`);
+``save_coloured`` (number of colourised PNGs to write) and ``coloured_dir`` (default
+``<output_dir>/predictions``); ``limit`` (evaluate only the first N images); ``device`` (``cpu``,
+``cuda``, ``cuda:N``).
 """
 
 from __future__ import annotations
@@ -50,96 +53,22 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torchmetrics import MeanMetric
 
-from ..data.seg_transforms import pair_size
+from glore.errors import ArgumentError
+from ..models.segmentation_inference import INFERENCE_DEFAULTS, check_options, is_single_pass
 from .base import TaskModule
-from .loaders import EpochSeededDataset, make_loader
+from .segmentation_data import SegmentationData, build_datamodule, dataset_name
 
-DATASETS = ("cityscapes", "seg-digits")
+__all__ = ["SegmentationModule", "build_module", "build_datamodule", "build_segmenter", "build_metric",
+           "inference_options", "metric_values", "evaluate"]
+
 IGNORE_INDEX = 255
 # cfg["model"] keys consumed here; the rest go to glore.models.create_segmenter
 _MODEL_KEYS = ("name", "backbone", "inference")
-INFERENCE_DEFAULTS = {"mode": "whole", "crop_size": 769, "stride": 513, "flip": False, "scales": [1.0]}
 
-
-# ---- inference ------------------------------------------------------------------------------------
-
-def _logits(model, images: torch.Tensor) -> torch.Tensor:
-    out = model(images)
-    if isinstance(out, dict):
-        out = out["out"]
-    return out.float()
-
-
-def slide_inference(model, images: torch.Tensor, *, crop_size, stride) -> torch.Tensor:
-    """Logits of ``images`` averaged over ``crop_size`` windows placed every ``stride`` pixels.
-
-    Windows are clamped to the image (the last one in a row/column is aligned with the border), so a
-    window that covers the image gives exactly the whole-image logits.
-    """
-    ch, cw = pair_size(crop_size, "crop_size")
-    sh, sw = pair_size(stride, "stride")
-    if sh > ch or sw > cw:
-        raise ValueError(f"stride {(sh, sw)} must not exceed crop_size {(ch, cw)} (windows would leave gaps)")
-    b, _, h, w = images.shape
-    rows = max(h - ch + sh - 1, 0) // sh + 1
-    cols = max(w - cw + sw - 1, 0) // sw + 1
-    total = count = None
-    for r in range(rows):
-        for c in range(cols):
-            y2, x2 = min(r * sh + ch, h), min(c * sw + cw, w)
-            y1, x1 = max(y2 - ch, 0), max(x2 - cw, 0)
-            out = _logits(model, images[:, :, y1:y2, x1:x2])
-            if total is None:
-                total = images.new_zeros((b, out.shape[1], h, w), dtype=torch.float32)
-                count = images.new_zeros((1, 1, h, w), dtype=torch.float32)
-            total[:, :, y1:y2, x1:x2] += out
-            count[:, :, y1:y2, x1:x2] += 1
-    return total / count
-
-
-@torch.no_grad()
-def inference(model, images: torch.Tensor, *, mode: str = "whole", crop_size=769, stride=513,
-              flip: bool = False, scales: Sequence[float] = (1.0,)) -> torch.Tensor:
-    """Class scores ``(B, K, H, W)`` of ``images``: logits for a single pass, else softmax averaged.
-
-    ``mode`` ``whole`` runs the network on the full image, ``slide`` on windows (:func:`slide_inference`).
-    With ``flip`` and/or several ``scales`` the softmax probabilities of every pass (resized back to
-    the input size) are averaged.
-    """
-    if mode not in ("whole", "slide"):
-        raise ValueError(f"inference mode must be 'whole' or 'slide', got {mode!r}")
-    scales = [float(s) for s in (scales or [1.0])]
-    if any(s <= 0 for s in scales):
-        raise ValueError(f"scales must be positive, got {scales}")
-    h, w = images.shape[-2:]
-
-    def run(x):
-        if mode == "slide":
-            return slide_inference(model, x, crop_size=crop_size, stride=stride)
-        return _logits(model, x)
-
-    passes = []
-    for s in scales:
-        x = images if s == 1.0 else F.interpolate(images, scale_factor=s, mode="bilinear", align_corners=False)
-        for flipped in ((False, True) if flip else (False,)):
-            out = run(x.flip(-1) if flipped else x)
-            if flipped:
-                out = out.flip(-1)
-            if out.shape[-2:] != (h, w):
-                out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
-            passes.append(out)
-    if len(passes) == 1:
-        return passes[0]
-    return torch.stack([p.softmax(1) for p in passes]).mean(0)
-
-
-# ---- model and metrics ----------------------------------------------------------------------------
 
 def build_segmenter(model_cfg: dict) -> torch.nn.Module:
     """``glore.models.create_segmenter`` from ``cfg["model"]``."""
@@ -154,31 +83,25 @@ def build_segmenter(model_cfg: dict) -> torch.nn.Module:
     try:
         return create_segmenter(backbone, **kwargs)
     except TypeError as exc:
-        raise ValueError(f"bad model options for create_segmenter: {exc}") from None
+        raise ArgumentError(f"bad model options for create_segmenter: {exc}") from None
 
 
 def inference_options(model_cfg: dict, **overrides) -> dict:
+    """``Segmenter.predict`` options: the defaults, ``model_cfg["inference"]``, then non-None ``overrides``."""
     opts = {**INFERENCE_DEFAULTS, **dict(model_cfg.get("inference") or {})}
     unknown = sorted(set(opts) - set(INFERENCE_DEFAULTS))
     if unknown:
-        raise ValueError(f"unknown model.inference option(s) {unknown}; expected some of {sorted(INFERENCE_DEFAULTS)}")
+        raise ArgumentError(f"unknown model.inference option(s) {unknown}; expected some of {sorted(INFERENCE_DEFAULTS)}")
     opts.update({k: v for k, v in overrides.items() if v is not None})
-    return opts
-
-
-def _dataset_name(cfg: dict) -> str:
-    name = cfg["data"].get("name")
-    if name not in DATASETS:
-        raise ValueError(f"unknown segmentation dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
-    return name
+    return check_options(**opts)
 
 
 def build_metric(cfg: dict, num_classes: int):
     from glore.metrics.cityscapes import CityscapesMetrics, SegmentationIoU
 
-    if _dataset_name(cfg) == "cityscapes":
+    if dataset_name(cfg["data"]) == "cityscapes":
         if num_classes != 19:
-            raise ValueError(f"Cityscapes evaluation needs model.num_classes=19, got {num_classes}")
+            raise ArgumentError(f"Cityscapes evaluation needs model.num_classes=19, got {num_classes}")
         return CityscapesMetrics()
     from glore.data.seg_digits import CLASS_NAMES
 
@@ -198,19 +121,25 @@ def metric_values(result: dict, class_names: Sequence[str], prefix: str = "val/"
 
 
 class SegmentationModule(TaskModule):
-    """Cross-entropy (ignore 255) on the head plus ``aux_weight`` times that of the auxiliary head."""
+    """Cross-entropy (ignore 255) on the head plus ``aux_weight`` times that of the auxiliary head.
+
+    ``validation_step`` predicts with ``self.model.predict(images, **self.inference_opts)`` and
+    returns ``{"pred": train ids (B, H, W), "names": sample names}`` for prediction writers.
+    """
 
     monitor = "val/miou"
     monitor_mode = "max"
 
     def __init__(self, cfg: dict):
         super().__init__(cfg)
-        _dataset_name(self.cfg)
+        dataset_name(self.cfg["data"])
         self.model = build_segmenter(self.cfg["model"])
         self.num_classes = self.model.num_classes
         self.aux_weight = float(self.model.aux_weight)
         self.inference_opts = inference_options(self.cfg["model"])
         self.val_metric = build_metric(self.cfg, self.num_classes)
+        # synced as a sum and a count (exact for shards of different lengths, as in classification)
+        self.val_loss = MeanMetric()
 
     def forward(self, images: torch.Tensor):
         return self.model(images)
@@ -233,20 +162,18 @@ class SegmentationModule(TaskModule):
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=n)
         return loss
 
-    def validation_step(self, batch, batch_idx):
-        images, target = batch[0], batch[1]
-        instance = batch[2] if len(batch) > 2 else None
-        opts = self.inference_opts
-        scores = inference(self.model, images, mode=opts["mode"], crop_size=opts["crop_size"],
-                           stride=opts["stride"], flip=bool(opts["flip"]), scales=opts["scales"])
-        if opts["mode"] == "whole" and not opts["flip"] and len(opts["scales"]) == 1:
-            loss = F.cross_entropy(scores, target, ignore_index=IGNORE_INDEX)
-            self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=images.shape[0], prog_bar=True)
+    def validation_step(self, batch: dict, batch_idx):
+        images, target = batch["image"], batch["target"]
+        scores = self.model.predict(images, **self.inference_opts)
+        if is_single_pass(self.inference_opts):       # logits: the loss is defined
+            self.val_loss.update(F.cross_entropy(scores, target, ignore_index=IGNORE_INDEX), weight=images.shape[0])
+            self.log("val/loss", self.val_loss, on_epoch=True, batch_size=images.shape[0], prog_bar=True)
         pred = scores.argmax(1)
-        if instance is not None:
-            self.val_metric.update(pred, target, instance)
+        if "instance" in batch:
+            self.val_metric.update(pred, target, batch["instance"])
         else:
             self.val_metric.update(pred, target)
+        return {"pred": pred, "names": list(batch["name"])}
 
     def on_validation_epoch_end(self) -> None:
         values = metric_values(self.val_metric.compute(), self.val_metric.class_names)
@@ -255,138 +182,65 @@ class SegmentationModule(TaskModule):
             self.log(key, value, prog_bar=key == "val/miou", sync_dist=True)
 
 
-# ---- data ------------------------------------------------------------------------------------------
-
-def _data_root(data: dict) -> str:
-    root = data.get("root")
-    if not root:
-        raise ValueError("data.root is required for data.name='cityscapes' (a folder with leftImg8bit/ and gtFine/)")
-    return os.path.expanduser(str(root))
-
-
-class SegmentationData(L.LightningDataModule):
-    """Train / val loaders for ``cfg["data"]`` (Cityscapes or seg-digits)."""
-
-    def __init__(self, data_cfg: dict, *, seed: int = 0):
-        super().__init__()
-        self.data_cfg = dict(data_cfg)
-        self.seed = seed
-        self.name = _dataset_name({"data": self.data_cfg})
-        self.train_set = self.val_set = None
-
-    def dataset(self, split_key: str, default: str, *, train: bool):
-        data = self.data_cfg
-        split = data.get(split_key, default)
-        if self.name == "seg-digits":
-            from glore.data.seg_digits import SegDigits
-
-            options = dict(data.get("options") or {})
-            key = "train_samples" if train else "val_samples"
-            size = data.get(key)
-            if size is not None:
-                if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                    raise ValueError(f"data.{key} must be a positive integer (the split size), got {size!r}")
-                options["num_samples"] = size
-            return SegDigits(split, **options)
-        from glore.data.cityscapes import CityscapesSegmentation
-        from glore.data.seg_transforms import build_seg_transforms
-
-        crop = data.get("crop_size", 769)
-        transform = build_seg_transforms(
-            train=train, crop_size=tuple(crop) if isinstance(crop, list) else crop,
-            scale_range=data.get("scale_range", (0.5, 2.0)), hflip=bool(data.get("hflip", True)))
-        return CityscapesSegmentation(_data_root(data), split, transform=transform, return_instances=not train)
-
-    def setup(self, stage: str | None = None) -> None:
-        if stage in (None, "fit") and self.train_set is None:
-            self.train_set = EpochSeededDataset(self.dataset("train_split", "train", train=True), seed=self.seed)
-        if self.val_set is None:
-            self.val_set = self.dataset("val_split", "val", train=False)
-
-    def _loader(self, dataset, *, batch_size: int, shuffle: bool, drop_last: bool, train: bool) -> DataLoader:
-        return make_loader(dataset, trainer=self.trainer, batch_size=batch_size, shuffle=shuffle,
-                           drop_last=drop_last, train=train, seed=self.seed,
-                           num_workers=int(self.data_cfg.get("num_workers", 0)))
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, batch_size=int(self.data_cfg.get("batch_size", 8)),
-                            shuffle=bool(self.data_cfg.get("shuffle", True)),
-                            drop_last=bool(self.data_cfg.get("drop_last", True)), train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        batch = self.data_cfg.get("val_batch_size") or 1
-        return self._loader(self.val_set, batch_size=int(batch), shuffle=False, drop_last=False, train=False)
-
-
 def build_module(cfg: dict) -> SegmentationModule:
     return SegmentationModule(cfg)
 
 
-def build_datamodule(cfg: dict) -> SegmentationData:
-    return SegmentationData(cfg["data"], seed=int(cfg.get("seed", 0)))
+# ---- evaluation: options -> module / data module / callbacks -> Trainer.validate --------------------
+
+def _device_trainer_options(device: str | None) -> dict:
+    if device is None:
+        return {}
+    device = str(device)
+    if device == "cpu":
+        return {"accelerator": "cpu", "devices": 1}
+    if device in ("cuda", "gpu"):
+        return {"accelerator": "gpu", "devices": 1}
+    if device.startswith("cuda:") and device[5:].isdigit():
+        return {"accelerator": "gpu", "devices": [int(device[5:])]}
+    raise ArgumentError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
 
 
-# ---- evaluation -----------------------------------------------------------------------------------
+def _prediction_writers(cfg: dict, num_classes: int, *, save_predictions, save_coloured, coloured_dir) -> list:
+    from glore.data.seg_palette import palette
 
-def palette(cfg: dict, num_classes: int) -> np.ndarray:
-    """``(256, 3)`` uint8 colours of the train ids (Cityscapes' own, else a fixed qualitative set)."""
-    if _dataset_name(cfg) == "cityscapes":
-        from glore.data.cityscapes import TRAIN_ID_COLORS
+    from .segmentation_writers import CityscapesResultWriter, ColouredPredictionWriter
 
-        return TRAIN_ID_COLORS
-    base = np.array([[0, 0, 0], [46, 160, 67], [214, 39, 40], [31, 119, 180], [255, 127, 14],
-                     [148, 103, 189], [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34]],
-                    dtype=np.uint8)
-    colours = np.zeros((256, 3), dtype=np.uint8)
-    for i in range(min(num_classes, 255)):
-        colours[i] = base[i % len(base)]
-    return colours
+    writers = []
+    if save_predictions is not None:
+        if not isinstance(save_predictions, (str, os.PathLike)) or not os.fspath(save_predictions):
+            raise ArgumentError(f"save_predictions must be a folder for the label-id PNGs, got {save_predictions!r} "
+                             "(colourised previews: save_coloured=N)")
+        if dataset_name(cfg["data"]) != "cityscapes":
+            raise ArgumentError("save_predictions writes Cityscapes benchmark PNGs; it needs data.name=cityscapes, "
+                             f"got {cfg['data']['name']!r} (colourised previews: save_coloured=N)")
+        writers.append(CityscapesResultWriter(save_predictions))
+    if isinstance(save_coloured, bool) or not isinstance(save_coloured, int) or save_coloured < 0:
+        raise ArgumentError(f"save_coloured must be a non-negative integer (images), got {save_coloured!r}")
+    if save_coloured:
+        directory = coloured_dir or os.path.join(os.fspath(cfg["output_dir"]), "predictions")
+        writers.append(ColouredPredictionWriter(directory, palette(dataset_name(cfg["data"]), num_classes),
+                                                save_coloured))
+    return writers
 
 
-def _sample_name(dataset, index: int) -> str:
-    name = getattr(dataset, "sample_name", None)
-    return name(index) if callable(name) else f"{index:05d}"
-
-
-@torch.no_grad()
 def evaluate(module: SegmentationModule, datamodule: SegmentationData, cfg: dict, *,
              sliding_window: bool | None = None, crop_size=None, stride=None, flip: bool | None = None,
-             scales: Sequence[float] | None = None, save_predictions: int = 0, prediction_dir: str | None = None,
-             limit: int | None = None, device: str | None = None) -> dict:
-    """Evaluate ``module`` on the validation split, one image at a time; see the module docstring."""
-    from PIL import Image
+             scales: Sequence[float] | None = None, save_predictions: str | os.PathLike | None = None,
+             save_coloured: int = 0, coloured_dir: str | None = None, limit: int | None = None,
+             device: str | None = None) -> dict:
+    """Validate ``module`` with ``Trainer.validate`` under the evaluation options of the module
+    docstring; the metrics plus ``val/images`` (images evaluated)."""
+    from .runner import run_validation
 
-    opts = inference_options(cfg["model"], crop_size=crop_size, stride=stride, flip=flip, scales=scales)
-    if sliding_window is not None:
-        opts["mode"] = "slide" if sliding_window else "whole"
-    if isinstance(opts["crop_size"], list):
-        opts["crop_size"] = tuple(opts["crop_size"])
-    if isinstance(opts["stride"], list):
-        opts["stride"] = tuple(opts["stride"])
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = module.model.to(dev).eval()
-    datamodule.setup("validate")
-    dataset = datamodule.val_set
-    metric = build_metric(cfg, module.num_classes).to(dev)
-    save_predictions = int(save_predictions or 0)
-    out_dir = prediction_dir or os.path.join(os.fspath(cfg["output_dir"]), "predictions")
-    colours = palette(cfg, module.num_classes)
-    n = len(dataset) if limit is None else min(int(limit), len(dataset))
-    loader = DataLoader(torch.utils.data.Subset(dataset, range(n)), batch_size=1, shuffle=False,
-                        num_workers=int(datamodule.data_cfg.get("num_workers", 0)))
-    for index, batch in enumerate(loader):
-        images, target = batch[0].to(dev), batch[1].to(dev)
-        scores = inference(model, images, mode=opts["mode"], crop_size=opts["crop_size"], stride=opts["stride"],
-                           flip=bool(opts["flip"]), scales=opts["scales"])
-        pred = scores.argmax(1)
-        if len(batch) > 2:
-            metric.update(pred, target, batch[2].to(dev))
-        else:
-            metric.update(pred, target)
-        if index < save_predictions:
-            os.makedirs(out_dir, exist_ok=True)
-            rgb = colours[pred[0].cpu().numpy().astype(np.int64).clip(0, 255)]
-            Image.fromarray(rgb).save(os.path.join(out_dir, f"{_sample_name(dataset, index)}_pred.png"))
-    values = metric_values(metric.compute(), metric.class_names)
-    values["val/images"] = float(n)
+    mode = None if sliding_window is None else ("slide" if sliding_window else "whole")
+    module.inference_opts = inference_options(cfg["model"], mode=mode, crop_size=crop_size, stride=stride,
+                                              flip=flip, scales=scales)
+    writers = _prediction_writers(cfg, module.num_classes, save_predictions=save_predictions,
+                                  save_coloured=save_coloured, coloured_dir=coloured_dir)
+    datamodule.val_limit = limit
+    trainer_cfg = {k: v for k, v in cfg["trainer"].items() if k != "limit_val_batches"}   # the whole split
+    trainer_cfg.update(_device_trainer_options(device))
+    values = run_validation(module, datamodule, {**cfg, "trainer": trainer_cfg}, callbacks=writers)
+    values["val/images"] = float(len(datamodule.val_set))
     return values

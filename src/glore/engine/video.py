@@ -32,10 +32,11 @@ Config (see ``configs/video/*.yaml``)::
       options: {}              # moving-digits: keyword options of MovingDigits(split, **options)
       val_options: {}          # moving-digits: overrides of options for the validation split
 
-Metrics: ``val/loss`` and ``val/acc1`` on the center clip of every validation video (clip top-1, picks
-``best.ckpt``). :func:`evaluate` reports ``clip_top1`` (center clip, center crop) and, for Kinetics
-layouts, ``video_top1`` and ``video_top5`` (softmax scores of ``num_clips`` evenly spaced clips x
-``num_crops`` crops averaged: 10 x 3 by default), in percent, and how many videos were unreadable.
+Metrics, fractions in [0, 1]: ``val/loss`` and ``val/acc1`` on the center clip of every validation
+video (clip top-1, picks ``best.ckpt``). :func:`evaluate` reports the same two and, for Kinetics
+layouts, ``val/video_acc1`` and ``val/video_acc5`` (softmax scores of ``num_clips`` evenly spaced clips
+x ``num_crops`` crops averaged: 10 x 3 by default), ``val/videos`` (videos seen) and
+``data/unreadable`` (videos skipped).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from glore.errors import ArgumentError
 from .classification import ClassificationModule
 from .loaders import EpochSeededDataset, make_loader
 
@@ -62,7 +64,7 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
     model_cfg = dict(model_cfg)
     name = model_cfg.get("name")
     if not name or not isinstance(name, str):
-        raise ValueError(f"model.name must name a video model, got {name!r}")
+        raise ArgumentError(f"model.name must name a video model, got {name!r}")
     pretrained = model_cfg.get("pretrained") or model_cfg.get("inflate_from")
     kwargs = {k: v for k, v in model_cfg.items() if k not in _MODEL_KEYS}
     if "block" in kwargs and kwargs["block"] in ("none", "None", ""):
@@ -73,7 +75,7 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
 def _split_root(data: dict, split_key: str, default: str) -> str:
     root = data.get("root")
     if not root:
-        raise ValueError("data.root is required for data.name='kinetics' (a folder with train/ and val/)")
+        raise ArgumentError("data.root is required for data.name='kinetics' (a folder with train/ and val/)")
     return os.path.join(os.path.expanduser(str(root)), str(data.get(split_key, default)))
 
 
@@ -89,7 +91,7 @@ def resolve_num_classes(cfg: dict) -> int:
 
         annotations = data.get("train_annotations")
         return len(VideoFolder(_split_root(data, "train_split", "train"), annotations=annotations).classes)
-    raise ValueError(f"model.num_classes is required for data.name={data.get('name')!r}")
+    raise ArgumentError(f"model.num_classes is required for data.name={data.get('name')!r}")
 
 
 class VideoModule(ClassificationModule):
@@ -115,7 +117,7 @@ class VideoData(L.LightningDataModule):
         self.seed = seed
         name = self.data_cfg.get("name")
         if name not in DATASETS:
-            raise ValueError(f"unknown video dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
+            raise ArgumentError(f"unknown video dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
         self.train_set = self.val_set = None
 
     @property
@@ -186,7 +188,7 @@ class VideoData(L.LightningDataModule):
         """Items ``(views (K * num_crops, C, T, H, W), label)``: ``K = num_clips`` evenly spaced clips per
         video, each cut into ``num_crops`` crops (clip-major). The dataset is kept as ``multi_set``."""
         if not self.has_videos:
-            raise ValueError(f"data.name={self.data_cfg['name']!r} has single clips; multi-clip "
+            raise ArgumentError(f"data.name={self.data_cfg['name']!r} has single clips; multi-clip "
                              f"evaluation needs data.name='kinetics'")
         dataset = self._dataset("val_split", "val", mode="multi", num_crops=num_crops)
         if num_clips is not None:
@@ -209,20 +211,34 @@ def build_datamodule(cfg: dict) -> VideoData:
     return VideoData(cfg["data"], seed=int(cfg.get("seed", 0)))
 
 
+def _accuracy(num_classes: int, top_k: int):
+    from torchmetrics.classification import MulticlassAccuracy
+
+    return MulticlassAccuracy(num_classes=num_classes, top_k=min(top_k, num_classes), average="micro")
+
+
 @torch.no_grad()
 def evaluate(module: VideoModule, datamodule: VideoData, cfg: dict, **options) -> dict:
     """Clip top-1 (center clip, center crop) and video top-1 / top-5 (``num_clips`` clips x
-    ``num_crops`` crops, softmax scores averaged), in percent, as the GloRe and NLNet papers test.
+    ``num_crops`` crops, softmax scores averaged) as the GloRe and NLNet papers test, as fractions in
+    [0, 1]: ``val/acc1`` (clip top-1, the number training logs), ``val/loss`` (its cross-entropy),
+    ``val/video_acc1``, ``val/video_acc5``; ``val/videos`` counts the videos seen. In a process of an
+    initialised ``torch.distributed`` group each process scores its own shard of the videos
+    (:func:`~glore.engine.loaders.evaluation_sampler`) and the torchmetrics states are summed over the
+    processes, so every video counts once.
 
     Options: ``num_clips`` (alias ``clips``, ``glore evaluate --clips``; default ``data.num_clips``, 10),
     ``num_crops`` (alias ``crops``, ``--opt num_crops=1``; default ``data.num_crops``, 3: left, center
     and right crops of ``data.crop`` at short side ``data.short_side``), ``batch_size`` (clips per
     forward pass), ``device`` (default: CUDA when available), ``limit_batches`` (the first batches only).
-    ``unreadable`` counts the videos skipped with ``data.skip_unreadable`` (in any worker process).
+    ``data/unreadable`` counts the videos skipped with ``data.skip_unreadable`` (in any worker process
+    of this process).
     """
+    from torchmetrics import MeanMetric, SumMetric
+
     unknown = sorted(set(options) - set(_EVAL_OPTIONS))
     if unknown:
-        raise ValueError(f"unknown video evaluation option(s) {unknown}; expected some of {list(_EVAL_OPTIONS)}")
+        raise ArgumentError(f"unknown video evaluation option(s) {unknown}; expected some of {list(_EVAL_OPTIONS)}")
     device = torch.device(options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
     limit = options.get("limit_batches")
     batch_size = options.get("batch_size")
@@ -235,19 +251,21 @@ def evaluate(module: VideoModule, datamodule: VideoData, cfg: dict, **options) -
                 break
             yield batch
 
-    correct = total = 0
-    loss_sum = 0.0
+    clip_acc1 = _accuracy(module.num_classes, 1).to(device)
+    loss = MeanMetric().to(device)
+    videos = SumMetric().to(device)
     loader = (datamodule._loader(datamodule.val_set, batch_size=int(batch_size), shuffle=False)
               if batch_size else datamodule.val_dataloader())
     for clips, labels in batches(loader):
         logits = model(clips.to(device)).float()
         labels = labels.to(device)
-        loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
-        correct += int((logits.argmax(1) == labels).sum())
-        total += labels.shape[0]
+        clip_acc1.update(logits, labels)
+        loss.update(F.cross_entropy(logits, labels, reduction="none"))
+        videos.update(labels.shape[0])
+    total = int(videos.compute())
     if total == 0:
-        raise ValueError("evaluation saw no validation clip (empty split or limit_batches=0)")
-    result = {"clip_top1": 100.0 * correct / total, "loss": loss_sum / total, "num_videos": total}
+        raise ArgumentError("evaluation saw no validation clip (empty split or limit_batches=0)")
+    result = {"val/acc1": float(clip_acc1.compute()), "val/loss": float(loss.compute()), "val/videos": total}
 
     if datamodule.has_videos:
         data = cfg["data"]
@@ -255,20 +273,19 @@ def evaluate(module: VideoModule, datamodule: VideoData, cfg: dict, **options) -
         num_crops = int(options.get("num_crops") or options.get("crops") or data.get("num_crops", 3))
         views = num_clips * num_crops
         per_video = max(1, int(batch_size) // views) if batch_size else None
-        top1 = top5 = videos = 0
+        video_acc1 = _accuracy(module.num_classes, 1).to(device)
+        video_acc5 = _accuracy(module.num_classes, 5).to(device)
         loader = datamodule.multi_clip_dataloader(num_clips=num_clips, num_crops=num_crops, batch_size=per_video)
         for clips, labels in batches(loader):
             b, k = clips.shape[:2]
             if k != views:
-                raise ValueError(f"expected {num_clips} clips x {num_crops} crops = {views} views per video, "
+                raise ArgumentError(f"expected {num_clips} clips x {num_crops} crops = {views} views per video, "
                                  f"got {k}")
             scores = torch.softmax(model(clips.flatten(0, 1).to(device)).float(), dim=1)
-            scores = scores.view(b, k, -1).mean(1).cpu()
-            ranked = scores.topk(min(5, scores.shape[1]), dim=1).indices
-            top1 += int((ranked[:, 0] == labels).sum())
-            top5 += int((ranked == labels[:, None]).any(1).sum())
-            videos += b
-        result.update({"video_top1": 100.0 * top1 / max(videos, 1), "video_top5": 100.0 * top5 / max(videos, 1),
+            scores = scores.view(b, k, -1).mean(1)
+            video_acc1.update(scores, labels.to(device))
+            video_acc5.update(scores, labels.to(device))
+        result.update({"val/video_acc1": float(video_acc1.compute()), "val/video_acc5": float(video_acc5.compute()),
                        "num_clips": num_clips, "num_crops": num_crops})
-    result["unreadable"] = len(datamodule.unreadable())
+    result["data/unreadable"] = len(datamodule.unreadable())
     return result

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import torch
 from torchmetrics import Metric
 
+from glore.errors import ArgumentError, ArgumentTypeError
 from ..data.cityscapes import CATEGORIES, CLASS_NAMES, ID_TO_LABEL, IGNORE_INDEX, TRAIN_LABELS
 
 # Average instance size per class over the training set, as the benchmark defines it
@@ -48,14 +49,14 @@ def _nanmean(x: torch.Tensor) -> torch.Tensor:
 
 def _as_labels(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(pred, torch.Tensor) or not isinstance(target, torch.Tensor):
-        raise TypeError(f"pred and target must be tensors, got {type(pred).__name__} and {type(target).__name__}")
+        raise ArgumentTypeError(f"pred and target must be tensors, got {type(pred).__name__} and {type(target).__name__}")
     if pred.is_floating_point():
         if pred.dim() != target.dim() + 1 or pred.shape[1] != num_classes:
-            raise ValueError(f"floating-point pred must be logits of shape (B, {num_classes}, H, W) for a "
+            raise ArgumentError(f"floating-point pred must be logits of shape (B, {num_classes}, H, W) for a "
                              f"target of shape {tuple(target.shape)}, got {tuple(pred.shape)}")
         pred = pred.argmax(1)
     if pred.shape != target.shape:
-        raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} and "
+        raise ArgumentError(f"pred and target must have the same shape, got {tuple(pred.shape)} and "
                          f"{tuple(target.shape)}")
     return pred.long(), target.long()
 
@@ -76,9 +77,9 @@ class SegmentationIoU(Metric):
                  **kwargs):
         super().__init__(**kwargs)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+            raise ArgumentError(f"num_classes must be a positive integer, got {num_classes!r}")
         if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"class_names must have {num_classes} entries, got {len(class_names)}")
+            raise ArgumentError(f"class_names must have {num_classes} entries, got {len(class_names)}")
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.class_names = tuple(class_names) if class_names is not None else tuple(map(str, range(num_classes)))
@@ -90,7 +91,7 @@ class SegmentationIoU(Metric):
         bad = valid & ((target < 0) | (target >= self.num_classes))
         if bad.any():
             values = torch.unique(target[bad])[:10].tolist()
-            raise ValueError(f"target holds ids {values}; expected 0..{self.num_classes - 1} or "
+            raise ArgumentError(f"target holds ids {values}; expected 0..{self.num_classes - 1} or "
                              f"{self.ignore_index} (ignore)")
         return valid
 
@@ -167,7 +168,7 @@ class CityscapesMetrics(SegmentationIoU):
         if instance_ids is None:
             return
         if instance_ids.shape != target.shape:
-            raise ValueError(f"instance_ids must have the target's shape {tuple(target.shape)}, "
+            raise ArgumentError(f"instance_ids must have the target's shape {tuple(target.shape)}, "
                              f"got {tuple(instance_ids.shape)}")
         self.has_instances += 1
         instance_ids = instance_ids.long()
@@ -182,7 +183,7 @@ class CityscapesMetrics(SegmentationIoU):
             label_ids = ids // 1000
             if (label_ids >= len(self._inst_table)).any():
                 bad = torch.unique(ids[label_ids >= len(self._inst_table)])[:5].tolist()
-                raise ValueError(f"instance ids {bad} name label ids outside the Cityscapes table (0-33)")
+                raise ArgumentError(f"instance ids {bad} name label ids outside the Cityscapes table (0-33)")
             info = self._inst_table[label_ids]                       # (K, 3)
             train_id, cat, avg = info[:, 0].long(), info[:, 1].long(), info[:, 2]
             keep = train_id >= 0                                     # evaluated classes with instances
@@ -190,7 +191,7 @@ class CityscapesMetrics(SegmentationIoU):
                 bad_labels = [ID_TO_LABEL[int(i)] for i in torch.unique(label_ids[~keep])]
                 bad = [lab.name for lab in bad_labels if not lab.has_instances]
                 if bad:
-                    raise ValueError(f"instance ids name classes without instances: {bad}")
+                    raise ArgumentError(f"instance ids name classes without instances: {bad}")
             p, pc = pred[b][mask], pred_cat[b][mask]
             hit = (p == train_id[inverse]).double()
             cat_hit = (pc == cat[inverse]).double()

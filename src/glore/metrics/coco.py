@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from glore.errors import ArgumentError
+
 STAT_NAMES = ("ap", "ap50", "ap75", "ap_s", "ap_m", "ap_l", "ar1", "ar10", "ar100", "ar_s", "ar_m", "ar_l")
 IOU_TYPES = ("bbox", "segm")
 
@@ -85,7 +87,7 @@ def coco_evaluate(annotations, results, iou_type: str = "bbox", *, image_ids: Se
     from pycocotools.cocoeval import COCOeval
 
     if iou_type not in IOU_TYPES:
-        raise ValueError(f"iou_type must be one of {list(IOU_TYPES)}, got {iou_type!r}")
+        raise ArgumentError(f"iou_type must be one of {list(IOU_TYPES)}, got {iou_type!r}")
     gt = load_coco(annotations)
     if not isinstance(results, (list, tuple)):
         with open(os.fspath(results), encoding="utf-8") as handle:
@@ -97,7 +99,7 @@ def coco_evaluate(annotations, results, iou_type: str = "bbox", *, image_ids: Se
     if not results:                                  # COCO.loadRes cannot load an empty list
         return {name: 0.0 for name in STAT_NAMES}
     if iou_type == "segm" and "segmentation" not in results[0]:
-        raise ValueError("segm evaluation needs results with a 'segmentation' (Mask R-CNN outputs)")
+        raise ArgumentError("segm evaluation needs results with a 'segmentation' (Mask R-CNN outputs)")
     # one results list holds both; each evaluation reads its own field (a segm result's area is then its
     # mask's, not its box's, as in detectron2's COCO evaluator)
     drop = "bbox" if iou_type == "segm" else "segmentation"

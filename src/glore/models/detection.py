@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from glore.errors import ArgumentError
+
 ARCHS = ("fasterrcnn", "maskrcnn")
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
              "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2")
@@ -39,14 +41,14 @@ def _backbone_weights(backbone: str, pretrained):
     try:
         return weights[str(pretrained)]
     except KeyError:
-        raise ValueError(f"pretrained_backbone={pretrained!r} is not a weight of torchvision's {backbone}; "
+        raise ArgumentError(f"pretrained_backbone={pretrained!r} is not a weight of torchvision's {backbone}; "
                          f"expected True, False or one of {[w.name for w in weights]}") from None
 
 
 def _freeze(resnet: nn.Module, trainable_layers: int) -> None:
     """torchvision's rule: the first ``5 - trainable_layers`` of conv1, layer1..layer4 stay fixed."""
     if isinstance(trainable_layers, bool) or not isinstance(trainable_layers, int) or not 0 <= trainable_layers <= 5:
-        raise ValueError(f"trainable_layers must be an integer in [0, 5], got {trainable_layers!r}")
+        raise ArgumentError(f"trainable_layers must be an integer in [0, 5], got {trainable_layers!r}")
     train = list(_TRAIN_ORDER[:trainable_layers]) + (["bn1"] if trainable_layers == 5 else [])
     for name, param in resnet.named_parameters():
         if not any(name.startswith(prefix) for prefix in train):
@@ -59,7 +61,7 @@ def _check_blocks_train(resnet: nn.Module, trainable_layers: int) -> None:
     frozen = [name for name, blk in inserted_blocks(resnet).items()
               if not any(p.requires_grad for p in blk.parameters())]
     if frozen:
-        raise ValueError(f"inserted blocks {frozen} sit in layers that trainable_layers={trainable_layers} freezes "
+        raise ArgumentError(f"inserted blocks {frozen} sit in layers that trainable_layers={trainable_layers} freezes "
                          f"(they would stay at their identity initialisation); train more layers or move the blocks")
 
 
@@ -72,7 +74,7 @@ def _anchor_generator(returned_layers: Sequence[int], anchor_sizes):
         anchor_sizes = [8 * s for s in strides] + [16 * strides[-1]]
     anchor_sizes = [tuple(s) if isinstance(s, (list, tuple)) else (int(s),) for s in anchor_sizes]
     if len(anchor_sizes) != levels:
-        raise ValueError(f"anchor_sizes needs one entry per feature level ({levels}: the returned layers "
+        raise ArgumentError(f"anchor_sizes needs one entry per feature level ({levels}: the returned layers "
                          f"{list(returned_layers)} and the pooled level), got {len(anchor_sizes)}")
     return AnchorGenerator(tuple(anchor_sizes), ((0.5, 1.0, 2.0),) * levels)
 
@@ -117,17 +119,17 @@ def create_detector(arch: str = "maskrcnn", backbone: str = "resnet50", *, block
     from .insert import insert_blocks, inserted_blocks
 
     if arch not in ARCHS:
-        raise ValueError(f"arch must be one of {list(ARCHS)}, got {arch!r}")
+        raise ArgumentError(f"arch must be one of {list(ARCHS)}, got {arch!r}")
     if backbone not in BACKBONES:
-        raise ValueError(f"backbone must be one of {list(BACKBONES)}, got {backbone!r}")
+        raise ArgumentError(f"backbone must be one of {list(BACKBONES)}, got {backbone!r}")
     if block is None and (units is not None or position is not None or block_kwargs):
-        raise ValueError(f"units, position and block_kwargs need a block; got block=None with units={units!r}, "
+        raise ArgumentError(f"units, position and block_kwargs need a block; got block=None with units={units!r}, "
                          f"position={position!r}, block_kwargs={block_kwargs!r}")
     if block is not None and units is None:
-        raise ValueError(f"block={block!r} needs units, e.g. units='all' (c3-c5) or {{'res4': [5]}}; got None")
+        raise ArgumentError(f"block={block!r} needs units, e.g. units='all' (c3-c5) or {{'res4': [5]}}; got None")
     returned_layers = [int(k) for k in returned_layers]
     if not returned_layers or sorted(set(returned_layers)) != returned_layers or not all(1 <= k <= 4 for k in returned_layers):
-        raise ValueError(f"returned_layers must be increasing stage numbers in 1..4, got {returned_layers!r}")
+        raise ArgumentError(f"returned_layers must be increasing stage numbers in 1..4, got {returned_layers!r}")
 
     weights = _backbone_weights(backbone, pretrained_backbone)
     trained = weights is not None
@@ -146,7 +148,7 @@ def create_detector(arch: str = "maskrcnn", backbone: str = "resnet50", *, block
                            in_channels, fpn_channels, extra_blocks=LastLevelMaxPool())
     dropped = sorted(set(inserted_blocks(resnet)) - set(inserted_blocks(body.body)))
     if dropped:
-        raise ValueError(f"inserted blocks {dropped} sit in stages after the last of returned_layers="
+        raise ArgumentError(f"inserted blocks {dropped} sit in stages after the last of returned_layers="
                          f"{returned_layers}, which the FPN never runs; insert them in layer1..layer{returned_layers[-1]}")
     names = [str(i) for i in range(len(returned_layers))]
     heads = dict(

@@ -16,13 +16,13 @@ import difflib
 import inspect
 import os
 import re
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from glore.errors import ArgumentError, ArgumentTypeError
 from .hosts import rename_legacy_keys
 from .insert import check_block_kwargs, inserted_blocks, insert_blocks
 
@@ -62,12 +62,12 @@ def _timm_family(name: str) -> str | None:
 
 def _check_name(name: str) -> None:
     if not isinstance(name, str):
-        raise TypeError(f"model name must be a str, got {type(name).__name__}")
+        raise ArgumentTypeError(f"model name must be a str, got {type(name).__name__}")
     names = available_backbones()
     if name not in names:
         close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
         hint = f"; close matches: {close}" if close else ""
-        raise ValueError(f"unknown backbone {name!r}: expected a timm ResNet-family or DPN name, "
+        raise ArgumentError(f"unknown backbone {name!r}: expected a timm ResNet-family or DPN name, "
                          f"tv_<torchvision resnet> or a registered configuration{hint}")
 
 
@@ -129,7 +129,7 @@ def build_torchvision(name: str, blocks: Mapping | None, *, pretrained: bool = F
     import torchvision
 
     if pretrained and kwargs.get("weights") is not None:
-        raise ValueError(f"tv_{name}: give pretrained=True or weights=, not both (got weights="
+        raise ArgumentError(f"tv_{name}: give pretrained=True or weights=, not both (got weights="
                          f"{kwargs['weights']!r})")
     if pretrained:
         kwargs["weights"] = "DEFAULT"
@@ -142,7 +142,7 @@ def build_torchvision(name: str, blocks: Mapping | None, *, pretrained: bool = F
         if not found:
             raise
         own = [n for n in inspect.signature(torchvision.models.ResNet).parameters if n != "self"]
-        raise TypeError(f"tv_{name} does not take the keyword {found.group(1)!r}: torchvision's "
+        raise ArgumentTypeError(f"tv_{name} does not take the keyword {found.group(1)!r}: torchvision's "
                         f"ResNet takes {sorted(own)}, and its builder takes ['progress', 'weights']"
                         ) from exc
     if blocks:
@@ -184,19 +184,19 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, blo
     """
     block_kwargs = dict(block_kwargs or {})
     if block is None and (units is not None or position is not None or block_kwargs):
-        raise ValueError(f"units, position and block_kwargs need a block; got block=None with "
+        raise ArgumentError(f"units, position and block_kwargs need a block; got block=None with "
                          f"units={units!r}, position={position!r}, block_kwargs {sorted(block_kwargs)}")
     if block is not None and units is None:
-        raise ValueError(f"block={block!r} needs units, e.g. units=(0, 3) or {{'res4': [5]}}; got None")
+        raise ArgumentError(f"block={block!r} needs units, e.g. units=(0, 3) or {{'res4': [5]}}; got None")
     _check_name(name)
     blocks = None
     if block is not None:
         if not isinstance(block, str):
-            raise ValueError(f"block must be a block name, got {block!r}")
+            raise ArgumentError(f"block must be a block name, got {block!r}")
         from ..nn import BLOCKS
 
         if block.lower() not in BLOCKS:
-            raise ValueError(f"unknown block {block!r}; expected one of {sorted(BLOCKS)}")
+            raise ArgumentError(f"unknown block {block!r}; expected one of {sorted(BLOCKS)}")
         check_block_kwargs(block.lower(), block_kwargs)
         blocks = dict(block=block, units=units, position=position, **block_kwargs)
     if isinstance(pretrained, (str, os.PathLike)):
@@ -213,14 +213,14 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, blo
     elif pretrained is None:
         pretrained = False
     elif not isinstance(pretrained, bool):
-        raise TypeError(f"pretrained must be True, False (or None) or a weights file, got {pretrained!r}")
+        raise ArgumentTypeError(f"pretrained must be True, False (or None) or a weights file, got {pretrained!r}")
     if name.startswith("tv_"):
         return build_torchvision(name[3:], blocks, pretrained=pretrained, **kwargs)
     from . import registry
 
     if name in registry.CONFIGS:
         if blocks:
-            raise ValueError(f"{name} is a registered configuration with its blocks already in "
+            raise ArgumentError(f"{name} is a registered configuration with its blocks already in "
                              f"place; pass its backbone {registry.CONFIGS[name].backbone!r} to add "
                              f"other blocks, got block={block!r}")
         import timm
@@ -230,57 +230,29 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, blo
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    from glore.checkpoint import read_state_dict
 
-        return load_file(str(path))
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):           # Lightning and common training-script layouts
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path}: expected a state dict (name -> tensor), got {type(obj).__name__}")
-    return obj
-
-
-def _strip_prefix(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
-    """Remove a wrapper prefix (``module.``, ``model.``) shared by all keys if that makes them match."""
-    if not state or set(state) & expected:
-        return state
-    prefix = next(iter(state)).split(".", 1)[0] + "."
-    if all(k.startswith(prefix) for k in state):
-        stripped = {k[len(prefix):]: v for k, v in state.items()}
-        if set(stripped) & expected:
-            return stripped
-    return state
+    return read_state_dict(path)
 
 
 def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load a local state dict into ``model`` (no downloads).
+    """Load a local state dict into any glore model (no downloads): image, segmentation or 3D.
 
     Keys of inserted blocks that the file lacks (a backbone checkpoint, as when fine-tuning from
     ImageNet weights) keep their initialisation, the identity for zero-initialised blocks, and are
     named in a warning. Any other missing key, any unexpected key and any shape mismatch raises a
-    ``ValueError`` naming them.
+    ``ValueError`` naming them. Names of earlier layouts are renamed first: the hook-era
+    ``<block>_<position>`` blocks, and the authors' released 3D networks (``conv2.B01.conv_m1...``).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {str(path)!r}")
-    own = model.state_dict()
-    state = rename_legacy_keys(_strip_prefix(_read_state_dict(path), set(own)))
-    block_prefixes = tuple(f"{name}." for name in inserted_blocks(model))
-    missing = [k for k in own if k not in state]
-    missing_blocks = [k for k in missing if k.startswith(block_prefixes)]
-    missing_other = [k for k in missing if not k.startswith(block_prefixes)]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)}, model {tuple(own[k].shape)}"
-              for k in state if k in own and state[k].shape != own[k].shape]
-    if missing_other or unexpected or shapes:
-        raise ValueError(f"checkpoint {str(path)!r} does not match the model: missing keys "
-                         f"{missing_other}, unexpected keys {unexpected}, shape mismatches {shapes}")
-    if missing_blocks:
-        blocks = [p[:-1] for p in block_prefixes if any(k.startswith(p) for k in missing_blocks)]
-        warnings.warn(f"checkpoint {str(path)!r} has no weights for the inserted blocks {blocks}; "
-                      f"they keep their initialisation ({len(missing_blocks)} keys)", stacklevel=2)
-    model.load_state_dict(state, strict=False)
-    return model
+    from glore.checkpoint import load_checkpoint as load_weights
+
+    blocks = tuple(f"{name}." for name in inserted_blocks(model))
+    return load_weights(model, path, strict=True, optional=blocks, rename=_rename_earlier_layouts)
+
+
+def _rename_earlier_layouts(state: dict) -> dict:
+    from .video_official import convert_official_video_state_dict, is_official_video_state_dict
+
+    if is_official_video_state_dict(state):
+        return convert_official_video_state_dict(state)
+    return rename_legacy_keys(state)

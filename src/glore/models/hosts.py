@@ -27,6 +27,8 @@ from timm.models import dpn as timm_dpn
 from timm.models import resnet as timm_resnet
 from torch import nn
 
+from glore.errors import ArgumentTypeError
+
 SLOTS = ("after_1x1", "after_add")
 # a key of the earlier layout: "<host>.<block>_<slot>.<rest>"
 _LEGACY_KEY = re.compile(r"^(?P<host>(?:.+\.)?)(?:glore|nl|snl|gc|se)_(?P<slot>after_1x1|after_add)\.(?P<rest>.+)$")
@@ -138,7 +140,7 @@ def offered_positions(block: nn.Module) -> tuple[str, ...]:
     """The positions residual ``block`` offers; a ``TypeError`` if it cannot host blocks."""
     cls = HOSTS.get(type(block), type(block))
     if cls not in OFFERS:
-        raise TypeError(f"blocks can be inserted into residual blocks of types "
+        raise ArgumentTypeError(f"blocks can be inserted into residual blocks of types "
                         f"{sorted(c.__module__ + '.' + c.__name__ for c in HOSTS)}, got "
                         f"{type(block).__module__}.{type(block).__name__}")
     return OFFERS[cls]

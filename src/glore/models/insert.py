@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from glore.errors import ArgumentError, ArgumentTypeError
 from ..nn import BLOCKS, create_block
 from .hosts import SLOTS, as_host, host_channels, offered_positions
 
@@ -72,7 +73,7 @@ def find_stages(model: nn.Module) -> dict[str, list[Host]]:
     else:
         stages = _dpn_hosts(model)
     if not any(stages.values()):
-        raise TypeError(f"blocks can be inserted into timm ResNet/SE-ResNet/ResNeXt/wide ResNet, timm "
+        raise ArgumentTypeError(f"blocks can be inserted into timm ResNet/SE-ResNet/ResNeXt/wide ResNet, timm "
                         f"DPN and torchvision ResNet models, got {type(model).__name__}")
     for hosts in stages.values():
         for host in hosts:
@@ -93,7 +94,7 @@ def _spread(count: int, depth: int) -> tuple[int, ...]:
 
 def _check_count(value, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{what} must be a non-negative integer, got {value!r}")
+        raise ArgumentError(f"{what} must be a non-negative integer, got {value!r}")
     return value
 
 
@@ -110,7 +111,7 @@ def resolve_units(units, depths: Mapping[str, int]) -> dict[str, tuple[int, ...]
     """
     if isinstance(units, str):
         if units != "all":
-            raise ValueError(f"units must be (n, m), a dict {{stage: count or indices}} or 'all', "
+            raise ArgumentError(f"units must be (n, m), a dict {{stage: count or indices}} or 'all', "
                              f"got {units!r}")
         spec = {stage: list(range(1, depths[stage] + 1)) for stage in ALL_STAGES if stage in depths}
     elif isinstance(units, Mapping):
@@ -118,26 +119,26 @@ def resolve_units(units, depths: Mapping[str, int]) -> dict[str, tuple[int, ...]
     elif isinstance(units, Sequence) and len(units) == 2:
         spec = {"res3": units[0], "res4": units[1]}
     else:
-        raise ValueError(f"units must be (n, m), a dict {{stage: count or indices}} or 'all', "
+        raise ArgumentError(f"units must be (n, m), a dict {{stage: count or indices}} or 'all', "
                          f"got {units!r}")
 
     placement = {}
     for stage, value in spec.items():
         if stage not in depths:
-            raise ValueError(f"unknown stage {stage!r}; this backbone has stages {sorted(depths)}")
+            raise ArgumentError(f"unknown stage {stage!r}; this backbone has stages {sorted(depths)}")
         depth = depths[stage]
         if isinstance(value, Sequence) and not isinstance(value, str):
             indices = tuple(_check_count(i, f"block index in {stage}") for i in value)
             bad = [i for i in indices if not 1 <= i <= depth]
             if bad:
-                raise ValueError(f"{stage} has {depth} blocks (indices 1..{depth}), got indices {bad}")
+                raise ArgumentError(f"{stage} has {depth} blocks (indices 1..{depth}), got indices {bad}")
             if len(set(indices)) != len(indices):
-                raise ValueError(f"{stage}: block indices must be distinct, got {list(indices)}")
+                raise ArgumentError(f"{stage}: block indices must be distinct, got {list(indices)}")
             indices = tuple(sorted(indices))
         else:
             count = _check_count(value, f"units in {stage}")
             if count > depth:
-                raise ValueError(f"{stage} has {depth} blocks, cannot place {count} units in it")
+                raise ArgumentError(f"{stage} has {depth} blocks, cannot place {count} units in it")
             indices = _spread(count, depth)
         if indices:
             placement[stage] = indices
@@ -167,11 +168,11 @@ def insert_blocks(model: nn.Module, *, block: str, units, position: str | None =
         TypeError: unsupported model, or a block option the block does not take.
     """
     if not isinstance(block, str) or block.lower() not in BLOCKS:
-        raise ValueError(f"unknown block {block!r}; expected one of {sorted(BLOCKS)}")
+        raise ArgumentError(f"unknown block {block!r}; expected one of {sorted(BLOCKS)}")
     block = block.lower()
     position = DEFAULT_POSITION[block] if position is None else position
     if position not in POSITIONS:
-        raise ValueError(f"position must be one of {list(POSITIONS)}, got {position!r}")
+        raise ArgumentError(f"position must be one of {list(POSITIONS)}, got {position!r}")
     check_block_kwargs(block, block_kwargs)
     stages = find_stages(model)
     placement = resolve_units(units, {s: len(h) for s, h in stages.items() if h})
@@ -182,10 +183,10 @@ def insert_blocks(model: nn.Module, *, block: str, units, position: str | None =
             host = stages[stage][index - 1]
             offered = offered_positions(host.module)
             if position not in offered:
-                raise ValueError(f"position {position!r} is not offered by {type(host.module).__name__} "
+                raise ArgumentError(f"position {position!r} is not offered by {type(host.module).__name__} "
                                  f"({host.name}, {stage} block {index}); it offers {list(offered)}")
             if not isinstance(getattr(host.module, position, nn.Identity()), nn.Identity):
-                raise ValueError(f"{host.name}.{position} already holds a "
+                raise ArgumentError(f"{host.name}.{position} already holds a "
                                  f"{type(getattr(host.module, position)).__name__}")
             todo.append(host)
 
@@ -211,7 +212,7 @@ def check_block_kwargs(block: str, block_kwargs: Mapping) -> None:
     accepted = sorted(n for n, p in params.items() if p.kind == p.KEYWORD_ONLY)
     unknown = sorted(set(block_kwargs) - set(accepted))
     if unknown:
-        raise TypeError(f"block {block!r} does not take the option(s) {unknown}; it takes {accepted}")
+        raise ArgumentTypeError(f"block {block!r} does not take the option(s) {unknown}; it takes {accepted}")
 
 
 def inserted_blocks(model: nn.Module) -> dict[str, nn.Module]:

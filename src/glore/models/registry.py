@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from timm.models import generate_default_cfgs, get_pretrained_cfg, register_model
 
+from glore.errors import ArgumentError
 from .insert import DEFAULT_POSITION, resolve_units
 
 
@@ -64,7 +65,7 @@ def build_config(name: str, pretrained: bool = False, **kwargs):
     from .factory import build_timm
 
     if name not in CONFIGS:
-        raise ValueError(f"unknown configuration {name!r}; expected one of {sorted(CONFIGS)}")
+        raise ArgumentError(f"unknown configuration {name!r}; expected one of {sorted(CONFIGS)}")
     cfg = CONFIGS[name]
     return build_timm(name, cfg.backbone, blocks_of(cfg), pretrained=pretrained, **kwargs)
 

@@ -11,7 +11,8 @@ Heads (mmsegmentation-style, small and composable):
   followed by a 3x3 conv, dropout and a 1x1 classifier. With no block it is the plain FCN head.
 - :class:`FCNHead`: the auxiliary head on res4 (3x3 conv, dropout, classifier).
 
-:func:`create_segmenter` assembles them into a :class:`Segmenter`.
+:func:`create_segmenter` assembles them into a :class:`Segmenter`; :meth:`Segmenter.predict` runs
+test-time inference (whole / sliding window, flip, multi-scale; :mod:`.segmentation_inference`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from glore.errors import ArgumentError
 from ..nn import create_block
 from .layers import conv_bn_relu
+from .segmentation_inference import inference
 
 HEADS = (None, "glore", "nl", "snl", "gc")
 
@@ -76,9 +79,9 @@ class ContextHead(nn.Module):
         super().__init__()
         block = _check_head(block)
         if isinstance(units, bool) or not isinstance(units, int) or units < 0:
-            raise ValueError(f"units must be a non-negative integer, got {units!r}")
+            raise ArgumentError(f"units must be a non-negative integer, got {units!r}")
         if block is None and units not in (0, 1):
-            raise ValueError(f"head=None (plain FCN) takes no context units, got units={units}")
+            raise ArgumentError(f"head=None (plain FCN) takes no context units, got units={units}")
         self.block_name = block
         self.concat_input = DEFAULT_CONCAT_INPUT[block] if concat_input is None else bool(concat_input)
         self.conv_in = conv_bn_relu(in_channels, channels)
@@ -121,7 +124,7 @@ class Segmenter(nn.Module):
 
     def forward(self, x: torch.Tensor, *, return_aux: bool | None = None):
         if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"Segmenter expects images of shape (B, 3, H, W), got {tuple(x.shape)}")
+            raise ArgumentError(f"Segmenter expects images of shape (B, 3, H, W), got {tuple(x.shape)}")
         size = x.shape[-2:]
         c4, c5 = self.backbone(x)
         out = _upsample(self.head(c5), size)
@@ -130,8 +133,18 @@ class Segmenter(nn.Module):
         if not return_aux:
             return out
         if self.aux_head is None:
-            raise ValueError("return_aux=True needs a model built with aux=True")
+            raise ArgumentError("return_aux=True needs a model built with aux=True")
         return {"out": out, "aux": _upsample(self.aux_head(c4), size)}
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, *, mode: str = "whole", crop_size=769, stride=513,
+                flip: bool = False, scales: Sequence[float] = (1.0,)) -> torch.Tensor:
+        """Class scores ``(B, num_classes, H, W)`` at test time (see
+        :func:`glore.models.segmentation_inference.inference`): ``mode`` ``"whole"`` or ``"slide"``
+        (``crop_size`` windows every ``stride`` pixels), averaged over a horizontal ``flip`` and
+        ``scales``. One whole-image pass gives logits, several give averaged probabilities.
+        The caller puts the model in eval mode."""
+        return inference(self, images, mode=mode, crop_size=crop_size, stride=stride, flip=flip, scales=scales)
 
 
 def _upsample(x: torch.Tensor, size) -> torch.Tensor:
@@ -144,7 +157,7 @@ def _check_head(head):
         if head in ("none", "fcn", ""):
             head = None
     if head not in HEADS:
-        raise ValueError(f"head must be one of None, 'glore', 'nl', 'snl', 'gc', got {head!r}")
+        raise ArgumentError(f"head must be one of None, 'glore', 'nl', 'snl', 'gc', got {head!r}")
     return head
 
 
@@ -157,7 +170,7 @@ def apply_multigrid(stage: nn.Module, multigrid: Sequence[int], base_dilation: i
     blocks = list(stage.children())
     grid = tuple(multigrid)
     if not grid or not all(isinstance(g, int) and not isinstance(g, bool) and g > 0 for g in grid):
-        raise ValueError(f"multigrid must be a non-empty sequence of positive integers, got {multigrid!r}")
+        raise ArgumentError(f"multigrid must be a non-empty sequence of positive integers, got {multigrid!r}")
     for i, block in enumerate(blocks):
         g = grid[i % len(grid)]
         for conv in block.modules():
@@ -215,26 +228,26 @@ def create_backbone(name: str = "resnet50", *, multigrid: Sequence[int] | None =
     if name in LOCAL_BACKBONES:
         cls = LOCAL_BACKBONES[name]
         if output_stride not in (None, cls.output_stride):
-            raise ValueError(f"backbone {name!r} has a fixed output_stride of {cls.output_stride}, "
+            raise ArgumentError(f"backbone {name!r} has a fixed output_stride of {cls.output_stride}, "
                              f"got output_stride={output_stride!r}")
         if multigrid is not None:
-            raise ValueError(f"backbone {name!r} has no res5 stage for multi-grid; pass multigrid=None, "
+            raise ArgumentError(f"backbone {name!r} has no res5 stage for multi-grid; pass multigrid=None, "
                              f"got {multigrid!r}")
         if pretrained or blocks:
-            raise ValueError(f"backbone {name!r} takes no pretrained weights or blocks, got "
+            raise ArgumentError(f"backbone {name!r} takes no pretrained weights or blocks, got "
                              f"pretrained={pretrained!r}, blocks={blocks!r}")
         return cls(**kwargs)
     from .factory import create_model
 
     output_stride = 8 if output_stride is None else output_stride
     if output_stride not in (8, 16, 32):
-        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
+        raise ArgumentError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
     backbone = create_model(name, pretrained=pretrained, **dict(blocks or {}), features_only=True,
                             out_indices=(3, 4), output_stride=output_stride, **kwargs)
     if multigrid is not None:
         stage = getattr(backbone, "layer4", None)
         if stage is None:
-            raise ValueError(f"multigrid needs a ResNet-style backbone with a layer4, got {name!r}")
+            raise ArgumentError(f"multigrid needs a ResNet-style backbone with a layer4, got {name!r}")
         apply_multigrid(stage, multigrid, {8: 4, 16: 2, 32: 1}[output_stride])
     return backbone
 
@@ -274,7 +287,7 @@ def create_segmenter(backbone: str = "resnet50", *, head: str | None = "glore", 
             ``dict(block="gc", units="all", block_kwargs={"ratio": 1/4})``).
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        raise ArgumentError(f"num_classes must be a positive integer, got {num_classes!r}")
     head = _check_head(head)
     net = create_backbone(backbone, multigrid=multigrid, output_stride=output_stride,
                           pretrained=pretrained, blocks=backbone_blocks, **dict(backbone_kwargs or {}))
@@ -292,20 +305,9 @@ def create_segmenter(backbone: str = "resnet50", *, head: str | None = "glore", 
 
 
 def _read_state_dict(path) -> dict:
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-        return load_file(path)
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: expected a state dict (a mapping of tensors), got {type(obj).__name__}")
-    return dict(obj)
+    from glore.checkpoint import read_state_dict
+
+    return read_state_dict(path)
 
 
 def _strip_prefix(state: dict, prefixes=("model.", "module.", "net.")) -> dict:
@@ -321,18 +323,18 @@ def load_segmenter_checkpoint(model: Segmenter, path) -> Segmenter:
     if any(k.startswith("head.") for k in state):
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise ValueError(f"{path}: segmenter checkpoint does not match the model: "
+            raise ArgumentError(f"{path}: segmenter checkpoint does not match the model: "
                              f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
         return model
     state = {k[len("backbone."):] if k.startswith("backbone.") else k: v for k, v in state.items()}
     own = model.backbone.state_dict()
     matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not matched:
-        raise ValueError(f"{path}: no tensor matches the backbone (expected keys like "
+        raise ArgumentError(f"{path}: no tensor matches the backbone (expected keys like "
                          f"{sorted(own)[:3]}, got {sorted(state)[:3]})")
     missing = sorted(set(own) - set(matched))
     if missing:
-        raise ValueError(f"{path}: backbone weights incomplete; missing {len(missing)} tensors, "
+        raise ArgumentError(f"{path}: backbone weights incomplete; missing {len(missing)} tensors, "
                          f"e.g. {missing[:5]}")
     model.backbone.load_state_dict(matched, strict=False)
     return model

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from glore.errors import ArgumentError
 from ..nn import create_block
 from .layers import conv_bn_relu
 
@@ -34,11 +35,20 @@ def check_arguments(*, num_classes, in_chans, width, block, block_kwargs) -> Non
     """The checks of the demo networks' arguments (the image net here, the clip net in video.py)."""
     for name, value in (("num_classes", num_classes), ("in_chans", in_chans), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise ArgumentError(f"{name} must be a positive integer, got {value!r}")
     if width % 4:
-        raise ValueError(f"width must be a multiple of 4, got {width}")
+        raise ArgumentError(f"width must be a multiple of 4, got {width}")
     if block is None and block_kwargs:
-        raise ValueError(f"block options {sorted(block_kwargs)} given without a block")
+        raise ArgumentError(f"block options {sorted(block_kwargs)} given without a block")
+
+
+def block_slot(block: str | None, width: int, block_kwargs: dict, **defaults) -> tuple[nn.Module, dict]:
+    """The one block of a demo network and its options: ``nn.Identity`` for the baseline, else
+    ``block`` at ``width`` with the demo defaults, then ``defaults``, then ``block_kwargs``."""
+    if block is None:
+        return nn.Identity(), {}
+    kwargs = {**default_block_kwargs(block, width), **defaults, **block_kwargs}
+    return create_block(block, width, **kwargs), kwargs
 
 
 class DistantDigitsNet(nn.Module):
@@ -65,11 +75,7 @@ class DistantDigitsNet(nn.Module):
             conv_bn_relu(half, width, 3),
             conv_bn_relu(width, width, 3, stride=2),
         )
-        if block is None:
-            self.block, self.block_kwargs = nn.Identity(), {}
-        else:
-            self.block_kwargs = {**default_block_kwargs(block, width), **block_kwargs}
-            self.block = create_block(block, width, **self.block_kwargs)
+        self.block, self.block_kwargs = block_slot(block, width, block_kwargs)
         self.block_name = block
         self.head = nn.Sequential(conv_bn_relu(width, 2 * width, 1), conv_bn_relu(2 * width, 2 * width, 1))
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -36,11 +36,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from glore.errors import ArgumentError
 from ..nn import create_block
 
 __all__ = [
     "VideoResNet", "PreActBottleneck", "InflationReport", "create_video_model", "inflate_state_dict", "inflate_model",
-    "load_checkpoint", "resnet50_3d", "resnet101_3d", "resnet50_2d_lite", "resnet101_2d_lite",
+    "resnet50_3d", "resnet101_3d", "resnet50_2d_lite", "resnet101_2d_lite",
     "VIDEO_MODELS",
 ]
 
@@ -177,22 +178,22 @@ class VideoResNet(nn.Module):
                  dropout: float = 0.5, dims: int = 3):
         super().__init__()
         if dims not in (2, 3):
-            raise ValueError(f"dims must be 2 or 3, got {dims!r}")
+            raise ArgumentError(f"dims must be 2 or 3, got {dims!r}")
         if len(depths) != 4 or any(not isinstance(d, int) or d <= 0 for d in depths):
-            raise ValueError(f"depths must be 4 positive integers, got {depths!r}")
+            raise ArgumentError(f"depths must be 4 positive integers, got {depths!r}")
         if not (isinstance(width_mult, (int, float)) and width_mult > 0):
-            raise ValueError(f"width_mult must be a positive number, got {width_mult!r}")
+            raise ArgumentError(f"width_mult must be a positive number, got {width_mult!r}")
         if not isinstance(num_classes, int) or num_classes <= 0:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+            raise ArgumentError(f"num_classes must be a positive integer, got {num_classes!r}")
         if block is not None and not isinstance(block, str):
-            raise ValueError(f"block must be a block name or None, got {block!r}")
+            raise ArgumentError(f"block must be a block name or None, got {block!r}")
         block = block.lower() if isinstance(block, str) else None
         if block in ("none", ""):
             block = None
         positions = dict(DEFAULT_POSITIONS if positions is None else positions)
         unknown = sorted(set(positions) - {f"layer{i}" for i in range(1, 5)})
         if unknown:
-            raise ValueError(f"positions keys must be among layer1..layer4, got {unknown}")
+            raise ArgumentError(f"positions keys must be among layer1..layer4, got {unknown}")
         self.dims, self.depths, self.block = dims, tuple(depths), block
         self.num_classes = num_classes
 
@@ -220,7 +221,7 @@ class VideoResNet(nn.Module):
             if block is not None:
                 for i in positions.get(name, ()):
                     if not 0 <= i < depth:
-                        raise ValueError(f"positions[{name!r}] has block index {i}, expected 0..{depth - 1}")
+                        raise ArgumentError(f"positions[{name!r}] has block index {i}, expected 0..{depth - 1}")
                     kwargs = {**_default_block_kwargs(block, width), **dict(block_kwargs or {})}
                     units[i] = create_block(block, channels, **kwargs)
             self.add_module(name, ResStage(blocks, units))
@@ -242,7 +243,7 @@ class VideoResNet(nn.Module):
         if not isinstance(x, torch.Tensor) or x.dim() != expected:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             layout = "(B, C, T, H, W)" if self.dims == 3 else "(B, C, H, W)"
-            raise ValueError(f"{type(self).__name__} (dims={self.dims}) expects a {expected}-d input "
+            raise ArgumentError(f"{type(self).__name__} (dims={self.dims}) expects a {expected}-d input "
                              f"{layout}, got {shape}")
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
@@ -319,23 +320,9 @@ class InflationReport:
 
 
 def _read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, Mapping):
-        for key in ("state_dict", "model", "model_state"):
-            if key in state and isinstance(state[key], Mapping):
-                state = state[key]
-                break
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: expected a state dict (name -> tensor), a dict with 'state_dict' or "
-                         f"'model', got {type(state).__name__}")
-    return dict(state)
+    from glore.checkpoint import read_state_dict
+
+    return read_state_dict(path)
 
 
 def _strip_prefix(state: Mapping[str, torch.Tensor], names: set[str]) -> dict[str, torch.Tensor]:
@@ -411,39 +398,6 @@ def inflate_model(model: nn.Module, path_or_state: str | Path | Mapping[str, tor
     return report
 
 
-def _names(names: Sequence[str], limit: int = 20) -> str:
-    names = sorted(names)
-    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
-
-
-def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source) -> None:
-    """Load ``state`` into ``model``; every missing, unexpected or mis-shaped name is named in the error.
-
-    A BatchNorm's ``num_batches_tracked`` absent from the file (saved by an older PyTorch) keeps the
-    model's value: it plays no part in evaluation.
-    """
-    target = model.state_dict()
-    state = _strip_prefix(state, set(target))
-    missing = [k for k in target if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in target]
-    mismatched = [f"{k} (checkpoint {tuple(state[k].shape)}, model {tuple(target[k].shape)})"
-                  for k in state if k in target and state[k].shape != target[k].shape]
-    if missing or unexpected or mismatched:
-        parts = [f"{label} {len(names)}: {_names(names)}" for label, names in
-                 (("missing", missing), ("unexpected", unexpected), ("mismatched", mismatched)) if names]
-        raise ValueError(f"{source}: checkpoint does not match the model: " + "; ".join(parts))
-    model.load_state_dict({**target, **state})
-
-
-def load_checkpoint(model: nn.Module, path_or_state: str | Path | Mapping[str, torch.Tensor]) -> None:
-    """Load a 3D checkpoint strictly into ``model``: ours (plain, Lightning or ``{'model': ...}``) or the
-    authors' Kinetics release (``{'epoch', 'state_dict'}``, ``module.`` names)."""
-    state = (_read_state_dict(path_or_state) if isinstance(path_or_state, (str, Path))
-             else dict(path_or_state))
-    source = path_or_state if isinstance(path_or_state, (str, Path)) else "state dict"
-    _load_strict(model, _ours(state), source)
-
-
 def _official_model_kwargs(state: Mapping[str, torch.Tensor], block: str | None, kwargs: dict) -> dict:
     """Settings of the authors' network read from its checkpoint: unit placement and ``normalize=False``."""
     from .video_official import official_unit_positions
@@ -451,9 +405,9 @@ def _official_model_kwargs(state: Mapping[str, torch.Tensor], block: str | None,
     positions = official_unit_positions(state)
     name = block.lower() if isinstance(block, str) else None
     if positions and name != "glore":
-        raise ValueError(f"the checkpoint holds GloRe units at {positions}; expected block='glore', got {block!r}")
+        raise ArgumentError(f"the checkpoint holds GloRe units at {positions}; expected block='glore', got {block!r}")
     if not positions and name not in (None, "none", ""):
-        raise ValueError(f"the checkpoint holds no context unit; expected block=None, got {block!r}")
+        raise ArgumentError(f"the checkpoint holds no context unit; expected block=None, got {block!r}")
     kwargs = dict(kwargs)
     if positions:
         kwargs.setdefault("positions", positions)
@@ -479,9 +433,9 @@ def create_video_model(name: str, *, block: str | None = "glore", num_classes: i
     """
     key = name.lower() if isinstance(name, str) else name
     if key not in VIDEO_MODELS:
-        raise ValueError(f"unknown video model {name!r}; expected one of {sorted(VIDEO_MODELS)}")
+        raise ArgumentError(f"unknown video model {name!r}; expected one of {sorted(VIDEO_MODELS)}")
     if checkpoint is not None and inflate_from is not None:
-        raise ValueError("pass checkpoint= or inflate_from=, not both")
+        raise ArgumentError("pass checkpoint= or inflate_from=, not both")
     from .video_official import is_official_video_state_dict, official_depths
 
     state = _read_state_dict(checkpoint) if checkpoint is not None else None
@@ -491,13 +445,15 @@ def create_video_model(name: str, *, block: str | None = "glore", num_classes: i
     model = VIDEO_MODELS[key](block=block, num_classes=num_classes, **kwargs)
     if inflate_from is not None:
         if model.dims != 3:
-            raise ValueError(f"inflate_from needs a 3D model, got {name!r}")
+            raise ArgumentError(f"inflate_from needs a 3D model, got {name!r}")
         model.inflation_report = inflate_model(model, inflate_from)
     if state is not None:
         if official and official_depths(state) != model.depths:
-            raise ValueError(f"{checkpoint}: the checkpoint has {official_depths(state)} blocks per stage "
+            raise ArgumentError(f"{checkpoint}: the checkpoint has {official_depths(state)} blocks per stage "
                              f"(res2..res5), {name!r} has {model.depths}")
-        _load_strict(model, _ours(state), checkpoint)
+        from glore.checkpoint import load_checkpoint as load_weights
+
+        load_weights(model, state, strict=True, rename=_ours, source=checkpoint)
     return model
 
 
@@ -531,7 +487,7 @@ class DistantClipsNet(nn.Module):
     def __init__(self, *, block: str | None = None, num_classes: int = 10, in_chans: int = 1,
                  width: int = 16, **block_kwargs):
         super().__init__()
-        from .small import check_arguments, default_block_kwargs
+        from .small import block_slot, check_arguments
 
         check_arguments(num_classes=num_classes, in_chans=in_chans, width=width, block=block,
                         block_kwargs=block_kwargs)
@@ -543,12 +499,8 @@ class DistantClipsNet(nn.Module):
             _conv3d_bn_relu(half, width, (1, 3, 3), (1, 1, 1)),
             _conv3d_bn_relu(width, width, (1, 3, 3), (1, 2, 2)),
         )
-        if block is None:
-            self.block, self.block_kwargs = nn.Identity(), {}
-        else:
-            video = {"sub_sample": True} if block.lower() == "nl" else {}   # NLNet's video blocks
-            self.block_kwargs = {**default_block_kwargs(block, width), **video, **block_kwargs}
-            self.block = create_block(block, width, **self.block_kwargs)
+        video = {"sub_sample": True} if block and block.lower() == "nl" else {}   # NLNet's video blocks
+        self.block, self.block_kwargs = block_slot(block, width, block_kwargs, **video)
         self.block_name = block
         self.head = nn.Sequential(_conv3d_bn_relu(width, 2 * width, (1, 1, 1), (1, 1, 1)),
                                   _conv3d_bn_relu(2 * width, 2 * width, (1, 1, 1), (1, 1, 1)))

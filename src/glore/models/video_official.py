@@ -25,6 +25,7 @@ from collections.abc import Mapping
 
 import torch
 
+from glore.errors import ArgumentError, ArgumentTypeError
 from ..nn import convert_official_state_dict
 
 __all__ = ["convert_official_video_state_dict", "is_official_video_state_dict", "official_unit_positions",
@@ -80,7 +81,7 @@ def convert_official_video_state_dict(state_dict: Mapping[str, torch.Tensor]) ->
     (older PyTorch) gets 0. Raises ``ValueError`` naming every key that does not map.
     """
     if not isinstance(state_dict, Mapping):
-        raise TypeError(f"expected a state dict (name -> tensor), got {type(state_dict).__name__}")
+        raise ArgumentTypeError(f"expected a state dict (name -> tensor), got {type(state_dict).__name__}")
     state = strip_module_prefix(state_dict)
     out: dict[str, torch.Tensor] = {}
     units: dict[tuple[int, int], dict[str, torch.Tensor]] = defaultdict(dict)
@@ -104,7 +105,7 @@ def convert_official_video_state_dict(state_dict: Mapping[str, torch.Tensor]) ->
         else:
             unmapped.append(key)
     if unmapped:
-        raise ValueError(f"{len(unmapped)} key(s) of the state dict do not map to the authors' video ResNet "
+        raise ArgumentError(f"{len(unmapped)} key(s) of the state dict do not map to the authors' video ResNet "
                          f"layout (conv1.*, conv2..5.BNN.conv_m1/2/3/w1.*, conv3/4.BNN_extra.*, tail.bn.*, "
                          f"classifier.*): {sorted(unmapped)}")
     for (stage, index), unit in sorted(units.items()):
@@ -112,7 +113,7 @@ def convert_official_video_state_dict(state_dict: Mapping[str, torch.Tensor]) ->
         try:
             converted = convert_official_state_dict(unit)
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"conv{stage}.B{index:02d}_extra: {exc}") from exc
+            raise ArgumentError(f"conv{stage}.B{index:02d}_extra: {exc}") from exc
         for name, value in converted.items():
             out[f"layer{stage - 1}.units.{index - 1}.{name}"] = value
     return out

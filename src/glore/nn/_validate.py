@@ -12,35 +12,49 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from glore.errors import ArgumentError, ArgumentTypeError
+
 
 def check_positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise ArgumentError(f"{name} must be a positive integer, got {value!r}")
     return value
 
 
 def check_choice(name: str, value, choices) -> str:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+        raise ArgumentError(f"{name} must be one of {sorted(choices)}, got {value!r}")
     return value
 
 
-def check_block_input(block: str, x: torch.Tensor, channels: int) -> None:
-    """Validate an input of shape ``(B, C, *S)`` with 1 to 3 spatial/temporal dims."""
+def check_block_input(block: str, x: torch.Tensor, channels: int, dtype: torch.dtype | None = None) -> None:
+    """Validate an input of shape ``(B, C, *S)`` with 1 to 3 spatial/temporal dims, and (outside
+    autocast, which casts by itself) of the block's parameter ``dtype``."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{block} expects a torch.Tensor, got {type(x).__name__}")
+        raise ArgumentTypeError(f"{block} expects a torch.Tensor, got {type(x).__name__}")
     if x.dim() < 3 or x.dim() > 5:
-        raise ValueError(
+        raise ArgumentError(
             f"{block} expects an input of shape (B, C, L), (B, C, H, W) or (B, C, T, H, W) "
             f"(3 to 5 dims), got {x.dim()} dims with shape {tuple(x.shape)}"
         )
     if not x.is_floating_point():
-        raise TypeError(f"{block} expects a floating-point input, got dtype {x.dtype}")
+        raise ArgumentTypeError(f"{block} expects a floating-point input, got dtype {x.dtype}")
     if x.shape[1] != channels:
-        raise ValueError(f"{block} was built for {channels} channels, got an input with {x.shape[1]} "
+        raise ArgumentError(f"{block} was built for {channels} channels, got an input with {x.shape[1]} "
                          f"channels (shape {tuple(x.shape)})")
     if any(s <= 0 for s in x.shape):
-        raise ValueError(f"{block} expects non-empty dims, got shape {tuple(x.shape)}")
+        raise ArgumentError(f"{block} expects non-empty dims, got shape {tuple(x.shape)}")
+    if dtype is not None and x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+        raise ArgumentTypeError(f"{block} has {dtype} parameters, got a {x.dtype} input; cast the input "
+                                f"(x.to({dtype})) or the block (.to({x.dtype}))")
+
+
+def _parameter_dtype(module: nn.Module) -> torch.dtype | None:
+    if torch.compiler.is_compiling():  # dtypes are fixed in a compiled graph; iterating would break it
+        return None
+    for parameter in module.parameters():
+        return parameter.dtype
+    return None
 
 
 class ZeroInitBlock(nn.Module):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from glore.errors import ArgumentError
 from .global_context import GlobalContext, SqueezeExcite
 from .glore_unit import GloRe
 from .non_local import NonLocal, SimplifiedNonLocal
@@ -20,5 +21,5 @@ BLOCKS: dict[str, type[nn.Module]] = {
 def create_block(name: str, channels: int, **kwargs) -> nn.Module:
     """Build block ``name`` (one of ``glore``, ``nl``, ``snl``, ``gc``, ``se``) for ``channels``."""
     if not isinstance(name, str) or name.lower() not in BLOCKS:
-        raise ValueError(f"unknown block {name!r}; expected one of {sorted(BLOCKS)}")
+        raise ArgumentError(f"unknown block {name!r}; expected one of {sorted(BLOCKS)}")
     return BLOCKS[name.lower()](channels, **kwargs)

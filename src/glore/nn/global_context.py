@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import ZeroInitBlock, check_block_input, check_choice, check_positive_int
+from glore.errors import ArgumentError
+from ._validate import ZeroInitBlock, _parameter_dtype, check_block_input, check_choice, check_positive_int
 from .non_local import ContextAttention, attention_pool
 from .pointwise import Pointwise
 
@@ -16,7 +17,7 @@ torch.fx.wrap("check_block_input")
 
 def _hidden_width(channels: int, ratio: float) -> int:
     if isinstance(ratio, bool) or not (isinstance(ratio, (int, float)) and 0 < ratio <= 1):
-        raise ValueError(f"ratio must be a number in (0, 1] or None, got {ratio!r}")
+        raise ArgumentError(f"ratio must be a number in (0, 1] or None, got {ratio!r}")
     return max(1, round(channels * ratio))
 
 
@@ -69,7 +70,7 @@ class GlobalContext(ZeroInitBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
-            check_block_input(type(self).__name__, x, self.channels)
+            check_block_input(type(self).__name__, x, self.channels, _parameter_dtype(self))
         flat = x.flatten(2)
         t = self.transform(self.pool(flat))                 # (B, C, 1): the same at every position
         z = flat + t if self.fusion == "add" else flat * (torch.sigmoid(t) * self.gate_scale)

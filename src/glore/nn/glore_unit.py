@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import ZeroInitBlock, check_block_input, check_positive_int
+from glore.errors import ArgumentError, ArgumentTypeError
+from ._validate import ZeroInitBlock, _parameter_dtype, check_block_input, check_positive_int
 from .pointwise import Pointwise
 
 torch.fx.wrap("check_block_input")
@@ -78,15 +79,16 @@ class GloRe(ZeroInitBlock):
                  zero_init: bool = True, reassociate: bool | None = None):
         super().__init__()
         check_positive_int("channels", channels)
-        mid = channels // 4 if mid is None else check_positive_int("mid", mid)
-        if mid <= 0:
-            raise ValueError(f"mid defaults to channels // 4, which is 0 for channels={channels}; "
-                             f"pass mid= explicitly")
+        defaulted = mid is None
+        mid = channels // 4 if defaulted else check_positive_int("mid", mid)
+        if defaulted and mid < 2 and num_nodes is None:
+            raise ArgumentError(f"mid defaults to channels // 4, which is {mid} for channels={channels}; "
+                                f"pass mid= or num_nodes= explicitly (it would be a {mid}-node graph)")
         num_nodes = mid if num_nodes is None else check_positive_int("num_nodes", num_nodes)
         num_state = 2 * mid if num_state is None else check_positive_int("num_state", num_state)
         check_positive_int("gcn_layers", gcn_layers)
         if reassociate is not None and not isinstance(reassociate, bool):
-            raise TypeError(f"reassociate must be None (choose by cost), True or False, got {reassociate!r}")
+            raise ArgumentTypeError(f"reassociate must be None (choose by cost), True or False, got {reassociate!r}")
         self.channels, self.num_nodes, self.num_state = channels, num_nodes, num_state
         self.normalize, self.zero_init, self.reassociate = normalize, zero_init, reassociate
 
@@ -130,7 +132,7 @@ class GloRe(ZeroInitBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
-            check_block_input(type(self).__name__, x, self.channels)
+            check_block_input(type(self).__name__, x, self.channels, _parameter_dtype(self))
         v, proj = self.project_to_nodes(x)                      # V (Eq. 1), B
         z = self.gcn(v)                                         # Z: (B, C_s, N) (Eq. 2)
         if self.reassociates(proj.shape[-1]):

@@ -7,10 +7,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import ZeroInitBlock, check_block_input, check_choice, check_positive_int
+from glore.errors import ArgumentError
+from ._validate import ZeroInitBlock, _parameter_dtype, check_block_input, check_choice, check_positive_int
 from .pointwise import Pointwise
 
 torch.fx.wrap("check_block_input")
+
+# The largest (B, L, L') attention NonLocal builds (bytes); above it, forward refuses with the size
+# instead of attempting the allocation. 4 GiB fits any current accelerator with room for the rest.
+MAX_ATTENTION_BYTES = 4 * 2**30
 
 PAIRWISE = ("embedded_gaussian", "gaussian", "dot_product", "concat")
 
@@ -88,9 +93,11 @@ class NonLocal(ZeroInitBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
-            check_block_input(type(self).__name__, x, self.channels)
+            check_block_input(type(self).__name__, x, self.channels, _parameter_dtype(self))
         flat = x.flatten(2)
         context = subsample_keys(x).flatten(2) if self.sub_sample else flat
+        if not torch.jit.is_scripting():
+            check_attention_size(flat, context)
         attn = self.attention(flat, context)                          # (B, L, L')
         y = torch.matmul(self.value(context), attn.transpose(1, 2))   # (B, inner, L)
         return x + self.norm(self.out(y)).view(x.shape)
@@ -98,6 +105,17 @@ class NonLocal(ZeroInitBlock):
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, inner={self.inner}, pairwise={self.attention.pairwise!r}, "
                 f"sub_sample={self.sub_sample}")
+
+
+@torch.fx.wrap
+def check_attention_size(flat: torch.Tensor, context: torch.Tensor) -> None:
+    """Refuse an attention matrix above :data:`MAX_ATTENTION_BYTES`, naming its size."""
+    size = flat.shape[0] * flat.shape[-1] * context.shape[-1] * flat.element_size()
+    if size > MAX_ATTENTION_BYTES:
+        raise ArgumentError(
+            f"NonLocal: the attention of a {tuple(flat.shape)} input over {context.shape[-1]} keys takes "
+            f"{size / 2**30:.1f} GiB (limit {MAX_ATTENTION_BYTES / 2**30:.0f} GiB, "
+            "glore.nn.non_local.MAX_ATTENTION_BYTES); use sub_sample=True or a smaller feature map")
 
 
 @torch.fx.wrap          # chooses the pooling by x.dim(): one call in an FX graph
@@ -151,7 +169,7 @@ class SimplifiedNonLocal(ZeroInitBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
-            check_block_input(type(self).__name__, x, self.channels)
+            check_block_input(type(self).__name__, x, self.channels, _parameter_dtype(self))
         flat = x.flatten(2)
         context = self.value(attention_pool(flat, self.attention(flat)))   # (B, C, 1)
         return (flat + context).view_as(x)

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 
 import torch
 
+from glore.errors import ArgumentError, ArgumentTypeError
+
 # authors' key -> our key
 _KEY_MAP = {
     "conv_state.weight": "reduce.weight",
@@ -33,22 +35,22 @@ def convert_official_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[
     ``GloRe(C, mid=m, normalize=False)`` to reproduce a unit created with their defaults.
     """
     if not isinstance(state_dict, Mapping):
-        raise TypeError(f"expected a mapping of parameter names to tensors (a state dict), "
+        raise ArgumentTypeError(f"expected a mapping of parameter names to tensors (a state dict), "
                         f"got {type(state_dict).__name__}")
     missing = sorted(set(_KEY_MAP) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(_KEY_MAP))
     if missing or unexpected:
-        raise ValueError(
+        raise ArgumentError(
             f"not a GloRe_Unit state dict: expected keys {sorted(_KEY_MAP)}; "
             f"missing {missing}, unexpected {unexpected}"
         )
     converted = {}
     for key, value in state_dict.items():
         if not isinstance(value, torch.Tensor):
-            raise TypeError(f"{key}: expected a torch.Tensor, got {type(value).__name__}")
+            raise ArgumentTypeError(f"{key}: expected a torch.Tensor, got {type(value).__name__}")
         if key.endswith(".weight") and not key.startswith("blocker."):
             if value.dim() < 3 or any(s != 1 for s in value.shape[2:]):
-                raise ValueError(f"{key}: expected a 1x1 conv weight (out, in, 1[, 1[, 1]]), "
+                raise ArgumentError(f"{key}: expected a 1x1 conv weight (out, in, 1[, 1[, 1]]), "
                                  f"got shape {tuple(value.shape)}")
             value = value.reshape(*value.shape[:2], 1)
         converted[_KEY_MAP[key]] = value

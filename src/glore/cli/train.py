@@ -15,8 +15,8 @@ of a task (``--opt sliding_window=true``, ``--opt clips=10``; shortcuts ``--slid
 from __future__ import annotations
 
 import os
-import sys
 
+from glore.errors import ArgumentError
 
 
 def _is_rank_zero() -> bool:
@@ -37,34 +37,29 @@ def format_metrics(metrics: dict) -> str:
 
 def parse_options(items) -> dict:
     """Parse ``--opt`` items: ``["clips=10", "sliding_window=true"]`` -> ``{"clips": 10, "sliding_window": True}``."""
-    from .config import yaml_load
+    from ..engine.config import yaml_load
 
     options = {}
     for item in items or ():
         if "=" not in item:
-            raise ValueError(f"--opt expects name=value, got {item!r}")
+            raise ArgumentError(f"--opt expects name=value, got {item!r}")
         key, raw = item.split("=", 1)
         key = key.strip().replace("-", "_")
         if not key.isidentifier():
-            raise ValueError(f"--opt name must be an identifier, got {key!r} in {item!r}")
+            raise ArgumentError(f"--opt name must be an identifier, got {key!r} in {item!r}")
         options[key] = yaml_load(raw) if raw.strip() else None
     return options
 
 
 def _train(args) -> int:
-    from .base import NonFiniteLossError
-    from .config import load_config
-    from .runner import train
+    from ..engine.config import load_config
+    from ..engine.runner import train
 
     overrides = list(args.overrides)
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")
     cfg = load_config(args.config, overrides)
-    try:
-        metrics = train(cfg, resume=args.resume)
-    except NonFiniteLossError as exc:
-        print(f"glore train: error: {exc}", file=sys.stderr)
-        return 1
+    metrics = train(cfg, resume=args.resume, overwrite=args.overwrite)
     if _is_rank_zero():
         print(format_metrics(metrics))
         print(f"outputs in {cfg['output_dir']}")
@@ -77,7 +72,7 @@ def _default_eval_dir(checkpoint: str) -> str:
 
 
 def _evaluate(args) -> int:
-    from .runner import evaluate, write_metrics
+    from ..engine.runner import evaluate, write_metrics
 
     options = parse_options(args.opt)
     if args.sliding_window:
@@ -102,6 +97,8 @@ def register(subparsers) -> None:
     p.add_argument("--config", help="YAML run config (configs/...); defaults are used for missing keys")
     p.add_argument("--resume", metavar="CKPT", help="checkpoint to resume from, or 'last' (<output_dir>/checkpoints/last.ckpt)")
     p.add_argument("--output-dir", help="shortcut for output_dir=...")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run in output_dir (by default glore train refuses to)")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, values parsed as YAML")
     p.set_defaults(func=_train)
 

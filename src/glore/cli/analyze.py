@@ -11,54 +11,22 @@ from pathlib import Path
 
 import torch
 
-from .attention import attention_maps
-from .figures import save_graph_figure, save_map_grid
-from .graph import graph_adjacency, node_feature_norms
-from .projections import SELECT, projection_maps
-from .query_independence import (batch_images, query_independence_statistics,
+from glore.errors import ArgumentError
+
+from ..analysis.attention import attention_maps
+from ..analysis.figures import save_graph_figure, save_map_grid
+from ..analysis.graph import graph_adjacency, node_feature_norms
+from ..analysis.projections import SELECT, projection_maps
+from ..analysis.query_independence import (batch_images, query_independence_statistics,
                                  query_independence_table)
 
 
 # ---------------------------------------------------------------- loading
 
 def load_model_and_loader(args) -> tuple[torch.nn.Module, object]:
-    """The checkpoint's model (eval mode, on ``args.device``) and a loader over ``args.split``.
-
-    Two checkpoint formats: a training checkpoint of ``glore train`` (model rebuilt by
-    ``glore.engine.runner.load_model``, data by the task's ``build_datamodule``), and a ``make demo``
-    file ``<variant>/model.pt`` (``{"model": "distant_digits_net", "model_kwargs", "data_kwargs",
-    "state_dict"}``; data: the first ``args.num_images`` images of distant-digits).
-    """
-    from ..engine.checkpoint import load_checkpoint_file
-
-    checkpoint = load_checkpoint_file(args.checkpoint)
-    if checkpoint.get("model") == "distant_digits_net" and "state_dict" in checkpoint:
-        model, loader = _demo_model_and_loader(checkpoint, args)
-    else:
-        model, loader = _engine_model_and_loader(args)
-    return model.to(args.device).eval(), loader
-
-
-def _demo_model_and_loader(checkpoint: dict, args):
-    from torch.utils.data import DataLoader
-
-    from ..data.distant_digits import DistantDigits
-    from ..models.small import distant_digits_net
-
-    kwargs = checkpoint.get("model_kwargs", {})
-    model = distant_digits_net(**kwargs)
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as exc:
-        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line),
-                      str(exc).splitlines()[0])
-        raise ValueError(f"checkpoint {str(args.checkpoint)!r} does not fit distant_digits_net(**{kwargs}) "
-                         f"as the code builds it now: {detail}") from None
-    data = DistantDigits(args.split, num_samples=args.num_images, **checkpoint.get("data_kwargs", {}))
-    return model, DataLoader(data, batch_size=64, shuffle=False)
-
-
-def _engine_model_and_loader(args):
+    """The model of a ``glore train`` checkpoint (``make demo`` writes those too), in eval mode on
+    ``args.device``, rebuilt by ``glore.engine.runner.load_model``, and a loader over ``args.split``
+    from the task's ``build_datamodule``."""
     import importlib
 
     from ..engine import TASKS
@@ -67,11 +35,11 @@ def _engine_model_and_loader(args):
     model, cfg = load_model(str(args.checkpoint))
     task = cfg.get("task", "classification")
     if task not in TASKS:
-        raise ValueError(f"checkpoint task must be one of {sorted(TASKS)}, got {task!r}")
+        raise ArgumentError(f"checkpoint task must be one of {sorted(TASKS)}, got {task!r}")
     datamodule = importlib.import_module(TASKS[task]).build_datamodule(cfg)
     datamodule.setup("validate" if args.split == "val" else "fit")
     loader = datamodule.val_dataloader() if args.split == "val" else datamodule.train_dataloader()
-    return model, loader
+    return model.to(args.device).eval(), loader
 
 
 def first_images(loader, count: int) -> torch.Tensor:
@@ -84,7 +52,7 @@ def first_images(loader, count: int) -> torch.Tensor:
         if total >= count:
             break
     if not images:
-        raise ValueError("the dataset split has no images")
+        raise ArgumentError("the dataset split has no images")
     return torch.cat(images)
 
 
@@ -110,7 +78,7 @@ def _pick(results: dict, block: str | None) -> dict:
     if block is None:
         return results
     if block not in results:
-        raise ValueError(f"--block must be one of {sorted(results)}, got {block!r}")
+        raise ArgumentError(f"--block must be one of {sorted(results)}, got {block!r}")
     return {block: results[block]}
 
 
@@ -119,11 +87,11 @@ def _frame(images: torch.Tensor, frame: int | None) -> tuple[torch.Tensor, int |
     if images.dim() == 4:
         return images, None
     if images.dim() != 5:
-        raise ValueError(f"expected images of shape (B, C, H, W) or (B, C, T, H, W), got "
+        raise ArgumentError(f"expected images of shape (B, C, H, W) or (B, C, T, H, W), got "
                          f"{tuple(images.shape)}")
     t = images.shape[2] // 2 if frame is None else frame
     if not 0 <= t < images.shape[2]:
-        raise ValueError(f"--frame must be in [0, {images.shape[2] - 1}], got {frame}")
+        raise ArgumentError(f"--frame must be in [0, {images.shape[2] - 1}], got {frame}")
     return images[:, :, t], t
 
 

@@ -17,6 +17,8 @@ from fractions import Fraction
 
 import yaml
 
+from glore.errors import ArgumentError
+
 KINDS = {
     # kind -> (builder in glore.models, its module, default input size)
     "classification": ("create_model", "glore.models.factory", (3, 224, 224)),
@@ -37,10 +39,10 @@ def parse_units(text: str):
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ValueError(f"--units: expected 'n,m', 'all' or a YAML dict like '{{res4: [5]}}', "
+        raise ArgumentError(f"--units: expected 'n,m', 'all' or a YAML dict like '{{res4: [5]}}', "
                          f"got {text!r} ({exc})") from None
     if not isinstance(value, dict):
-        raise ValueError(f"--units: expected 'n,m', 'all' or a YAML dict like '{{res4: [5]}}', "
+        raise ArgumentError(f"--units: expected 'n,m', 'all' or a YAML dict like '{{res4: [5]}}', "
                          f"got {text!r}")
     return value
 
@@ -49,7 +51,7 @@ def parse_block_arg(text: str) -> tuple[str, object]:
     """``"ratio=1/4"`` -> ``("ratio", 0.25)``; values are YAML scalars or fractions ``a/b``."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ValueError(f"--block-arg: expected KEY=VALUE, got {text!r}")
+        raise ArgumentError(f"--block-arg: expected KEY=VALUE, got {text!r}")
     raw = raw.strip()
     if re.fullmatch(r"\d+\s*/\s*\d+", raw):
         return key.strip(), float(Fraction(raw.replace(" ", "")))
@@ -60,7 +62,7 @@ def parse_input_size(text: str) -> tuple[int, ...]:
     """``"3,224,224"`` or ``"3x8x224x224"`` -> tuple of ints."""
     parts = re.split(r"[,x]", text.strip())
     if not all(p.strip().isdigit() for p in parts) or len(parts) not in (3, 4):
-        raise ValueError(f"--input-size: expected C,H,W or C,T,H,W, got {text!r}")
+        raise ArgumentError(f"--input-size: expected C,H,W or C,T,H,W, got {text!r}")
     return tuple(int(p) for p in parts)
 
 
@@ -76,15 +78,9 @@ def build(kind: str, backbone: str, *, block=None, units=None, position=None, nu
     - detection: ``create_detector(arch, backbone, block=, units=, position=, block_kwargs=, num_classes=)``
     """
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+        raise ArgumentError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
     name, module, _ = KINDS[kind]
-    try:
-        importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        raise ValueError(f"{kind} models are not available: module {module} (glore.models.{name}) "
-                         f"is missing from this installation") from None
+    importlib.import_module(module)
     import glore.models
 
     builder = getattr(glore.models, name)
@@ -94,18 +90,18 @@ def build(kind: str, backbone: str, *, block=None, units=None, position=None, nu
         if block is not None and block != "none":
             kwargs.update(block=block, units=units, position=position, block_kwargs=block_kwargs)
         elif units is not None or position is not None or block_kwargs:
-            raise ValueError(f"--units, --position and --block-arg need --block; got block={block!r}")
+            raise ArgumentError(f"--units, --position and --block-arg need --block; got block={block!r}")
         return builder(backbone, **kwargs)
     if kind == "detection":
         if block is not None and block != "none":
             kwargs.update(block=block, units=units, position=position, block_kwargs=block_kwargs or None)
         elif units is not None or position is not None or block_kwargs:
-            raise ValueError(f"--units, --position and --block-arg need --block; got block={block!r}")
+            raise ArgumentError(f"--units, --position and --block-arg need --block; got block={block!r}")
         return builder(arch, backbone, **kwargs)
     if position is not None:
-        raise ValueError(f"--position is not an option of {kind} models, got {position!r}")
+        raise ArgumentError(f"--position is not an option of {kind} models, got {position!r}")
     if kind == "video" and units is not None:
-        raise ValueError(f"video models place their units themselves; --units is not an option "
+        raise ArgumentError(f"video models place their units themselves; --units is not an option "
                          f"of them, got {units!r}")
     if block is not None:
         kwargs["head" if kind == "segmentation" else "block"] = None if block == "none" else block

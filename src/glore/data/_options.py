@@ -1,0 +1,33 @@
+"""Checks of the built-in datasets' keyword options; errors name the option and the value given."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from glore.errors import ArgumentError
+
+
+def check_int(name: str, value, minimum: int) -> int:
+    """``value`` as an int ``>= minimum`` (numpy integers too, bools not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_unit(name: str, value) -> float:
+    """``value`` as a float in ``(0, 1]``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
+    if not ok:
+        raise ArgumentError(f"{name} must be a number in (0, 1], got {value!r}")
+    return float(value)
+
+
+def check_digit_options(*, digit_size, marker_size, min_distance, bright, dim) -> dict:
+    """The options that distant-digits and distant-clips share, checked: digit and marker sizes,
+    the minimum gap between the digits, and the bright (cue) and dim intensities."""
+    bright, dim = check_unit("bright", bright), check_unit("dim", dim)
+    if not dim < bright:
+        raise ArgumentError(f"dim must be lower than bright, got dim={dim!r}, bright={bright!r}")
+    return {"digit_size": check_int("digit_size", digit_size, 2),
+            "marker_size": check_int("marker_size", marker_size, 1),
+            "min_distance": check_int("min_distance", min_distance, 0), "bright": bright, "dim": dim}

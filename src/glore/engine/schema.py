@@ -1,0 +1,148 @@
+"""The typed schema of a run config (pydantic v2), checked as a whole before anything runs.
+
+Every section is checked: unknown keys are refused (the error names the key path and the accepted
+keys), values are checked for type and range. ``optim`` and ``trainer`` are fully typed; ``data``
+accepts the keys its task reads (:data:`DATA_KEYS`), with the shared ones typed.
+
+Pass-through keys: ``model`` is not listed key by key, because its keys go on to the model builders
+(classification: timm's ``create_model`` kwargs; segmentation ``create_segmenter``; video
+``create_video_model``; detection ``create_detector``) which refuse unknown keywords themselves;
+likewise ``data.options`` / ``data.val_options`` go to the dataset constructors. Only their type
+(a mapping) is checked here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, Union
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt
+
+from .config import ConfigError
+
+
+Strict = ConfigDict(extra="forbid", strict=True)
+Number = Union[int, float]
+
+
+class SchemaError(ConfigError):
+    """A config that does not fit the schema; the message lists each key path and what it accepts."""
+
+
+class Optim(BaseModel):
+    model_config = Strict
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0)
+    nesterov: bool = False
+    weight_decay: float = Field(1.0e-4, ge=0)
+    betas: list[float] = [0.9, 0.999]
+    schedule: Literal["step", "cosine", "poly", "onecycle", "constant"] = "cosine"
+    milestones: list[NonNegativeInt] = [30, 60, 90]
+    gamma: float = Field(0.1, gt=0)
+    power: float = Field(0.9, gt=0)
+    min_lr: NonNegativeFloat = 0.0
+    warmup_epochs: NonNegativeFloat = 0
+    warmup_steps: NonNegativeInt = 0
+    warmup_start_factor: float = Field(0.001, gt=0, le=1)
+    pct_start: float = Field(0.3, gt=0, lt=1)
+    no_weight_decay_on_norm_and_bias: bool = False
+
+
+class Trainer(BaseModel):
+    model_config = Strict
+    max_epochs: int = Field(1, ge=-1)
+    max_steps: int = Field(-1, ge=-1)
+    accelerator: str = "auto"
+    devices: Union[PositiveInt, Literal["auto"], list[NonNegativeInt]] = 1
+    num_nodes: PositiveInt = 1
+    strategy: str = "auto"
+    precision: Union[Literal["32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"],
+                     Literal[16, 32, 64]] = "32-true"
+    deterministic: Union[bool, Literal["warn"]] = "warn"
+    accumulate_grad_batches: PositiveInt = 1
+    gradient_clip_val: Optional[NonNegativeFloat] = None
+    log_every_n_steps: PositiveInt = 10
+    check_val_every_n_epoch: Optional[PositiveInt] = 1
+    limit_train_batches: Optional[Union[NonNegativeInt, float]] = None
+    limit_val_batches: Optional[Union[NonNegativeInt, float]] = None
+    enable_progress_bar: bool = True
+    sync_batchnorm: bool = False
+    val_check_interval: Optional[Union[PositiveInt, float]] = None
+    num_sanity_val_steps: Optional[int] = Field(None, ge=-1)
+    benchmark: Optional[bool] = None
+    compile: bool = False  # carried out by the engine (torch.compile), not a lightning.Trainer option
+
+
+class Data(BaseModel):
+    """The keys every task's data section shares; the task-specific ones are allowed by name."""
+    model_config = ConfigDict(extra="allow", strict=True)
+    name: Optional[str] = None
+    root: Optional[str] = None
+    batch_size: Optional[PositiveInt] = None
+    val_batch_size: Optional[PositiveInt] = None
+    num_workers: Optional[NonNegativeInt] = None
+    drop_last: Optional[bool] = None
+    shuffle: Optional[bool] = None
+    options: Optional[dict[str, Any]] = None
+
+
+# task-specific data keys (read by glore.engine.<task>.build_datamodule and the configs/)
+DATA_KEYS = {
+    "classification": {"augment", "hflip", "image_size", "layout", "resize_size", "scale", "train_split",
+                       "val_split"},
+    "segmentation": {"crop_size", "hflip", "scale_range", "train_samples", "val_samples", "train_split",
+                     "val_split"},
+    "video": {"crop", "flip", "num_clips", "num_crops", "num_frames", "scale", "short_side", "skip_unreadable",
+              "stride", "train_annotations", "val_annotations", "train_split", "val_split", "val_options"},
+    "detection": {"hflip", "train_annotations", "train_images", "train_samples", "val_annotations",
+                  "val_images", "val_samples"},
+}
+
+
+class RunConfig(BaseModel):
+    model_config = Strict
+    task: Literal["classification", "segmentation", "video", "detection"] = "classification"
+    seed: NonNegativeInt = 0
+    output_dir: str = "runs/default"
+    model: dict[str, Any] = {}
+    data: Data = Data()
+    optim: Optim = Optim()
+    trainer: Trainer = Trainer()
+
+
+def _path(loc) -> str:
+    return ".".join(str(part) for part in loc if not str(part).startswith(("function-", "literal[", "int", "float",
+                                                                             "bool", "str", "list[", "union[")))
+
+
+def check_schema(cfg: dict) -> None:
+    """Raise :class:`SchemaError` naming every key path of ``cfg`` that does not fit the schema."""
+    problems = []
+    try:
+        RunConfig.model_validate(cfg)
+    except pydantic.ValidationError as exc:
+        seen = set()
+        for error in exc.errors():
+            path = _path(error["loc"])
+            if path in seen:  # a union reports each alternative; the first says enough
+                continue
+            seen.add(path)
+            if error["type"] == "extra_forbidden":
+                section = path.rsplit(".", 1)[0] if "." in path else ""
+                problems.append(f"unknown key {path!r}; {section or 'the top level'} accepts "
+                                f"{', '.join(_accepted(section))}")
+            else:
+                problems.append(f"{path}={error.get('input')!r}: {error['msg']}")
+    data, task = cfg.get("data"), cfg.get("task")
+    if isinstance(data, dict) and task in DATA_KEYS:
+        known = set(Data.model_fields) | DATA_KEYS[task]
+        for key in sorted(set(data) - known):
+            problems.append(f"unknown key 'data.{key}' for task {task!r}; data accepts {', '.join(sorted(known))}")
+    if problems:
+        raise SchemaError("invalid config: " + "; ".join(problems))
+
+
+def _accepted(section: str) -> list[str]:
+    model = {"": RunConfig, "optim": Optim, "trainer": Trainer}.get(section)
+    return list(model.model_fields) if model else []

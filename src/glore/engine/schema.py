@@ -72,6 +72,7 @@ class Trainer(BaseModel):
     num_sanity_val_steps: Optional[int] = Field(None, ge=-1)
     benchmark: Optional[bool] = None
     compile: bool = False  # carried out by the engine (torch.compile), not a lightning.Trainer option
+    channels_last: bool = False  # carried out by the engine (the network's and the batches' layout)
 
 
 class Data(BaseModel):
@@ -85,6 +86,7 @@ class Data(BaseModel):
     drop_last: Optional[bool] = None
     shuffle: Optional[bool] = None
     options: Optional[dict[str, Any]] = None
+    val_options: Optional[dict[str, Any]] = None
 
 
 # task-specific data keys (read by glore.engine.<task>.build_datamodule and the configs/)
@@ -94,7 +96,7 @@ DATA_KEYS = {
     "segmentation": {"crop_size", "hflip", "scale_range", "train_samples", "val_samples", "train_split",
                      "val_split"},
     "video": {"crop", "flip", "num_clips", "num_crops", "num_frames", "scale", "short_side", "skip_unreadable",
-              "stride", "train_annotations", "val_annotations", "train_split", "val_split", "val_options"},
+              "stride", "train_annotations", "val_annotations", "train_split", "val_split"},
     "detection": {"hflip", "train_annotations", "train_images", "train_samples", "val_annotations",
                   "val_images", "val_samples"},
 }

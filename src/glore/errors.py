@@ -14,6 +14,10 @@ class GloreError(Exception):
     """A mistake in what the user gave glore; the message says what and where."""
 
 
+class ConfigError(GloreError, ValueError):
+    """A config file or override that cannot be used."""
+
+
 class RunFolderError(GloreError, FileExistsError):
     """A run folder that is in use, or holds an earlier run that would be overwritten."""
 

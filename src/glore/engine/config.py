@@ -25,7 +25,9 @@ from collections.abc import Iterable, Mapping
 
 import yaml
 
-from glore.errors import GloreError, MissingFileError
+from glore.errors import ConfigError, MissingFileError
+
+from .schema import RunConfig, check_schema
 
 
 class _Loader(yaml.SafeLoader):
@@ -52,54 +54,15 @@ def yaml_load(text_or_stream):
 
 TOP_LEVEL_KEYS = ("task", "seed", "output_dir", "model", "data", "optim", "trainer")
 
-DEFAULTS: dict = {
-    "task": "classification",
-    "seed": 0,
-    "output_dir": "runs/default",
-    "model": {},
-    "data": {},
-    "optim": {
-        "name": "sgd",
-        "lr": 0.1,
-        "momentum": 0.9,
-        "nesterov": False,
-        "weight_decay": 1.0e-4,
-        "betas": [0.9, 0.999],
-        "schedule": "cosine",      # step | cosine | poly | onecycle | constant
-        "milestones": [30, 60, 90],  # epochs, for step
-        "gamma": 0.1,              # for step
-        "power": 0.9,              # for poly
-        "min_lr": 0.0,             # floor for cosine / poly
-        "warmup_epochs": 0,        # linear warm-up, in epochs (may be fractional) ...
-        "warmup_steps": 0,         # ... or in optimizer steps (the larger of the two wins)
-        "warmup_start_factor": 0.001,
-        "no_weight_decay_on_norm_and_bias": False,
-    },
-    "trainer": {
-        "max_epochs": 1,
-        "max_steps": -1,
-        "accelerator": "auto",
-        "devices": 1,
-        "num_nodes": 1,
-        "strategy": "auto",
-        "precision": "32-true",
-        "deterministic": "warn",  # torch.use_deterministic_algorithms(warn_only=True)
-        "accumulate_grad_batches": 1,
-        "gradient_clip_val": None,
-        "log_every_n_steps": 10,
-        "check_val_every_n_epoch": 1,
-        "limit_train_batches": None,
-        "limit_val_batches": None,
-        "enable_progress_bar": True,
-        "sync_batchnorm": False,
-        "compile": False,          # torch.compile the network for training (not a Trainer option)
-        "channels_last": False,    # channels-last images / clips and weights (classification tasks)
-    },
-}
+def _schema_defaults() -> dict:
+    """The defaults of every key of :mod:`glore.engine.schema` (the one table of them); ``data`` is
+    empty: its keys differ per task and their defaults live in the task's ``build_datamodule``."""
+    defaults = RunConfig().model_dump()
+    defaults["data"] = {}
+    return defaults
 
 
-class ConfigError(GloreError, ValueError):
-    """A config file or override that cannot be used."""
+DEFAULTS: dict = _schema_defaults()
 
 
 def deep_merge(base: Mapping, update: Mapping) -> dict:
@@ -192,8 +155,6 @@ def validate_config(cfg: Mapping) -> dict:
     cfg = dict(cfg)
     for key in cfg:
         _check_top_level(key, source="config")
-    from .schema import check_schema  # imports ConfigError from here
-
     check_schema(cfg)
     return cfg
 

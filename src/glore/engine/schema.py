@@ -18,7 +18,7 @@ from typing import Any, Literal, Optional, Union
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt
 
-from .config import ConfigError
+from glore.errors import ConfigError
 
 
 Strict = ConfigDict(extra="forbid", strict=True)
@@ -38,12 +38,12 @@ class Optim(BaseModel):
     weight_decay: float = Field(1.0e-4, ge=0)
     betas: list[float] = [0.9, 0.999]
     schedule: Literal["step", "cosine", "poly", "onecycle", "constant"] = "cosine"
-    milestones: list[NonNegativeInt] = [30, 60, 90]
-    gamma: float = Field(0.1, gt=0)
-    power: float = Field(0.9, gt=0)
-    min_lr: NonNegativeFloat = 0.0
-    warmup_epochs: NonNegativeFloat = 0
-    warmup_steps: NonNegativeInt = 0
+    milestones: list[NonNegativeInt] = [30, 60, 90]  # epochs, for step
+    gamma: float = Field(0.1, gt=0)                  # for step
+    power: float = Field(0.9, gt=0)                  # for poly
+    min_lr: NonNegativeFloat = 0.0                   # floor for cosine / poly / onecycle
+    warmup_epochs: NonNegativeFloat = 0              # linear warm-up, in epochs (may be fractional) ...
+    warmup_steps: NonNegativeInt = 0                 # ... or in optimizer steps (the longer wins)
     warmup_start_factor: float = Field(0.001, gt=0, le=1)
     pct_start: float = Field(0.3, gt=0, lt=1)
     no_weight_decay_on_norm_and_bias: bool = False
@@ -59,7 +59,7 @@ class Trainer(BaseModel):
     strategy: str = "auto"
     precision: Union[Literal["32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"],
                      Literal[16, 32, 64]] = "32-true"
-    deterministic: Union[bool, Literal["warn"]] = "warn"
+    deterministic: Union[bool, Literal["warn"]] = "warn"  # torch.use_deterministic_algorithms(warn_only=True)
     accumulate_grad_batches: PositiveInt = 1
     gradient_clip_val: Optional[NonNegativeFloat] = None
     log_every_n_steps: PositiveInt = 10

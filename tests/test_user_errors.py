@@ -118,7 +118,7 @@ def test_unknown_evaluation_option_lists_the_valid_ones():
 
 
 def test_non_finite_validation_input_is_reported_with_the_sample():
-    from glore.engine.base import NonFiniteInputError, TaskModule
+    from glore.engine.base import NonFiniteInputError, TaskModule, check_finite_input
 
     images = torch.zeros(4, 3, 2, 2)
     images[2, 1, 0, 0] = float("nan")
@@ -127,3 +127,22 @@ def test_non_finite_validation_input_is_reported_with_the_sample():
         module.on_validation_batch_start((images, torch.zeros(4)), 5)
     module.on_validation_batch_start((torch.zeros(4, 3, 2, 2), torch.zeros(4)), 0)
     assert issubclass(NonFiniteInputError, GloreError)
+    # segmentation batches are dicts; detection (and its own evaluation loop) lists of images
+    with pytest.raises(NonFiniteInputError, match=r"validation batch 1, sample 2"):
+        module.on_validation_batch_start({"image": images, "target": torch.zeros(4, 2, 2)}, 1)
+    with pytest.raises(NonFiniteInputError, match=r"validation batch 3, sample 1"):
+        check_finite_input(([torch.zeros(3, 2, 2), torch.full((3, 2, 2), float("inf"))], [{}, {}]), 3)
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("model.blok=1", r"block 'glore' does not take the option\(s\) \['blok'\]; it takes \[.*'mid'"),
+    ("model.name=distant_digit_net", r"unknown model 'distant_digit_net'.*small models: \['distant_digits_net'\]"),
+])
+def test_misspelt_model_keys_and_names_are_named(tmp_path, capsys, override, expected):
+    import re
+
+    code = cli.main(["train", "--config", "configs/demo/glore.yaml", "--output-dir", str(tmp_path / "run"),
+                     "trainer.max_epochs=1", override])
+    err = capsys.readouterr().err
+    assert code == 2 and re.search(expected, err), err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run" / "checkpoints").exists()

@@ -61,6 +61,19 @@ def first_non_finite_sample(inputs) -> int | None:
     return None
 
 
+def check_finite_input(batch, batch_idx: int) -> None:
+    """Raise :class:`NonFiniteInputError` naming the batch and sample when the inputs of an evaluation
+    ``batch`` (``(inputs, targets, ...)`` or ``{"image": inputs, ...}``) hold NaN or infinity."""
+    if isinstance(batch, dict):
+        inputs = batch.get("image")
+    else:
+        inputs = batch[0] if isinstance(batch, (list, tuple)) and batch else batch
+    sample = first_non_finite_sample(inputs)
+    if sample is not None:
+        raise NonFiniteInputError(f"validation batch {batch_idx}, sample {sample}: the input holds NaN or "
+                                  "infinite values; check the data (or its normalisation)")
+
+
 class TaskModule(L.LightningModule):
     """Base class of the task modules; see the module docstring for the interface."""
 
@@ -140,11 +153,7 @@ class TaskModule(L.LightningModule):
 
     # -- non-finite input guard (evaluation has no loss check; a NaN would also poison BatchNorm) --
     def on_validation_batch_start(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        inputs = batch[0] if isinstance(batch, (list, tuple)) and batch else batch
-        sample = first_non_finite_sample(inputs)
-        if sample is not None:
-            raise NonFiniteInputError(f"validation batch {batch_idx}, sample {sample}: the input holds NaN or "
-                                      "infinite values; check the data (or its normalisation)")
+        check_finite_input(batch, batch_idx)
 
     # -- non-finite loss guard ---------------------------------------------------------------
     def on_before_backward(self, loss: torch.Tensor) -> None:

@@ -47,7 +47,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from glore.errors import ArgumentError
-from .base import TaskModule
+from .base import TaskModule, check_finite_input
 from .loaders import EpochSeededDataset, make_loader
 
 DATASETS = ("coco", "det-digits")
@@ -259,7 +259,8 @@ def evaluate(module: DetectionModule, datamodule: DetectionData, cfg: dict, *, d
         "val_batch_size") or 1), shuffle=False, num_workers=int(datamodule.data_cfg.get("num_workers", 0)),
         collate_fn=collate)
     results, ids = [], []
-    for images, targets in loader:
+    for index, (images, targets) in enumerate(loader):
+        check_finite_input((list(images), targets), index)
         outputs = model([image.to(dev) for image in images])
         batch_ids = [int(t["image_id"]) for t in targets]
         results.extend(to_coco_results(outputs, batch_ids))

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from glore.errors import ArgumentError
+from .base import check_finite_input
 from .classification import ClassificationModule
 from .loaders import EpochSeededDataset, make_loader
 
@@ -249,6 +250,7 @@ def evaluate(module: VideoModule, datamodule: VideoData, cfg: dict, **options) -
         for i, batch in enumerate(loader):
             if limit is not None and i >= int(limit):
                 break
+            check_finite_input(batch, i)
             yield batch
 
     clip_acc1 = _accuracy(module.num_classes, 1).to(device)

@@ -182,13 +182,13 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, blo
         TypeError: a keyword the backbone does not take, or an option the block does not take
             (naming it, and what is accepted).
     """
+    _check_name(name)                   # first: a misspelt name is the likeliest mistake
     block_kwargs = dict(block_kwargs or {})
     if block is None and (units is not None or position is not None or block_kwargs):
         raise ArgumentError(f"units, position and block_kwargs need a block; got block=None with "
                          f"units={units!r}, position={position!r}, block_kwargs {sorted(block_kwargs)}")
     if block is not None and units is None:
         raise ArgumentError(f"block={block!r} needs units, e.g. units=(0, 3) or {{'res4': [5]}}; got None")
-    _check_name(name)
     blocks = None
     if block is not None:
         if not isinstance(block, str):

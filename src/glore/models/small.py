@@ -13,7 +13,8 @@ from __future__ import annotations
 from torch import nn
 
 from glore.errors import ArgumentError
-from ..nn import create_block
+from ..nn import BLOCKS, create_block
+from .insert import check_block_kwargs
 from .layers import conv_bn_relu
 
 # per-block defaults for the demo network, as a function of its width (overridable by kwargs)
@@ -47,6 +48,8 @@ def block_slot(block: str | None, width: int, block_kwargs: dict, **defaults) ->
     ``block`` at ``width`` with the demo defaults, then ``defaults``, then ``block_kwargs``."""
     if block is None:
         return nn.Identity(), {}
+    if isinstance(block, str) and block.lower() in BLOCKS:   # a misspelt option is named, with the accepted ones
+        check_block_kwargs(block.lower(), block_kwargs)
     kwargs = {**default_block_kwargs(block, width), **defaults, **block_kwargs}
     return create_block(block, width, **kwargs), kwargs
 

@@ -122,6 +122,21 @@ def test_label_ids_outside_the_table(mini_cityscapes):
         ds[1]
 
 
+def test_corrupt_image_and_16_bit_image(mini_cityscapes):
+    from glore.data.imagefolder import ImageReadError
+
+    ds = CityscapesSegmentation(mini_cityscapes, "val")
+    path = ds.images[0]
+    with open(path, "wb") as handle:
+        handle.write(b"\x89PNG not really")
+    with pytest.raises(ImageReadError, match=rf"cannot read image file '{path}'"):
+        ds[0]
+    ramp = (np.arange(H * W, dtype=np.uint32).reshape(H, W) * 65535 // (H * W - 1)).astype(np.uint16)
+    Image.fromarray(ramp).save(ds.images[1])                      # a 16-bit grey image (mode I;16)
+    image = ds[1][0]
+    assert float(image.max()) == 1.0 and 0.4 < float(image.mean()) < 0.6   # scaled, not clipped at 255
+
+
 def test_image_and_label_of_different_sizes(mini_cityscapes):
     ds = CityscapesSegmentation(mini_cityscapes, "val")
     Image.fromarray(np.full((H, W + 2), 7, dtype=np.uint8)).save(ds.targets[0][0])

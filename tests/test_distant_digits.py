@@ -148,3 +148,14 @@ def test_demo_net_rejects_bad_options():
         distant_digits_net(mid=4)
     with pytest.raises(ValueError, match="unknown block"):
         distant_digits_net(block="transformer")
+
+
+def test_a_split_is_made_once_per_process_and_each_dataset_owns_its_tensors():
+    from glore.data.distant_digits import _generate
+
+    _generate.cache_clear()
+    a = DistantDigits("val", num_samples=40, seed=5)
+    b = DistantDigits("val", num_samples=40, seed=5)
+    assert _generate.cache_info().hits == 1 and torch.equal(a.images, b.images)
+    a.images.zero_()                                   # changing one dataset leaves the other and the cache
+    assert b.images.abs().sum() > 0 and DistantDigits("val", num_samples=40, seed=5).images.abs().sum() > 0

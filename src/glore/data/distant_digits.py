@@ -25,6 +25,7 @@ unit from seeing both.
 
 from __future__ import annotations
 
+import functools
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -101,6 +102,52 @@ def _check_feasible(sizes, canvas: int, min_distance: int) -> None:
             f"{min_distance} apart{hint}; enlarge canvas or lower min_distance/digit_size")
 
 
+@functools.lru_cache(maxsize=4)
+def _generate(split, task, num_samples, canvas, digit_size, marker_size, min_distance, bright, dim,
+              val_fraction, seed):
+    """The arrays ``(images, labels, boxes, digit_classes)`` of a split, made once per process for the
+    same options (``make demo`` builds the same data for each of its four variants)."""
+    sizes = [digit_size, digit_size] + ([marker_size] if task == "select" else [])
+    _check_feasible(sizes, canvas, min_distance)
+    src_images, src_labels = source_digits(split, digit_size=digit_size, val_fraction=val_fraction)
+    by_class = [np.flatnonzero(src_labels == c) for c in range(10)]
+
+    rng = np.random.default_rng([seed, SPLITS.index(split), TASKS.index(task)])
+    images = np.zeros((num_samples, 1, canvas, canvas), dtype=np.float32)
+    labels = np.zeros(num_samples, dtype=np.int64)
+    boxes = np.zeros((num_samples, 3, 3), dtype=np.int64)
+    classes = np.zeros((num_samples, 2), dtype=np.int64)
+    for i in range(num_samples):
+        placed = _place(rng, sizes, canvas, min_distance)
+        if placed is None:      # feasible but unlucky for this many tries: very unlikely
+            raise RuntimeError(f"could not place objects on sample {i}; lower min_distance")
+        if task == "select":
+            a, b = rng.integers(0, len(src_labels), size=2)
+            target_bright = bool(rng.integers(0, 2))
+            levels = (bright, dim) if target_bright else (dim, bright)
+            for k, (src, level) in enumerate(zip((a, b), levels)):
+                t, l, s = placed[k]
+                images[i, 0, t:t + s, l:l + s] = src_images[src] * level
+            t, l, s = placed[2]
+            images[i, 0, t:t + s, l:l + s] = bright if target_bright else dim
+            classes[i] = src_labels[a], src_labels[b]
+            labels[i] = src_labels[a]
+            boxes[i] = placed
+        else:
+            same = bool(rng.integers(0, 2))
+            c1 = int(rng.integers(0, 10))
+            c2 = c1 if same else int((c1 + rng.integers(1, 10)) % 10)
+            a = rng.choice(by_class[c1])
+            b = rng.choice(by_class[c2][by_class[c2] != a])
+            for k, src in enumerate((a, b)):
+                t, l, s = placed[k]
+                images[i, 0, t:t + s, l:l + s] = src_images[src] * bright
+            classes[i] = c1, c2
+            labels[i] = int(same)
+            boxes[i, :2] = placed
+    return images, labels, boxes, classes
+
+
 class DistantDigits(Dataset):
     """Handwritten digits placed far apart on one canvas (see the module docstring).
 
@@ -143,48 +190,10 @@ class DistantDigits(Dataset):
         self.split, self.task = split, task
         self.num_classes = 10 if task == "select" else 2
 
-        sizes = [digit_size, digit_size] + ([marker_size] if task == "select" else [])
-        _check_feasible(sizes, canvas, min_distance)
-        src_images, src_labels = source_digits(split, digit_size=digit_size, val_fraction=val_fraction)
-        by_class = [np.flatnonzero(src_labels == c) for c in range(10)]
-
-        rng = np.random.default_rng([self.seed, SPLITS.index(split), TASKS.index(task)])
-        images = np.zeros((num_samples, 1, canvas, canvas), dtype=np.float32)
-        labels = np.zeros(num_samples, dtype=np.int64)
-        boxes = np.zeros((num_samples, 3, 3), dtype=np.int64)
-        classes = np.zeros((num_samples, 2), dtype=np.int64)
-        for i in range(num_samples):
-            placed = _place(rng, sizes, canvas, min_distance)
-            if placed is None:      # feasible but unlucky for this many tries: very unlikely
-                raise RuntimeError(f"could not place objects on sample {i}; lower min_distance")
-            if task == "select":
-                a, b = rng.integers(0, len(src_labels), size=2)
-                target_bright = bool(rng.integers(0, 2))
-                levels = (bright, dim) if target_bright else (dim, bright)
-                for k, (src, level) in enumerate(zip((a, b), levels)):
-                    t, l, s = placed[k]
-                    images[i, 0, t:t + s, l:l + s] = src_images[src] * level
-                t, l, s = placed[2]
-                images[i, 0, t:t + s, l:l + s] = bright if target_bright else dim
-                classes[i] = src_labels[a], src_labels[b]
-                labels[i] = src_labels[a]
-                boxes[i] = placed
-            else:
-                same = bool(rng.integers(0, 2))
-                c1 = int(rng.integers(0, 10))
-                c2 = c1 if same else int((c1 + rng.integers(1, 10)) % 10)
-                a = rng.choice(by_class[c1])
-                b = rng.choice(by_class[c2][by_class[c2] != a])
-                for k, src in enumerate((a, b)):
-                    t, l, s = placed[k]
-                    images[i, 0, t:t + s, l:l + s] = src_images[src] * bright
-                classes[i] = c1, c2
-                labels[i] = int(same)
-                boxes[i, :2] = placed
-        self.images = torch.from_numpy(images)
-        self.labels = torch.from_numpy(labels)
-        self.boxes = torch.from_numpy(boxes)
-        self.digit_classes = torch.from_numpy(classes)
+        arrays = _generate(split, task, self.num_samples, self.canvas, self.digit_size, self.marker_size,
+                           self.min_distance, self.bright, self.dim, float(val_fraction), self.seed)
+        # copies: a caller may change a dataset's tensors in place without reaching the cache
+        self.images, self.labels, self.boxes, self.digit_classes = (torch.from_numpy(x.copy()) for x in arrays)
 
     def __len__(self) -> int:
         return self.num_samples

@@ -38,15 +38,19 @@ def _write_sample(root, split, city, k, rng):
     return gt_dir / f"{stem}_gtFine_labelIds.png"
 
 
-@pytest.fixture()
-def mini_cityscapes(tmp_path):
+def write_cityscapes(root, cities: dict):
+    """Two samples per city of ``cities`` (split -> city names) under ``root``; returns ``root``."""
     rng = np.random.default_rng(0)
-    root = tmp_path / "cityscapes"
-    for split, cities in CITIES.items():
-        for city in cities:
+    for split, names in cities.items():
+        for city in names:
             for k in range(2):
                 _write_sample(root, split, city, k, rng)
     return root
+
+
+@pytest.fixture()
+def mini_cityscapes(tmp_path):
+    return write_cityscapes(tmp_path / "cityscapes", CITIES)
 
 
 def test_loads_train_ids_and_instances(mini_cityscapes):

@@ -15,7 +15,7 @@ from glore.data.seg_transforms import build_seg_transforms
 from glore.engine import segmentation
 from glore.engine.config import load_config
 
-from test_cityscapes_data import H, W, _write_sample
+from test_cityscapes_data import H, W, write_cityscapes
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "segmentation", "cityscapes_resnet50_glore.yaml")
 CITIES = {"val": ["frankfurt"], "test": ["berlin", "bielefeld"]}
@@ -24,12 +24,7 @@ CITIES = {"val": ["frankfurt"], "test": ["berlin", "bielefeld"]}
 @pytest.fixture()
 def cityscapes_with_test_split(tmp_path):
     """val with annotations; test with images only (no gtFine/test, as the benchmark ships it)."""
-    rng = np.random.default_rng(0)
-    root = tmp_path / "cityscapes"
-    for split, cities in CITIES.items():
-        for city in cities:
-            for k in range(2):
-                _write_sample(root, split, city, k, rng)
+    root = write_cityscapes(tmp_path / "cityscapes", CITIES)
     shutil.rmtree(root / "gtFine" / "test")
     return root
 

@@ -23,26 +23,31 @@ def test_user_facing_errors_share_the_base_class(kind):
     assert issubclass(kind, GloreError)
 
 
-def _command(monkeypatch, exc):
-    def fail(args):
-        raise exc
+def _command(monkeypatch, run):
+    """``glore summary`` runs ``run(args)`` instead of its own function."""
     original = cli.build_parser
 
     def parser():
         p = original()
-        p._subparsers._group_actions[0].choices["summary"].set_defaults(func=fail)
+        p._subparsers._group_actions[0].choices["summary"].set_defaults(func=run)
         return p
     monkeypatch.setattr(cli, "build_parser", parser)
 
 
+def _raising(exc):
+    def fail(args):
+        raise exc
+    return fail
+
+
 def test_user_error_is_one_line_and_exit_2(monkeypatch, capsys):
-    _command(monkeypatch, ConfigError("optim.lr='abc': Input should be a valid number"))
+    _command(monkeypatch, _raising(ConfigError("optim.lr='abc': Input should be a valid number")))
     assert cli.main(["summary", "resnet18"]) == 2
     assert capsys.readouterr().err == "glore summary: error: optim.lr='abc': Input should be a valid number\n"
 
 
 def test_library_bug_keeps_its_traceback(monkeypatch):
-    _command(monkeypatch, ValueError("a bug"))
+    _command(monkeypatch, _raising(ValueError("a bug")))
     with pytest.raises(ValueError, match="a bug"):
         cli.main(["summary", "resnet18"])
 
@@ -64,14 +69,7 @@ def test_corrupt_image_in_a_worker_names_the_file_first(tmp_path, monkeypatch, c
 
     def read(args):
         next(iter(DataLoader(_Corrupt(str(bad)), num_workers=1)))
-    _command(monkeypatch, None)
-    original = cli.build_parser
-
-    def parser():
-        p = original()
-        p._subparsers._group_actions[0].choices["summary"].set_defaults(func=read)
-        return p
-    monkeypatch.setattr(cli, "build_parser", parser)
+    _command(monkeypatch, read)
     assert cli.main(["summary", "resnet18"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"glore summary: error: cannot read image file '{bad}'") and err.count("\n") == 1

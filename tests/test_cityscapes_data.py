@@ -106,6 +106,11 @@ def test_trains_one_step_and_evaluates(mini_cityscapes, tmp_path):
     assert main(["evaluate", "--checkpoint", str(ckpt), "--opt", f"save_predictions={results}",
                  "--opt", "device=cpu"]) == 0
     assert sorted(os.listdir(results / "frankfurt")) == [f"frankfurt_{k:06d}_000019_leftImg8bit.png" for k in range(2)]
+    shortcut = tmp_path / "shortcut"          # --save-predictions DIR is --opt save_predictions=DIR
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--save-predictions", str(shortcut),
+                 "--opt", "device=cpu"]) == 0
+    for name in os.listdir(results / "frankfurt"):
+        assert (shortcut / "frankfurt" / name).read_bytes() == (results / "frankfurt" / name).read_bytes()
 
 
 def test_colorize_uses_the_benchmark_colours():

@@ -102,52 +102,56 @@ def _write_json(path: Path, data) -> None:
 
 # ---------------------------------------------------------------- subcommands
 
-def run_projections(args) -> int:
+def _save_map_figures(args, kind: str, key: str, compute, describe) -> int:
+    """One figure per block of the maps ``compute(model, images)`` gives on the first images, and
+    ``<kind>.json``; ``describe(res, shown)`` gives a block's labels, markers and summary entry."""
     model, loader = load_model_and_loader(args)
     images = first_images(loader, args.num_images).to(args.device)
-    results = _pick(projection_maps(model, images, k=args.nodes, select=args.select,
-                                    size=images.shape[2:]), args.block)
+    results = _pick(compute(model, images), args.block)
     shown, t = _frame(images, args.frame)
     out, summary = Path(args.output), {}
     for name, res in results.items():
         maps = res["maps"] if t is None else res["maps"][:, :, t]
-        nodes = res["nodes"].tolist()
-        path = save_map_grid(out / _filename("projections", name), shown.cpu(), maps.cpu(),
-                             labels=[f"node {n}" for n in nodes], cell=args.cell)
-        summary[name] = {"figure": path.name, "nodes": nodes, "select": args.select,
-                         "variance": res["variance"].tolist()}
-        print(f"{name}: nodes {nodes} -> {path}")
-    _write_json(out / "projections.json", {"checkpoint": str(args.checkpoint), "frame": t,
-                                           "images": int(images.shape[0]), "units": summary})
+        labels, markers, entry = describe(res, shown)
+        path = save_map_grid(out / _filename(kind, name), shown.cpu(), maps.cpu(),
+                             labels=labels, markers=markers, cell=args.cell)
+        summary[name] = {"figure": path.name, **entry}
+        print(f"{name}: {labels[0]}{', ...' if len(labels) > 1 else ''} -> {path}")
+    _write_json(out / f"{kind}.json", {"checkpoint": str(args.checkpoint), "frame": t,
+                                      "images": int(images.shape[0]), key: summary})
     return 0
+
+
+def run_projections(args) -> int:
+    def describe(res, shown):
+        nodes = res["nodes"].tolist()
+        return ([f"node {n}" for n in nodes], None,
+                {"nodes": nodes, "select": args.select, "variance": res["variance"].tolist()})
+
+    return _save_map_figures(
+        args, "projections", "units",
+        lambda model, images: projection_maps(model, images, k=args.nodes, select=args.select,
+                                              size=images.shape[2:]),
+        describe)
 
 
 def run_attention(args) -> int:
-    model, loader = load_model_and_loader(args)
-    images = first_images(loader, args.num_images).to(args.device)
-    results = _pick(attention_maps(model, images, queries=args.queries, size=images.shape[2:]),
-                    args.block)
-    shown, t = _frame(images, args.frame)
-    out, summary = Path(args.output), {}
-    for name, res in results.items():
-        maps = res["maps"] if t is None else res["maps"][:, :, t]
+    def describe(res, shown):
+        entry = {"kind": res["kind"], "grid": list(res["shape"]), "queries": None}
         if res["positions"] is None:
-            labels, markers = [f"{res['kind']}, all queries"], None
-        else:
-            h, w = shown.shape[2:]
-            labels, markers = [], []
-            for pos in res["positions"].tolist():
-                labels.append("query " + ",".join(map(str, pos)))
-                gy, gx = res["shape"][-2:]
-                markers.append(((pos[-1] + 0.5) * w / gx - 0.5, (pos[-2] + 0.5) * h / gy - 0.5))
-        path = save_map_grid(out / _filename("attention", name), shown.cpu(), maps.cpu(),
-                             labels=labels, markers=markers, cell=args.cell)
-        summary[name] = {"figure": path.name, "kind": res["kind"], "grid": list(res["shape"]),
-                         "queries": None if res["positions"] is None else res["positions"].tolist()}
-        print(f"{name} ({res['kind']}) -> {path}")
-    _write_json(out / "attention.json", {"checkpoint": str(args.checkpoint), "frame": t,
-                                         "images": int(images.shape[0]), "blocks": summary})
-    return 0
+            return [f"{res['kind']}, all queries"], None, entry
+        h, w = shown.shape[2:]
+        gy, gx = res["shape"][-2:]
+        positions = res["positions"].tolist()
+        labels = ["query " + ",".join(map(str, pos)) for pos in positions]
+        # a query's grid cell centre in the shown image's pixel coordinates
+        markers = [((pos[-1] + 0.5) * w / gx - 0.5, (pos[-2] + 0.5) * h / gy - 0.5) for pos in positions]
+        return labels, markers, {**entry, "queries": positions}
+
+    return _save_map_figures(
+        args, "attention", "blocks",
+        lambda model, images: attention_maps(model, images, queries=args.queries, size=images.shape[2:]),
+        describe)
 
 
 def run_query_independence(args) -> int:

@@ -8,8 +8,8 @@
     glore evaluate --checkpoint runs/cub/checkpoints/best.ckpt [key=value ...] [--opt name=value ...]
 
 Positional ``key.sub=value`` arguments override the config (values parsed as YAML). Evaluation options
-of a task (``--opt sliding_window=true``, ``--opt clips=10``; shortcuts ``--sliding-window`` and
-``--clips N``) go to the task's ``evaluate``.
+of a task (``--opt sliding_window=true``, ``--opt clips=10``; shortcuts ``--sliding-window``,
+``--clips N`` and ``--save-predictions DIR``) go to the task's ``evaluate``.
 """
 
 from __future__ import annotations
@@ -79,6 +79,8 @@ def _evaluate(args) -> int:
         options["sliding_window"] = True
     if args.clips is not None:
         options["clips"] = args.clips
+    if args.save_predictions is not None:
+        options["save_predictions"] = args.save_predictions
     metrics = evaluate(args.checkpoint, overrides=list(args.overrides), **options)
     if _is_rank_zero():
         out_dir = args.output_dir or _default_eval_dir(args.checkpoint)
@@ -109,6 +111,8 @@ def register(subparsers) -> None:
                    help="task-specific evaluation option (repeatable), e.g. --opt clips=10")
     p.add_argument("--sliding-window", action="store_true", help="segmentation: sliding-window inference")
     p.add_argument("--clips", type=int, help="video: clips per video to average")
+    p.add_argument("--save-predictions", metavar="DIR",
+                   help="segmentation: write a label-id PNG per image to DIR (Cityscapes server layout)")
     p.add_argument("--output-dir", help="where eval_<checkpoint>.json goes (default: the run directory)")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. data.root=...")
     p.set_defaults(func=_evaluate)

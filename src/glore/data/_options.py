@@ -31,3 +31,17 @@ def check_digit_options(*, digit_size, marker_size, min_distance, bright, dim) -
     return {"digit_size": check_int("digit_size", digit_size, 2),
             "marker_size": check_int("marker_size", marker_size, 1),
             "min_distance": check_int("min_distance", min_distance, 0), "bright": bright, "dim": dim}
+
+
+def check_split(split, num_samples, defaults: dict) -> tuple[str, int]:
+    """``split`` (one of ``defaults``' keys) and its size: ``num_samples``, else ``defaults[split]``."""
+    if split not in defaults:
+        raise ArgumentError(f"split must be one of {list(defaults)}, got {split!r}")
+    return split, check_int("num_samples", defaults[split] if num_samples is None else num_samples, 1)
+
+
+def check_open_unit(name: str, value) -> float:
+    """``value`` as a float in ``(0, 1)``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ArgumentError(f"{name} must be a number in (0, 1), got {value!r}")
+    return float(value)

@@ -29,13 +29,12 @@ import torch
 from torch.utils.data import Dataset
 
 from glore.errors import ArgumentError
-from ._options import check_int
+from ._options import check_int, check_open_unit, check_split
 
 from .distant_digits import source_digits
 
 CATEGORIES = ({"id": 1, "name": "match"}, {"id": 2, "name": "other"})
 NUM_CLASSES = 3                       # background + match + other, for torchvision's detectors
-SPLITS = ("train", "val")
 DEFAULT_NUM_SAMPLES = {"train": 512, "val": 128}
 _SPLIT_CODE = {"train": 11, "val": 12}
 _MAX_TRIES = 2000
@@ -72,22 +71,15 @@ class DetDigits(Dataset):
     def __init__(self, split: str = "train", *, num_samples: int | None = None, canvas: int = 96,
                  num_digits: int = 3, digit_size: int = 14, key_size: int = 10, min_distance: int = 32,
                  digit_gap: int = 4, dim: float = 0.5, mask_threshold: float = 0.3, seed: int = 0):
-        if split not in SPLITS:
-            raise ArgumentError(f"split must be one of {list(SPLITS)}, got {split!r}")
-        self.split = split
-        self.num_samples = check_int("num_samples", DEFAULT_NUM_SAMPLES[split] if num_samples is None
-                                      else num_samples, 1)
+        self.split, self.num_samples = check_split(split, num_samples, DEFAULT_NUM_SAMPLES)
         self.canvas = check_int("canvas", canvas, 16)
         self.num_digits = check_int("num_digits", num_digits, 1)
         self.digit_size = check_int("digit_size", digit_size, 4)
         self.key_size = check_int("key_size", key_size, 4)
         self.min_distance = check_int("min_distance", min_distance, 0)
         self.digit_gap = check_int("digit_gap", digit_gap, 0)
-        if isinstance(dim, bool) or not isinstance(dim, (int, float)) or not 0 < dim < 1:
-            raise ArgumentError(f"dim must be a number in (0, 1), got {dim!r}")
-        if not 0 < mask_threshold < 1:
-            raise ArgumentError(f"mask_threshold must be in (0, 1), got {mask_threshold!r}")
-        self.dim, self.mask_threshold, self.seed = float(dim), float(mask_threshold), int(seed)
+        self.dim, self.mask_threshold = check_open_unit("dim", dim), check_open_unit("mask_threshold", mask_threshold)
+        self.seed = check_int("seed", seed, 0)
         # the key in a corner leaves an L-shaped band for the digits; it must hold one digit at least
         if self.key_size + self.min_distance + self.digit_size > self.canvas:
             raise ArgumentError(f"a {self.digit_size}px digit {self.min_distance}px from a {self.key_size}px key does "

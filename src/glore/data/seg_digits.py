@@ -32,14 +32,13 @@ import torch
 from torch.utils.data import Dataset
 
 from glore.errors import ArgumentError
-from ._options import check_int
+from ._options import check_int, check_open_unit, check_split
 
 from .distant_digits import source_digits
 
 CLASS_NAMES = ("background", "match", "other")
 NUM_CLASSES = len(CLASS_NAMES)
 IGNORE_INDEX = 255
-SPLITS = ("train", "val")
 RULES = ("shade", "class")
 DEFAULT_NUM_SAMPLES = {"train": 2000, "val": 400}
 _SPLIT_CODE = {"train": 1, "val": 2}
@@ -72,11 +71,7 @@ class SegDigits(Dataset):
                  num_digits: int = 4, digit_size: int = 12, min_distance: int = 4, p_match: float = 0.5,
                  ignore_low: float = 0.15, ignore_high: float = 0.4, classes=None, rule: str = "shade",
                  dim: float = 0.5, seed: int = 0):
-        if split not in SPLITS:
-            raise ArgumentError(f"split must be one of {list(SPLITS)}, got {split!r}")
-        self.split = split
-        self.num_samples = check_int("num_samples", DEFAULT_NUM_SAMPLES[split] if num_samples is None
-                                      else num_samples, 1)
+        self.split, self.num_samples = check_split(split, num_samples, DEFAULT_NUM_SAMPLES)
         self.canvas = check_int("canvas", canvas, 8)
         self.num_digits = check_int("num_digits", num_digits, 2)
         self.digit_size = check_int("digit_size", digit_size, 4)
@@ -87,12 +82,11 @@ class SegDigits(Dataset):
             raise ArgumentError(f"need 0 <= ignore_low <= ignore_high <= 1, got {ignore_low!r}, {ignore_high!r}")
         if rule not in RULES:
             raise ArgumentError(f"rule must be one of {list(RULES)}, got {rule!r}")
-        if isinstance(dim, bool) or not isinstance(dim, (int, float)) or not 0 < dim < 1:
-            raise ArgumentError(f"dim must be a number in (0, 1), got {dim!r}")
-        self.rule, self.dim = rule, float(dim)
+        self.dim = check_open_unit("dim", dim)
+        self.rule = rule
         self.p_match = float(p_match)
         self.ignore_low, self.ignore_high = float(ignore_low), float(ignore_high)
-        self.seed = int(seed)
+        self.seed = check_int("seed", seed, 0)
         classes = tuple(range(10)) if classes is None else tuple(classes)
         if (len(classes) < 2 or len(set(classes)) != len(classes)
                 or not all(isinstance(c, int) and 0 <= c <= 9 for c in classes)):

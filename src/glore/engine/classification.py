@@ -37,18 +37,15 @@ follows ``val/acc1``.
 from __future__ import annotations
 
 import importlib
-import os
 
-import lightning as L
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from glore.errors import ArgumentError
 from .base import TaskModule
-from .loaders import EpochSeededDataset, make_loader
+from .datamodule import TaskData, data_root
 
 DATASETS = ("distant-digits", "distant-clips", "imagefolder")
 # model keys consumed here; the rest of cfg["model"] go to the model builder
@@ -103,15 +100,8 @@ def resolve_num_classes(cfg: dict) -> int:
     if data.get("name") == "imagefolder":
         from glore.data.imagefolder import count_classes
 
-        return count_classes(_data_root(data), data.get("train_split", "train"), layout=data.get("layout", "imagefolder"))
+        return count_classes(data_root(data, "a folder with train/ and val/"), data.get("train_split", "train"), layout=data.get("layout", "imagefolder"))
     raise ArgumentError(f"model.num_classes is required for data.name={data.get('name')!r}")
-
-
-def _data_root(data: dict) -> str:
-    root = data.get("root")
-    if not root:
-        raise ArgumentError("data.root is required for data.name='imagefolder' (a directory with train/ and val/)")
-    return os.path.expanduser(str(root))
 
 
 class ClassificationModule(TaskModule):
@@ -179,35 +169,35 @@ class ClassificationModule(TaskModule):
 
 
 
-class ClassificationData(L.LightningDataModule):
+class ClassificationData(TaskData):
     """Train / val loaders for ``cfg["data"]`` (distant-digits, distant-clips or an image layout)."""
 
     def __init__(self, data_cfg: dict, *, seed: int = 0, num_classes: int | None = None):
-        super().__init__()
-        self.data_cfg = dict(data_cfg)
-        self.seed = seed
+        super().__init__(data_cfg, seed=seed)
         self.num_classes = num_classes  # model.num_classes, checked against the folder's classes
         name = self.data_cfg.get("name")
         if name not in DATASETS:
             raise ArgumentError(f"unknown classification dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
-        self.train_set = self.val_set = None
+
+    def train_dataset(self):
+        return self._dataset("train_split", "train", train=True)
+
+    def val_dataset(self):
+        return self._dataset("val_split", "val", train=False)
 
     def _dataset(self, split_key: str, default: str, *, train: bool):
         data = self.data_cfg
         split = data.get(split_key, default)
         if data["name"] in ("distant-digits", "distant-clips"):
-            options = dict(data.get("options") or {})
-            if not train:
-                options.update(data.get("val_options") or {})
             if data["name"] == "distant-digits":
                 from glore.data.distant_digits import DistantDigits as in_memory_set
             else:
                 from glore.data.distant_clips import DistantClips as in_memory_set
-            return in_memory_set(split, **options)
+            return in_memory_set(split, **self.builtin_options(train=train))
         from glore.data.imagefolder import build_image_dataset
 
         return build_image_dataset(
-            _data_root(data), split, train=train,
+            data_root(data, "a folder with train/ and val/"), split, train=train,
             layout=data.get("layout", "imagefolder"),
             augment=bool(data.get("augment", True)),
             image_size=int(data.get("image_size", 224)),
@@ -217,10 +207,7 @@ class ClassificationData(L.LightningDataModule):
         )
 
     def setup(self, stage: str | None = None) -> None:
-        if stage in (None, "fit") and self.train_set is None:
-            self.train_set = EpochSeededDataset(self._dataset("train_split", "train", train=True), seed=self.seed)
-        if self.val_set is None:
-            self.val_set = self._dataset("val_split", "val", train=False)
+        super().setup(stage)
         self._check_num_classes()
 
     def _check_num_classes(self) -> None:
@@ -230,22 +217,6 @@ class ClassificationData(L.LightningDataModule):
                 raise ArgumentError(f"model.num_classes={self.num_classes} but the data has {len(classes)} classes "
                                     f"({', '.join(map(str, list(classes)[:5]))}{', ...' if len(classes) > 5 else ''}); "
                                     "raise model.num_classes or leave it out to count the class folders")
-
-    def _loader(self, dataset, *, batch_size: int, shuffle: bool, drop_last: bool, train: bool) -> DataLoader:
-        return make_loader(dataset, trainer=self.trainer, batch_size=batch_size, shuffle=shuffle,
-                           drop_last=drop_last, train=train, seed=self.seed,
-                           num_workers=int(self.data_cfg.get("num_workers", 0)))
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(
-            self.train_set, batch_size=int(self.data_cfg.get("batch_size", 32)),
-            shuffle=bool(self.data_cfg.get("shuffle", True)), drop_last=bool(self.data_cfg.get("drop_last", False)),
-            train=True,
-        )
-
-    def val_dataloader(self) -> DataLoader:
-        batch = self.data_cfg.get("val_batch_size") or self.data_cfg.get("batch_size", 32)
-        return self._loader(self.val_set, batch_size=int(batch), shuffle=False, drop_last=False, train=False)
 
 
 def build_module(cfg: dict) -> ClassificationModule:

@@ -42,13 +42,11 @@ from __future__ import annotations
 
 import os
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader
 
 from glore.errors import ArgumentError
 from .base import TaskModule, check_finite_input
-from .loaders import EpochSeededDataset, make_loader
+from .datamodule import TaskData, data_root
 
 DATASETS = ("coco", "det-digits")
 _LIST_OPTIONS = ("returned_layers", "anchor_sizes")   # create_detector options given as tuples
@@ -159,23 +157,22 @@ class DetectionModule(TaskModule):
             self.log(key, value, prog_bar=key == self.monitor, sync_dist=False, rank_zero_only=False)
 
 
-class DetectionData(L.LightningDataModule):
-    """Train / val loaders for ``cfg["data"]`` (a COCO folder or det-digits)."""
+class DetectionData(TaskData):
+    """Train / val loaders for ``cfg["data"]`` (a COCO folder or det-digits); batches are lists."""
+
+    batch_size = 2
+    val_batch_size = 1
+    collate_fn = staticmethod(collate)
 
     def __init__(self, data_cfg: dict, *, masks: bool, seed: int = 0):
-        super().__init__()
-        self.data_cfg = dict(data_cfg)
-        self.masks, self.seed = bool(masks), seed
+        super().__init__(data_cfg, seed=seed)
+        self.masks = bool(masks)
         self.name = _dataset_name({"data": self.data_cfg})
-        self.train_set = self.val_set = None
         self._val_gt = None
 
     def _coco_paths(self, split: str) -> tuple[str, str]:
         data = self.data_cfg
-        root = data.get("root")
-        if not root:
-            raise ArgumentError("data.root is required for data.name='coco' (a folder with the images and annotations/)")
-        root = os.path.expanduser(str(root))
+        root = data_root(data, "a folder with the images and annotations/")
         year = "train2017" if split == "train" else "val2017"
         images = data.get(f"{split}_images", year)
         annotations = data.get(f"{split}_annotations", f"annotations/instances_{year}.json")
@@ -185,25 +182,18 @@ class DetectionData(L.LightningDataModule):
         if self.name == "det-digits":
             from glore.data.det_digits import DetDigits
 
-            options = dict(self.data_cfg.get("options") or {})
-            key = f"{split}_samples"
-            size = self.data_cfg.get(key)
-            if size is not None:
-                if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                    raise ArgumentError(f"data.{key} must be a positive integer (the split size), got {size!r}")
-                options["num_samples"] = size
-            return DetDigits(split, **options)
+            return DetDigits(split, **self.builtin_options(train=train))
         from glore.data.coco import CocoDetectionSet, detection_transforms
 
         images, annotations = self._coco_paths(split)
         transforms = detection_transforms(train=train, hflip=bool(self.data_cfg.get("hflip", True)))
         return CocoDetectionSet(images, annotations, transforms=transforms, masks=self.masks, train=train)
 
-    def setup(self, stage: str | None = None) -> None:
-        if stage in (None, "fit") and self.train_set is None:
-            self.train_set = EpochSeededDataset(self.dataset("train", train=True), seed=self.seed)
-        if self.val_set is None:
-            self.val_set = self.dataset("val", train=False)
+    def train_dataset(self):
+        return self.dataset("train", train=True)
+
+    def val_dataset(self):
+        return self.dataset("val", train=False)
 
     def val_ground_truth(self):
         """The validation split's ground truth as a ``pycocotools`` ``COCO`` object."""
@@ -214,24 +204,6 @@ class DetectionData(L.LightningDataModule):
             source = self.val_set.to_coco() if self.name == "det-digits" else self.val_set.coco
             self._val_gt = load_coco(source)
         return self._val_gt
-
-    def _loader(self, dataset, *, batch_size: int, shuffle: bool, drop_last: bool, train: bool) -> DataLoader:
-        base = make_loader(dataset, trainer=self.trainer, batch_size=batch_size, shuffle=shuffle,
-                           drop_last=drop_last, train=train, seed=self.seed,
-                           num_workers=int(self.data_cfg.get("num_workers", 0)))
-        # the same loader (sampler, workers) with list batches
-        return DataLoader(base.dataset, batch_size=base.batch_size, sampler=base.sampler, drop_last=base.drop_last,
-                          num_workers=base.num_workers, pin_memory=base.pin_memory,
-                          persistent_workers=base.persistent_workers, collate_fn=collate)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, batch_size=int(self.data_cfg.get("batch_size", 2)),
-                            shuffle=bool(self.data_cfg.get("shuffle", True)),
-                            drop_last=bool(self.data_cfg.get("drop_last", False)), train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        batch = self.data_cfg.get("val_batch_size") or 1
-        return self._loader(self.val_set, batch_size=int(batch), shuffle=False, drop_last=False, train=False)
 
 
 def build_module(cfg: dict) -> DetectionModule:
@@ -255,16 +227,17 @@ def evaluate(module: DetectionModule, datamodule: DetectionData, cfg: dict, *, d
     datamodule.setup("validate")
     dataset = datamodule.val_set
     n = len(dataset) if limit is None else min(int(limit), len(dataset))
-    loader = DataLoader(torch.utils.data.Subset(dataset, range(n)), batch_size=int(datamodule.data_cfg.get(
-        "val_batch_size") or 1), shuffle=False, num_workers=int(datamodule.data_cfg.get("num_workers", 0)),
-        collate_fn=collate)
-    results, ids = [], []
+    loader = datamodule.loader(torch.utils.data.Subset(dataset, range(n)), batch_size=datamodule.eval_batch_size())
+    per_image = {}                 # in a process group each process has a shard: merged below
     for index, (images, targets) in enumerate(loader):
         check_finite_input((list(images), targets), index)
         outputs = model([image.to(dev) for image in images])
-        batch_ids = [int(t["image_id"]) for t in targets]
-        results.extend(to_coco_results(outputs, batch_ids))
-        ids.extend(batch_ids)
+        for output, target in zip(outputs, targets):
+            image_id = int(target["image_id"])
+            per_image[image_id] = to_coco_results([output], [image_id])
+    per_image = _gather(per_image)
+    ids = sorted(per_image)
+    results = [r for image_id in ids for r in per_image[image_id]]
     path = write_results(results, detections or os.path.join(os.fspath(cfg["output_dir"]), "detections.json"))
     values = coco_metrics(datamodule.val_ground_truth(), results, ids, segm=module.segm,
                           class_agnostic=bool(class_agnostic))

@@ -127,11 +127,12 @@ def evaluation_sampler(dataset, *, num_replicas: int | None = None, rank: int | 
 
 
 def make_loader(dataset, *, trainer=None, batch_size: int, shuffle: bool, drop_last: bool, train: bool,
-                seed: int = 0, num_workers: int = 0) -> DataLoader:
+                seed: int = 0, num_workers: int = 0, collate_fn=None) -> DataLoader:
     """A ``DataLoader`` for ``dataset``; a train loader (on an :class:`EpochSeededDataset`) gets an
     epoch-carrying sampler, distributed when ``trainer.world_size > 1``; an evaluation loader is sharded
     by :func:`evaluation_sampler` (each sample on one process) when ``trainer.world_size > 1``, or, without
-    a trainer, when ``torch.distributed`` is initialised."""
+    a trainer, when ``torch.distributed`` is initialised. A dataset that reads whole batches
+    (:func:`reads_batches`) is read that way unless ``collate_fn`` is given."""
     sampler = None
     if trainer is not None and trainer.world_size > 1 and train:
         # our own DistributedSampler (Lightning keeps it): honours shuffle=False, seeded by epoch
@@ -147,8 +148,7 @@ def make_loader(dataset, *, trainer=None, batch_size: int, shuffle: bool, drop_l
         # Lightning creates (and, with workers, prefetches from) the first iterator of a run before it
         # calls set_epoch; start from the epoch a resumed run continues with
         sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
-    collate_fn = None
-    if reads_batches(dataset):
+    if collate_fn is None and reads_batches(dataset):
         dataset, collate_fn = BatchReads(dataset), keep_batch
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
                       collate_fn=collate_fn, num_workers=num_workers, pin_memory=torch.cuda.is_available(),

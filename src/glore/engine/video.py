@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import os
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
@@ -51,7 +50,7 @@ from torch.utils.data import DataLoader
 from glore.errors import ArgumentError
 from .base import check_finite_input
 from .classification import ClassificationModule
-from .loaders import EpochSeededDataset, make_loader
+from .datamodule import TaskData, data_root
 
 DATASETS = ("kinetics", "moving-digits")
 _MODEL_KEYS = ("name", "label_smoothing", "pretrained", "inflate_from")
@@ -74,10 +73,7 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
 
 
 def _split_root(data: dict, split_key: str, default: str) -> str:
-    root = data.get("root")
-    if not root:
-        raise ArgumentError("data.root is required for data.name='kinetics' (a folder with train/ and val/)")
-    return os.path.join(os.path.expanduser(str(root)), str(data.get(split_key, default)))
+    return os.path.join(data_root(data, "a folder with train/ and val/"), str(data.get(split_key, default)))
 
 
 def resolve_num_classes(cfg: dict) -> int:
@@ -109,17 +105,16 @@ class VideoModule(ClassificationModule):
             self.log("data/unreadable", float(len(datamodule.unreadable())), on_epoch=True)
 
 
-class VideoData(L.LightningDataModule):
+class VideoData(TaskData):
     """Train / val loaders for ``cfg["data"]``; ``multi_clip_dataloader`` for video top-1."""
 
+    batch_size = 8
+
     def __init__(self, data_cfg: dict, *, seed: int = 0):
-        super().__init__()
-        self.data_cfg = dict(data_cfg)
-        self.seed = seed
+        super().__init__(data_cfg, seed=seed)
         name = self.data_cfg.get("name")
         if name not in DATASETS:
             raise ArgumentError(f"unknown video dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
-        self.train_set = self.val_set = None
 
     @property
     def has_videos(self) -> bool:
@@ -131,11 +126,7 @@ class VideoData(L.LightningDataModule):
         if data["name"] == "moving-digits":
             from glore.data.moving_digits import MovingDigits
 
-            split = data.get(split_key, default)
-            options = dict(data.get("options") or {})
-            if mode != "train":
-                options.update(data.get("val_options") or {})
-            return MovingDigits(split, **options)
+            return MovingDigits(data.get(split_key, default), **self.builtin_options(train=mode == "train"))
         from glore.data.video import VideoFolder
         from glore.data.video_transforms import eval_transform, train_transform
 
@@ -159,30 +150,13 @@ class VideoData(L.LightningDataModule):
             skip_unreadable=bool(data.get("skip_unreadable", False)),
         )
 
-    def setup(self, stage: str | None = None) -> None:
-        if stage in (None, "fit") and self.train_set is None:
-            self.train_set = EpochSeededDataset(self._dataset("train_split", "train", mode="train"), seed=self.seed)
-        if self.val_set is None:
-            self.val_set = self._dataset("val_split", "val", mode="center")
+    def train_dataset(self):
+        return self._dataset("train_split", "train", mode="train")
 
-    def _loader(self, dataset, *, batch_size: int, shuffle: bool, drop_last: bool = False,
-                train: bool = False) -> DataLoader:
-        return make_loader(dataset, trainer=self.trainer, batch_size=batch_size, shuffle=shuffle,
-                           drop_last=drop_last, train=train, seed=self.seed,
-                           num_workers=int(self.data_cfg.get("num_workers", 0)))
+    def val_dataset(self):
+        return self._dataset("val_split", "val", mode="center")
 
-    def _val_batch(self) -> int:
-        return int(self.data_cfg.get("val_batch_size") or self.data_cfg.get("batch_size", 8))
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, batch_size=int(self.data_cfg.get("batch_size", 8)),
-                            shuffle=bool(self.data_cfg.get("shuffle", True)),
-                            drop_last=bool(self.data_cfg.get("drop_last", False)), train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, batch_size=self._val_batch(), shuffle=False)
-
-    test_dataloader = val_dataloader
+    test_dataloader = TaskData.val_dataloader
 
     def multi_clip_dataloader(self, *, num_clips: int | None = None, num_crops: int = 1,
                               batch_size: int | None = None) -> DataLoader:
@@ -195,8 +169,8 @@ class VideoData(L.LightningDataModule):
         if num_clips is not None:
             dataset.num_clips = int(num_clips)
         self.multi_set = dataset
-        batch = batch_size or max(1, self._val_batch() // (dataset.num_clips * num_crops))
-        return self._loader(dataset, batch_size=batch, shuffle=False)
+        batch = batch_size or max(1, self.eval_batch_size() // (dataset.num_clips * num_crops))
+        return self.loader(dataset, batch_size=batch)
 
     def unreadable(self) -> set[str]:
         """Videos skipped as unreadable so far (``data.skip_unreadable``), worker processes included."""
@@ -256,7 +230,7 @@ def evaluate(module: VideoModule, datamodule: VideoData, cfg: dict, **options) -
     clip_acc1 = _accuracy(module.num_classes, 1).to(device)
     loss = MeanMetric().to(device)
     videos = SumMetric().to(device)
-    loader = (datamodule._loader(datamodule.val_set, batch_size=int(batch_size), shuffle=False)
+    loader = (datamodule.loader(datamodule.val_set, batch_size=int(batch_size))
               if batch_size else datamodule.val_dataloader())
     for clips, labels in batches(loader):
         logits = model(clips.to(device)).float()

@@ -1,0 +1,94 @@
+"""The LightningDataModule every task's data module builds on: one ``setup`` and one way to make loaders.
+
+A task's data module names its datasets (:meth:`TaskData.train_dataset`, :meth:`TaskData.val_dataset`)
+and its defaults (class attributes); the loaders, the epoch-seeded training set, distributed sharding
+(:func:`glore.engine.loaders.make_loader`) and the built-in sets' options are the same for all tasks.
+"""
+
+from __future__ import annotations
+
+import os
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from glore.errors import ArgumentError
+from .loaders import EpochSeededDataset, make_loader
+
+
+def data_root(data: dict, holds: str) -> str:
+    """``data.root`` with ``~`` expanded; a missing one is named with what the folder should hold."""
+    root = data.get("root")
+    if not root:
+        raise ArgumentError(f"data.root is required for data.name={data.get('name')!r} ({holds})")
+    return os.path.expanduser(str(root))
+
+
+class TaskData(L.LightningDataModule):
+    """Train / val loaders for ``cfg["data"]``.
+
+    Class attributes (a task's defaults for keys the config leaves out):
+        batch_size: ``data.batch_size``.
+        drop_last: ``data.drop_last`` of the training loader.
+        val_batch_size: ``data.val_batch_size``; None means the training batch size.
+        collate_fn: the loaders' collate function (None: PyTorch's default).
+    """
+
+    batch_size = 32
+    drop_last = False
+    val_batch_size: int | None = None
+    collate_fn = None
+
+    def __init__(self, data_cfg: dict, *, seed: int = 0):
+        super().__init__()
+        self.data_cfg = dict(data_cfg)
+        self.seed = seed
+        self.train_set = self.val_set = None
+
+    def train_dataset(self):
+        raise NotImplementedError
+
+    def val_dataset(self):
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_set is None:
+            self.train_set = EpochSeededDataset(self.train_dataset(), seed=self.seed)
+        if self.val_set is None:
+            self.val_set = self.val_dataset()
+
+    def builtin_options(self, *, train: bool) -> dict:
+        """The keyword options of a built-in set: ``data.options``, with ``data.val_options`` over them
+        for validation, and ``data.train_samples`` / ``data.val_samples`` as ``num_samples``."""
+        options = dict(self.data_cfg.get("options") or {})
+        if not train:
+            options.update(self.data_cfg.get("val_options") or {})
+        key = "train_samples" if train else "val_samples"
+        size = self.data_cfg.get(key)
+        if size is not None:
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise ArgumentError(f"data.{key} must be a positive integer (the split size), got {size!r}")
+            options["num_samples"] = size
+        return options
+
+    def loader(self, dataset, *, batch_size: int, shuffle: bool = False, drop_last: bool = False,
+               train: bool = False) -> DataLoader:
+        return make_loader(dataset, trainer=self.trainer, batch_size=batch_size, shuffle=shuffle,
+                           drop_last=drop_last, train=train, seed=self.seed,
+                           num_workers=int(self.data_cfg.get("num_workers", 0)), collate_fn=self.collate_fn)
+
+    def eval_batch_size(self) -> int:
+        """``data.val_batch_size``, else the task's default, else the training batch size."""
+        batch = (self.data_cfg.get("val_batch_size") or self.val_batch_size
+                 or self.data_cfg.get("batch_size", self.batch_size))
+        return int(batch)
+
+    def train_dataloader(self) -> DataLoader:
+        data = self.data_cfg
+        return self.loader(self.train_set, batch_size=int(data.get("batch_size", self.batch_size)),
+                           shuffle=bool(data.get("shuffle", True)),
+                           drop_last=bool(data.get("drop_last", self.drop_last)), train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """The one place validation loaders are made (evaluation goes through it too)."""
+        return self.loader(self.val_set, batch_size=self.eval_batch_size())

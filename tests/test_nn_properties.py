@@ -184,6 +184,29 @@ def test_glore_copies_no_full_size_tensor(fmt, batch, reassociate):
     assert copies == []
 
 
+@pytest.mark.parametrize("sub_sample", [False, True])
+@pytest.mark.parametrize("fmt", ["contiguous", "channels_last"])
+def test_nonlocal_softmax_backward_gets_a_contiguous_gradient(fmt, sub_sample):
+    # the (B, L, L') attention is the largest tensor of the block: its gradient must reach the
+    # softmax's backward in the softmax's own layout (a transposed one costs a copy inside the kernel)
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class SoftmaxGradients(TorchDispatchMode):
+        layouts = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._softmax_backward_data.default:
+                self.layouts.append(args[0].is_contiguous())
+            return func(*args, **(kwargs or {}))
+
+    block = randomize_(NonLocal(16, sub_sample=sub_sample)).train()
+    memory_format = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+    x = torch.randn(2, 16, 6, 5).to(memory_format=memory_format).requires_grad_()
+    with SoftmaxGradients() as mode:
+        block(x).square().sum().backward()
+    assert mode.layouts == [True]
+
+
 def test_graph_conv_runs_both_convs_as_modules():
     # hooks and module-level counters see A_g and W_g: node gives A_g V + b (node-major), the
     # identity is added to it, and state reads the ReLU of the sum

@@ -99,8 +99,10 @@ class NonLocal(ZeroInitBlock):
         if not torch.jit.is_scripting():
             check_attention_size(flat, context)
         attn = self.attention(flat, context)                          # (B, L, L')
-        y = torch.matmul(self.value(context), attn.transpose(1, 2))   # (B, inner, L)
-        return x + self.norm(self.out(y)).view(x.shape)
+        # sum_j w_ij W_v x_j as (B, L, inner), attention on the left: the softmax's backward then
+        # gets its (B, L, L') gradient contiguous (benchmarks/blocks.py, docs/benchmarks.md)
+        y = torch.matmul(attn, self.value(context).mT)
+        return x + self.norm(self.out(y.mT)).view(x.shape)
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, inner={self.inner}, pairwise={self.attention.pairwise!r}, "

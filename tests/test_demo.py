@@ -95,14 +95,14 @@ def test_video_demo_tiny_budget_trains_through_the_engine(tmp_path, capsys):
                        threads=None, epochs=1, train_samples=64, val_samples=32)
     written = json.loads((tmp_path / "summary.json").read_text())
     assert written == json.loads(json.dumps(summary))
-    assert written["_config"]["task"] == "distant-clips/select" and written["_config"]["num_frames"] == 8
+    assert written["_config"]["task"] == "distant-clips/select" and written["_config"]["num_frames"] == demo.VIDEO_DEFAULTS["num_frames"] == 6
     r = written["glore"]
     assert 0.0 <= r["val_acc"] <= 1.0 and r["curve"] == [r["val_acc"]] and r["gmacs"] > 0
     assert "glore" in capsys.readouterr().out
     network, cfg = runner.load_model(str(tmp_path / "glore" / "checkpoints" / "last.ckpt"))
     assert cfg["data"]["name"] == "distant-clips" and cfg["model"]["name"] == "glore.models.video:distant_clips_net"
     assert sum(p.numel() for p in network.parameters()) == r["params"]
-    assert network(torch.rand(2, 1, 8, 36, 36)).shape == (2, 10)
+    assert network(torch.rand(2, 1, 6, 36, 36)).shape == (2, 10) and network.fc.in_features == 2 * 32
 
 
 def test_demo_command_line_task_and_glore_demo_entry(tmp_path, monkeypatch):

@@ -40,6 +40,16 @@ def test_the_marker_shows_the_targets_intensity(clips):
         assert int(clips.labels[i]) == int(clips.digit_classes[i, 0])
 
 
+def test_the_demo_clips_of_6_frames_keep_the_gap():
+    # the demo's budget (glore.demo.VIDEO_DEFAULTS): 6 frames, the fewest for two 2-frame flashes 3 apart;
+    # the flashes are then at frames 0-1 and 4-5, the marker first or last
+    six = DistantClips("val", num_samples=64, num_frames=6, seed=2)
+    assert six.clips.shape == (64, 1, 6, 36, 36)
+    assert {tuple(f) for f in six.frames.tolist()} == {(0, 4), (4, 0)}
+    lit = six.clips[:, 0].flatten(2).amax(2) > 0                    # (N, T): lit frames
+    assert not lit[:, 2:4].any() and lit[:, [0, 1, 4, 5]].all()
+
+
 def test_deterministic_and_validated():
     a, b = DistantClips("val", num_samples=8, seed=3), DistantClips("val", num_samples=8, seed=3)
     assert torch.equal(a.clips, b.clips) and torch.equal(a.labels, b.labels)
@@ -60,6 +70,15 @@ def test_receptive_field_is_3_frames_by_13_pixels():
     support = torch.nonzero(x.grad[0, 0].abs() > 0)
     extent = (support.max(0).values - support.min(0).values + 1).tolist()
     assert tuple(extent) == DistantClipsNet.receptive_field == (3, 13, 13)
+    # the demo's clips (6 frames, width 32): 3 x 9 x 9 stem outputs, each seeing 3 frames x 13 x 13
+    net = distant_clips_net(width=32).eval()
+    x = torch.rand(1, 1, 6, 36, 36, requires_grad=True)
+    features = net.stem(x)
+    assert features.shape[1:] == (32, 3, 9, 9)
+    features[0, :, 1, 4, 4].sum().backward()
+    support = torch.nonzero(x.grad[0, 0].abs() > 0)
+    extent = (support.max(0).values - support.min(0).values + 1).tolist()
+    assert tuple(extent) == (3, 13, 13) and support[:, 0].min() == 1 and support[:, 0].max() == 3
 
 
 def _randomize(net, seed=0):
@@ -81,21 +100,22 @@ def _digit(clips, i):
     return clips.clips[i, 0, frame, t:t + size, l:l + size]
 
 
+@pytest.mark.parametrize("frames, width", [(8, 8), (6, 32)])        # (6, 32): the demo's clips and net
 @pytest.mark.parametrize("block, additive", [(None, True), ("glore", False)])
-def test_the_baseline_adds_up_a_marker_term_that_ignores_the_digits(clips, block, additive):
+def test_the_baseline_adds_up_a_marker_term_that_ignores_the_digits(clips, block, additive, frames, width):
     """The baseline's pooled features average windows that each hold pixels of at most one object, so
     adding the marker changes its logits by the same amount whatever the digits are: the marker cannot
     pick one of them. With a GloRe unit (weights away from the identity) the change depends on them."""
     # float64: a marker moves a few of the 324 pooled positions, its effect on the logits is small
-    net = _randomize(distant_clips_net(block=block, width=8)).double()
+    net = _randomize(distant_clips_net(block=block, width=width)).double()
     with torch.no_grad():
         for p in net.block.parameters():                  # a unit far from its identity start
             p.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
-    marker = torch.zeros(1, 8, 36, 36, dtype=torch.float64)
-    marker[0, 6:8, 28:32, 28:32] = 0.45                  # frames 6-7, bottom right
+    marker = torch.zeros(1, frames, 36, 36, dtype=torch.float64)
+    marker[0, frames - 2:frames, 28:32, 28:32] = 0.45    # the last 2 frames, bottom right
     pairs = []
-    for (a, b), frame, places in (((0, 1), 0, ((0, 0), (0, 20))), ((2, 3), 2, ((20, 0), (3, 12)))):
-        digits = torch.zeros(1, 8, 36, 36, dtype=torch.float64)
+    for (a, b), frame, places in (((0, 1), 0, ((0, 0), (0, 20))), ((2, 3), frames - 6, ((20, 0), (3, 12)))):
+        digits = torch.zeros(1, frames, 36, 36, dtype=torch.float64)
         for i, (t, l) in zip((a, b), places):            # >= 3 frames and >= 13 pixels from the marker
             digits[0, frame:frame + 2, t:t + 8, l:l + 8] = _digit(clips, i)
         pairs.append((digits, digits + marker))

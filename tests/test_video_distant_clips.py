@@ -129,3 +129,14 @@ def test_the_baseline_adds_up_a_marker_term_that_ignores_the_digits(clips, block
         assert differ < 1e-9
     else:                                                 # small at this initialisation, but there
         assert differ > 1e-6
+
+
+def test_a_split_is_made_once_per_process_and_each_dataset_owns_its_tensors():
+    from glore.data.distant_clips import _generate
+
+    _generate.cache_clear()
+    a = DistantClips("val", num_samples=12, num_frames=6, seed=5)
+    b = DistantClips("val", num_samples=12, num_frames=6, seed=5)
+    assert _generate.cache_info().hits == 1 and torch.equal(a.clips, b.clips)
+    a.clips.zero_()                                    # changing one dataset leaves the other and the cache
+    assert b.clips.abs().sum() > 0 and DistantClips("val", num_samples=12, num_frames=6, seed=5).clips.abs().sum() > 0

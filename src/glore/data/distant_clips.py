@@ -21,6 +21,8 @@ does ``min_distance >= k`` for a ``k x k`` spatial receptive field; here both ho
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -32,6 +34,51 @@ from .distant_digits import SPLITS, _check_feasible, _place, source_digits
 __all__ = ["DistantClips"]
 
 DEFAULT_NUM_SAMPLES = {"train": 8000, "val": 2000}
+
+
+@functools.lru_cache(maxsize=4)
+def _generate(split, num_samples, num_frames, canvas, on_frames, min_gap, digit_size, marker_size,
+          min_distance, bright, dim, seed):
+    """The arrays ``(clips, labels, boxes, frames, digit_classes)`` of a split, made once per process
+    for the same options (the video demo builds the same data for each of its four variants)."""
+    sizes = [digit_size, digit_size, marker_size]
+    _check_feasible(sizes, canvas, min_distance)
+    src_images, src_labels = source_digits(split, digit_size=digit_size)
+
+    rng = np.random.default_rng([seed, SPLITS.index(split), 7])
+    clips = np.zeros((num_samples, 1, num_frames, canvas, canvas), dtype=np.float32)
+    labels = np.zeros(num_samples, dtype=np.int64)
+    boxes = np.zeros((num_samples, 3, 3), dtype=np.int64)
+    frames = np.zeros((num_samples, 2), dtype=np.int64)
+    classes = np.zeros((num_samples, 2), dtype=np.int64)
+    latest = num_frames - on_frames          # last possible first frame of a flash
+    for i in range(num_samples):
+        for _ in range(20):      # far-apart layouts can be rare: up to 20 x 1000 draws
+            placed = _place(rng, sizes, canvas, min_distance)
+            if placed is not None:
+                break
+        if placed is None:
+            raise RuntimeError(f"could not place objects on sample {i}; lower min_distance")
+        # flashes start on even frames: the demo network's first conv (3 frames, stride 2) then
+        # sees every flash through the same taps
+        early = 2 * int(rng.integers(0, (latest - (on_frames - 1 + min_gap)) // 2 + 1))
+        late = 2 * int(rng.integers(-(-(early + on_frames - 1 + min_gap) // 2), latest // 2 + 1))
+        marker_first = bool(rng.integers(0, 2))
+        t_marker, t_digits = (early, late) if marker_first else (late, early)
+        a, b = rng.integers(0, len(src_labels), size=2)
+        target_bright = bool(rng.integers(0, 2))
+        levels = (bright, dim) if target_bright else (dim, bright)
+        span = slice(t_digits, t_digits + on_frames)
+        for k, (src, level) in enumerate(zip((a, b), levels)):
+            t, l, s = placed[k]
+            clips[i, 0, span, t:t + s, l:l + s] = src_images[src] * level
+        t, l, s = placed[2]
+        clips[i, 0, t_marker:t_marker + on_frames, t:t + s, l:l + s] = bright if target_bright else dim
+        labels[i] = src_labels[a]
+        classes[i] = src_labels[a], src_labels[b]
+        boxes[i] = placed
+        frames[i] = t_digits, t_marker
+    return clips, labels, boxes, frames, classes
 
 
 class DistantClips(Dataset):
@@ -82,48 +129,11 @@ class DistantClips(Dataset):
         if need > num_frames:
             raise ArgumentError(f"num_frames={num_frames} is too short for two flashes of {on_frames} frames "
                              f"{min_gap} frames apart (need at least {need})")
-        sizes = [digit_size, digit_size, marker_size]
-        _check_feasible(sizes, canvas, min_distance)
-        src_images, src_labels = source_digits(split, digit_size=digit_size)
-
-        rng = np.random.default_rng([self.seed, SPLITS.index(split), 7])
-        clips = np.zeros((num_samples, 1, num_frames, canvas, canvas), dtype=np.float32)
-        labels = np.zeros(num_samples, dtype=np.int64)
-        boxes = np.zeros((num_samples, 3, 3), dtype=np.int64)
-        frames = np.zeros((num_samples, 2), dtype=np.int64)
-        classes = np.zeros((num_samples, 2), dtype=np.int64)
-        latest = num_frames - on_frames          # last possible first frame of a flash
-        for i in range(num_samples):
-            for _ in range(20):      # far-apart layouts can be rare: up to 20 x 1000 draws
-                placed = _place(rng, sizes, canvas, min_distance)
-                if placed is not None:
-                    break
-            if placed is None:
-                raise RuntimeError(f"could not place objects on sample {i}; lower min_distance")
-            # flashes start on even frames: the demo network's first conv (3 frames, stride 2) then
-            # sees every flash through the same taps
-            early = 2 * int(rng.integers(0, (latest - (on_frames - 1 + min_gap)) // 2 + 1))
-            late = 2 * int(rng.integers(-(-(early + on_frames - 1 + min_gap) // 2), latest // 2 + 1))
-            marker_first = bool(rng.integers(0, 2))
-            t_marker, t_digits = (early, late) if marker_first else (late, early)
-            a, b = rng.integers(0, len(src_labels), size=2)
-            target_bright = bool(rng.integers(0, 2))
-            levels = (bright, dim) if target_bright else (dim, bright)
-            span = slice(t_digits, t_digits + on_frames)
-            for k, (src, level) in enumerate(zip((a, b), levels)):
-                t, l, s = placed[k]
-                clips[i, 0, span, t:t + s, l:l + s] = src_images[src] * level
-            t, l, s = placed[2]
-            clips[i, 0, t_marker:t_marker + on_frames, t:t + s, l:l + s] = bright if target_bright else dim
-            labels[i] = src_labels[a]
-            classes[i] = src_labels[a], src_labels[b]
-            boxes[i] = placed
-            frames[i] = t_digits, t_marker
-        self.clips = torch.from_numpy(clips)
-        self.labels = torch.from_numpy(labels)
-        self.boxes = torch.from_numpy(boxes)
-        self.frames = torch.from_numpy(frames)
-        self.digit_classes = torch.from_numpy(classes)
+        arrays = _generate(split, self.num_samples, self.num_frames, self.canvas, self.on_frames, self.min_gap,
+                           self.digit_size, self.marker_size, self.min_distance, self.bright, self.dim, self.seed)
+        # copies: a caller may change a dataset's tensors in place without reaching the cache
+        self.clips, self.labels, self.boxes, self.frames, self.digit_classes = (
+            torch.from_numpy(x.copy()) for x in arrays)
 
     @property
     def images(self) -> torch.Tensor:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from glore.errors import ArgumentError
-from ._options import check_digit_options, check_int
+from ._options import check_digit_options, check_int, check_split
 from .distant_digits import SPLITS, _check_feasible, _place, source_digits
 
 __all__ = ["DistantClips"]
@@ -111,10 +111,7 @@ class DistantClips(Dataset):
                  canvas: int = 36, on_frames: int = 2, min_gap: int = 3, digit_size: int = 8,
                  marker_size: int = 4, min_distance: int = 13, bright: float = 1.0, dim: float = 0.45,
                  seed: int = 0):
-        if split not in SPLITS:
-            raise ArgumentError(f"split must be one of {list(SPLITS)}, got {split!r}")
-        num_samples = DEFAULT_NUM_SAMPLES[split] if num_samples is None else num_samples
-        self.num_samples = check_int("num_samples", num_samples, 1)
+        _, self.num_samples = check_split(split, num_samples, DEFAULT_NUM_SAMPLES)
         self.num_frames = check_int("num_frames", num_frames, 1)
         self.canvas = check_int("canvas", canvas, 1)
         self.on_frames = check_int("on_frames", on_frames, 1)

@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import Dataset
 
 from glore.errors import ArgumentError
-from ._options import check_digit_options, check_int
+from ._options import check_digit_options, check_int, check_split
 
 TASKS = ("select", "same")
 SPLITS = ("train", "val")
@@ -177,12 +177,9 @@ class DistantDigits(Dataset):
     def __init__(self, split: str = "train", *, task: str = "select", num_samples: int | None = None,
                  canvas: int = 48, digit_size: int = 8, marker_size: int = 4, min_distance: int = 14,
                  bright: float = 1.0, dim: float = 0.45, val_fraction: float = 0.25, seed: int = 0):
-        if split not in SPLITS:
-            raise ArgumentError(f"split must be one of {list(SPLITS)}, got {split!r}")
         if task not in TASKS:
             raise ArgumentError(f"task must be one of {list(TASKS)}, got {task!r}")
-        num_samples = DEFAULT_NUM_SAMPLES[split] if num_samples is None else num_samples
-        self.num_samples = check_int("num_samples", num_samples, 1)
+        _, self.num_samples = check_split(split, num_samples, DEFAULT_NUM_SAMPLES)
         self.canvas = check_int("canvas", canvas, 1)
         vars(self).update(check_digit_options(digit_size=digit_size, marker_size=marker_size,
                                               min_distance=min_distance, bright=bright, dim=dim))

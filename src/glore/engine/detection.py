@@ -95,6 +95,22 @@ def _gather(per_image: dict) -> dict:
     return merged
 
 
+def add_results(per_image: dict, outputs, targets) -> None:
+    """Put each image's detections, in the COCO results format, in ``per_image`` under its id."""
+    from glore.metrics.coco import to_coco_results
+
+    for output, target in zip(outputs, targets):
+        image_id = int(target["image_id"])
+        per_image[image_id] = to_coco_results([output], [image_id])
+
+
+def merged_results(per_image: dict) -> tuple[list, list]:
+    """``(image ids, COCO results)`` of every process (:func:`_gather`), in image-id order."""
+    per_image = _gather(per_image)
+    ids = sorted(per_image)
+    return ids, [r for image_id in ids for r in per_image[image_id]]
+
+
 def coco_metrics(ground_truth, results: list, image_ids, *, segm: bool, prefix: str = "val/",
                  class_agnostic: bool = False) -> dict:
     """``{prefix + "bbox/ap": ...}``: COCOeval's 12 numbers per IoU type over ``image_ids``; with
@@ -139,20 +155,13 @@ class DetectionModule(TaskModule):
         return loss
 
     def validation_step(self, batch, batch_idx):
-        from glore.metrics.coco import to_coco_results
-
         images, targets = batch
-        outputs = self.model(list(images))
-        for output, target in zip(outputs, targets):
-            image_id = int(target["image_id"])
-            self._val_results[image_id] = to_coco_results([output], [image_id])
+        add_results(self._val_results, self.model(list(images)), targets)
 
     def on_validation_epoch_end(self) -> None:
-        per_image = _gather(self._val_results)
+        ids, results = merged_results(self._val_results)
         self._val_results = {}
-        results = [r for image_id in sorted(per_image) for r in per_image[image_id]]
-        values = coco_metrics(self.trainer.datamodule.val_ground_truth(), results, sorted(per_image),
-                              segm=self.segm)
+        values = coco_metrics(self.trainer.datamodule.val_ground_truth(), results, ids, segm=self.segm)
         for key, value in values.items():     # every process computed the same numbers
             self.log(key, value, prog_bar=key == self.monitor, sync_dist=False, rank_zero_only=False)
 
@@ -220,7 +229,7 @@ def evaluate(module: DetectionModule, datamodule: DetectionData, cfg: dict, *, d
              limit: int | None = None, device: str | None = None, class_agnostic: bool = False) -> dict:
     """COCO metrics of ``module`` on the validation split; writes the detections in the COCO results
     format (``segmentation`` as RLE) to ``detections`` (default ``<output_dir>/detections.json``)."""
-    from glore.metrics.coco import to_coco_results, write_results
+    from glore.metrics.coco import write_results
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = module.model.to(dev).eval()
@@ -231,13 +240,8 @@ def evaluate(module: DetectionModule, datamodule: DetectionData, cfg: dict, *, d
     per_image = {}                 # in a process group each process has a shard: merged below
     for index, (images, targets) in enumerate(loader):
         check_finite_input((list(images), targets), index)
-        outputs = model([image.to(dev) for image in images])
-        for output, target in zip(outputs, targets):
-            image_id = int(target["image_id"])
-            per_image[image_id] = to_coco_results([output], [image_id])
-    per_image = _gather(per_image)
-    ids = sorted(per_image)
-    results = [r for image_id in ids for r in per_image[image_id]]
+        add_results(per_image, model([image.to(dev) for image in images]), targets)
+    ids, results = merged_results(per_image)
     path = write_results(results, detections or os.path.join(os.fspath(cfg["output_dir"]), "detections.json"))
     values = coco_metrics(datamodule.val_ground_truth(), results, ids, segm=module.segm,
                           class_agnostic=bool(class_agnostic))

@@ -6,7 +6,6 @@ so that prediction writers can name their files after the input images.
 
 from __future__ import annotations
 
-
 import torch
 from torch.utils.data import Dataset
 

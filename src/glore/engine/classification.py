@@ -150,9 +150,7 @@ class ClassificationModule(TaskModule):
         images, labels = batch
         logits = self(images)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=labels.shape[0])
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False,
-                 batch_size=labels.shape[0])
+        self.log_train_loss(loss, labels.shape[0])
         return loss
 
     def validation_step(self, batch, batch_idx):

@@ -148,10 +148,9 @@ class DetectionModule(TaskModule):
         losses = self.model(list(images), list(targets))
         loss = sum(losses.values())
         n = len(images)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
+        self.log_train_loss(loss, n)
         for key, value in losses.items():
             self.log(f"train/{key}", value, on_step=False, on_epoch=True, batch_size=n)
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=n)
         return loss
 
     def validation_step(self, batch, batch_idx):

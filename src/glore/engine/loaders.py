@@ -70,7 +70,9 @@ class EpochSeededDataset(torch.utils.data.Dataset):
     def __getitem__(self, key: int):
         epoch, index = divmod(int(key), len(self.dataset))
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(((self.seed * 1_000_003 + epoch) * 1_000_033 + index) % (2**63 - 1))
+            # the CPU generator only (what the transforms draw from; torch.manual_seed would also
+            # queue a seeding of every accelerator backend, with a stack trace, per item)
+            torch.default_generator.manual_seed(((self.seed * 1_000_003 + epoch) * 1_000_033 + index) % (2**63 - 1))
             return self.dataset[index]
 
     def get_batch(self, keys: torch.Tensor):

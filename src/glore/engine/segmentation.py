@@ -156,10 +156,9 @@ class SegmentationModule(TaskModule):
         images, target = batch[0], batch[1]
         loss, parts = self.loss(self.model(images), target)
         n = images.shape[0]
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
+        self.log_train_loss(loss, n)
         for key, value in parts.items():
             self.log(f"train/{key}", value, on_step=False, on_epoch=True, batch_size=n)
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=n)
         return loss
 
     def validation_step(self, batch: dict, batch_idx):

@@ -99,6 +99,7 @@ class VideoModule(ClassificationModule):
     test_step = ClassificationModule.validation_step
 
     def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
         # skipped videos, counted across the loader's worker processes (data.skip_unreadable)
         datamodule = getattr(self.trainer, "datamodule", None)
         if isinstance(datamodule, VideoData):

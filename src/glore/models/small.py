@@ -1,6 +1,6 @@
 """Small networks for the built-in relational datasets (the ``make demo`` network).
 
-``distant_digits_net`` is a four-conv stem whose receptive field is 13 pixels, one optional global
+``distant_digits_net`` is a three-conv stem whose receptive field is 13 pixels, one optional global
 block (``glore``, ``gc``, ``nl``, ...; built with :func:`glore.nn.create_block`) on the stride-4
 feature map, two 1x1 conv layers, global average pooling and a linear classifier. Without a block
 (the baseline) nothing after the stem mixes positions before the pooling, so every pooled feature is
@@ -71,10 +71,10 @@ class DistantDigitsNet(nn.Module):
         check_arguments(num_classes=num_classes, in_chans=in_chans, width=width, block=block,
                         block_kwargs=block_kwargs)
         half = width // 2
-        # receptive fields 3, 5 (stride 2), 9, 13 (stride 4)
+        # receptive fields 5 (stride 2), 9, 13 (stride 4); the 5x5 stride-2 first conv gives the
+        # receptive field of two 3x3 convs (one at stride 2) without a full-resolution feature map
         self.stem = nn.Sequential(
-            conv_bn_relu(in_chans, half, 3),
-            conv_bn_relu(half, half, 3, stride=2),
+            conv_bn_relu(in_chans, half, 5, stride=2),
             conv_bn_relu(half, width, 3),
             conv_bn_relu(width, width, 3, stride=2),
         )

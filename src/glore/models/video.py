@@ -471,8 +471,8 @@ class DistantClipsNet(nn.Module):
     """Stem (receptive field 3 frames x 13 x 13 pixels) -> optional block -> two 1x1x1 convs -> pool -> linear.
 
     The video twin of :class:`glore.models.small.DistantDigitsNet` for ``distant-clips``: a first
-    ``3x3x3`` conv with temporal stride 2 (the only conv that mixes frames), then the image network's
-    three spatial ``1x3x3`` convs (strides 2, 1, 2). Without a block nothing after the stem mixes
+    ``3x5x5`` conv with stride 2 in time and space (the only conv that mixes frames), then the image
+    network's two spatial ``1x3x3`` convs (strides 1, 2). Without a block nothing after the stem mixes
     positions before the pooling, so every pooled feature is a function of one 3-frame x 13 x 13-pixel
     window of the clip.
 
@@ -492,10 +492,9 @@ class DistantClipsNet(nn.Module):
         check_arguments(num_classes=num_classes, in_chans=in_chans, width=width, block=block,
                         block_kwargs=block_kwargs)
         half = width // 2
-        # (frames, pixels) receptive fields: (3, 3), (3, 5) spatial stride 2, (3, 9), (3, 13) stride 4
+        # (frames, pixels) receptive fields: (3, 5) stride (2, 2, 2), (3, 9), (3, 13) spatial stride 4
         self.stem = nn.Sequential(
-            _conv3d_bn_relu(in_chans, half, (3, 3, 3), (2, 1, 1)),
-            _conv3d_bn_relu(half, half, (1, 3, 3), (1, 2, 2)),
+            _conv3d_bn_relu(in_chans, half, (3, 5, 5), (2, 2, 2)),
             _conv3d_bn_relu(half, width, (1, 3, 3), (1, 1, 1)),
             _conv3d_bn_relu(width, width, (1, 3, 3), (1, 2, 2)),
         )

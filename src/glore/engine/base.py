@@ -38,6 +38,7 @@ import torchmetrics
 
 from glore.errors import GloreError
 from .config import to_plain
+from .loaders import seed_generators
 from .optim import build_optimizer, build_scheduler
 
 
@@ -167,11 +168,7 @@ class TaskModule(L.LightningModule):
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         seed = int(self.cfg.get("seed") or 0)
         key = ((seed * 1_000_003 + self.current_epoch) * 1_000_033 + batch_idx) * 1_009 + self.global_rank
-        # this device's generator only: torch.manual_seed also queues a seeding of every other
-        # backend (CUDA, XPU, MTIA), with a stack trace each, 2.4 ms a step on the CPU
-        torch.default_generator.manual_seed(key % (2**63 - 1))
-        if self.device.type != "cpu":
-            torch.get_device_module(self.device.type).manual_seed(key % (2**63 - 1))
+        seed_generators(key, self.device)
 
     # -- non-finite input guard (evaluation has no loss check; a NaN would also poison BatchNorm) --
     def on_validation_batch_start(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:

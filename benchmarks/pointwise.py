@@ -1,15 +1,17 @@
-"""Ways to run a 1x1 convolution on a channel-major (contiguous) ``(B, C, L)`` input, side by side.
+"""Ways to run a 1x1 convolution on a ``(B, C, L)`` input, in both layouts, side by side.
 
     python benchmarks/pointwise.py
-    python benchmarks/pointwise.py --shapes 8,1024,196,512 1,512,4096,1
+    python benchmarks/pointwise.py --shapes 8,1024,196,512 1,512,9216,1
 
-For each shape ``B,C_in,L,C_out``, forward+backward (gradients of the input, weight and bias) of:
+For each shape ``B,C_in,L,C_out`` and layout (``channel-major``: a contiguous ``(B, C, L)``;
+``position-major``: the ``(B, C, L)`` view of a contiguous ``(B, L, C)``, as a flattened
+channels_last input is), forward+backward (gradients of the input, weight and bias) of:
 
-- ``Pointwise``: the library's module (``conv1d`` for a batch, one ``addmm`` for a single sample);
-- ``conv1d``: ``F.conv1d`` (oneDNN on the CPU);
-- ``batched matmul``: ``weight @ x`` broadcast over the batch (the library's path before session 3);
-- ``flattened mm``: a position-major copy of ``x``, one ``addmm`` over all ``B L`` positions, and
-  the output copied back to channel-major (sessions 1 and 2 of the GloRe unit).
+- ``Pointwise``: the library's module;
+- ``convolution``: oneDNN's convolution on the CPU (``F.conv1d`` on a channel-major input,
+  ``F.conv2d`` on the channels_last ``(B, C, L, 1)`` view of a position-major one);
+- ``product``: matrix products, without copies (channel-major: one ``baddbmm`` with the weight
+  broadcast over the batch; position-major: one ``F.linear`` over all ``B L`` positions).
 
 Interleaved timing (``_common.time_interleaved``); prints median and minimum ms, GFLOP/s (3 products
 of ``2 B C_in L C_out`` FLOPs), and peak memory.
@@ -26,19 +28,29 @@ import _common as common
 from blocks import fwd_bwd
 from glore.nn import Pointwise
 
-DEFAULT_SHAPES = ["8,1024,196,512", "8,512,196,256", "8,1024,196,1", "1,512,4096,256",
-                  "1,512,4096,1"]
+DEFAULT_SHAPES = ["8,1024,196,512", "8,512,196,1024", "8,512,784,128", "1,512,9216,128",
+                  "8,1024,196,1", "8,512,784,1", "1,512,9216,1"]
+LAYOUTS = ("channel-major", "position-major")
 
 
-def variants(module: Pointwise):
+def variants(module: Pointwise, layout: str):
     weight, bias = module.weight, module.bias
+    if layout == "channel-major":
+        return {
+            "Pointwise": module,
+            "convolution": lambda x: F.conv1d(x, weight, bias),
+            "product": lambda x: torch.baddbmm(bias[None, :, None], weight[:, :, 0].expand(x.shape[0], -1, -1), x),
+        }
     return {
         "Pointwise": module,
-        "conv1d": lambda x: F.conv1d(x, weight, bias),
-        "batched matmul": lambda x: torch.matmul(weight[:, :, 0], x) + bias[:, None],
-        "flattened mm": lambda x: F.linear(x.mT.reshape(-1, x.shape[1]), weight[:, :, 0], bias)
-        .view(x.shape[0], x.shape[2], -1).mT.contiguous(),
+        "convolution": lambda x: F.conv2d(x.mT.unsqueeze(2).permute(0, 3, 1, 2), weight[..., None], bias)[..., 0],
+        "product": lambda x: F.linear(x.mT, weight[:, :, 0], bias).mT,
     }
+
+
+def make_input(b: int, c: int, length: int, layout: str) -> torch.Tensor:
+    x = torch.randn(b, c, length) if layout == "channel-major" else torch.randn(b, length, c).mT
+    return x.requires_grad_()
 
 
 def parse_shape(text: str) -> tuple[int, int, int, int]:
@@ -59,19 +71,20 @@ def main(argv=None):
     for text in args.shapes:
         b, c_in, length, c_out = parse_shape(text)
         module = Pointwise(c_in, c_out)
-        x = torch.randn(b, c_in, length, requires_grad=True)
-        grad = torch.randn(b, c_out, length)
-        cases = {}
-        for name, fn in variants(module).items():
-            torch.testing.assert_close(fn(x), module(x), rtol=1e-4, atol=1e-4)
-            cases[name] = fwd_bwd(fn, x, grad, module.parameters())
-        timing = common.time_interleaved(cases, repeats=args.repeats, warmup=2, min_seconds=0.05)
-        flop = 3 * 2 * b * c_in * length * c_out
-        for name, t in timing.items():
-            rows.append({"shape": text, "way": name, "median_ms": t["median"] * 1e3,
-                         "min_ms": t["min"] * 1e3, "gflops": flop / t["median"] / 1e9,
-                         "peak_mib": common.mb(common.peak_memory(cases[name]))})
-    print(common.fmt_table(rows, ["shape", "way", "median_ms", "min_ms", "gflops", "peak_mib"]))
+        for layout in LAYOUTS:
+            x = make_input(b, c_in, length, layout)
+            grad = torch.randn(b, c_out, length)
+            cases = {}
+            for name, fn in variants(module, layout).items():
+                torch.testing.assert_close(fn(x), module(x), rtol=1e-4, atol=1e-4)
+                cases[name] = fwd_bwd(fn, x, grad, module.parameters())
+            timing = common.time_interleaved(cases, repeats=args.repeats, warmup=2, min_seconds=0.05)
+            flop = 3 * 2 * b * c_in * length * c_out
+            for name, t in timing.items():
+                rows.append({"shape": text, "layout": layout, "way": name, "median_ms": t["median"] * 1e3,
+                             "min_ms": t["min"] * 1e3, "gflops": flop / t["median"] / 1e9,
+                             "peak_mib": common.mb(common.peak_memory(cases[name]))})
+    print(common.fmt_table(rows, ["shape", "layout", "way", "median_ms", "min_ms", "gflops", "peak_mib"]))
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def test_captured_attention_reproduces_the_nl_output(pairwise):
     assert rec.attention.shape == (2, 12, 12)
     with torch.no_grad():
         y = nl.value(x.flatten(2)) @ rec.attention.transpose(1, 2)
-        rebuilt = x + nl.norm(nl.out(y)).view(x.shape)
+        rebuilt = x + nl.norm(nl.out(y).unsqueeze(2)).view(x.shape)     # BatchNorm2d on (B, C, 1, L)
     torch.testing.assert_close(rec.output, rebuilt)
 
 

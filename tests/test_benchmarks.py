@@ -173,8 +173,9 @@ def test_pointwise_ways_agree_and_are_timed(scripts, capsys):
     pointwise.main(["--shapes", "2,16,9,4", "1,8,5,1", "--repeats", "1", "--threads", "1"])
     out = capsys.readouterr().out
     for shape in ("2,16,9,4", "1,8,5,1"):
-        for way in ("Pointwise", "conv1d", "batched matmul", "flattened mm"):
-            assert re.search(rf"{shape} +{way} +[0-9.]+", out), out
+        for layout in ("channel-major", "position-major"):
+            for way in ("Pointwise", "convolution", "product"):
+                assert re.search(rf"{shape} +{layout} +{way} +[0-9.]+", out), out
 
 
 def test_pointwise_names_a_bad_shape(scripts):

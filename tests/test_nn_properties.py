@@ -184,6 +184,57 @@ def test_glore_copies_no_full_size_tensor(fmt, batch, reassociate):
     assert copies == []
 
 
+@pytest.mark.parametrize("out_channels", [5, 1])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_pointwise_runs_a_flattened_channels_last_input_without_copies(batch, out_channels):
+    # also a batch of one, whose flattened view has a batch stride the convolution's layout test
+    # would not read as channels_last (it would copy the input)
+    from torch.profiler import profile
+
+    conv = randomize_(Pointwise(16, out_channels))
+    x = torch.randn(batch, 16, 6, 5).to(memory_format=torch.channels_last).requires_grad_()
+    with profile(record_shapes=True) as prof:
+        y = conv(x.flatten(2))
+        torch.autograd.grad(y, [x, *conv.parameters()], torch.randn_like(y))
+    copies = [e.input_shapes for e in prof.events()
+              if e.name in ("aten::copy_", "aten::clone", "aten::contiguous")
+              and e.input_shapes and e.input_shapes[0] and math.prod(e.input_shapes[0]) == x.numel()]
+    assert copies == []
+    assert y.mT.is_contiguous()                       # position-major, as the input
+
+
+class _LayoutLog(torch.utils._python_dispatch.TorchDispatchMode):
+    """Strides of the operands of every BatchNorm (input, and upstream gradient in backward) and of
+    every add of two tensors of ``numel`` elements (the residual and the sums of x's gradients)."""
+
+    def __init__(self, numel: int):
+        super().__init__()
+        self.numel, self.mixed = numel, []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        tensors = [a for a in args[:2] if isinstance(a, torch.Tensor)]
+        if func.overloadpacket in (torch.ops.aten.add, torch.ops.aten.add_) and len(tensors) == 2 \
+                and all(t.numel() == self.numel for t in tensors) and tensors[0].stride() != tensors[1].stride():
+            self.mixed.append((str(func), tensors[0].stride(), tensors[1].stride()))
+        if func.overloadpacket is torch.ops.aten.native_batch_norm_backward and args[0].stride() != args[1].stride():
+            self.mixed.append((str(func), args[0].stride(), args[1].stride()))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("name", ["nl", "snl", "gc"])
+@pytest.mark.parametrize("fmt", ["contiguous", "channels_last"])
+def test_blocks_normalise_and_sum_in_one_layout(name, fmt):
+    # BatchNorm's backward with its input and gradient in different layouts, and an add of two
+    # layouts, are slow strided passes (docs/benchmarks.md, session 11)
+    block = randomize_(create_block(name, 16)).train()
+    memory_format = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+    x = torch.randn(3, 16, 6, 5).to(memory_format=memory_format).requires_grad_()
+    grad = torch.randn_like(x)
+    with _LayoutLog(x.numel()) as log:
+        torch.autograd.grad(block(x), [x, *block.parameters()], grad)
+    assert log.mixed == []
+
+
 @pytest.mark.parametrize("sub_sample", [False, True])
 @pytest.mark.parametrize("fmt", ["contiguous", "channels_last"])
 def test_nonlocal_softmax_backward_gets_a_contiguous_gradient(fmt, sub_sample):
@@ -258,10 +309,11 @@ def test_reassociated_glore_gradients(batch, fmt):
     torch.autograd.gradcheck(unit, (x.requires_grad_(),))
 
 
+@pytest.mark.parametrize("out_channels", [5, 1])
 @pytest.mark.parametrize("batch", [1, 4])
 @pytest.mark.parametrize("layout", ["channel_major", "position_major"])
-def test_pointwise_is_the_1x1_convolution(batch, layout):
-    conv = randomize_(Pointwise(12, 5).double())
+def test_pointwise_is_the_1x1_convolution(batch, layout, out_channels):
+    conv = randomize_(Pointwise(12, out_channels).double())
     x = torch.randn(batch, 12, 7, dtype=torch.float64)
     if layout == "position_major":
         x = x.mT.contiguous().mT
@@ -269,7 +321,8 @@ def test_pointwise_is_the_1x1_convolution(batch, layout):
     y = conv(x)
     expected = torch.nn.functional.conv1d(x.detach().contiguous(), conv.weight, conv.bias)
     torch.testing.assert_close(y, expected)
-    assert y.mT.is_contiguous() == (layout == "position_major")
+    if out_channels > 1:                            # (with one channel both layouts are one)
+        assert y.mT.is_contiguous() == (layout == "position_major")
     torch.autograd.gradcheck(conv, (x,))
 
 

@@ -46,8 +46,8 @@ def test_one_glore_unit_hand_count_and_params():
     result = summary(unit, (1024, 14, 14))
     assert result["macs"] == glore_macs(1024, 256, 196)
     assert result["params"] == 1_641_472               # one unit at C = 1024, mid = 256
-    # counted at the dispatcher: every product of the unit runs as an (add)mm or a bmm
-    assert set(result["macs_by_operator"]) <= {"addmm", "mm", "bmm"}
+    # counted at the dispatcher: every product of the unit runs as a 1x1 convolution, an (add)mm or a bmm
+    assert set(result["macs_by_operator"]) <= {"convolution", "addmm", "mm", "bmm"}
     assert sum(result["macs_by_operator"].values()) == result["macs"]
     assert any("batch_norm" in op for op in result["uncounted_ops"])
 

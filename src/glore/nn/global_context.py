@@ -13,6 +13,7 @@ from .non_local import ContextAttention, attention_pool
 from .pointwise import Pointwise
 
 torch.fx.wrap("check_block_input")
+torch.fx.wrap("attention_pool")          # its layout test: one call in an FX graph
 
 
 def _hidden_width(channels: int, ratio: float) -> int:

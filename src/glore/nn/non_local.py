@@ -81,7 +81,7 @@ class NonLocal(ZeroInitBlock):
         self.attention = PairwiseAttention(channels, inner, pairwise)
         self.value = Pointwise(channels, inner)
         self.out = Pointwise(inner, channels, bias=False)
-        self.norm = nn.BatchNorm1d(channels)
+        self.norm = nn.BatchNorm2d(channels)   # on (B, C, 1, L), see forward
         self.zero_init = zero_init
         self.zero_init_last()
 
@@ -101,12 +101,22 @@ class NonLocal(ZeroInitBlock):
         attn = self.attention(flat, context)                          # (B, L, L')
         # sum_j w_ij W_v x_j as (B, L, inner), attention on the left: the softmax's backward then
         # gets its (B, L, L') gradient contiguous (benchmarks/blocks.py, docs/benchmarks.md)
-        y = torch.matmul(attn, self.value(context).mT)
-        return x + self.norm(self.out(y.mT)).view(x.shape)
+        y = in_layout_of(torch.matmul(attn, self.value(context).mT).mT, flat)   # (B, inner, L)
+        # as (B, C, 1, L), W_z's output is in x's layout for BatchNorm2d, position-major or not
+        # (BatchNorm1d takes a strided path on a position-major (B, C, L), several times slower)
+        return x + self.norm(self.out(y).unsqueeze(2)).view(x.shape)
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, inner={self.inner}, pairwise={self.attention.pairwise!r}, "
                 f"sub_sample={self.sub_sample}")
+
+
+@torch.fx.wrap          # a layout test: one call in an FX graph
+def in_layout_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A position-major ``y`` ``(B, C', L)`` in the layout of ``x`` ``(B, C, L)``: copied channel-major
+    where ``x`` is, so that W_z, BatchNorm and the residual see one layout (BatchNorm's backward
+    with mixed layouts costs far more than the copy of the ``C' = C / 2`` channels)."""
+    return y.contiguous() if x.is_contiguous() else y
 
 
 @torch.fx.wrap
@@ -142,8 +152,14 @@ class ContextAttention(nn.Module):
         return torch.softmax(self.key(x), dim=-1)
 
 
+@torch.fx.wrap          # a layout test: one call in an FX graph
 def attention_pool(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``sum_j w_j x_j`` for ``x`` of shape ``(B, C, L)`` and weights ``(B, 1, L)``: ``(B, C, 1)``."""
+    """``sum_j w_j x_j`` for ``x`` of shape ``(B, C, L)`` and weights ``(B, 1, L)``: ``(B, C, 1)``.
+
+    The product is oriented so that ``x``'s gradient comes out in ``x``'s layout, where the other
+    gradients of ``x`` are: summing gradients of two layouts is a slow strided pass."""
+    if x.shape[1] > 1 and x.mT.is_contiguous():                # position-major
+        return torch.matmul(weights, x.mT).mT
     return torch.matmul(x, weights.transpose(1, 2))
 
 

@@ -12,17 +12,14 @@ class Pointwise(nn.Conv1d):
 
     A 1x1 conv is a linear map over channels, so every block flattens its positions and shares this
     module across 1D, 2D and 3D inputs. The weight keeps ``nn.Conv1d``'s shape ``(out, in, 1)`` and
-    initialisation.
+    initialisation. It runs as the convolution (oneDNN on the CPU, the kernels ``nn.Conv2d`` uses):
 
-    The output keeps the layout of the input:
-
+    - channel-major input (a contiguous ``(B, C, L)``): ``F.conv1d``, a channel-major output;
     - position-major input (strides ``(L*C, 1, C)``: a flattened channels_last tensor, or the
-      ``transpose(1, 2)`` of a contiguous ``(B, L, C)``): one matrix product over all ``B * L``
-      positions with the bias fused (``F.linear``), and a position-major output;
-    - channel-major input (a contiguous ``(B, C, L)``), contiguous output: for one sample, one
-      matrix product (``addmm``); for a batch, the 1x1 convolution itself (oneDNN on the CPU),
-      which reads the samples where they are, where a broadcast ``matmul`` copies the input, the
-      output and the gradient between layouts (``benchmarks/pointwise.py``).
+      ``transpose(1, 2)`` of a contiguous ``(B, L, C)``): ``F.conv2d`` on it as a channels_last
+      ``(B, C, L, 1)``, a position-major output;
+    - one output channel (GC's attention key): a matrix-vector product in either layout, where
+      oneDNN's convolution is 1.5-8x slower (``benchmarks/pointwise.py``).
     """
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
@@ -35,11 +32,14 @@ class Pointwise(nn.Conv1d):
 @torch.fx.wrap          # its layout test is Python control flow: one call in an FX graph
 def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """The 1x1 convolution of :class:`Pointwise` with a conv weight ``(out, in, 1)``, in ``x``'s layout."""
-    matrix = weight.squeeze(2)          # a view: its backward allocates nothing
-    if x.dim() == 3 and x.mT.is_contiguous():
-        return F.linear(x.mT, matrix, bias).mT
-    if x.dim() == 3 and x.shape[0] == 1:
-        if bias is None:
-            return torch.mm(matrix, x.squeeze(0)).unsqueeze(0)
-        return torch.addmm(bias[:, None], matrix, x.squeeze(0)).unsqueeze(0)
+    position_major = x.dim() == 3 and x.shape[1] > 1 and x.mT.is_contiguous()
+    if weight.shape[0] == 1:
+        if position_major:
+            return F.linear(x.mT, weight.squeeze(2), bias).mT         # squeeze: no copy in backward
+        row = weight.mT.expand(x.shape[0], 1, x.shape[1])          # w^T for every sample: no copy
+        return torch.bmm(row, x) if bias is None else torch.baddbmm(bias[None, :, None], row, x)
+    if position_major:
+        # view() first gives a batch of one the batch stride L*C that the convolution's layout test reads
+        rows = x.mT.view(x.shape[0], x.shape[2], x.shape[1])
+        return F.conv2d(rows.unsqueeze(2).permute(0, 3, 1, 2), weight.unsqueeze(3), bias).squeeze(3)
     return F.conv1d(x, weight, bias)

@@ -130,5 +130,5 @@ def test_captured_projection_and_nodes_reproduce_the_glore_output():
     rec = record_blocks(unit, x)["<model>"]
     with torch.no_grad():
         y = unit.gcn(rec.nodes) @ rec.projection
-        rebuilt = x + unit.norm(unit.extend(y)).view(x.shape)
+        rebuilt = x + unit.norm(unit.extend(y).unsqueeze(2)).view(x.shape)     # BatchNorm2d
     torch.testing.assert_close(rec.output, rebuilt)

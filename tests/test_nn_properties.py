@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -203,9 +204,15 @@ def test_pointwise_runs_a_flattened_channels_last_input_without_copies(batch, ou
     assert y.mT.is_contiguous()                       # position-major, as the input
 
 
+def _layout(t: torch.Tensor) -> list[tuple[int, int]]:
+    """The strides an elementwise kernel reads: those of the dims longer than one."""
+    return [(size, stride) for size, stride in zip(t.shape, t.stride()) if size > 1]
+
+
 class _LayoutLog(torch.utils._python_dispatch.TorchDispatchMode):
-    """Strides of the operands of every BatchNorm (input, and upstream gradient in backward) and of
-    every add of two tensors of ``numel`` elements (the residual and the sums of x's gradients)."""
+    """Strides of the operands of every BatchNorm backward (input and upstream gradient: all of
+    them, since its layout test reads the batch stride of a batch of one too) and of every add of
+    two tensors of ``numel`` elements (the residual and the sums of x's gradients)."""
 
     def __init__(self, numel: int):
         super().__init__()
@@ -214,25 +221,35 @@ class _LayoutLog(torch.utils._python_dispatch.TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         tensors = [a for a in args[:2] if isinstance(a, torch.Tensor)]
         if func.overloadpacket in (torch.ops.aten.add, torch.ops.aten.add_) and len(tensors) == 2 \
-                and all(t.numel() == self.numel for t in tensors) and tensors[0].stride() != tensors[1].stride():
+                and all(t.numel() == self.numel for t in tensors) and _layout(tensors[0]) != _layout(tensors[1]):
             self.mixed.append((str(func), tensors[0].stride(), tensors[1].stride()))
         if func.overloadpacket is torch.ops.aten.native_batch_norm_backward and args[0].stride() != args[1].stride():
             self.mixed.append((str(func), args[0].stride(), args[1].stride()))
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("name", ["nl", "snl", "gc"])
+def _layout_case(name: str) -> nn.Module:
+    if name.startswith("glore"):        # both orders of the products
+        return GloRe(16, mid=4, reassociate=name == "glore_reassociated")
+    return create_block(name, 16)
+
+
+@pytest.mark.parametrize("name", ["nl", "snl", "gc", "glore_paper_order", "glore_reassociated"])
 @pytest.mark.parametrize("fmt", ["contiguous", "channels_last"])
-def test_blocks_normalise_and_sum_in_one_layout(name, fmt):
+@pytest.mark.parametrize("batch", [3, 1])
+def test_blocks_normalise_and_sum_in_one_layout(name, fmt, batch):
     # BatchNorm's backward with its input and gradient in different layouts, and an add of two
-    # layouts, are slow strided passes (docs/benchmarks.md, session 11)
-    block = randomize_(create_block(name, 16)).train()
+    # layouts, are slow strided passes (docs/benchmarks.md, sessions 11-12); with a batch of one,
+    # a view's batch stride alone makes BatchNorm and add read a channels_last tensor as channel-major
+    block = randomize_(_layout_case(name)).train()
     memory_format = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
-    x = torch.randn(3, 16, 6, 5).to(memory_format=memory_format).requires_grad_()
+    x = torch.randn(batch, 16, 6, 5).to(memory_format=memory_format).requires_grad_()
     grad = torch.randn_like(x)
     with _LayoutLog(x.numel()) as log:
-        torch.autograd.grad(block(x), [x, *block.parameters()], grad)
+        out = block(x)
+        torch.autograd.grad(out, [x, *block.parameters()], grad)
     assert log.mixed == []
+    assert out.stride() == x.stride()
 
 
 @pytest.mark.parametrize("sub_sample", [False, True])

@@ -8,12 +8,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from glore.errors import ArgumentError
+from ._layout import at_every_position
 from ._validate import ZeroInitBlock, _parameter_dtype, check_block_input, check_choice, check_positive_int
 from .non_local import ContextAttention, attention_pool
 from .pointwise import Pointwise
 
-torch.fx.wrap("check_block_input")
-torch.fx.wrap("attention_pool")          # its layout test: one call in an FX graph
+for _name in ("check_block_input", "at_every_position"):
+    torch.fx.wrap(_name)                    # one call each in an FX graph
 
 
 def _hidden_width(channels: int, ratio: float) -> int:
@@ -73,9 +74,8 @@ class GlobalContext(ZeroInitBlock):
         if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
             check_block_input(type(self).__name__, x, self.channels, _parameter_dtype(self))
         flat = x.flatten(2)
-        t = self.transform(self.pool(flat))                 # (B, C, 1): the same at every position
-        z = flat + t if self.fusion == "add" else flat * (torch.sigmoid(t) * self.gate_scale)
-        return z.view_as(x)
+        t = at_every_position(self.transform(self.pool(flat)), x)     # (B, C, 1, ...): the same everywhere
+        return x + t if self.fusion == "add" else x * (torch.sigmoid(t) * self.gate_scale)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, pooling={self.pooling!r}, fusion={self.fusion!r}"

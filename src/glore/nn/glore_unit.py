@@ -8,10 +8,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from glore.errors import ArgumentError, ArgumentTypeError
+from ._layout import as_image, as_input_shape, matmul_in_layout_of
 from ._validate import ZeroInitBlock, _parameter_dtype, check_block_input, check_positive_int
 from .pointwise import Pointwise
 
-torch.fx.wrap("check_block_input")
+for _name in ("check_block_input", "matmul_in_layout_of", "as_image", "as_input_shape"):
+    torch.fx.wrap(_name)                    # one call each in an FX graph
 
 
 class GraphConv(nn.Module):
@@ -60,7 +62,9 @@ class GloRe(ZeroInitBlock):
     ``reassociate=None`` the unit takes the cheaper order for each input's size (same result up to
     float rounding); in the reassociated order ``reduce``'s weights are used directly, so hooks on
     ``reduce`` do not run. Where the size is unknown when the graph is built (``torch.fx`` tracing,
-    ``torch.export``) it keeps the paper's order unless ``reassociate`` is set.
+    ``torch.export``) it keeps the paper's order unless ``reassociate`` is set. The products with
+    ``B`` are oriented so that, with a channels_last input, ``Y``, the gradients of ``X`` and ``B``
+    and BatchNorm (on ``Y`` as an image) stay channels_last (``glore.nn._layout``).
 
     Args:
         channels: input and output channels ``C``.
@@ -96,9 +100,8 @@ class GloRe(ZeroInitBlock):
         self.project = Pointwise(channels, num_nodes)      # theta: its output is the projection B
         self.gcn = nn.Sequential(*[GraphConv(num_nodes, num_state) for _ in range(gcn_layers)])
         self.extend = Pointwise(num_state, channels, bias=False)
-        self.norm = nn.BatchNorm1d(channels, eps=1e-4)
+        self.norm = nn.BatchNorm2d(channels, eps=1e-4)          # on Y as an image, in x's layout
         self.zero_init_last()
-
 
     def zero_init_last(self) -> None:
         """With ``zero_init``, zero the last layer (the block's residual branch starts at zero)."""
@@ -122,7 +125,7 @@ class GloRe(ZeroInitBlock):
         if self.reassociates(flat.shape[-1]):                   # W_phi (X B^T) + b_phi (B 1)^T
             weight, bias = self.reduce.weight, self.reduce.bias
             assert bias is not None                             # (for TorchScript: Optional)
-            v = F.conv1d(torch.matmul(flat, proj.mT), weight)
+            v = F.conv1d(matmul_in_layout_of(flat, proj.mT, flat), weight)
             v = v.addcmul_(bias[:, None], proj.sum(-1)[:, None, :])     # in place: in v's dtype
         else:
             v = torch.matmul(self.reduce(flat), proj.mT)        # V = phi(X) B^T
@@ -136,10 +139,10 @@ class GloRe(ZeroInitBlock):
         v, proj = self.project_to_nodes(x)                      # V (Eq. 1), B
         z = self.gcn(v)                                         # Z: (B, C_s, N) (Eq. 2)
         if self.reassociates(proj.shape[-1]):
-            y = torch.matmul(self.extend(z), proj)              # (W_ext Z) B
+            y = matmul_in_layout_of(self.extend(z), proj, proj)     # (W_ext Z) B
         else:
-            y = self.extend(torch.matmul(z, proj))              # W_ext Y, Y = Z B (Eq. 3-4)
-        return x + self.norm(y).view_as(x)
+            y = self.extend(matmul_in_layout_of(z, proj, proj))     # W_ext Y, Y = Z B (Eq. 3-4)
+        return x + as_input_shape(self.norm(as_image(y, x)), x)
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, num_nodes={self.num_nodes}, num_state={self.num_state}, "

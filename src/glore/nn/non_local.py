@@ -8,10 +8,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from glore.errors import ArgumentError
+from ._layout import as_image, as_input_shape, at_every_position, in_layout_of, matmul_in_layout_of
 from ._validate import ZeroInitBlock, _parameter_dtype, check_block_input, check_choice, check_positive_int
 from .pointwise import Pointwise
 
-torch.fx.wrap("check_block_input")
+for _name in ("check_block_input", "in_layout_of", "matmul_in_layout_of", "as_image", "as_input_shape",
+              "at_every_position"):
+    torch.fx.wrap(_name)                    # one call each in an FX graph
 
 # The largest (B, L, L') attention NonLocal builds (bytes); above it, forward refuses with the size
 # instead of attempting the allocation. 4 GiB fits any current accelerator with room for the rest.
@@ -81,7 +84,7 @@ class NonLocal(ZeroInitBlock):
         self.attention = PairwiseAttention(channels, inner, pairwise)
         self.value = Pointwise(channels, inner)
         self.out = Pointwise(inner, channels, bias=False)
-        self.norm = nn.BatchNorm2d(channels)   # on (B, C, 1, L), see forward
+        self.norm = nn.BatchNorm2d(channels)   # on W_z's output as an image, in x's layout
         self.zero_init = zero_init
         self.zero_init_last()
 
@@ -102,21 +105,11 @@ class NonLocal(ZeroInitBlock):
         # sum_j w_ij W_v x_j as (B, L, inner), attention on the left: the softmax's backward then
         # gets its (B, L, L') gradient contiguous (benchmarks/blocks.py, docs/benchmarks.md)
         y = in_layout_of(torch.matmul(attn, self.value(context).mT).mT, flat)   # (B, inner, L)
-        # as (B, C, 1, L), W_z's output is in x's layout for BatchNorm2d, position-major or not
-        # (BatchNorm1d takes a strided path on a position-major (B, C, L), several times slower)
-        return x + self.norm(self.out(y).unsqueeze(2)).view(x.shape)
+        return x + as_input_shape(self.norm(as_image(self.out(y), x)), x)
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, inner={self.inner}, pairwise={self.attention.pairwise!r}, "
                 f"sub_sample={self.sub_sample}")
-
-
-@torch.fx.wrap          # a layout test: one call in an FX graph
-def in_layout_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """A position-major ``y`` ``(B, C', L)`` in the layout of ``x`` ``(B, C, L)``: copied channel-major
-    where ``x`` is, so that W_z, BatchNorm and the residual see one layout (BatchNorm's backward
-    with mixed layouts costs far more than the copy of the ``C' = C / 2`` channels)."""
-    return y.contiguous() if x.is_contiguous() else y
 
 
 @torch.fx.wrap
@@ -152,15 +145,10 @@ class ContextAttention(nn.Module):
         return torch.softmax(self.key(x), dim=-1)
 
 
-@torch.fx.wrap          # a layout test: one call in an FX graph
 def attention_pool(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``sum_j w_j x_j`` for ``x`` of shape ``(B, C, L)`` and weights ``(B, 1, L)``: ``(B, C, 1)``.
-
-    The product is oriented so that ``x``'s gradient comes out in ``x``'s layout, where the other
-    gradients of ``x`` are: summing gradients of two layouts is a slow strided pass."""
-    if x.shape[1] > 1 and x.mT.is_contiguous():                # position-major
-        return torch.matmul(weights, x.mT).mT
-    return torch.matmul(x, weights.transpose(1, 2))
+    """``sum_j w_j x_j`` for ``x`` of shape ``(B, C, L)`` and weights ``(B, 1, L)``: ``(B, C, 1)``,
+    with ``x``'s gradient in ``x``'s layout, where its other gradients are."""
+    return matmul_in_layout_of(x, weights.mT, x)
 
 
 class SimplifiedNonLocal(ZeroInitBlock):
@@ -190,7 +178,7 @@ class SimplifiedNonLocal(ZeroInitBlock):
             check_block_input(type(self).__name__, x, self.channels, _parameter_dtype(self))
         flat = x.flatten(2)
         context = self.value(attention_pool(flat, self.attention(flat)))   # (B, C, 1)
-        return (flat + context).view_as(x)
+        return x + at_every_position(context, x)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}"

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._layout import is_position_major
+
 
 class Pointwise(nn.Conv1d):
     """``nn.Conv1d(in, out, 1)`` over ``(B, C, L)``, run in the input's layout without copying it.
@@ -32,7 +34,7 @@ class Pointwise(nn.Conv1d):
 @torch.fx.wrap          # its layout test is Python control flow: one call in an FX graph
 def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """The 1x1 convolution of :class:`Pointwise` with a conv weight ``(out, in, 1)``, in ``x``'s layout."""
-    position_major = x.dim() == 3 and x.shape[1] > 1 and x.mT.is_contiguous()
+    position_major = is_position_major(x)
     if weight.shape[0] == 1:
         if position_major:
             return F.linear(x.mT, weight.squeeze(2), bias).mT         # squeeze: no copy in backward

@@ -12,14 +12,21 @@ Conventions, used by every script here:
   running sum of allocations minus frees, maximum over time. Tensors that exist before the call (the
   input, the upstream gradient, the parameters) are not in it; add them to get the process's peak.
 - **Load**: ``os.getloadavg()`` before and after every measurement, printed and written to the JSON.
+- **Page faults**: the median count of minor page faults per call of each case (``getrusage``). glibc's
+  ``malloc`` gives large freed blocks back to the system and faults them in again on the next step; on
+  a virtual machine a fault can cost microseconds, so a step's temporaries can cost more to map than to
+  compute. ``--keep-freed-memory`` (``keep_freed_memory``) sets glibc's thresholds so that freed memory
+  is reused, as ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` do for a whole program.
 - **GPU** (``--device cuda``): the clock is read after ``torch.cuda.synchronize()``; peak memory is
   ``torch.cuda.max_memory_allocated`` during the call minus what was allocated before it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import resource
 import platform
 import statistics
 import sys
@@ -95,15 +102,36 @@ def time_interleaved(cases: dict[str, Callable[[], object]], *, repeats: int = 7
         once = (time.perf_counter() - start) / max(warmup, 1)
         inner[name] = max(1, int(min_seconds / once)) if once > 0 else 1
     samples: dict[str, list[float]] = {name: [] for name in cases}
+    faults: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeats):
         for name, fn in cases.items():
-            start = time.perf_counter()
+            faults0, start = minor_faults(), time.perf_counter()
             for _ in range(inner[name]):
                 fn()
             synchronize(device)
             samples[name].append((time.perf_counter() - start) / inner[name])
-    return {name: {"median": statistics.median(s), "min": min(s), "samples": s}
+            faults[name].append((minor_faults() - faults0) / inner[name])
+    return {name: {"median": statistics.median(s), "min": min(s), "samples": s,
+                   "faults": statistics.median(faults[name])}
             for name, s in samples.items()}
+
+
+def minor_faults() -> int:
+    """Minor page faults of this process so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def keep_freed_memory() -> None:
+    """Make glibc's ``malloc`` keep and reuse freed memory instead of returning large blocks to the
+    system (fixed mmap and trim thresholds of 1 GiB: ``mallopt(M_MMAP_THRESHOLD)``,
+    ``mallopt(M_TRIM_THRESHOLD)``). For the process, from now on; exits where glibc is missing."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError as error:
+        raise SystemExit(f"--keep-freed-memory needs glibc (libc.so.6): {error}") from None
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    if not (libc.mallopt(m_trim_threshold, 1 << 30) and libc.mallopt(m_mmap_threshold, 1 << 30)):
+        raise SystemExit("--keep-freed-memory: glibc's mallopt refused the thresholds")
 
 
 def peak_memory(fn: Callable[[], object], device: str = "cpu") -> int:

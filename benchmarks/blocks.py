@@ -280,6 +280,7 @@ def ratio_section(args):
                    "glore_over_plain": ms["GloRe"] / ms["plain GloRe"],
                    "glore_over_bare": ms["GloRe"] / ms["GloRe bare products"],
                    "nl_over_timm": ms["NL"] / ms["timm-NL"], "gc_over_timm": ms["GC"] / ms["timm-GC"],
+                   "faults": {name: t["faults"] for name, t in timing.items()},
                    "max_abs_difference_from_plain": difference, "load": [load0, load1],
                    "repeats": args.repeats}
             rows.append(row)
@@ -287,7 +288,8 @@ def ratio_section(args):
                   + f"\n  GloRe/plain {row['glore_over_plain']:.2f}, GloRe/bare products "
                   f"{row['glore_over_bare']:.2f}, NL/timm {row['nl_over_timm']:.2f}, GC/timm "
                   f"{row['gc_over_timm']:.2f}; GEMM {row['gemm_gflops']:.0f} GFLOP/s; load {load0} -> "
-                  f"{load1}", flush=True)
+                  f"{load1}\n  page faults per call: " + ", ".join(
+                      f"{k} {v:.0f}" for k, v in row["faults"].items()), flush=True)
     print_ratio_table(rows)
     return rows
 
@@ -498,6 +500,8 @@ def main(argv=None):
                         help="run the positions and channels grids under bf16 autocast, against a "
                              "bf16 GEMM")
     parser.add_argument("--out", default=None, help="output folder (default results/benchmarks)")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="glibc malloc keeps freed memory for reuse (no page faults for temporaries)")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes = args.sizes or [14, 32, 64, 96]
@@ -511,6 +515,9 @@ def main(argv=None):
 
     started = time.perf_counter()
     env = common.setup(args.threads, device=args.device)
+    if args.keep_freed_memory:
+        common.keep_freed_memory()
+    env["keep_freed_memory"] = args.keep_freed_memory
     print(f"{env}\nload {common.load()}")
     gemm = common.gemm_throughput(repeats=args.repeats, device=args.device)
     gemm_gflops = max(gemm.values())

@@ -63,9 +63,13 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--gemm-size", type=int, default=2048)
     parser.add_argument("--compile", action="store_true", help="also time each unit under torch.compile")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="glibc malloc keeps freed memory for reuse (no page faults for temporaries)")
     args = parser.parse_args(argv)
 
     print(common.setup(args.threads))
+    if args.keep_freed_memory:
+        common.keep_freed_memory()
     with tempfile.TemporaryDirectory() as tmp:
         old_nn = load_nn_at(args.revision, Path(tmp))
     units = {"this checkout": GloRe(args.channels), args.revision: old_nn.GloRe(args.channels)}

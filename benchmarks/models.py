@@ -63,6 +63,8 @@ def main(argv=None):
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
                         help="which models (the first is the baseline of the ratios)")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="glibc malloc keeps freed memory for reuse (no page faults for temporaries)")
     args = parser.parse_args(argv)
     args.batch = args.batch or (4 if args.quick else 8)
     args.repeats = args.repeats or (3 if args.quick else 5)
@@ -70,6 +72,9 @@ def main(argv=None):
 
     started = time.perf_counter()
     env = common.setup(args.threads, device=args.device)
+    if args.keep_freed_memory:
+        common.keep_freed_memory()
+    env["keep_freed_memory"] = args.keep_freed_memory
     device = torch.device(args.device)
     print(f"{env}\nload {common.load()}")
     images = torch.randn(args.batch, 3, args.size, args.size, device=device)

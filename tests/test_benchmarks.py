@@ -65,6 +65,36 @@ def test_blocks_ratios_section(scripts, tmp_path):
         assert all(v > 0 for v in r["ms"].values())
         assert r["glore_over_plain"] == r["ms"]["GloRe"] / r["ms"]["plain GloRe"]
         assert r["max_abs_difference_from_plain"] < 1e-4       # the same unit, the same weights
+        assert set(r["faults"]) == set(r["ms"]) and all(v >= 0 for v in r["faults"].values())
+    assert result["env"]["keep_freed_memory"] is False
+
+
+_FAULTS_OF_A_REUSED_BLOCK = """
+import sys, torch
+sys.path.insert(0, {benchmarks!r})
+import _common as common
+if {keep}:
+    common.keep_freed_memory()
+counts = []
+for _ in range(16):
+    before = common.minor_faults()
+    block = torch.empty(48 << 18)           # 48 MiB, over glibc's largest default mmap threshold
+    block.fill_(1.0)
+    del block
+    counts.append(common.minor_faults() - before)
+print(max(counts[-4:]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_keep_freed_memory_stops_refaulting_a_freed_block():
+    def faults(keep):       # of the last four of 16 allocations of one block size
+        code = _FAULTS_OF_A_REUSED_BLOCK.format(benchmarks=str(BENCHMARKS), keep=keep)
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        return int(run.stdout.split()[-1])
+    pages = (48 << 20) // 4096
+    assert faults(False) > pages // 2          # glibc maps the block afresh on every allocation
+    assert faults(True) < pages // 100         # the heap keeps freed blocks, and reuses one
 
 
 def test_plain_glore_is_the_unit_of_the_authors_release(scripts):

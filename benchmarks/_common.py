@@ -26,8 +26,8 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import resource
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -39,10 +39,13 @@ import torch
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 
 
-def setup(threads: int = 2, seed: int = 0, device: str = "cpu") -> dict:
-    """Fix the thread count and seed; return a description of the machine for the JSON."""
+def setup(threads: int = 2, seed: int = 0, device: str = "cpu", keep_freed: bool = False) -> dict:
+    """Fix the thread count and seed, and with ``keep_freed`` the allocator (:func:`keep_freed_memory`);
+    return a description of the machine for the JSON."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
+    if keep_freed:
+        keep_freed_memory()
     gpu = {}
     if torch.device(device).type == "cuda":
         if not torch.cuda.is_available():
@@ -60,7 +63,7 @@ def setup(threads: int = 2, seed: int = 0, device: str = "cpu") -> dict:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "avx512_bf16": _cpu_has("_is_avx512_bf16_supported"),
         "amx": _cpu_has("_is_amx_tile_supported"),
-        "device": str(device), **gpu,
+        "device": str(device), "keep_freed_memory": keep_freed, **gpu,
     }
 
 

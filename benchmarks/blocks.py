@@ -514,10 +514,7 @@ def main(argv=None):
     warnings.filterwarnings("ignore", category=UserWarning)
 
     started = time.perf_counter()
-    env = common.setup(args.threads, device=args.device)
-    if args.keep_freed_memory:
-        common.keep_freed_memory()
-    env["keep_freed_memory"] = args.keep_freed_memory
+    env = common.setup(args.threads, device=args.device, keep_freed=args.keep_freed_memory)
     print(f"{env}\nload {common.load()}")
     gemm = common.gemm_throughput(repeats=args.repeats, device=args.device)
     gemm_gflops = max(gemm.values())

@@ -67,9 +67,7 @@ def main(argv=None):
                         help="glibc malloc keeps freed memory for reuse (no page faults for temporaries)")
     args = parser.parse_args(argv)
 
-    print(common.setup(args.threads))
-    if args.keep_freed_memory:
-        common.keep_freed_memory()
+    print(common.setup(args.threads, keep_freed=args.keep_freed_memory))
     with tempfile.TemporaryDirectory() as tmp:
         old_nn = load_nn_at(args.revision, Path(tmp))
     units = {"this checkout": GloRe(args.channels), args.revision: old_nn.GloRe(args.channels)}

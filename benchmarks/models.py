@@ -71,10 +71,7 @@ def main(argv=None):
     warnings.filterwarnings("ignore", category=UserWarning)
 
     started = time.perf_counter()
-    env = common.setup(args.threads, device=args.device)
-    if args.keep_freed_memory:
-        common.keep_freed_memory()
-    env["keep_freed_memory"] = args.keep_freed_memory
+    env = common.setup(args.threads, device=args.device, keep_freed=args.keep_freed_memory)
     device = torch.device(args.device)
     print(f"{env}\nload {common.load()}")
     images = torch.randn(args.batch, 3, args.size, args.size, device=device)

@@ -5,6 +5,10 @@ position-major ``(B, C, L)`` (strides ``(L*C, 1, C)``). The blocks keep every ``
 tensor, and every gradient of one, in the input's layout: an add, or a BatchNorm backward, whose
 operands are in different layouts takes a strided path several times slower than either layout
 (``benchmarks/blocks.py``; docs/benchmarks.md, sessions 11-12).
+
+Each helper reads shapes or strides in Python, so under ``torch.fx`` it must be one call in the graph: every
+module that calls one registers its name with ``torch.fx.wrap`` (FX wraps a name in the globals of
+the module that calls it, so a registration here would not reach the blocks).
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ def is_position_major(x: torch.Tensor) -> bool:
     return x.dim() == 3 and x.shape[1] > 1 and x.mT.is_contiguous()
 
 
-@torch.fx.wrap          # a layout test: one call in an FX graph
 def matmul_in_layout_of(a: torch.Tensor, b: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``a @ b`` for batched matrices, computed as ``(b^T a^T)^T`` where ``like`` is position-major.
 
@@ -28,13 +31,11 @@ def matmul_in_layout_of(a: torch.Tensor, b: torch.Tensor, like: torch.Tensor) ->
     return torch.matmul(a, b)
 
 
-@torch.fx.wrap
 def in_layout_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """A position-major ``y`` ``(B, C', L)`` copied channel-major where ``x`` ``(B, C, L)`` is."""
     return y.contiguous() if x.is_contiguous() else y
 
 
-@torch.fx.wrap
 def as_image(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``y`` ``(B, C, L)`` as a 4-D ``(B, C, L / W, W)`` for ``BatchNorm2d``, ``W`` the last dim of
     ``x`` ``(B, C, *S)``: ``x``'s own shape for a 2-D ``x``. A position-major ``y`` gets the strides of
@@ -46,14 +47,12 @@ def as_image(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return y.reshape(b, c, y.shape[-1] // w, w)
 
 
-@torch.fx.wrap
 def as_input_shape(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``t`` ``(B, C, ...)`` in ``x``'s shape; ``t`` itself where that is its shape (not a view: see
     :func:`as_image`)."""
     return t if t.shape == x.shape else t.view(x.shape)
 
 
-@torch.fx.wrap
 def at_every_position(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """A ``(B, C, 1)`` tensor as ``(B, C, 1, ..., 1)``, to broadcast over the positions of ``x``
     ``(B, C, *S)`` in ``x``'s own shape: the result then takes ``x``'s strides."""

@@ -9,7 +9,9 @@ channels_last input is), forward+backward (gradients of the input, weight and bi
 
 - ``Pointwise``: the library's module;
 - ``convolution``: oneDNN's convolution on the CPU (``F.conv1d`` on a channel-major input,
-  ``F.conv2d`` on the channels_last ``(B, C, L, 1)`` view of a position-major one);
+  ``F.conv2d`` on the channels_last ``(B, C, 1, L)`` view of a position-major one);
+- ``convolution (L, 1)`` (position-major only): the same on the ``(B, C, L, 1)`` view, the
+  library's choice until session 14 (slower with oneDNN's AVX2 kernels);
 - ``product``: matrix products, without copies (channel-major: one ``baddbmm`` with the weight
   broadcast over the batch; position-major: one ``F.linear`` over all ``B L`` positions).
 
@@ -43,7 +45,8 @@ def variants(module: Pointwise, layout: str):
         }
     return {
         "Pointwise": module,
-        "convolution": lambda x: F.conv2d(x.mT.unsqueeze(2).permute(0, 3, 1, 2), weight[..., None], bias)[..., 0],
+        "convolution": lambda x: F.conv2d(x.mT.unsqueeze(1).permute(0, 3, 1, 2), weight[..., None], bias)[:, :, 0],
+        "convolution (L, 1)": lambda x: F.conv2d(x.mT.unsqueeze(2).permute(0, 3, 1, 2), weight[..., None], bias)[..., 0],
         "product": lambda x: F.linear(x.mT, weight[:, :, 0], bias).mT,
     }
 

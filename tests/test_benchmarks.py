@@ -206,6 +206,7 @@ def test_pointwise_ways_agree_and_are_timed(scripts, capsys):
         for layout in ("channel-major", "position-major"):
             for way in ("Pointwise", "convolution", "product"):
                 assert re.search(rf"{shape} +{layout} +{way} +[0-9.]+", out), out
+        assert re.search(rf"{shape} +position-major +convolution \(L, 1\) +[0-9.]+", out), out
 
 
 def test_pointwise_names_a_bad_shape(scripts):

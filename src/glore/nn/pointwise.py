@@ -19,7 +19,8 @@ class Pointwise(nn.Conv1d):
     - channel-major input (a contiguous ``(B, C, L)``): ``F.conv1d``, a channel-major output;
     - position-major input (strides ``(L*C, 1, C)``: a flattened channels_last tensor, or the
       ``transpose(1, 2)`` of a contiguous ``(B, L, C)``): ``F.conv2d`` on it as a channels_last
-      ``(B, C, L, 1)``, a position-major output;
+      ``(B, C, 1, L)``, a position-major output (as a ``(B, C, L, 1)`` image, oneDNN's AVX2
+      kernels run 1.5-4x slower: ``benchmarks/pointwise.py``);
     - one output channel (GC's attention key): a matrix-vector product in either layout, where
       oneDNN's convolution is 1.5-8x slower (``benchmarks/pointwise.py``).
     """
@@ -43,5 +44,5 @@ def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None =
     if position_major:
         # view() first gives a batch of one the batch stride L*C that the convolution's layout test reads
         rows = x.mT.view(x.shape[0], x.shape[2], x.shape[1])
-        return F.conv2d(rows.unsqueeze(2).permute(0, 3, 1, 2), weight.unsqueeze(3), bias).squeeze(3)
+        return F.conv2d(rows.unsqueeze(1).permute(0, 3, 1, 2), weight.unsqueeze(3), bias).squeeze(2)
     return F.conv1d(x, weight, bias)

@@ -2,6 +2,7 @@
 
     python benchmarks/blocks.py                       # the ratio table (docs/benchmarks.md)
     python benchmarks/blocks.py --sections positions channels unit    # the other sections
+    python benchmarks/blocks.py --sections positions --blocks NL NL-sdpa timm-NL [--channels-last]
     python benchmarks/blocks.py --device cuda [--bf16]   # on a GPU; --bf16: the grids under bf16 autocast
 
 Sections (each prints a table; everything goes to results/benchmarks/blocks.json and the log-log plot
@@ -17,7 +18,9 @@ to results/benchmarks/blocks_positions.png):
 2. ``positions``: every block at C=512, batch 1, from 14x14 to 128x128 positions: time, achieved
    GFLOP/s as a fraction of the GEMM throughput, peak memory, and time relative to GloRe.
    ``GloRe`` takes its products in the cheaper order for each size (``reassociate=None``, the
-   default), ``GloRe-paper`` always in the paper's order (``reassociate=False``).
+   default), ``GloRe-paper`` always in the paper's order (``reassociate=False``). ``NL-sdpa`` is
+   our ``NonLocal`` with its attention as PyTorch's fused ``scaled_dot_product_attention``
+   (``FusedAttentionNonLocal``, benchmark only). Contiguous input unless ``--channels-last``.
 3. ``channels``: every block at 14x14, batch 8, C = 256 ... 2048.
 4. ``unit``: the GloRe unit at C=1024, mid=256, 14x14, batch 8: contiguous vs channels_last input,
    torch.compile vs eager, bf16 autocast vs fp32 (with its relative error), the plain unit
@@ -45,8 +48,26 @@ from torch.utils.flop_counter import FlopCounterMode
 import _common as common
 from glore.nn import (GlobalContext, GloRe, NonLocal, SimplifiedNonLocal, SqueezeExcite,
                       convert_official_state_dict)
+from glore.nn._layout import as_image, as_input_shape, in_layout_of
 
-BLOCK_NAMES = ("GloRe", "GloRe-paper", "NL", "SNL", "GC", "SE", "timm-NL", "timm-GC")
+BLOCK_NAMES = ("GloRe", "GloRe-paper", "NL", "NL-sdpa", "SNL", "GC", "SE", "timm-NL", "timm-GC")
+NON_LOCAL_NAMES = ("NL", "NL-sdpa", "timm-NL")      # the ones --nl-max limits
+
+
+class FusedAttentionNonLocal(NonLocal):
+    """``NonLocal`` (embedded gaussian) with ``sum_j softmax_j(q_i . k_j) v_j`` as one
+    ``F.scaled_dot_product_attention`` (``scale=1``): PyTorch's fused kernel, which never holds the
+    ``(L, L)`` attention. Same parameters and result as ``NonLocal``; measured against it here, not
+    adopted in the library (docs/benchmarks.md, session 16)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(2)
+        # (B, 1, L, inner) each, contiguous: the fused CPU kernel's layout (else PyTorch falls back
+        # to the unfused product)
+        q, k, v = (m(flat).mT.contiguous()[:, None]
+                   for m in (self.attention.query, self.attention.key, self.value))
+        y = in_layout_of(F.scaled_dot_product_attention(q, k, v, scale=1.0)[:, 0].mT, flat)
+        return x + as_input_shape(self.norm(as_image(self.out(y), x)), x)      # as NonLocal
 
 
 def build(name: str, channels: int, device: str | torch.device = "cpu") -> nn.Module:
@@ -58,6 +79,8 @@ def build(name: str, channels: int, device: str | torch.device = "cpu") -> nn.Mo
             block = GloRe(channels, mid=channels // 4, reassociate=False)
         elif name == "NL":
             block = NonLocal(channels)                       # embedded gaussian, inner C/2
+        elif name == "NL-sdpa":
+            block = FusedAttentionNonLocal(channels)
         elif name == "SNL":
             block = SimplifiedNonLocal(channels)
         elif name == "GC":
@@ -133,10 +156,11 @@ def gemm_case(size: int = 1024, device="cpu", dtype=torch.float32):
 
 
 def make_input(shape, channels_last=False, device="cpu"):
-    x = torch.randn(shape, device=device)
+    """An input that requires grad and an upstream gradient, both channels_last if asked."""
+    x, g = torch.randn(shape, device=device), torch.randn(shape, device=device)
     if channels_last:
-        x = x.to(memory_format=torch.channels_last)
-    return x.requires_grad_(), torch.randn(shape, device=device)
+        x, g = (t.to(memory_format=torch.channels_last) for t in (x, g))
+    return x.requires_grad_(), g
 
 
 def run_grid(configs, names, args, gemm_gflops, label):
@@ -147,10 +171,10 @@ def run_grid(configs, names, args, gemm_gflops, label):
         length = size * size
         cases, peaks, flops = {}, {}, {}
         for name in names:
-            if name in ("NL", "timm-NL") and size > args.nl_max:
+            if name in NON_LOCAL_NAMES and size > args.nl_max:
                 continue
             block = build(name, channels, args.device)
-            x, g = make_input(shape, device=args.device)
+            x, g = make_input(shape, args.channels_last, args.device)
             step = fwd_bwd(block, x, g, autocast=torch.bfloat16 if args.bf16 else None)
             flops[name] = count_flops(name, shape)
             peaks[name] = common.peak_memory(step, args.device)   # also the first warm-up call
@@ -494,6 +518,8 @@ def main(argv=None):
                         choices=["ratios", "positions", "channels", "unit"])
     parser.add_argument("--ratio-configs", nargs="*", default=list(RATIO_CONFIGS),
                         help="B,C,size of the ratios section (mid = C/4)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="channels_last input in the positions and channels grids")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile in 'unit'")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
     parser.add_argument("--bf16", action="store_true",

@@ -30,7 +30,7 @@ def scripts():
         sys.path.remove(str(BENCHMARKS))
 
 
-@pytest.mark.parametrize("bf16, names", [(False, ["GloRe", "NL", "SE", "timm-GC"]),
+@pytest.mark.parametrize("bf16, names", [(False, ["GloRe", "NL", "NL-sdpa", "SE", "timm-GC"]),
                                          (True, ["GloRe", "SE"])], ids=["fp32", "bf16"])
 def test_blocks_grid_writes_rows_and_plot(scripts, tmp_path, bf16, names):
     blocks = scripts[0]
@@ -48,6 +48,28 @@ def test_blocks_grid_writes_rows_and_plot(scripts, tmp_path, bf16, names):
     assert glore["36x36"]["gflop"] > glore["32x32"]["gflop"]          # counted, grows with positions
     assert "GloRe_loglog_slope" in result["positions_summary"]
     assert (tmp_path / "blocks_positions.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_fused_attention_non_local_computes_the_non_local_block(scripts, channels_last):
+    blocks = scripts[0]
+    torch.manual_seed(0)
+    reference, fused = blocks.build("NL", 16), blocks.build("NL-sdpa", 16)
+    fused.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 16, 5, 7, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    outputs, grads = [], []
+    for block in (reference.double(), fused.double()):
+        xi = x.clone().requires_grad_()
+        out = block(xi)
+        out.backward(torch.cos(torch.arange(out.numel(), dtype=out.dtype)).view_as(out))
+        outputs.append(out)
+        grads.append([xi.grad] + [p.grad for p in block.parameters()])
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-10, atol=1e-10)
+    assert outputs[1].is_contiguous(memory_format=torch.channels_last) == channels_last
+    for got, expected in zip(grads[1], grads[0], strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
 
 
 def test_blocks_ratios_section(scripts, tmp_path):

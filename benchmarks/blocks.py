@@ -286,8 +286,6 @@ def ratio_section(args):
                       "NL": build("NL", c, args.device), "timm-NL": build("timm-NL-1/2", c, args.device),
                       "GC": build("GC", c, args.device), "timm-GC": build("timm-GC", c, args.device)}
             x, g = make_input((b, c, size, size), layout == "channels_last", args.device)
-            g = g.contiguous(memory_format=torch.channels_last if layout == "channels_last"
-                             else torch.contiguous_format)
             with torch.no_grad():
                 difference = (ours(x) - plain(x)).abs().max().item()
             cases = {name: fwd_bwd(block, x, g) for name, block in blocks.items()}

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 from torch import nn
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -344,6 +345,54 @@ def test_pointwise_is_the_1x1_convolution(batch, layout, out_channels):
     if out_channels > 1:                            # (with one channel both layouts are one)
         assert y.mT.is_contiguous() == (layout == "position_major")
     torch.autograd.gradcheck(conv, (x,))
+
+
+@pytest.mark.parametrize("out_channels", [5, 1])
+@pytest.mark.parametrize("fmt", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("shape", [(2, 6, 3, 4), (1, 6, 3, 4), (2, 6, 2, 3, 2)], ids=["2d", "2d_batch1", "3d"])
+def test_pointwise_keeps_the_shape_and_layout_of_an_image(shape, fmt, out_channels):
+    conv = randomize_(Pointwise(6, out_channels).double())
+    x = torch.randn(shape, dtype=torch.float64)
+    if fmt == "channels_last":
+        x = x.to(memory_format=torch.channels_last if len(shape) == 4 else torch.channels_last_3d)
+    x.requires_grad_()
+    y = conv(x)
+    weight = conv.weight.view(out_channels, 6, *[1] * (len(shape) - 2))
+    expected = (F.conv2d if len(shape) == 4 else F.conv3d)(x.detach(), weight, conv.bias)
+    torch.testing.assert_close(y, expected)
+    assert y.shape == expected.shape
+    if out_channels > 1:                            # (with one channel both layouts are one)
+        assert y.flatten(2).mT.is_contiguous() == (fmt == "channels_last")
+    torch.autograd.gradcheck(conv, (x,))
+
+
+def _full_size_adds(block: nn.Module, x: torch.Tensor) -> dict[str, int]:
+    """The element-wise sums of x-sized tensors in one forward+backward, out of place and in place."""
+    from torch.profiler import profile
+
+    y = block(x)                                    # (warm-up: lazy initialisation off the count)
+    y.backward(torch.randn_like(y))
+    x.grad, grad = None, torch.randn_like(y)       # (a held x.grad would take one more sum)
+    with profile(record_shapes=True) as prof:
+        block(x).backward(grad)
+    counts = {"aten::add": 0, "aten::add_": 0}
+    for e in prof.events():
+        if e.name in counts and e.input_shapes and math.prod(e.input_shapes[0] or [0]) == x.numel():
+            counts[e.name] += 1
+    return counts
+
+
+@pytest.mark.parametrize("fmt", ["contiguous", "channels_last"])
+def test_nonlocal_sums_its_input_gradients_in_place(fmt):
+    # the query, key and value convs run on x itself, so their input gradients are tensors of their
+    # own that autograd adds in place; through a flattened view each would be a view, added out of
+    # place (a full-size pass more). Out of place stay the residual and the sum with the upstream
+    # gradient, which the caller holds.
+    block = randomize_(NonLocal(8)).train()
+    x = torch.randn(2, 8, 5, 6)
+    if fmt == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    assert _full_size_adds(block, x.requires_grad_()) == {"aten::add": 2, "aten::add_": 2}
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -42,12 +42,13 @@ class PairwiseAttention(nn.Module):
         self.concat = Pointwise(2 * inner, 1, bias=False) if pairwise == "concat" else None
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """Weights of queries ``x`` ``(B, C, L)`` over keys ``context`` ``(B, C, L')`` (default ``x``)."""
+        """Weights of the ``L`` query positions of ``x`` ``(B, C, *S)`` over the ``L'`` key positions
+        of ``context`` ``(B, C, *S')`` (default ``x``)."""
         context = x if context is None else context
-        num_keys = context.shape[-1]
         if self.query is None or self.key is None:              # gaussian
-            return torch.softmax(torch.matmul(x.transpose(1, 2), context), dim=-1)
-        q, k = self.query(x), self.key(context)                 # (B, inner, L), (B, inner, L')
+            return torch.softmax(torch.matmul(x.flatten(2).transpose(1, 2), context.flatten(2)), dim=-1)
+        q, k = self.query(x).flatten(2), self.key(context).flatten(2)   # (B, inner, L), (B, inner, L')
+        num_keys = k.shape[-1]
         if self.concat is not None:
             # w^T [q_i; k_j] = w_q . q_i + w_k . k_j, without building the (2*inner, L, L) tensor
             w = self.concat.weight[0, :, 0]
@@ -98,13 +99,13 @@ class NonLocal(ZeroInitBlock):
         if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
             check_block_input(type(self).__name__, x, self.channels, _parameter_dtype(self))
         flat = x.flatten(2)
-        context = subsample_keys(x).flatten(2) if self.sub_sample else flat
+        context = subsample_keys(x) if self.sub_sample else x
         if not torch.jit.is_scripting():
-            check_attention_size(flat, context)
-        attn = self.attention(flat, context)                          # (B, L, L')
+            check_attention_size(flat, context.flatten(2))
+        attn = self.attention(x, context)                             # (B, L, L')
         # sum_j w_ij W_v x_j as (B, L, inner), attention on the left: the softmax's backward then
         # gets its (B, L, L') gradient contiguous (benchmarks/blocks.py, docs/benchmarks.md)
-        y = in_layout_of(torch.matmul(attn, self.value(context).mT).mT, flat)   # (B, inner, L)
+        y = in_layout_of(torch.matmul(attn, self.value(context).flatten(2).mT).mT, flat)   # (B, inner, L)
         return x + as_input_shape(self.norm(as_image(self.out(y), x)), x)
 
     def extra_repr(self) -> str:

@@ -1,4 +1,4 @@
-"""A 1x1 convolution over flattened positions, usable for 1D, 2D and 3D features alike."""
+"""A 1x1 convolution for 1D, 2D and 3D features alike."""
 
 from __future__ import annotations
 
@@ -10,19 +10,25 @@ from ._layout import is_position_major
 
 
 class Pointwise(nn.Conv1d):
-    """``nn.Conv1d(in, out, 1)`` over ``(B, C, L)``, run in the input's layout without copying it.
+    """A 1x1 convolution ``(B, C_in, *S) -> (B, C_out, *S)``, run in the input's layout without copying it.
 
-    A 1x1 conv is a linear map over channels, so every block flattens its positions and shares this
-    module across 1D, 2D and 3D inputs. The weight keeps ``nn.Conv1d``'s shape ``(out, in, 1)`` and
-    initialisation. It runs as the convolution (oneDNN on the CPU, the kernels ``nn.Conv2d`` uses):
+    A 1x1 conv is a linear map over channels, so every block shares this module across 1D, 2D and
+    3D inputs. The weight keeps ``nn.Conv1d``'s shape ``(out, in, 1)`` and initialisation. It runs as
+    the convolution (oneDNN on the CPU, the kernels ``nn.Conv2d`` uses):
 
-    - channel-major input (a contiguous ``(B, C, L)``): ``F.conv1d``, a channel-major output;
-    - position-major input (strides ``(L*C, 1, C)``: a flattened channels_last tensor, or the
-      ``transpose(1, 2)`` of a contiguous ``(B, L, C)``): ``F.conv2d`` on it as a channels_last
-      ``(B, C, 1, L)``, a position-major output (as a ``(B, C, L, 1)`` image, oneDNN's AVX2
-      kernels run 1.5-4x slower: ``benchmarks/pointwise.py``);
-    - one output channel (GC's attention key): a matrix-vector product in either layout, where
-      oneDNN's convolution is 1.5-8x slower (``benchmarks/pointwise.py``).
+    - a 2-D image ``(B, C, H, W)``, either layout: ``F.conv2d`` on it. Its input gradient is then a
+      tensor of its own, which autograd adds the block's other gradients to in place; through a
+      flattened view it would be a view, which autograd adds out of place (one more full-size pass
+      per block: ``benchmarks/blocks.py``, docs/benchmarks.md, session 17);
+    - otherwise on its positions flattened, ``(B, C, L)``, and reshaped back:
+
+      - channel-major (contiguous): ``F.conv1d``, a channel-major output;
+      - position-major (strides ``(L*C, 1, C)``: a flattened channels_last tensor, or the
+        ``transpose(1, 2)`` of a contiguous ``(B, L, C)``): ``F.conv2d`` on it as a channels_last
+        ``(B, C, 1, L)``, a position-major output (as a ``(B, C, L, 1)`` image, oneDNN's AVX2
+        kernels run 1.5-4x slower: ``benchmarks/pointwise.py``);
+      - one output channel (GC's attention key): a matrix-vector product in either layout, where
+        oneDNN's convolution is 1.5-8x slower (``benchmarks/pointwise.py``).
     """
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
@@ -35,6 +41,15 @@ class Pointwise(nn.Conv1d):
 @torch.fx.wrap          # its layout test is Python control flow: one call in an FX graph
 def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """The 1x1 convolution of :class:`Pointwise` with a conv weight ``(out, in, 1)``, in ``x``'s layout."""
+    if x.dim() == 4 and weight.shape[0] > 1:
+        return F.conv2d(x, weight.unsqueeze(3), bias)
+    if x.dim() == 3:
+        return pointwise_flat(x, weight, bias)
+    return pointwise_flat(x.flatten(2), weight, bias).unflatten(2, x.shape[2:])
+
+
+def pointwise_flat(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`pointwise` on positions flattened: ``x`` ``(B, C, L)``."""
     position_major = is_position_major(x)
     if weight.shape[0] == 1:
         if position_major:

@@ -64,7 +64,7 @@ class FusedAttentionNonLocal(NonLocal):
         flat = x.flatten(2)
         # (B, 1, L, inner) each, contiguous: the fused CPU kernel's layout (else PyTorch falls back
         # to the unfused product)
-        q, k, v = (m(flat).mT.contiguous()[:, None]
+        q, k, v = (m(x).flatten(2).mT.contiguous()[:, None]         # convs on x, as NonLocal
                    for m in (self.attention.query, self.attention.key, self.value))
         y = in_layout_of(F.scaled_dot_product_attention(q, k, v, scale=1.0)[:, 0].mT, flat)
         return x + as_input_shape(self.norm(as_image(self.out(y), x)), x)      # as NonLocal

@@ -43,7 +43,7 @@ def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None =
     """The 1x1 convolution of :class:`Pointwise` with a conv weight ``(out, in, 1)``, in ``x``'s layout."""
     if x.dim() == 4 and weight.shape[0] > 1:
         return F.conv2d(x, weight.unsqueeze(3), bias)
-    if x.dim() == 3:
+    if x.dim() <= 3:                    # (an unbatched (C, L) too, as nn.Conv1d takes it)
         return pointwise_flat(x, weight, bias)
     return pointwise_flat(x.flatten(2), weight, bias).unflatten(2, x.shape[2:])
 

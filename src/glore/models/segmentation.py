@@ -149,7 +149,7 @@ class Segmenter(nn.Module):
             raise ArgumentError(f"Segmenter expects images of shape (B, 3, H, W), got {tuple(x.shape)}")
         size = x.shape[-2:]
         c4, c5 = self.backbone(x)
-        out = _upsample(self.head(c5, c4) if self.head.uses_c4 else self.head(c5), size)
+        out = _upsample(self.head(c5, c4) if getattr(self.head, "uses_c4", False) else self.head(c5), size)
         if return_aux is None:
             return_aux = self.training and self.aux_head is not None
         if not return_aux:

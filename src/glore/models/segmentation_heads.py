@@ -50,7 +50,7 @@ class DualAttentionHead(nn.Module):
 
 
 class AsymmetricNonLocalHead(nn.Module):
-    """ANN's head (Zhu et al., arXiv 1908.07678, §3.5): AFNB fuses c4 into c5, a 3x3 conv
+    """ANN's head (Zhu et al., arXiv 1908.07678): AFNB fuses c4 into c5, a 3x3 conv
     ``C5 -> channels``, APNB, dropout and a 1x1 classifier. No concatenation with c5 after the
     context (AFNB concatenates c5 inside).
 

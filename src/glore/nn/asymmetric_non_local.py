@@ -28,7 +28,7 @@ def pyramid_sample(x: torch.Tensor, sizes: Sequence[int] = PYRAMID_SIZES) -> tor
 
 def asymmetric_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                          sizes: Sequence[int] = PYRAMID_SIZES) -> torch.Tensor:
-    """``O = softmax(phi^T P(theta)) P(gamma)^T``, ANN Eq. 3-5: each position of ``query``
+    """``O = softmax(phi^T P(theta)) P(gamma)^T``: each position of ``query``
     ``(B, C', H, W)`` attends to the pyramid anchors of ``key`` ``(B, C', H', W')``; returns the
     weighted anchors of ``value`` ``(B, C_v, H', W')`` at the query's positions, ``(B, C_v, H, W)``."""
     key_anchors, value_anchors = pyramid_sample(key, sizes), pyramid_sample(value, sizes)  # (B, C', S), (B, C_v, S)
@@ -58,10 +58,10 @@ def _check_image(name: str, x: torch.Tensor, channels: int, dtype) -> None:
 
 
 class AsymmetricNonLocal(nn.Module):
-    """Asymmetric pyramid non-local block (APNB), ANN §3.3:
+    """Asymmetric pyramid non-local block (APNB) of ANN:
     ``Y = fuse([W_o(softmax(phi^T P(phi)) P(gamma)^T), X])``.
 
-    The query and the key share one transform ``phi`` (as in the paper, to save computation), the
+    The query and the key share one transform ``phi`` (ANN's APNB does, saving a 1x1 conv), the
     value ``gamma`` and the output ``W_o`` are 1x1 convs, and ``fuse`` (1x1 conv, BN, ReLU) maps the
     concatenation with ``X`` back to ``channels``.
 
@@ -98,7 +98,7 @@ class AsymmetricNonLocal(nn.Module):
 
 
 class AsymmetricFusion(nn.Module):
-    """Asymmetric fusion non-local block (AFNB), ANN §3.4: the high-level map ``Y_h`` queries the
+    """Asymmetric fusion non-local block (AFNB) of ANN: the high-level map ``Y_h`` queries the
     anchors of the low-level ``Y_l``:
     ``Y_F = fuse([W_o(softmax(phi(Y_h)^T P(theta(Y_l))) P(gamma(Y_l))^T), Y_h])``.
 

@@ -71,6 +71,7 @@ class GlobalContext(ZeroInitBlock):
         return attention_pool(flat, self.attention(flat))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. 5 for ``x`` ``(B, C, *S)``: the transformed context added to (or gating) every position."""
         if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
             check_block_input(type(self).__name__, x, self.channels, _parameter_dtype(self))
         flat = x.flatten(2)
@@ -78,6 +79,7 @@ class GlobalContext(ZeroInitBlock):
         return x + t if self.fusion == "add" else x * (torch.sigmoid(t) * self.gate_scale)
 
     def extra_repr(self) -> str:
+        """The options shown by ``print(block)``."""
         return f"channels={self.channels}, pooling={self.pooling!r}, fusion={self.fusion!r}"
 
 

@@ -34,6 +34,7 @@ class Pointwise(nn.Conv1d):
         super().__init__(in_channels, out_channels, kernel_size=1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The 1x1 convolution of ``x`` ``(B, C_in, *S)``: ``(B, C_out, *S)`` in ``x``'s layout."""
         return pointwise(x, self.weight, self.bias)
 
 

@@ -95,7 +95,6 @@ class AsymmetricNonLocal(nn.Module):
         return self.fuse(torch.cat([context, x], dim=1))                   # (B, C, H, W)
 
     def extra_repr(self) -> str:
-        """The options shown by ``print(block)``."""
         return f"channels={self.channels}, sizes={self.sizes}"
 
 
@@ -137,5 +136,4 @@ class AsymmetricFusion(nn.Module):
         return self.fuse(torch.cat([self.out(context), high], dim=1))    # (B, C, H, W)
 
     def extra_repr(self) -> str:
-        """The options shown by ``print(block)``."""
         return f"channels={self.channels}, low_channels={self.low_channels}, sizes={self.sizes}"

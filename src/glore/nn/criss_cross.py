@@ -67,5 +67,4 @@ class CrissCrossAttention(nn.Module):
         return x
 
     def extra_repr(self) -> str:
-        """The options shown by ``print(block)``."""
         return f"channels={self.channels}, inner={self.inner}, recurrence={self.recurrence}"

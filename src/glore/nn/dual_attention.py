@@ -51,7 +51,6 @@ class PositionAttention(nn.Module):
         return x + self.alpha * context.view_as(x)
 
     def extra_repr(self) -> str:
-        """The options shown by ``print(block)``."""
         return f"channels={self.channels}, inner={self.inner}"
 
 
@@ -77,5 +76,4 @@ class ChannelAttention(nn.Module):
         return x + self.beta * context.view_as(x)
 
     def extra_repr(self) -> str:
-        """The options shown by ``print(block)``."""
         return f"channels={self.channels}"

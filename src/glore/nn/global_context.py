@@ -79,7 +79,6 @@ class GlobalContext(ZeroInitBlock):
         return x + t if self.fusion == "add" else x * (torch.sigmoid(t) * self.gate_scale)
 
     def extra_repr(self) -> str:
-        """The options shown by ``print(block)``."""
         return f"channels={self.channels}, pooling={self.pooling!r}, fusion={self.fusion!r}"
 
 

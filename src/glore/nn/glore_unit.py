@@ -147,6 +147,5 @@ class GloRe(ZeroInitBlock):
         return x + as_input_shape(self.norm(as_image(y, x)), x)
 
     def extra_repr(self) -> str:
-        """The options shown by ``print(unit)``."""
         return (f"channels={self.channels}, num_nodes={self.num_nodes}, num_state={self.num_state}, "
                 f"normalize={self.normalize}, reassociate={self.reassociate}")

@@ -110,7 +110,6 @@ class NonLocal(ZeroInitBlock):
         return x + as_input_shape(self.norm(as_image(self.out(y), x)), x)
 
     def extra_repr(self) -> str:
-        """The options shown by ``print(block)``."""
         return (f"channels={self.channels}, inner={self.inner}, pairwise={self.attention.pairwise!r}, "
                 f"sub_sample={self.sub_sample}")
 
@@ -186,5 +185,4 @@ class SimplifiedNonLocal(ZeroInitBlock):
         return x + at_every_position(context, x)
 
     def extra_repr(self) -> str:
-        """The options shown by ``print(block)``."""
         return f"channels={self.channels}"

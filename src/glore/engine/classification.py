@@ -191,7 +191,7 @@ class ClassificationData(TaskData):
                 from glore.data.distant_digits import DistantDigits as in_memory_set
             else:
                 from glore.data.distant_clips import DistantClips as in_memory_set
-            return in_memory_set(split, **self.builtin_options(train=train))
+            return self.builtin_set(in_memory_set, split, train=train)
         from glore.data.imagefolder import build_image_dataset
 
         return build_image_dataset(

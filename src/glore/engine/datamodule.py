@@ -7,12 +7,13 @@ and its defaults (class attributes); the loaders, the epoch-seeded training set,
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import lightning as L
 from torch.utils.data import DataLoader
 
-from glore.errors import ArgumentError
+from glore.errors import ArgumentError, ConfigError
 from .loaders import EpochSeededDataset, make_loader
 
 
@@ -70,6 +71,21 @@ class TaskData(L.LightningDataModule):
                 raise ArgumentError(f"data.{key} must be a positive integer (the split size), got {size!r}")
             options["num_samples"] = size
         return options
+
+    def builtin_set(self, dataset_class, split: str, *, train: bool):
+        """``dataset_class(split, **options)`` with :meth:`builtin_options`; an option the class does not
+        take is refused naming it and the ones it takes."""
+        options = self.builtin_options(train=train)
+        parameters = inspect.signature(dataset_class).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            accepted = [name for name, p in parameters.items() if name != "split"
+                        and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+            unknown = sorted(set(options) - set(accepted))
+            if unknown:
+                section = "data.options" if train else "data.options / data.val_options"
+                raise ConfigError(f"{section}: {dataset_class.__name__} does not take {', '.join(map(repr, unknown))}; "
+                                  f"it takes {', '.join(accepted)}")
+        return dataset_class(split, **options)
 
     def loader(self, dataset, *, batch_size: int, shuffle: bool = False, drop_last: bool = False,
                train: bool = False) -> DataLoader:

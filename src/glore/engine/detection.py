@@ -190,7 +190,7 @@ class DetectionData(TaskData):
         if self.name == "det-digits":
             from glore.data.det_digits import DetDigits
 
-            return DetDigits(split, **self.builtin_options(train=train))
+            return self.builtin_set(DetDigits, split, train=train)
         from glore.data.coco import CocoDetectionSet, detection_transforms
 
         images, annotations = self._coco_paths(split)

@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import json
@@ -29,7 +30,7 @@ from types import ModuleType
 
 import torch
 
-from glore.errors import ArgumentError, MissingFileError
+from glore.errors import ArgumentError, ConfigError, MissingFileError
 from . import TASKS
 from ..checkpoint import read_checkpoint
 from .checkpoint import AtomicCheckpointIO
@@ -88,9 +89,64 @@ def _resolve_resume(resume: str | None, output_dir: str) -> str | None:
     return resume
 
 
+def config_writer(cfg: dict, path: str):
+    """A Lightning callback writing ``cfg`` to ``path`` when training starts: after the optimizer, the
+    schedule and a resumed checkpoint's state have been set up without error."""
+    from lightning.pytorch.callbacks import Callback
+
+    class WriteConfig(Callback):
+        def on_train_start(self, trainer, pl_module) -> None:
+            if trainer.is_global_zero:
+                dump_config(cfg, path)
+
+    return WriteConfig()
+
+
+@contextlib.contextmanager
+def user_errors_of_training(cfg: dict, datamodule):
+    """Errors of torch that a config value causes during training, as one-line :class:`ArgumentError`."""
+    try:
+        yield
+    except ValueError as exc:
+        if "Expected more than 1 value per channel when training" in str(exc):
+            size = len(datamodule.train_set) if datamodule.train_set is not None else "?"
+            batch = cfg["data"].get("batch_size")
+            raise ArgumentError(
+                f"a training batch of 1 sample reached a BatchNorm layer with 1x1 features ({size} training "
+                f"samples, data.batch_size={batch}); use data.batch_size >= 2 and data.drop_last=true, or larger "
+                "images") from exc
+        raise
+
+
+def _accelerator_available(name: str) -> bool:
+    if name in ("gpu", "cuda"):
+        return torch.cuda.is_available() or (name == "gpu" and torch.backends.mps.is_available())
+    if name == "mps":
+        return torch.backends.mps.is_available()
+    return True
+
+
+def _make_trainer(**kwargs):
+    """``lightning.Trainer(**kwargs)``; the accelerator, strategy, device and precision options it refuses
+    raise one-line :class:`ConfigError` naming them."""
+    import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    accelerator = kwargs.get("accelerator", "auto")
+    if isinstance(accelerator, str) and not _accelerator_available(accelerator):
+        raise ConfigError(f"trainer.accelerator={accelerator!r}, but this machine has no such device "
+                          "(torch.cuda.is_available() is False); use trainer.accelerator=cpu or auto")
+    try:
+        return L.Trainer(**kwargs)
+    except (MisconfigurationException, ValueError) as exc:
+        given = ", ".join(f"trainer.{k}={kwargs[k]!r}" for k in ("accelerator", "strategy", "devices", "num_nodes",
+                                                               "precision") if k in kwargs)
+        reason = " ".join(str(exc).split(". ")[0].split())
+        raise ConfigError(f"lightning.Trainer refuses {given or 'the trainer options'}: {reason}") from None
+
+
 def build_trainer(cfg: dict, *, monitor: str | None, mode: str = "max", for_eval: bool = False):
     """The ``lightning.Trainer`` of a run (checkpoints and loggers only when training)."""
-    import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -102,8 +158,8 @@ def build_trainer(cfg: dict, *, monitor: str | None, mode: str = "max", for_eval
         for key in ("max_epochs", "max_steps", "accumulate_grad_batches", "gradient_clip_val",
                     "limit_train_batches", "check_val_every_n_epoch", "val_check_interval", "num_sanity_val_steps"):
             kwargs.pop(key, None)
-        return L.Trainer(logger=False, enable_checkpointing=False, default_root_dir=output_dir,
-                         plugins=[AtomicCheckpointIO()], **kwargs)
+        return _make_trainer(logger=False, enable_checkpointing=False, default_root_dir=output_dir,
+                             plugins=[AtomicCheckpointIO()], **kwargs)
     validating = kwargs.get("limit_val_batches", 1.0) not in (0, 0.0)
     ckpt_dir = os.path.join(output_dir, CHECKPOINT_DIR)
     common = dict(dirpath=ckpt_dir, save_top_k=1, every_n_epochs=1, auto_insert_metric_name=False,
@@ -121,8 +177,8 @@ def build_trainer(cfg: dict, *, monitor: str | None, mode: str = "max", for_eval
         CSVLogger(output_dir, name="csv"),
         TensorBoardLogger(output_dir, name="tensorboard", default_hp_metric=False),
     ]
-    return L.Trainer(default_root_dir=output_dir, callbacks=callbacks, logger=loggers,
-                     plugins=[AtomicCheckpointIO()], **kwargs)
+    return _make_trainer(default_root_dir=output_dir, callbacks=callbacks, logger=loggers,
+                         plugins=[AtomicCheckpointIO()], **kwargs)
 
 
 def train(cfg: dict, *, resume: str | None = None, overwrite: bool = False) -> dict:
@@ -147,8 +203,8 @@ def train(cfg: dict, *, resume: str | None = None, overwrite: bool = False) -> d
     checkpoint = read_checkpoint(resume) if resume is not None else None
     if checkpoint is not None:
         check_resumable(checkpoint, resume, cfg)
-    elif not overwrite:
-        refuse_earlier_run(output_dir)
+    if not overwrite:
+        refuse_earlier_run(output_dir, resume=resume)
     L.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
     module = task.build_module(cfg)
     if checkpoint is not None:
@@ -156,13 +212,15 @@ def train(cfg: dict, *, resume: str | None = None, overwrite: bool = False) -> d
         del checkpoint
     compile_network(module, cfg["trainer"].get("compile", False))
     datamodule = task.build_datamodule(cfg)
+    datamodule.setup("fit")          # the datasets and their options are checked before any write
     with run_folder_lock(output_dir, rank_zero=_is_global_zero()):
         trainer = build_trainer(cfg, monitor=getattr(module, "monitor", None),
                                 mode=getattr(module, "monitor_mode", "max"))
         if trainer.is_global_zero:
             remove_stale_temporaries(os.path.join(output_dir, CHECKPOINT_DIR))
-            dump_config(cfg, os.path.join(output_dir, "config.yaml"))
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+            trainer.callbacks.append(config_writer(cfg, os.path.join(output_dir, "config.yaml")))
+        with user_errors_of_training(cfg, datamodule):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
         metrics = _metrics(trainer.callback_metrics, prefix="val/")
         if trainer.is_global_zero:
             write_metrics(metrics, os.path.join(output_dir, "metrics.json"))

@@ -77,7 +77,7 @@ class SegmentationData(TaskData):
         if self.name == "seg-digits":
             from glore.data.seg_digits import SegDigits
 
-            return SegDigits(split, **self.builtin_options(train=train))
+            return self.builtin_set(SegDigits, split, train=train)
         from glore.data.cityscapes import CityscapesSegmentation
         from glore.data.seg_transforms import build_seg_transforms
 

@@ -127,7 +127,7 @@ class VideoData(TaskData):
         if data["name"] == "moving-digits":
             from glore.data.moving_digits import MovingDigits
 
-            return MovingDigits(data.get(split_key, default), **self.builtin_options(train=mode == "train"))
+            return self.builtin_set(MovingDigits, data.get(split_key, default), train=mode == "train")
         from glore.data.video import VideoFolder
         from glore.data.video_transforms import eval_transform, train_transform
 

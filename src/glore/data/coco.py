@@ -20,7 +20,7 @@ import os
 import torch
 from torch.utils.data import Dataset
 
-from glore.errors import GloreError
+from glore.errors import GloreError, MissingFileError
 
 BOX_TOLERANCE = 1.0   # pixels a box may pass the image border by (rounding in converted annotations)
 
@@ -91,9 +91,9 @@ class CocoDetectionSet(Dataset):
 
         self.image_dir, self.ann_file = os.fspath(image_dir), os.fspath(ann_file)
         if not os.path.isfile(self.ann_file):
-            raise FileNotFoundError(f"COCO annotation file not found: {self.ann_file!r}")
+            raise MissingFileError(f"COCO annotation file not found: {self.ann_file!r}")
         if not os.path.isdir(self.image_dir):
-            raise FileNotFoundError(f"COCO image folder not found: {self.image_dir!r}")
+            raise MissingFileError(f"COCO image folder not found: {self.image_dir!r}")
         with contextlib.redirect_stdout(io.StringIO()):      # pycocotools prints progress
             base = CocoDetection(self.image_dir, self.ann_file)
         check_coco(base.coco, self.image_dir, self.ann_file)

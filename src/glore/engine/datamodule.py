@@ -101,9 +101,14 @@ class TaskData(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         data = self.data_cfg
-        return self.loader(self.train_set, batch_size=int(data.get("batch_size", self.batch_size)),
-                           shuffle=bool(data.get("shuffle", True)),
-                           drop_last=bool(data.get("drop_last", self.drop_last)), train=True)
+        batch_size, drop_last = int(data.get("batch_size", self.batch_size)), bool(data.get("drop_last", self.drop_last))
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if drop_last and len(self.train_set) < batch_size * world:
+            raise ArgumentError(f"data.batch_size={batch_size} with data.drop_last=true leaves no training batch: the "
+                                f"training split has {len(self.train_set)} samples"
+                                f"{f' over {world} processes' if world > 1 else ''}; lower data.batch_size")
+        return self.loader(self.train_set, batch_size=batch_size, shuffle=bool(data.get("shuffle", True)),
+                           drop_last=drop_last, train=True)
 
     def val_dataloader(self) -> DataLoader:
         """The one place validation loaders are made (evaluation goes through it too)."""

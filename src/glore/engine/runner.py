@@ -26,6 +26,7 @@ import inspect
 import json
 import math
 import os
+import warnings
 from types import ModuleType
 
 import torch
@@ -167,7 +168,15 @@ def build_trainer(cfg: dict, *, monitor: str | None, mode: str = "max", for_eval
     # last.ckpt: every epoch (Lightning's save_last only follows a top-k save, so it is its own callback)
     # the learning rate is written at the loggers' interval only (a ``self.log`` per step cost about
     # 2 ms of Lightning's bookkeeping, 4% of a demo step)
-    callbacks = [ModelCheckpoint(filename="last", monitor=None, **common), EpochTimer(),
+    # last.ckpt at every epoch's end, also where no validation follows (Lightning saves after validation
+    # when check_val_every_n_epoch > 1, so the epochs after the last validation would be lost)
+    every_epoch = kwargs.get("check_val_every_n_epoch", 1) not in (1, None) or not validating
+    interval, max_epochs = kwargs.get("check_val_every_n_epoch"), kwargs.get("max_epochs")
+    if validating and interval and max_epochs and max_epochs != -1 and interval > max_epochs:
+        warnings.warn(f"trainer.check_val_every_n_epoch={interval} exceeds trainer.max_epochs={max_epochs}: the run "
+                      "is never validated (no best.ckpt, no metrics in metrics.json)", UserWarning, stacklevel=2)
+    callbacks = [ModelCheckpoint(filename="last", monitor=None, save_on_train_epoch_end=every_epoch or None,
+                                 **common), EpochTimer(),
                  LearningRateMonitor(logging_interval="step")]
     if validating and monitor:
         callbacks.append(ModelCheckpoint(filename="best", monitor=monitor, mode=mode, **common))

@@ -74,6 +74,11 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
         kwargs.update(kwargs.pop("block_kwargs", None) or {})
         kwargs = {k: v for k, v in kwargs.items() if not (k == "pretrained" and v is False)}
     if name in small:
+        weights = [k for k in ("checkpoint", "pretrained", "checkpoint_path") if k in kwargs]
+        if weights:
+            raise ArgumentError(f"model.{weights[0]}={kwargs[weights[0]]!r}: model.name={name!r} is a small network "
+                                "built from scratch and loads no weights file (its options: width, in_chans, "
+                                "num_classes, block and the block's options)")
         return small[name](**kwargs)
     if ":" in name:
         module_name, _, attr = name.partition(":")

@@ -31,11 +31,11 @@ from types import ModuleType
 
 import torch
 
-from glore.errors import ArgumentError, ConfigError, MissingFileError
+from glore.errors import ArgumentError, ConfigError, MissingFileError, ResumeError
 from . import TASKS
-from ..checkpoint import read_checkpoint
+from ..checkpoint import CheckpointError, read_checkpoint
 from .checkpoint import AtomicCheckpointIO
-from .config import apply_overrides, dump_config, to_plain, validate_config
+from .config import DEFAULTS, apply_overrides, deep_merge, dump_config, to_plain, validate_config
 from .run_folder import (check_resumable, check_weights_fit, refuse_earlier_run, remove_stale_temporaries,
                          run_folder_lock)
 
@@ -261,9 +261,16 @@ def _checkpoint_cfg(checkpoint: dict, path: str) -> dict:
     try:
         cfg = checkpoint["hyper_parameters"]["cfg"]
     except (KeyError, TypeError):
-        raise ArgumentError(f"checkpoint {path!r} holds no glore run config (hyper_parameters.cfg); "
-                         "expected a checkpoint written by `glore train`") from None
-    return to_plain(cfg)
+        raise CheckpointError(f"checkpoint {path!r} holds no glore run config (hyper_parameters.cfg); "
+                              "expected a checkpoint written by `glore train`") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"checkpoint {path!r}: its run config is a {type(cfg).__name__}, expected a mapping")
+    lacking = [key for key in ("task", "model", "data") if not isinstance(cfg.get(key), (str, dict))]
+    if lacking:
+        raise CheckpointError(f"checkpoint {path!r}: its run config lacks {', '.join(lacking)} (keys: "
+                              f"{', '.join(map(str, cfg)) or 'none'}); expected a checkpoint written by `glore train`")
+    # keys added to the schema after the checkpoint was written take their defaults
+    return deep_merge(DEFAULTS, to_plain(cfg))
 
 
 def _restore(checkpoint_path: str, overrides=()) -> tuple:
@@ -275,8 +282,12 @@ def _restore(checkpoint_path: str, overrides=()) -> tuple:
             cfg["model"][key] = None
     task = task_module(cfg)
     module = task.build_module(cfg)
-    if "state_dict" not in checkpoint:
-        raise ArgumentError(f"checkpoint {checkpoint_path!r} has no state_dict")
+    if not isinstance(checkpoint.get("state_dict"), dict):
+        raise CheckpointError(f"checkpoint {checkpoint_path!r} has no state_dict")
+    try:
+        check_weights_fit(checkpoint, checkpoint_path, module)
+    except ResumeError as exc:
+        raise CheckpointError(str(exc).replace("cannot resume from", "cannot load", 1)) from None
     module.load_state_dict(checkpoint["state_dict"])
     return task, module, cfg
 

@@ -215,6 +215,10 @@ def evaluate(module: VideoModule, datamodule: VideoData, cfg: dict, **options) -
     unknown = sorted(set(options) - set(_EVAL_OPTIONS))
     if unknown:
         raise ArgumentError(f"unknown video evaluation option(s) {unknown}; expected some of {list(_EVAL_OPTIONS)}")
+    multi_view = sorted(k for k in ("num_clips", "clips", "num_crops", "crops") if options.get(k) is not None)
+    if multi_view and not datamodule.has_videos:
+        raise ArgumentError(f"evaluation option(s) {multi_view} need videos to draw clips from; "
+                            f"data.name={cfg['data'].get('name')!r} holds single clips (evaluated on each clip)")
     device = torch.device(options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
     limit = options.get("limit_batches")
     batch_size = options.get("batch_size")

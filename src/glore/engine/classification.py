@@ -216,21 +216,21 @@ class ClassificationModule(TaskModule):
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images)
+        return self.model(self.in_memory_layout(images))
 
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+    def in_memory_layout(self, images: torch.Tensor) -> torch.Tensor:
         """``trainer.channels_last``: images (4-d) and clips (5-d) in the channels-last layout, the
-        faster convolution layout on CPU; the network's weights follow at the first batch."""
+        faster convolution layout on CPU; the network's weights follow at the first batch. (Here
+        rather than in ``on_after_batch_transfer``, which Lightning warns about beside a data module.)"""
         if not self.cfg["trainer"].get("channels_last"):
-            return batch
-        images, *rest = batch
+            return images
         layout = {4: torch.channels_last, 5: torch.channels_last_3d}.get(images.dim())
         if layout is None:
-            return batch
+            return images
         if getattr(self, "_weights_layout", None) is not layout:
             self.model.to(memory_format=layout)
             self._weights_layout = layout
-        return (images.contiguous(memory_format=layout), *rest)
+        return images.contiguous(memory_format=layout)
 
     def training_step(self, batch, batch_idx):
         images, labels = batch

@@ -24,6 +24,7 @@ import contextlib
 import importlib
 import inspect
 import json
+import logging
 import math
 import os
 import warnings
@@ -85,6 +86,8 @@ def _resolve_resume(resume: str | None, output_dir: str) -> str | None:
         return None
     if resume == "last":
         resume = os.path.join(output_dir, CHECKPOINT_DIR, "last.ckpt")
+    if os.path.isdir(resume):
+        raise ArgumentError(f"--resume {resume!r} is a folder; expected a checkpoint file or 'last'")
     if not os.path.isfile(resume):
         raise MissingFileError(f"checkpoint to resume from not found: {resume!r}")
     return resume
@@ -119,6 +122,24 @@ def user_errors_of_training(cfg: dict, datamodule):
         raise
 
 
+class _DropLightningTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def quiet_lightning() -> None:
+    """Keep out of a run's output what Lightning prints that a glore user cannot act on: its tip to
+    install a cloud logger, a deprecation inside Lightning's own pytree helper, and the note that an
+    epoch has fewer batches than ``log_every_n_steps`` (the loggers count steps across epochs, so
+    they still write at that interval)."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropLightningTips) for f in logger.filters):
+        logger.addFilter(_DropLightningTips())
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging "
+                                              r"interval")
+
+
 def _accelerator_available(name: str) -> bool:
     if name in ("gpu", "cuda"):
         return torch.cuda.is_available() or (name == "gpu" and torch.backends.mps.is_available())
@@ -133,6 +154,7 @@ def _make_trainer(**kwargs):
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
+    quiet_lightning()
     accelerator = kwargs.get("accelerator", "auto")
     if isinstance(accelerator, str) and not _accelerator_available(accelerator):
         raise ConfigError(f"trainer.accelerator={accelerator!r}, but this machine has no such device "

@@ -3,6 +3,7 @@ each is now one line naming the value, exit 2."""
 
 import json
 
+import lightning  # noqa: F401 - imported before a test captures stderr: its log handler keeps the stream it finds
 import pytest
 import torch
 

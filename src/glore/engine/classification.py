@@ -104,12 +104,12 @@ def resolve_num_classes(cfg: dict) -> int:
     """``model.num_classes``, or the number of class folders of an image dataset; at least 2."""
     num = cfg["model"].get("num_classes")
     data = cfg["data"]
-    if data.get("name") not in DATASETS:
-        raise ArgumentError(unknown_dataset(data.get("name")))
     if num is not None:
         if isinstance(num, bool) or not isinstance(num, int) or num < 2:
             raise ArgumentError(f"model.num_classes must be an integer >= 2 for classification, got {num!r}")
         return num
+    if data.get("name") not in DATASETS:
+        raise ArgumentError(unknown_dataset(data.get("name")))
     if data.get("name") == "imagefolder":
         from glore.data.imagefolder import count_classes
 

@@ -157,8 +157,8 @@ def _make_trainer(**kwargs):
     quiet_lightning()
     accelerator = kwargs.get("accelerator", "auto")
     if isinstance(accelerator, str) and not _accelerator_available(accelerator):
-        raise ConfigError(f"trainer.accelerator={accelerator!r}, but this machine has no such device "
-                          "(torch.cuda.is_available() is False); use trainer.accelerator=cpu or auto")
+        raise ConfigError(f"trainer.accelerator={accelerator!r}, but this machine has no such device; use "
+                          "trainer.accelerator=cpu or auto")
     try:
         return L.Trainer(**kwargs)
     except (MisconfigurationException, ValueError) as exc:
@@ -187,11 +187,11 @@ def build_trainer(cfg: dict, *, monitor: str | None, mode: str = "max", for_eval
     ckpt_dir = os.path.join(output_dir, CHECKPOINT_DIR)
     common = dict(dirpath=ckpt_dir, save_top_k=1, every_n_epochs=1, auto_insert_metric_name=False,
                   enable_version_counter=False, save_last=False)
-    # last.ckpt: every epoch (Lightning's save_last only follows a top-k save, so it is its own callback)
+    # last.ckpt: every epoch (Lightning's save_last only follows a top-k save, so it is its own callback),
+    # at the epoch's end where no validation follows (with check_val_every_n_epoch > 1 Lightning saves
+    # after validation only, and the epochs after the last validation would be lost)
     # the learning rate is written at the loggers' interval only (a ``self.log`` per step cost about
     # 2 ms of Lightning's bookkeeping, 4% of a demo step)
-    # last.ckpt at every epoch's end, also where no validation follows (Lightning saves after validation
-    # when check_val_every_n_epoch > 1, so the epochs after the last validation would be lost)
     every_epoch = kwargs.get("check_val_every_n_epoch", 1) not in (1, None) or not validating
     interval, max_epochs = kwargs.get("check_val_every_n_epoch"), kwargs.get("max_epochs")
     if validating and interval and max_epochs and max_epochs != -1 and interval > max_epochs:

@@ -59,6 +59,28 @@ def test_image_size_on_a_built_in_set(tmp_path, capsys):
     assert "data.name='distant-digits' does not read data.image_size" in err and "data.options" in err
 
 
+@pytest.mark.parametrize("task, config, override, words", [
+    ("segmentation", "configs/segmentation/seg_digits_glore.yaml", "data.crop_size=33", "data.crop_size"),
+    ("detection", "configs/detection/det_digits_glore.yaml", "data.hflip=false", "data.hflip"),
+    ("video", "configs/video/moving_digits_glore.yaml", "data.num_frames=4", "data.num_frames"),
+])
+def test_keys_of_data_on_disk_given_to_a_built_in_set(task, config, override, words):
+    import importlib
+
+    cfg = load_config(config, [override])
+    datamodule = importlib.import_module(f"glore.engine.{task}").build_datamodule(cfg)
+    with pytest.raises(GloreError, match=rf"does not read {words}: the built-in set's settings go in data.options"):
+        datamodule.setup("fit")
+
+
+def test_built_in_set_options_for_data_on_disk_are_warned_about(three_classes):
+    from glore.engine.classification import ClassificationData
+
+    cfg = load_config(None, tiny_overrides(three_classes, "unused", "data.options={canvas: 48}"))
+    with pytest.warns(UserWarning, match=r"data.name='imagefolder' does not read data.options"):
+        ClassificationData(cfg["data"]).setup("validate")
+
+
 def test_image_crops_below_the_network_stride(three_classes, tmp_path, capsys):
     err = one_line_error(capsys, tiny(three_classes, tmp_path / "run", "model.name=resnet18", "data.image_size=3",
                                       "data.resize_size=3"))

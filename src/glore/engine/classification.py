@@ -50,8 +50,6 @@ from .base import TaskModule
 from .datamodule import TaskData, data_root
 
 DATASETS = ("distant-digits", "distant-clips", "imagefolder")
-IMAGE_ONLY_KEYS = ("root", "layout", "augment", "image_size", "resize_size", "scale", "hflip")
-BUILTIN_ONLY_KEYS = ("options", "val_options")
 # model keys consumed here; the rest of cfg["model"] go to the model builder
 _MODEL_KEYS = ("name", "label_smoothing")
 
@@ -128,18 +126,6 @@ def unknown_dataset(name) -> str:
         return (f"data.name is not set; expected one of {', '.join(DATASETS)} (pass --config configs/... "
                 "or data.name=...)")
     return f"unknown classification dataset data.name={name!r}; expected one of {', '.join(DATASETS)}"
-
-
-def check_data_keys(data: dict) -> None:
-    """Refuse ``data`` keys that the named dataset does not read."""
-    name = data.get("name")
-    unread = BUILTIN_ONLY_KEYS if name == "imagefolder" else IMAGE_ONLY_KEYS
-    given = [key for key in unread if data.get(key) not in (None, {})]
-    if given:
-        where = ("the built-in sets (data.options holds their settings)" if name == "imagefolder"
-                 else "image folders; the built-in set's settings go in data.options")
-        raise ConfigError(f"data.name={name!r} does not read {', '.join('data.' + k for k in given)}: "
-                          f"{'they are' if len(given) > 1 else 'it is'} read by {where}")
 
 
 def check_scale(scale) -> tuple[float, float]:
@@ -256,13 +242,15 @@ class ClassificationModule(TaskModule):
 class ClassificationData(TaskData):
     """Train / val loaders for ``cfg["data"]`` (distant-digits, distant-clips or an image layout)."""
 
+    builtin_sets = ("distant-digits", "distant-clips")
+    disk_only_keys = ("root", "layout", "augment", "image_size", "resize_size", "scale", "hflip")
+
     def __init__(self, data_cfg: dict, *, seed: int = 0, num_classes: int | None = None):
         super().__init__(data_cfg, seed=seed)
         self.num_classes = num_classes  # model.num_classes, checked against the folder's classes
         name = self.data_cfg.get("name")
         if name not in DATASETS:
             raise ArgumentError(unknown_dataset(name))
-        check_data_keys(self.data_cfg)
 
     def train_dataset(self):
         return self._dataset("train_split", "train", train=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import warnings
 
 import lightning as L
 from torch.utils.data import DataLoader
@@ -39,6 +40,11 @@ class TaskData(L.LightningDataModule):
     drop_last = False
     val_batch_size: int | None = None
     collate_fn = None
+    # the task's built-in (generated) sets, and the data keys read only for data on disk: such a key
+    # given to a built-in set is refused; a built-in set's key given for data on disk is warned about
+    builtin_sets: tuple[str, ...] = ()
+    disk_only_keys: tuple[str, ...] = ()
+    builtin_only_keys = ("options", "val_options", "train_samples", "val_samples")
 
     def __init__(self, data_cfg: dict, *, seed: int = 0):
         super().__init__()
@@ -52,7 +58,25 @@ class TaskData(L.LightningDataModule):
     def val_dataset(self):
         raise NotImplementedError
 
+    def check_unread_keys(self) -> None:
+        """Refuse the keys of data on disk given to a built-in set; warn about a built-in set's keys
+        given for data on disk (configs derived from a built-in set's config keep them)."""
+        name = self.data_cfg.get("name")
+        builtin = name in self.builtin_sets
+        unread = [key for key in (self.disk_only_keys if builtin else self.builtin_only_keys)
+                  if self.data_cfg.get(key) not in (None, {})]
+        if not unread:
+            return
+        keys = ", ".join(f"data.{key}" for key in unread)
+        if builtin:
+            raise ConfigError(f"data.name={name!r} does not read {keys}: the built-in set's settings go in "
+                              f"data.options; {keys} {'are' if len(unread) > 1 else 'is'} read for data on disk")
+        warnings.warn(f"data.name={name!r} does not read {keys} (the built-in sets' keys); ignored", UserWarning,
+                      stacklevel=2)
+
     def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None and self.val_set is None:
+            self.check_unread_keys()
         if stage in (None, "fit") and self.train_set is None:
             self.train_set = EpochSeededDataset(self.train_dataset(), seed=self.seed)
         if self.val_set is None:

@@ -171,6 +171,8 @@ class DetectionData(TaskData):
     batch_size = 2
     val_batch_size = 1
     collate_fn = staticmethod(collate)
+    builtin_sets = ("det-digits",)
+    disk_only_keys = ("root", "hflip", "train_images", "train_annotations", "val_images", "val_annotations")
 
     def __init__(self, data_cfg: dict, *, masks: bool, seed: int = 0, num_classes: int | None = None):
         super().__init__(data_cfg, seed=seed)

@@ -54,6 +54,8 @@ class SegmentationData(TaskData):
     batch_size = 8
     drop_last = True
     val_batch_size = 1
+    builtin_sets = ("seg-digits",)
+    disk_only_keys = ("root", "crop_size", "scale_range", "hflip")
 
     def __init__(self, data_cfg: dict, *, seed: int = 0, val_limit: int | None = None):
         super().__init__(data_cfg, seed=seed)

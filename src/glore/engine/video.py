@@ -110,6 +110,9 @@ class VideoData(TaskData):
     """Train / val loaders for ``cfg["data"]``; ``multi_clip_dataloader`` for video top-1."""
 
     batch_size = 8
+    builtin_sets = ("moving-digits",)
+    disk_only_keys = ("root", "crop", "flip", "scale", "short_side", "num_frames", "stride", "num_clips", "num_crops",
+                      "skip_unreadable", "train_annotations", "val_annotations")
 
     def __init__(self, data_cfg: dict, *, seed: int = 0):
         super().__init__(data_cfg, seed=seed)

@@ -5,7 +5,7 @@ Config (see ``configs/classification/*.yaml``)::
     model:
       name: resnet50          # a glore.models.small.SMALL_MODELS name, a backbone for
                               # glore.models.create_model, or "package.module:function"
-      num_classes: 1000       # inferred from the class folders for image layouts when left out
+      num_classes: 1000       # the count of training class folders when left out (another count is refused)
       pretrained: false       # true (timm's weights: hub or cache) or a local weights file
       block: glore            # create_model options: block, units, position, block_kwargs
       units: [0, 3]
@@ -17,7 +17,7 @@ Config (see ``configs/classification/*.yaml``)::
       root: /data/imagenet
       layout: imagefolder     # or cub200
       train_split: train
-      val_split: val
+      val_split: val          # its labels follow the training split's class folders
       batch_size: 32          # per process
       val_batch_size: null    # defaults to batch_size
       num_workers: 4

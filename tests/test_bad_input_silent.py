@@ -102,13 +102,14 @@ def test_validation_interval_beyond_max_epochs_still_keeps_a_checkpoint(tmp_path
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
 
 
-def test_clips_option_on_a_single_clip_set():
+def test_clips_option_on_a_single_clip_set(tmp_path, capsys):
     from glore.engine import video
 
-    cfg = load_config("configs/video/moving_digits_glore.yaml")
-    datamodule = video.build_datamodule(cfg)
-    with pytest.raises(GloreError, match=r"\['clips'\] need videos to draw clips from; data.name='moving-digits'"):
-        video.evaluate(None, datamodule, cfg, clips=10)
+    cfg = load_config("configs/video/moving_digits_glore.yaml", ["data.options.length=8", "data.val_options.length=8"])
+    path = tmp_path / "moving_digits.ckpt"
+    torch.save({"hyper_parameters": {"cfg": cfg}, "state_dict": video.build_module(cfg).state_dict()}, path)
+    err = one_line_error(capsys, ["evaluate", "--checkpoint", str(path), "--clips", "10"])
+    assert "['clips'] need videos to draw clips from; data.name='moving-digits' holds single clips" in err
 
 
 def test_duplicate_yaml_keys(tmp_path, capsys):

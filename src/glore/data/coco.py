@@ -45,8 +45,8 @@ def check_coco_json(data, ann_file: str) -> None:
                                   "and 'categories'")
         if not isinstance(data[key], list):
             raise CocoFormatError(f"{ann_file}: {key!r} must be a list, got a {type(data[key]).__name__}")
-    required = {"images": ("id", "file_name", "width", "height"), "annotations": ("id", "image_id", "category_id", "bbox"),
-                "categories": ("id", "name")}
+    required = {"images": ("id", "file_name", "width", "height"),
+                "annotations": ("id", "image_id", "category_id", "bbox"), "categories": ("id", "name")}
     for key, fields in required.items():
         for index, entry in enumerate(data[key]):
             missing = [f for f in fields if not isinstance(entry, dict) or f not in entry]
@@ -79,7 +79,8 @@ def load_coco_json(ann_file: str):
         with open(ann_file, encoding="utf-8") as handle:
             data = json.load(handle)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CocoFormatError(f"{ann_file}: not a valid JSON file ({exc}); truncated or not an annotation file?") from None
+        raise CocoFormatError(f"{ann_file}: not a valid JSON file ({exc}); truncated or not an annotation "
+                              "file?") from None
     check_coco_json(data, ann_file)
     coco = COCO()
     coco.dataset = data

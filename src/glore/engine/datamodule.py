@@ -125,7 +125,8 @@ class TaskData(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         data = self.data_cfg
-        batch_size, drop_last = int(data.get("batch_size", self.batch_size)), bool(data.get("drop_last", self.drop_last))
+        batch_size = int(data.get("batch_size", self.batch_size))
+        drop_last = bool(data.get("drop_last", self.drop_last))
         world = self.trainer.world_size if self.trainer is not None else 1
         if drop_last and len(self.train_set) < batch_size * world:
             raise ArgumentError(f"data.batch_size={batch_size} with data.drop_last=true leaves no training batch: the "

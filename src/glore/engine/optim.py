@@ -149,7 +149,8 @@ def build_scheduler(
     )
     lr = float(optim_cfg.get("lr", 0.1))
     min_lr = float(optim_cfg.get("min_lr", 0.0) or 0.0)
-    asked = f"optim.warmup_epochs={optim_cfg.get('warmup_epochs', 0)}, optim.warmup_steps={optim_cfg.get('warmup_steps', 0)}"
+    asked = (f"optim.warmup_epochs={optim_cfg.get('warmup_epochs', 0)}, "
+             f"optim.warmup_steps={optim_cfg.get('warmup_steps', 0)}")
     if schedule == "onecycle" and warmup:
         warnings.warn(f"{asked} do not apply to the onecycle schedule (it rises over optim.pct_start of the run); "
                       "they are ignored", UserWarning, stacklevel=2)

@@ -23,6 +23,7 @@ import filelock
 import torch
 
 from glore.errors import ResumeError, RunFolderError
+from .config import DEFAULTS
 
 LOCK_NAME = ".glore.lock"
 
@@ -82,7 +83,8 @@ def check_resumable(checkpoint: dict, path: str, cfg: dict) -> None:
     # the optimizer's state (its buffers, its parameter groups) only fits the same optimizer
     for section, key in (("model", "name"), ("model", "block"), ("optim", "name"),
                          ("optim", "no_weight_decay_on_norm_and_bias"), ("optim", "schedule")):
-        before, now = (stored.get(section) or {}).get(key), (cfg.get(section) or {}).get(key)
+        default = DEFAULTS[section].get(key)          # a key the checkpoint's glore did not write yet
+        before, now = (stored.get(section) or {}).get(key, default), (cfg.get(section) or {}).get(key, default)
         if before != now:
             raise ResumeError(f"cannot resume from {path!r}: it was trained with {section}.{key}={before!r}, "
                               f"the config has {section}.{key}={now!r}")

@@ -41,10 +41,11 @@ def tiny(root, out, *extra):
     (("data.train_split=training",), "split directory '{root}/training' does not exist"),
     (("data.layout=cub200",), "wrong layout in '{root}': missing ['images.txt'"),
     (("data.layout=cub200", "data.root={missing}"), "data directory '{missing}' does not exist; expected the CUB"),
-], ids=["data-root", "val-split", "train-split", "cub-files", "cub-root"])
+    (("data.root={root}/train/cat/0.png",), "data directory '{root}/train/cat/0.png' is a file, not a folder"),
+], ids=["data-root", "val-split", "train-split", "cub-files", "cub-root", "root-a-file"])
 def test_missing_image_data_is_one_line(two_classes, tmp_path, capsys, extra, words):
     missing = str(tmp_path / "absent")
-    extra = [e.format(missing=missing) for e in extra]
+    extra = [e.format(missing=missing, root=two_classes) for e in extra]
     err = one_line_error(capsys, tiny(two_classes, tmp_path / "run", *extra))
     assert words.format(missing=missing, root=two_classes) in err
 

@@ -99,6 +99,10 @@ def _has_image(directory: str) -> bool:
     return False
 
 
+def _not_a_folder(path: str) -> str:
+    return "is a file, not a folder" if os.path.exists(path) else "does not exist"
+
+
 def class_folders(directory: str) -> list[str]:
     """The sorted class folder names of a split directory (hidden folders left out)."""
     return sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
@@ -108,7 +112,7 @@ def check_imagefolder(root: str, split: str) -> str:
     """Return ``root/split`` after checking it is an ImageFolder layout; errors say what was expected."""
     expected = f"expected {os.path.join(root, split, '<class>', '<image>')}"
     if not os.path.isdir(root):
-        raise MissingFileError(f"data directory {root!r} does not exist; {expected}")
+        raise MissingFileError(f"data directory {root!r} {_not_a_folder(root)}; {expected}")
     split_dir = os.path.join(root, split)
     if not os.path.isdir(split_dir):
         found = sorted(e for e in os.listdir(root) if os.path.isdir(os.path.join(root, e)))
@@ -155,7 +159,7 @@ class CUB200Dataset(torch.utils.data.Dataset):
         root = os.fspath(root)
         expected = "expected the CUB_200_2011 layout: images/<class>/<image>, " + ", ".join(self.FILES)
         if not os.path.isdir(root):
-            raise MissingFileError(f"data directory {root!r} does not exist; {expected}")
+            raise MissingFileError(f"data directory {root!r} {_not_a_folder(root)}; {expected}")
         missing = [f for f in self.FILES if not os.path.isfile(os.path.join(root, f))]
         if missing or not os.path.isdir(os.path.join(root, "images")):
             missing += [] if os.path.isdir(os.path.join(root, "images")) else ["images/"]

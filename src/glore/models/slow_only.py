@@ -59,17 +59,21 @@ class Bottleneck3d(nn.Module):
         in_channels: input channels.
         width: bottleneck width; the output has ``4 * width`` channels.
         temporal_kernel: temporal size of the first conv (1 or 3), padded to keep the frame count.
-        stride: spatial stride of the 1x3x3 conv (time is never strided).
+        stride: spatial stride of the block (time is never strided).
+        stride_1x1: put the stride in the first conv (the original ResNet's place) instead of the 1x3x3 conv.
         downsample: the projection shortcut, or None for the identity.
     """
 
     def __init__(self, in_channels: int, width: int, *, temporal_kernel: int = 1, stride: int = 1,
-                 downsample: nn.Module | None = None):
+                 stride_1x1: bool = False, downsample: nn.Module | None = None):
         super().__init__()
         kt = temporal_kernel
-        self.conv1 = nn.Conv3d(in_channels, width, (kt, 1, 1), padding=(kt // 2, 0, 0), bias=False)
+        stride_a, stride_b = (stride, 1) if stride_1x1 else (1, stride)
+        self.conv1 = nn.Conv3d(in_channels, width, (kt, 1, 1), stride=(1, stride_a, stride_a),
+                               padding=(kt // 2, 0, 0), bias=False)
         self.bn1 = nn.BatchNorm3d(width)
-        self.conv2 = nn.Conv3d(width, width, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False)
+        self.conv2 = nn.Conv3d(width, width, (1, 3, 3), stride=(1, stride_b, stride_b), padding=(0, 1, 1),
+                               bias=False)
         self.bn2 = nn.BatchNorm3d(width)
         self.conv3 = nn.Conv3d(width, width * EXPANSION, 1, bias=False)
         self.bn3 = nn.BatchNorm3d(width * EXPANSION)
@@ -95,12 +99,15 @@ class SlowOnlyResNet(nn.Module):
         in_channels: input channels (3 for RGB).
         width_mult: multiplies the stem and stage widths (reduced models for tests and small data).
         temporal_kernels: temporal kernel of the first conv of every block of res2..res5.
+        stride_1x1: a stage's spatial stride in the first conv of its first block (the original
+            ResNet, SlowFast's ``STRIDE_1X1``) instead of in the 1x3x3 conv (timm's, torchvision's and
+            SlowFast's default). The parameters are the same; the multiply-adds are fewer.
         dropout: dropout before the classifier (0.5 in SlowFast).
     """
 
     def __init__(self, depths: Sequence[int], *, num_classes: int = 400, in_channels: int = 3,
                  width_mult: float = 1.0, temporal_kernels: Sequence[int] = TEMPORAL_KERNELS,
-                 dropout: float = 0.5):
+                 stride_1x1: bool = False, dropout: float = 0.5):
         super().__init__()
         if len(depths) != 4 or any(isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in depths):
             raise ArgumentError(f"depths must be 4 positive integers, got {depths!r}")
@@ -110,6 +117,8 @@ class SlowOnlyResNet(nn.Module):
             raise ArgumentError(f"width_mult must be a positive number, got {width_mult!r}")
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
             raise ArgumentError(f"num_classes must be a positive integer, got {num_classes!r}")
+        if not isinstance(stride_1x1, bool):
+            raise ArgumentTypeError(f"stride_1x1 must be true or false, got {stride_1x1!r}")
         self.depths, self.num_classes = tuple(depths), num_classes
 
         def scaled(c: int) -> int:
@@ -130,7 +139,7 @@ class SlowOnlyResNet(nn.Module):
                         nn.Conv3d(channels, width * EXPANSION, 1, stride=(1, stride, stride), bias=False),
                         nn.BatchNorm3d(width * EXPANSION))
                 blocks.append(Bottleneck3d(channels, width, temporal_kernel=kt, stride=stride if i == 0 else 1,
-                                           downsample=downsample))
+                                           stride_1x1=stride_1x1, downsample=downsample))
                 channels = width * EXPANSION
             self.add_module(f"layer{s + 1}", nn.Sequential(*blocks))
         self.num_features = channels
@@ -241,7 +250,8 @@ def create_slow_only(name: str, *, block: str | None = None, units=None, positio
             identical frames gives the 2D response away from the temporal borders) or ``center``
             (exactly the 2D network on every frame, borders included).
         checkpoint: a full checkpoint of this 3D model (strict, blocks included).
-        **kwargs: :class:`SlowOnlyResNet` options (``width_mult``, ``in_channels``, ``dropout``).
+        **kwargs: :class:`SlowOnlyResNet` options (``width_mult``, ``in_channels``, ``dropout``,
+            ``stride_1x1``, ``temporal_kernels``).
     """
     from .insert import check_block_kwargs, insert_blocks, inserted_blocks
 

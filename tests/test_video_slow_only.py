@@ -141,6 +141,7 @@ def test_a_3d_checkpoint_loads_back(tmp_path):
     ({"units": (2, 3)}, "need a block"),
     ({"block": "nl", "units": (5, 3)}, "res3 has 4 blocks"),
     ({"pretrained": "/nonexistent/r50.pth"}, "not found"),
+    ({"positions": {"layer2": (0,)}}, r"does not take the keyword\(s\) \['positions'\]"),
 ])
 def test_user_errors_are_one_line(kwargs, match):
     kwargs = {"name": "slow_only_r50", "width_mult": 0.125, **kwargs}

@@ -21,6 +21,7 @@ paper's Kinetics rows are ``units=(2, 3)`` (the NLNet places: res3 after blocks 
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -201,7 +202,8 @@ def inflate_state_dict(state_2d: Mapping[str, torch.Tensor], model: nn.Module, *
         elif source.shape == value.shape:
             result[name] = source.detach().clone().to(value.dtype)
             report.copied.append(name)
-        elif source.dim() == 4 and value.dim() == 5 and source.shape[:2] + source.shape[2:] == value.shape[:2] + value.shape[3:]:
+        elif (source.dim() == 4 and value.dim() == 5 and source.shape[:2] == value.shape[:2]
+              and source.shape[2:] == value.shape[3:]):
             result[name] = inflate_kernel(source.detach(), value.shape[2], method).to(value.dtype)
             report.inflated.append(name)
         else:
@@ -253,7 +255,7 @@ def create_slow_only(name: str, *, block: str | None = None, units=None, positio
         **kwargs: :class:`SlowOnlyResNet` options (``width_mult``, ``in_channels``, ``dropout``,
             ``stride_1x1``, ``temporal_kernels``).
     """
-    from .insert import check_block_kwargs, insert_blocks, inserted_blocks
+    from .insert import insert_blocks, inserted_blocks
 
     if name not in DEPTHS:
         raise ArgumentError(f"unknown Slow-only model {name!r}; expected one of {sorted(DEPTHS)}")
@@ -270,13 +272,16 @@ def create_slow_only(name: str, *, block: str | None = None, units=None, positio
                             f"position={position!r}, block_kwargs {sorted(block_kwargs)}")
     if block is not None and units is None:
         raise ArgumentError(f"block={block!r} needs units, e.g. units=[2, 3] or 'all'; got None")
+    unknown = sorted(set(kwargs) - set(inspect.signature(SlowOnlyResNet).parameters) - {"depths"})
+    if unknown:
+        accepted = sorted(set(inspect.signature(create_slow_only).parameters) - {"name", "kwargs"}
+                          | set(inspect.signature(SlowOnlyResNet).parameters) - {"depths"})
+        raise ArgumentTypeError(f"{name} does not take the keyword(s) {unknown}; it takes {accepted}")
     model = SlowOnlyResNet(DEPTHS[name], num_classes=num_classes, **kwargs)
     if block is not None:
         if not isinstance(block, str):
             raise ArgumentTypeError(f"block must be a block name or None, got {block!r}")
         block_kwargs = {**VIDEO_BLOCK_DEFAULTS.get(block.lower(), {}), **block_kwargs}
-        if block.lower() in VIDEO_BLOCK_DEFAULTS:
-            check_block_kwargs(block.lower(), block_kwargs)
         insert_blocks(model, block=block, units=units, position=position, **block_kwargs)
     if pretrained not in (False, None):
         state, source = _state_dict_2d(name, pretrained)

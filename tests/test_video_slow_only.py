@@ -4,6 +4,7 @@ stage on its checkpoint."""
 
 import json
 import warnings
+from pathlib import Path
 
 import pytest
 import timm
@@ -13,10 +14,14 @@ from torch import nn
 from glore.analysis import summary
 from glore.analysis.query_independence import block_stage, stage_statistics
 from glore.cli import main
+from glore.engine import runner
+from glore.engine.runner import load_model
 from glore.errors import GloreError
 from glore.models import create_slow_only
 from glore.models.insert import inserted_blocks
+from glore.models.slow_only import SlowOnlyResNet
 from glore.nn import GlobalContext, NonLocal
+from test_video_engine import kinetics, video_cfg  # noqa: F401  (a PyAV-written Kinetics tree)
 
 
 def randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -165,16 +170,10 @@ def test_stage_statistics_average_the_blocks_of_a_stage():
 
 def test_tiny_slow_only_trains_through_glore_train_then_query_independence_per_stage(tmp_path, capsys):
     run, out = tmp_path / "run", tmp_path / "qi"
-    config = tmp_path / "slow.yaml"
-    config.write_text(
-        "task: video\n"
-        "model: {name: slow_only_r50, block: nl, units: [2, 3], num_classes: 2, width_mult: 0.125,\n"
-        "        in_channels: 1, dropout: 0.0}\n"
-        "data: {name: moving-digits, batch_size: 4, num_workers: 0,\n"
-        "       options: {length: 8, task: closer, num_frames: 8, size: 32, scale: 1}}\n"
-        "optim: {name: adamw, lr: 0.01, schedule: constant}\n"
-        "trainer: {max_epochs: 1, enable_progress_bar: false, accelerator: cpu, deterministic: true}\n")
-    assert main(["train", "--config", str(config), "--output-dir", str(run)]) == 0
+    config = Path(__file__).resolve().parents[1] / "configs" / "video" / "moving_digits_slow_only_nl.yaml"
+    overrides = ["data.options.length=8", "data.val_options.length=8", "data.batch_size=4", "optim.lr=0.01",
+                 "trainer.max_epochs=1", "trainer.accelerator=cpu"]
+    assert main(["train", "--config", str(config), "--output-dir", str(run), *overrides]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0 <= metrics["val/acc1"] <= 1
     capsys.readouterr()
@@ -194,3 +193,15 @@ def test_tiny_slow_only_trains_through_glore_train_then_query_independence_per_s
     blocks = [result["blocks"][n] for n in ("layer2.0.after_add", "layer2.2.after_add")]
     assert c3["input"] == pytest.approx(sum(b["input"] for b in blocks) / 2)
     assert f"{c3['input']:.3f}" in printed and "stage" in printed
+
+
+def test_slow_only_trains_and_evaluates_10_clips_x_3_crops_on_a_kinetics_layout(tmp_path, kinetics):
+    cfg = video_cfg(tmp_path, kinetics, name="slow_only_r50", block="gc", units="all", width_mult=0.0625)
+    runner.train(cfg)
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    result = runner.evaluate(str(checkpoint), num_clips=10)
+    assert result["num_clips"] == 10 and result["num_crops"] == 3 and result["val/videos"] == 3
+    for key in ("val/acc1", "val/video_acc1"):
+        assert result[key] * 3 == pytest.approx(round(result[key] * 3))      # k of 3 videos
+    model, _ = load_model(str(checkpoint))
+    assert isinstance(model, SlowOnlyResNet) and len(inserted_blocks(model)) == 13

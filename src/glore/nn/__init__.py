@@ -1,5 +1,8 @@
 """Blocks: the GloRe unit and the global-context family, for ``(B, C, *S)`` inputs."""
 
+from .asymmetric_non_local import AsymmetricFusion, AsymmetricNonLocal
+from .criss_cross import CrissCrossAttention
+from .dual_attention import ChannelAttention, PositionAttention
 from .factory import BLOCKS, create_block
 from .global_context import GlobalContext, SqueezeExcite
 from .glore_unit import GloRe, GraphConv
@@ -8,7 +11,8 @@ from .official import convert_official_state_dict
 from .pointwise import Pointwise
 
 __all__ = [
-    "BLOCKS", "ContextAttention", "GlobalContext", "GloRe", "GraphConv", "NonLocal",
+    "AsymmetricFusion", "AsymmetricNonLocal", "BLOCKS", "ChannelAttention", "ContextAttention",
+    "CrissCrossAttention", "PositionAttention", "GlobalContext", "GloRe", "GraphConv", "NonLocal",
     "PairwiseAttention", "Pointwise", "SimplifiedNonLocal", "SqueezeExcite",
     "convert_official_state_dict", "create_block",
 ]

@@ -205,3 +205,12 @@ def test_slow_only_trains_and_evaluates_10_clips_x_3_crops_on_a_kinetics_layout(
         assert result[key] * 3 == pytest.approx(round(result[key] * 3))      # k of 3 videos
     model, _ = load_model(str(checkpoint))
     assert isinstance(model, SlowOnlyResNet) and len(inserted_blocks(model)) == 13
+
+
+def test_glore_summary_names_a_slow_only_network_with_the_2d_placement_options(capsys):
+    assert main(["summary", "slow_only_r50", "--kind", "video", "--block", "gc", "--units", "all",
+                 "--input-size", "3,4,32,32", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["params"] == 42_455_005                      # GCNet Table 10, "+all GC": 42.45 M
+    assert main(["summary", "slow_only_r50", "--kind", "video", "--units", "2,3"]) == 2
+    assert "need --block" in capsys.readouterr().err

@@ -92,13 +92,19 @@ def query_independence_statistics(model: nn.Module, batches: Iterable, *, kinds=
 
 def query_independence_table(stats: dict[str, dict]) -> str:
     """Plain-text table of :func:`query_independence_statistics` results, laid out like GCNet Table 1."""
-    header = ("block", "type", "images", "input", "output", "att")
-    rows = [header]
-    for name, s in stats.items():
-        rows.append((name, s["kind"], str(s["images"]),
-                     *("-" if s[k] is None else f"{s[k]:.3f}" for k in COLUMNS)))
+    rows = [(name, s["kind"], str(s["images"]), *_columns(s)) for name, s in stats.items()]
+    return _format_table(("block", "type", "images", "input", "output", "att"), rows, left=2)
+
+
+def _columns(s: dict) -> tuple[str, ...]:
+    return tuple("-" if s[k] is None else f"{s[k]:.3f}" for k in COLUMNS)
+
+
+def _format_table(header: tuple[str, ...], rows: list[tuple[str, ...]], *, left: int) -> str:
+    """Columns padded to their widths: the first ``left`` aligned left, the others right."""
+    rows = [header, *rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    lines = ["  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
              for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -135,10 +141,5 @@ def stage_statistics(stats: dict[str, dict]) -> dict[str, dict]:
 
 def stage_table(stages: dict[str, dict]) -> str:
     """Plain-text table of :func:`stage_statistics` results, laid out like GCNet Table 2."""
-    header = ("stage", "blocks", "images", "input", "output", "att")
-    rows = [header] + [(stage, str(s["blocks"]), str(s["images"]),
-                        *("-" if s[k] is None else f"{s[k]:.3f}" for k in COLUMNS)) for stage, s in stages.items()]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    rows = [(stage, str(s["blocks"]), str(s["images"]), *_columns(s)) for stage, s in stages.items()]
+    return _format_table(("stage", "blocks", "images", "input", "output", "att"), rows, left=1)

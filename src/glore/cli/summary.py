@@ -79,7 +79,8 @@ def build(kind: str, backbone: str, *, block=None, units=None, position=None, nu
     ``block=None`` (the baseline; segmenters and video models default to GloRe).
     - classification: ``create_model(backbone, block=, units=, position=, num_classes=, block_kwargs=)``
     - segmentation: ``create_segmenter(backbone, head=block, units=, num_classes=, block_kwargs=)``
-    - video: ``create_video_model(backbone, block=, num_classes=, block_kwargs=)``
+    - video: ``create_video_model(backbone, block=, num_classes=, block_kwargs=)``; for ``slow_only_r50`` /
+      ``slow_only_r101`` ``create_slow_only(backbone, block=, units=, position=, num_classes=, block_kwargs=)``
     - detection: ``create_detector(arch, backbone, block=, units=, position=, block_kwargs=, num_classes=)``
     """
     if kind not in KINDS:
@@ -91,6 +92,11 @@ def build(kind: str, backbone: str, *, block=None, units=None, position=None, nu
     builder = getattr(glore.models, name)
     block_kwargs = dict(block_kwargs or {})
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    if kind == "video":
+        from glore.models.slow_only import SLOW_ONLY_MODELS, create_slow_only
+
+        if backbone in SLOW_ONLY_MODELS:        # blocks placed as in the 2D backbones: --units, --position
+            kind, builder = "classification", create_slow_only
     if kind == "classification":
         if block is not None and block != "none":
             kwargs.update(block=block, units=units, position=position, block_kwargs=block_kwargs)

@@ -15,7 +15,7 @@ batches and writes, into ``output_dir``:
 
 Inputs are files or folders (searched recursively for images, videos and, for video runs, frame
 folders). ``<name>`` is an input's path relative to the folder it was found in (the folder's own name
-first), or its file name. Files this would write that already exist are refused unless ``overwrite``.
+first), or its file name, without the extension. Files this would write that already exist are refused unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def find_inputs(inputs: Sequence[str | os.PathLike], *, videos: bool) -> list[tu
     for item in inputs:
         path = Path(item)
         if path.is_file():
-            found.append((path, path.name))
+            found.append((path, path.stem))
         elif path.is_dir():
             base = path.resolve().name or "input"
             if is_frame_folder(path):
@@ -77,7 +77,7 @@ def find_inputs(inputs: Sequence[str | os.PathLike], *, videos: bool) -> list[tu
                         dirs.remove(sub)
                 for name in sorted(files):
                     if wanted(root / name):
-                        found.append((root / name, str(Path(base, (root / name).relative_to(path)))))
+                        found.append((root / name, str(Path(base, (root / name).relative_to(path)).with_suffix(""))))
             if len(found) == before:
                 kinds = ", ".join(VIDEO_EXTENSIONS if videos else IMAGE_EXTENSIONS)
                 raise ArgumentError(f"input folder {str(path)!r} holds no {'videos' if videos else 'images'} ({kinds})")

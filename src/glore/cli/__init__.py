@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "glore.cli.summary",  # summary
     "glore.cli.analyze",  # analyze projections|attention|query-independence|graph
     "glore.cli.predict",  # predict
+    "glore.cli.export",   # export
     "glore.demo",         # demo [image|video]
 )
 

@@ -213,7 +213,7 @@ def restore(checkpoint_path: str, overrides=()) -> tuple:
     if cfg["task"] == "detection" and model_cfg.get("pretrained_backbone"):
         # the layout pretrained weights gave (frozen BatchNorm, 3 trained stages), without downloading them
         model_cfg["frozen_bn"] = True if model_cfg.get("frozen_bn") is None else model_cfg["frozen_bn"]
-        model_cfg["trainable_layers"] = model_cfg.get("trainable_layers") or 3
+        model_cfg["trainable_layers"] = 3 if model_cfg.get("trainable_layers") is None else model_cfg["trainable_layers"]
         model_cfg["pretrained_backbone"] = False
     task = task_module(cfg)
     module = task.build_module(cfg)

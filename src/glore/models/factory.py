@@ -236,7 +236,7 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, blo
     elif not isinstance(pretrained, bool):
         raise ArgumentTypeError(f"pretrained must be True, False (or None) or a weights file, got {pretrained!r}")
     if pretrained:
-        _check_downloadable(name, kwargs)
+        kwargs = _locate_weights(name, kwargs)
     try:
         return _build(name, blocks, pretrained=pretrained, **kwargs)
     except GloreError:
@@ -265,29 +265,33 @@ def _describe(name: str, block: str | None) -> str:
     return f"{name} + {block}" if block else name
 
 
-def _check_downloadable(name: str, kwargs: dict) -> None:
-    """Fail in seconds, with the local-file option, when ``pretrained=True`` weights are neither cached
-    nor downloadable (:mod:`glore.models.weights`)."""
+def _locate_weights(name: str, kwargs: dict) -> dict:
+    """``kwargs`` for ``pretrained=True``: with a cached hub file as the weights file; failing in
+    seconds, with the local-file option, when the weights are neither cached nor downloadable
+    (:mod:`glore.models.weights`)."""
     local = f"pretrained=/path/{name}.safetensors"
     if name.startswith("tv_"):
-        if kwargs.get("weights") is not None:
-            return
-        from torchvision.models import get_model_weights
+        if kwargs.get("weights") is None:
+            from torchvision.models import get_model_weights
 
-        check_url_weights(get_model_weights(name[3:]).DEFAULT.url, model=name, local_option=local)
-        return
+            check_url_weights(get_model_weights(name[3:]).DEFAULT.url, model=name, local_option=local)
+        return kwargs
     from timm.models import get_pretrained_cfg
 
     cfg = get_pretrained_cfg(name)
-    settings = {**(cfg.to_dict() if cfg is not None else {}), **dict(kwargs.get("pretrained_cfg_overlay") or {})}
+    overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
+    settings = {**(cfg.to_dict() if cfg is not None else {}), **overlay}
     if kwargs.get("pretrained_cfg") is not None or settings.get("file") or settings.get("state_dict"):
-        return
+        return kwargs
     if settings.get("hf_hub_id"):
         filename = settings.get("hf_hub_filename")
-        check_hub_weights(settings["hf_hub_id"], [filename] if filename else ["model.safetensors", "pytorch_model.bin"],
-                          model=name, local_option=local)
+        cached = check_hub_weights(settings["hf_hub_id"], [filename] if filename else
+                                   ["model.safetensors", "pytorch_model.bin"], model=name, local_option=local)
+        if cached is not None:
+            return {**kwargs, "pretrained_cfg_overlay": {**overlay, "file": cached}}
     elif settings.get("url"):
         check_url_weights(settings["url"], model=name, local_option=local)
+    return kwargs
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

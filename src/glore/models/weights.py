@@ -2,7 +2,8 @@
 
 timm reads a backbone's ImageNet weights from the Hugging Face Hub (or a URL), torchvision from its
 URL; offline, each waits on retries and time-outs and ends in a long traceback. :func:`check_hub_weights`
-and :func:`check_url_weights` first look in the local cache; when the file is not there they fail in
+and :func:`check_url_weights` first look in the local cache (a cached hub file is then read from there,
+without asking the hub for a newer revision); when the file is not there they fail in
 seconds with one line (:class:`WeightsUnavailableError`) naming the repository or URL and how to give a
 local file instead, when ``HF_HUB_OFFLINE`` is set or the host does not answer within
 :data:`CONNECT_TIMEOUT` seconds. :func:`weights_mismatch` words a weights file of another architecture.
@@ -65,21 +66,24 @@ def reachable(url: str, timeout: float = CONNECT_TIMEOUT) -> bool:
         return False
 
 
-def check_hub_weights(repo_id: str, filenames: Iterable[str], *, model: str, local_option: str) -> None:
-    """Nothing when one of ``filenames`` of ``repo_id`` is cached or the hub answers; else
+def check_hub_weights(repo_id: str, filenames: Iterable[str], *, model: str, local_option: str) -> str | None:
+    """The cached file of the first of ``filenames`` of ``repo_id`` that is in the local cache (read
+    it from there: the hub is not asked again); None when none is cached and the hub answers; else
     :class:`WeightsUnavailableError` naming the repository and ``local_option``."""
     from huggingface_hub import try_to_load_from_cache
 
     cache = _hub_cache()
-    if any(isinstance(try_to_load_from_cache(repo_id, name, cache_dir=cache), str) for name in filenames):
-        return
+    for name in filenames:
+        cached = try_to_load_from_cache(repo_id, name, cache_dir=cache)
+        if isinstance(cached, str):
+            return cached
     endpoint = _hub_endpoint()
     if hub_offline():
         why = "HF_HUB_OFFLINE is set"
     elif not reachable(endpoint):
         why = f"{endpoint} does not answer within {CONNECT_TIMEOUT:g} s"
     else:
-        return
+        return None
     raise WeightsUnavailableError(
         f"pretrained weights of {model} are not in the local cache ({cache}) and cannot be downloaded "
         f"({why}): Hugging Face repository {repo_id!r}; pass a local file instead, {local_option}")

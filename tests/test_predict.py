@@ -141,3 +141,40 @@ def test_detection_predictions_are_coco_results_and_drawn(tmp_path):
     assert {r["category_name"] for r in results} <= {"match", "other"}
     drawn = np.asarray(Image.open(out / "canvases" / "canvas_0_detections.png"))
     assert drawn.shape == (64, 64, 3) and (drawn[..., 0] != drawn[..., 1]).any()   # red boxes on grey
+
+
+def test_inputs_are_read_as_the_runs_evaluation_reads_them(tmp_path):
+    import av
+
+    from glore.data.imagefolder import build_transform, load_rgb
+    from glore.engine.predict import _ClassWriter, find_inputs, input_reader
+
+    rgb = (np.arange(40 * 60 * 3) % 251).astype(np.uint8).reshape(40, 60, 3)
+    Image.fromarray(rgb).save(tmp_path / "photo.png")
+    cfg = {"task": "classification", "model": {}, "data": {"name": "imagefolder", "image_size": 32, "resize_size": 36}}
+    expected = build_transform(train=False, image_size=32, resize_size=36)(load_rgb(str(tmp_path / "photo.png")))
+    torch.testing.assert_close(input_reader(cfg)(tmp_path / "photo.png"), expected)
+
+    video = tmp_path / "clips" / "a.mp4"
+    video.parent.mkdir()
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+        for t in range(20):
+            frame = np.full((32, 48, 3), 10 * t, dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    cfg = {"task": "video", "model": {}, "data": {"name": "kinetics", "num_frames": 4, "stride": 2, "crop": 24,
+                                                  "short_side": 28, "num_clips": 3, "num_crops": 2}}
+    assert [name for _, name in find_inputs([tmp_path / "clips"], videos=True)] == ["clips/a"]
+    views = input_reader(cfg)(video)
+    assert views.shape == (6, 3, 4, 24, 24)                  # 3 clips x 2 crops
+    # a video's scores are the mean softmax over its views
+    network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 24 * 24, 4))
+    writer = _ClassWriter(tmp_path / "out", ["a", "b", "c", "d"], cfg, topk=4, score_threshold=0.5)
+    writer.run(network, [(video, "clips/a")], [views], torch.device("cpu"))
+    mean = torch.softmax(network(views), dim=1).mean(0)
+    assert writer.rows[0][1] == "abcd"[int(mean.argmax())]
+    assert float(writer.rows[0][2]) == pytest.approx(float(mean.max()), abs=1e-6)

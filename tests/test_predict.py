@@ -178,3 +178,26 @@ def test_inputs_are_read_as_the_runs_evaluation_reads_them(tmp_path):
     mean = torch.softmax(network(views), dim=1).mean(0)
     assert writer.rows[0][1] == "abcd"[int(mean.argmax())]
     assert float(writer.rows[0][2]) == pytest.approx(float(mean.max()), abs=1e-6)
+
+
+def test_folder_layouts_name_their_classes(tmp_path):
+    """The names a checkpoint stores come from the data: CUB's classes.txt (else its image folders),
+    a COCO file's categories at their ids."""
+    from glore.data.coco import CocoDetectionSet
+    from glore.data.det_digits import DetDigits, write_coco_tree
+    from glore.data.imagefolder import CUB200Dataset
+
+    cub = tmp_path / "cub"
+    for i, cls in enumerate(["001.Albatross", "002.Auklet"], 1):
+        (cub / "images" / cls).mkdir(parents=True)
+        Image.new("RGB", (4, 4)).save(cub / "images" / cls / f"img{i}.jpg")
+    (cub / "images.txt").write_text("1 001.Albatross/img1.jpg\n2 002.Auklet/img2.jpg\n")
+    (cub / "image_class_labels.txt").write_text("1 1\n2 2\n")
+    (cub / "train_test_split.txt").write_text("1 1\n2 1\n")
+    assert CUB200Dataset(str(cub), "train").classes == ["001.Albatross", "002.Auklet"]   # the folders
+    (cub / "classes.txt").write_text("2 002.Auklet_renamed\n1 001.Albatross_renamed\n")
+    assert CUB200Dataset(str(cub), "train").classes == ["001.Albatross_renamed", "002.Auklet_renamed"]
+
+    images, annotations = write_coco_tree(DetDigits("val", num_samples=2, canvas=64, digit_size=12, key_size=8,
+                                                    min_distance=16, num_digits=2), tmp_path / "coco")
+    assert CocoDetectionSet(images, annotations).class_names == ["__background__", "match", "other"]

@@ -112,7 +112,7 @@ def test_segmentation_predictions_are_the_segmenter_argmax(tmp_path):
         assert colour.shape == (64, 64, 3)
 
 
-def test_detection_predictions_are_coco_results_and_drawn(tmp_path):
+def test_detection_predictions_are_coco_results_and_drawn(tmp_path, capsys):
     from glore.data.det_digits import DetDigits
 
     digits = dict(canvas=64, num_digits=2, digit_size=12, key_size=8, min_distance=16)
@@ -141,6 +141,12 @@ def test_detection_predictions_are_coco_results_and_drawn(tmp_path):
     assert {r["category_name"] for r in results} <= {"match", "other"}
     drawn = np.asarray(Image.open(out / "canvases" / "canvas_0_detections.png"))
     assert drawn.shape == (64, 64, 3) and (drawn[..., 0] != drawn[..., 1]).any()   # red boxes on grey
+    # the same checkpoint does not export (docs/inference.md): one line with the reason, exit 2
+    capsys.readouterr()
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "pt2", "--output", str(tmp_path / "d.pt2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "cannot export the detector" in err and "batched_nms" in err
+    assert not (tmp_path / "d.pt2").exists()
 
 
 def test_inputs_are_read_as_the_runs_evaluation_reads_them(tmp_path):

@@ -76,7 +76,8 @@ def trace_detector(network: torch.nn.Module, cfg: dict) -> None:
     """Try ``torch.export`` on a detector; :class:`ExportError` with the reason it fails."""
     size = int(cfg["model"].get("min_size", 800))
     try:
-        torch.export.export(network, ([torch.rand(3, size, size)],))
+        with contextlib.redirect_stderr(io.StringIO()):        # torch.export prints the partial graph there
+            torch.export.export(network, ([torch.rand(3, size, size)],))
     except Exception as exc:
         raise ExportError("cannot export the detector: the post-processing of torchvision's Faster / Mask R-CNN "
                           "keeps a number of boxes that depends on the data (proposal filtering, batched_nms), "
@@ -119,11 +120,13 @@ def export_network(network: torch.nn.Module, example: torch.Tensor, output: str 
                 torch.onnx.export(network, (example,), tmp, dynamo=True, dynamic_shapes=shapes,
                                   input_names=["input"], output_names=["output"], verbose=False)
         else:
-            program = torch.export.export(network, (example,), dynamic_shapes=shapes)
+            with contextlib.redirect_stderr(io.StringIO()):
+                program = torch.export.export(network, (example,), dynamic_shapes=shapes)
 
             def write(tmp):
                 torch.export.save(program, tmp)
-        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):    # the exporter's progress lines
+        # the exporter's progress lines (stdout) and, on a failure, torch.export's partial graph (stderr)
+        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             _write_atomic(output, write)
     except GloreError:
         raise

@@ -31,9 +31,8 @@ import torch
 
 from glore.errors import ArgumentError, MissingFileError, RunFolderError
 
-IMAGE_TASKS = ("classification", "segmentation", "detection")
-# built-in sets whose canvases are grey: read as one channel (distant-digits) or repeated to three
-_GREY_SETS = {"distant-digits": 1, "seg-digits": 3, "det-digits": 3}
+# built-in sets whose canvases are grey: (channels the network reads, the sets' default canvas side)
+_GREY_SETS = {"distant-digits": (1, 48), "seg-digits": (3, 64), "det-digits": (3, 96)}
 _CLIP_SETS = ("distant-clips", "moving-digits")   # built-in clip sets: a video read as grey frames
 
 
@@ -127,8 +126,9 @@ def input_reader(cfg: dict) -> Callable[[Path], torch.Tensor]:
     name = data.get("name")
     options = dict(data.get("options") or {})
     if name in _GREY_SETS:
-        channels = int(model.get("in_chans") or 1) if name == "distant-digits" else _GREY_SETS[name]
-        size = int(options.get("canvas", {"distant-digits": 48, "seg-digits": 64, "det-digits": 96}[name]))
+        channels, canvas = _GREY_SETS[name]
+        channels = int(model.get("in_chans") or channels) if name == "distant-digits" else channels
+        size = int(options.get("canvas", canvas))
         return lambda path: read_grey(path, channels, size)
     if name == "imagefolder":
         from glore.data.imagefolder import build_transform, load_rgb

@@ -207,3 +207,23 @@ def test_folder_layouts_name_their_classes(tmp_path):
     images, annotations = write_coco_tree(DetDigits("val", num_samples=2, canvas=64, digit_size=12, key_size=8,
                                                     min_distance=16, num_digits=2), tmp_path / "coco")
     assert CocoDetectionSet(images, annotations).class_names == ["__background__", "match", "other"]
+
+
+def test_mask_rcnn_detections_carry_masks_and_are_drawn(tmp_path):
+    from glore.engine.predict import _DetWriter
+    from glore.models.detection import create_detector
+
+    torch.manual_seed(0)
+    network = create_detector("maskrcnn", "resnet18", num_classes=3, returned_layers=(1,), anchor_sizes=(16, 32),
+                              fpn_channels=16, box_head_channels=32, mask_head_channels=8, min_size=64, max_size=64,
+                              box_score_thresh=0.0, rpn_post_nms_top_n_test=20).eval()
+    image = torch.rand(3, 64, 64)
+    writer = _DetWriter(tmp_path, ["__background__", "match", "other"], {}, topk=1, score_threshold=0.0)
+    with torch.no_grad():
+        writer.run(network, [(tmp_path / "a.png", "a")], [image], torch.device("cpu"))
+    written = writer.close()
+    results = json.loads((tmp_path / "detections.json").read_text())
+    assert results and all("counts" in r["segmentation"] for r in results)
+    drawn = np.asarray(Image.open(tmp_path / "a_detections.png"))
+    assert written[1] == tmp_path / "a_detections.png" and drawn.shape == (64, 64, 3)
+    assert not np.array_equal(drawn, (image.permute(1, 2, 0).numpy() * 255).astype(np.uint8))

@@ -4,19 +4,18 @@ deprecated alias where a command used to spell it so."""
 from __future__ import annotations
 
 import argparse
-import warnings
+import sys
 
 
 class DeprecatedAlias(argparse.Action):
-    """Stores like ``store`` and warns (``FutureWarning``) that ``preferred`` replaces this spelling."""
+    """Stores like ``store`` and prints a one-line warning that ``preferred`` replaces this spelling."""
 
     def __init__(self, option_strings, dest, *, preferred: str, **kwargs):
         self.preferred = preferred
         super().__init__(option_strings, dest, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        warnings.warn(f"{parser.prog}: {option_string} is deprecated; use {self.preferred}", FutureWarning,
-                      stacklevel=2)
+        print(f"{parser.prog}: warning: {option_string} is deprecated; use {self.preferred}", file=sys.stderr)
         setattr(namespace, self.dest, values)
 
 

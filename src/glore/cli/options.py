@@ -23,6 +23,6 @@ def add_output_dir(parser: argparse.ArgumentParser, *, help: str, required: bool
                    default=None) -> None:
     """``--output-dir`` (dest ``output``) and its deprecated alias ``--output``."""
     group = parser.add_mutually_exclusive_group(required=required)
-    group.add_argument("--output-dir", dest="output", type=type, default=default, help=help)
-    group.add_argument("--output", dest="output", type=type, default=default, action=DeprecatedAlias,
+    group.add_argument("--output-dir", dest="output", type=type, default=default, metavar="DIR", help=help)
+    group.add_argument("--output", dest="output", type=type, default=default, action=DeprecatedAlias, metavar="DIR",
                        preferred="--output-dir", help="deprecated spelling of --output-dir")

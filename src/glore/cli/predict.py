@@ -35,7 +35,7 @@ def register(subparsers) -> None:
                     "(COCO results) and the boxes and masks drawn on each image.")
     p.add_argument("--checkpoint", required=True, help="a .ckpt written by glore train")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, or folders of them")
-    p.add_argument("--output-dir", required=True, help="folder for the predictions (created if missing)")
+    p.add_argument("--output-dir", required=True, metavar="DIR", help="folder for the predictions (created if missing)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda when available)")
     p.add_argument("--batch-size", type=_positive, default=16, help="inputs per forward pass (default 16)")
     p.add_argument("--topk", type=_positive, default=5, help="classification: classes listed per input (default 5)")

@@ -13,6 +13,8 @@ import torch
 
 from glore.errors import ArgumentError
 
+from .options import add_output_dir
+
 from ..analysis.attention import attention_maps
 from ..analysis.figures import save_graph_figure, save_map_grid
 from ..analysis.graph import graph_adjacency, node_feature_norms
@@ -195,7 +197,7 @@ def run_graph(args) -> int:
 
 def _common(parser: argparse.ArgumentParser, *, num_images: int, cell: int | None) -> None:
     parser.add_argument("--checkpoint", required=True, type=Path, help="checkpoint of a trained model")
-    parser.add_argument("--output", required=True, type=Path, help="directory for figures and JSON")
+    add_output_dir(parser, required=True, type=Path, help="folder for the figures and JSON")
     parser.add_argument("--num-images", type=_positive, default=num_images,
                         help=f"images from the split to use (default {num_images})")
     parser.add_argument("--split", choices=("val", "train"), default="val", help="dataset split")

@@ -19,6 +19,7 @@ _EXPORTS = {
     "node_feature_norms": "glore.analysis.graph",
     "query_independence_statistics": "glore.analysis.query_independence",
     "query_independence_table": "glore.analysis.query_independence",
+    "stage_statistics": "glore.analysis.query_independence",
     "save_map_grid": "glore.analysis.figures",
     "save_graph_figure": "glore.analysis.figures",
 }

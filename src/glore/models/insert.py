@@ -24,9 +24,9 @@ from .hosts import SLOTS, as_host, host_channels, offered_positions
 STAGES = ("res2", "res3", "res4", "res5")
 POSITIONS = ("after_add", "after_1x1")
 DEFAULT_POSITION = {"glore": "after_add", "nl": "after_add", "snl": "after_add",
-                    "gc": "after_1x1", "se": "after_1x1"}
+                    "gc": "after_1x1", "se": "after_1x1", "cbam": "after_1x1"}
 # block options insert_blocks sets unless given: every inserted block starts as the identity
-INSERT_DEFAULTS = {"se": {"zero_init": True}}
+INSERT_DEFAULTS = {"se": {"zero_init": True}, "cbam": {"zero_init": True}}
 # units="all": one block in every residual block of these stages (GC-ResNet, GCNet §4)
 ALL_STAGES = ("res3", "res4", "res5")
 

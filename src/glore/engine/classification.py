@@ -25,6 +25,10 @@ Config (see ``configs/classification/*.yaml``)::
       image_size: 224
       resize_size: 256
       scale: [0.08, 1.0]
+      ratio: [0.75, 1.3333]   # aspect ratios of the crop
+      rotation: 0             # GCNet's recipe: 10 (degrees), color_jitter 0.4, lighting 0.1
+      color_jitter: 0         # brightness/contrast/saturation factor in [1 - j, 1 + j]: j or [jb, jc, js]
+      lighting: 0             # std of AlexNet's PCA lighting noise
       shuffle: true
       drop_last: false
       options: {}             # keyword options of DistantDigits / DistantClips(split, **options)
@@ -201,7 +205,11 @@ class ClassificationData(TaskData):
             image_size=int(data.get("image_size", 224)),
             resize_size=int(data.get("resize_size", 256)),
             scale=tuple(data.get("scale", (0.08, 1.0))),
+            ratio=tuple(data.get("ratio", (3 / 4, 4 / 3))),
             hflip=bool(data.get("hflip", True)),
+            rotation=float(data.get("rotation", 0.0)),
+            color_jitter=data.get("color_jitter", 0.0),
+            lighting=float(data.get("lighting", 0.0)),
         )
 
     def setup(self, stage: str | None = None) -> None:

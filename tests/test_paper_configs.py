@@ -11,6 +11,8 @@ from glore.cli import main
 from glore.engine.config import load_config, yaml_load
 from glore.errors import ConfigError
 
+# tables whose rows the paper gives without parameters or FLOPs
+NO_FIGURES = {"glore": ("1", "fig7")}
 REFERENCED = [path for path in zoo.find_configs() if "reference" in (yaml_load(path.read_text()) or {})]
 
 
@@ -22,7 +24,12 @@ def test_the_zoo_has_paper_rows():
 def test_config_matches_its_paper_row(path):
     cfg = load_config(path)
     reference = cfg["reference"]
-    comparison = zoo.compare(zoo.count(cfg), reference)
+    counts = zoo.count(cfg)
+    comparison = zoo.compare(counts, reference)
+    if reference["table"] in NO_FIGURES.get(reference["paper"], ()):
+        # the paper gives no counts for the row: it builds and counts (test_imagenet_rows.py checks more)
+        assert "params" not in comparison and "gmacs" not in comparison and counts["params"] > 0
+        return
     assert "params" in comparison or "gmacs" in comparison, "a reference gives params_m or gmacs"
     if reference.get("known_deviation"):
         assert not comparison["within"], f"known_deviation of a row that matches the paper: {comparison}"

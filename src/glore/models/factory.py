@@ -189,7 +189,7 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, blo
             ``tv_*``) does: from its hub or cache, or from a local file with
             ``pretrained_cfg_overlay=dict(file="resnet50.safetensors")``; a path here is short
             for that. The blocks keep their initialisation (the identity with ``zero_init``).
-        block: ``glore``, ``nl``, ``snl``, ``gc`` or ``se``; ``None`` builds the plain backbone.
+        block: ``glore``, ``nl``, ``snl``, ``gc``, ``se`` or ``cbam``; ``None`` builds the plain backbone.
         units: where to insert: ``(n, m)`` = n units in Res3 and m in Res4 after blocks 1, 3, 5, ...;
             ``{"res4": 3}`` or ``{"res4": [5]}`` (1-based block indices); ``"all"`` = every
             residual block of res3-res5. Required with ``block``.

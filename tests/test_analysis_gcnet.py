@@ -3,6 +3,7 @@ models: the statistics against hand computations, the CLI end to end."""
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -107,7 +108,10 @@ def test_class_means_average_spatially_then_over_each_class():
     assert limited["images"].tolist() == [1.0, 1.0]
 
 
+@functools.lru_cache(maxsize=None)
 def _resnet(block=None):
+    """A small randomised ResNet-18 of 3 classes, with GC in res3-res5 or none (built once: the tests
+    only run it)."""
     from glore.models import create_model
 
     torch.manual_seed(0)

@@ -36,7 +36,7 @@ def test_same_weights_fewer_macs_gcnet_counts():
 
 
 def test_output_and_feature_shapes_are_unchanged():
-    model = create_model("resnet50", stride_in_1x1=True, features_only=True, out_indices=(1, 2, 3, 4))
+    model = create_model("resnet26", stride_in_1x1=True, features_only=True, out_indices=(1, 2, 3, 4))
     assert model.layer2[0].conv1.stride == (2, 2)
     features = model.eval()(torch.randn(1, 3, 64, 64))
     assert [tuple(f.shape[2:]) for f in features] == [(16, 16), (8, 8), (4, 4), (2, 2)]

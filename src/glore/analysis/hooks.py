@@ -1,6 +1,6 @@
 """Forward hooks that record what the library's blocks compute, without changing the model.
 
-:class:`BlockRecorder` attaches to every GloRe / NL / SNL / GC / SE block of any ``nn.Module`` and
+:class:`BlockRecorder` attaches to every GloRe / NL / SNL / GC / SE / CBAM block of any ``nn.Module`` and
 keeps, for the latest forward call of each block (by module name):
 
 - ``input`` and ``output``: the block's input ``x`` and output ``z``, ``(B, C, *S)``;
@@ -8,7 +8,7 @@ keeps, for the latest forward call of each block (by module name):
 - ``nodes`` (GloRe): the node features ``V`` entering the graph convolution, ``(B, C_s, N)``;
 - ``attention`` (NL, SNL, GC): ``(B, L, L')`` for NL (row = query; ``L' = L``, or the 2x2-pooled
   key positions with ``sub_sample``), ``(B, 1, L)`` for SNL and GC with attention pooling; ``None``
-  for GC with average pooling and SE;
+  for GC with average pooling, SE and CBAM;
 - ``query`` and ``key`` (NL with embeddings, only when asked for): ``W_q x`` ``(B, C', *S)`` and
   ``W_k x`` ``(B, C', *S')``.
 
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from glore.errors import ArgumentError, ArgumentTypeError
-from ..nn import GlobalContext, GloRe, NonLocal, SimplifiedNonLocal, SqueezeExcite
+from ..nn import CBAM, GlobalContext, GloRe, NonLocal, SimplifiedNonLocal, SqueezeExcite
 from ..nn.non_local import subsample_keys  # the key grid of a sub-sampled NonLocal
 
 # most specific class first: SqueezeExcite is a GlobalContext
@@ -35,13 +35,14 @@ BLOCK_TYPES: dict[str, type[nn.Module]] = {
     "snl": SimplifiedNonLocal,
     "se": SqueezeExcite,
     "gc": GlobalContext,
+    "cbam": CBAM,
 }
 FIELDS = ("input", "output", "projection", "nodes", "attention", "query", "key")
 DEFAULT_FIELDS = FIELDS[:5]
 
 
 def block_kind(module: nn.Module) -> str | None:
-    """The short name (``glore``, ``nl``, ``snl``, ``gc``, ``se``) of a library block, else ``None``."""
+    """The short name (``glore``, ``nl``, ``snl``, ``gc``, ``se``, ``cbam``) of a library block, else ``None``."""
     for kind, cls in BLOCK_TYPES.items():
         if isinstance(module, cls):
             return kind
@@ -133,7 +134,7 @@ class BlockRecorder:
 
     Args:
         model: any module containing library blocks.
-        kinds: block types to record (``glore``, ``nl``, ``snl``, ``gc``, ``se``); all when ``None``.
+        kinds: block types to record (``glore``, ``nl``, ``snl``, ``gc``, ``se``, ``cbam``); all when ``None``.
         keep: which of ``input``, ``output``, ``projection``, ``nodes``, ``attention`` (the default
             ones), ``query`` and ``key`` to keep (dropping the rest saves memory, e.g. NL attention is
             ``L x L`` per image).

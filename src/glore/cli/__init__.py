@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "glore.cli.train",    # train, evaluate
     "glore.cli.summary",  # summary
     "glore.cli.analyze",  # analyze projections|attention|query-independence|graph
+    "glore.cli.study",    # study
     "glore.demo",         # demo [image|video]
 )
 

@@ -33,6 +33,9 @@ class CheckpointError(GloreError, ValueError):
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     """The content of a checkpoint file as a dict; errors name the file."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint {path!r} is a folder; expected a checkpoint file (e.g. "
+                              f"{os.path.join(path, 'last.ckpt')!r})")
     if not os.path.isfile(path):
         raise MissingFileError(f"checkpoint file not found: {path!r}")
     try:

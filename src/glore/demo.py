@@ -117,7 +117,7 @@ def epoch_metrics(run_dir: str | Path) -> dict:
     ``csv/version_N/metrics.csv`` of a run folder."""
     versions = sorted(Path(run_dir, "csv").glob("version_*"), key=lambda p: int(p.name.split("_")[-1]))
     if not versions:
-        raise FileNotFoundError(f"no csv/version_N/metrics.csv in {run_dir}")
+        raise MissingFileError(f"no csv/version_N/metrics.csv in {run_dir}")
     columns = {"curve": "val/acc1", "sec_per_epoch": "time/train_epoch_s", "train_loss": "train/loss_epoch"}
     per_epoch = {key: {} for key in columns}
     with open(versions[-1] / "metrics.csv", newline="", encoding="utf-8") as handle:

@@ -56,7 +56,9 @@ def _train(args) -> int:
     from ..engine.runner import train
 
     overrides = list(args.overrides)
-    if args.output_dir:
+    if args.output_dir is not None:
+        if not args.output_dir.strip():
+            raise ArgumentError(f"--output-dir is empty ({args.output_dir!r}); expected a folder path")
         overrides.append(f"output_dir={args.output_dir}")
     cfg = load_config(args.config, overrides)
     metrics = train(cfg, resume=args.resume, overwrite=args.overwrite)

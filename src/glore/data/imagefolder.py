@@ -37,7 +37,7 @@ from timm.data import IMAGENET_DEFAULT_STD as IMAGENET_STD
 from torchvision import datasets, tv_tensors
 from torchvision.transforms import v2
 
-from glore.errors import ArgumentError, GloreError
+from glore.errors import ArgumentError, GloreError, MissingFileError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 LAYOUTS = ("imagefolder", "cub200")
 
@@ -152,18 +152,27 @@ def _has_image(directory: str) -> bool:
     return False
 
 
+def _not_a_folder(path: str) -> str:
+    return "is a file, not a folder" if os.path.exists(path) else "does not exist"
+
+
+def class_folders(directory: str) -> list[str]:
+    """The sorted class folder names of a split directory (hidden folders left out)."""
+    return sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
+
+
 def check_imagefolder(root: str, split: str) -> str:
     """Return ``root/split`` after checking it is an ImageFolder layout; errors say what was expected."""
     expected = f"expected {os.path.join(root, split, '<class>', '<image>')}"
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"data directory {root!r} does not exist; {expected}")
+        raise MissingFileError(f"data directory {root!r} {_not_a_folder(root)}; {expected}")
     split_dir = os.path.join(root, split)
     if not os.path.isdir(split_dir):
         found = sorted(e for e in os.listdir(root) if os.path.isdir(os.path.join(root, e)))
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"split directory {split_dir!r} does not exist (subdirectories of {root!r}: {found}); {expected}"
         )
-    classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
+    classes = class_folders(split_dir)
     if not classes:
         loose = [e.name for e in os.scandir(split_dir) if e.is_file()][:3]
         hint = f" (found files {loose} directly in it)" if loose else ""
@@ -179,11 +188,19 @@ class ImageFolderDataset(datasets.ImageFolder):
     """torchvision ``ImageFolder`` over ``root/split`` with a checked layout and file-naming errors.
 
     Class folders without images are allowed (they keep their index), so train and val agree.
+    ``classes``: the class names the labels index (another split's folders: a folder this split lacks
+    keeps its index); default this split's folders.
     """
 
-    def __init__(self, root: str, split: str, *, transform=None):
+    def __init__(self, root: str, split: str, *, transform=None, classes: Sequence[str] | None = None):
         split_dir = check_imagefolder(os.fspath(root), split)
+        self._given_classes = list(classes) if classes is not None else None
         super().__init__(split_dir, transform=transform, loader=load_rgb, allow_empty=True)
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        if self._given_classes is None:
+            return super().find_classes(directory)
+        return self._given_classes, {name: index for index, name in enumerate(self._given_classes)}
 
 
 class CUB200Dataset(torch.utils.data.Dataset):
@@ -195,11 +212,11 @@ class CUB200Dataset(torch.utils.data.Dataset):
         root = os.fspath(root)
         expected = "expected the CUB_200_2011 layout: images/<class>/<image>, " + ", ".join(self.FILES)
         if not os.path.isdir(root):
-            raise FileNotFoundError(f"data directory {root!r} does not exist; {expected}")
+            raise MissingFileError(f"data directory {root!r} {_not_a_folder(root)}; {expected}")
         missing = [f for f in self.FILES if not os.path.isfile(os.path.join(root, f))]
         if missing or not os.path.isdir(os.path.join(root, "images")):
             missing += [] if os.path.isdir(os.path.join(root, "images")) else ["images/"]
-            raise FileNotFoundError(f"wrong layout in {root!r}: missing {missing}; {expected}")
+            raise MissingFileError(f"wrong layout in {root!r}: missing {missing}; {expected}")
         if split not in ("train", "val", "test"):
             raise ArgumentError(f"CUB-200 split must be train, val or test, got {split!r}")
         paths = self._read(root, "images.txt")
@@ -258,10 +275,12 @@ def build_image_dataset(
     lighting: float = 0.0,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    classes: Sequence[str] | None = None,
 ):
     """Dataset of ``(image tensor (3, image_size, image_size), label)`` for ``split`` of ``root``.
 
     ``train=True`` with ``augment=True`` uses the training augmentation, otherwise the center crop.
+    ``classes`` (image folders): the class names the labels index, see :class:`ImageFolderDataset`.
     """
     transform = build_transform(
         train=train and augment, image_size=image_size, resize_size=resize_size,
@@ -269,7 +288,7 @@ def build_image_dataset(
         lighting=lighting, mean=mean, std=std,
     )
     if layout == "imagefolder":
-        return ImageFolderDataset(root, split, transform=transform)
+        return ImageFolderDataset(root, split, transform=transform, classes=classes)
     if layout == "cub200":
         return CUB200Dataset(root, split, transform=transform)
     raise ArgumentError(f"unknown image layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
@@ -280,4 +299,4 @@ def count_classes(root: str, split: str = "train", *, layout: str = "imagefolder
     if layout == "cub200":
         return 200
     split_dir = check_imagefolder(os.fspath(root), split)
-    return sum(1 for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
+    return len(class_folders(split_dir))

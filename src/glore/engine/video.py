@@ -110,6 +110,9 @@ class VideoData(TaskData):
     """Train / val loaders for ``cfg["data"]``; ``multi_clip_dataloader`` for video top-1."""
 
     batch_size = 8
+    builtin_sets = ("moving-digits",)
+    disk_only_keys = ("root", "crop", "flip", "scale", "short_side", "num_frames", "stride", "num_clips", "num_crops",
+                      "skip_unreadable", "train_annotations", "val_annotations")
 
     def __init__(self, data_cfg: dict, *, seed: int = 0):
         super().__init__(data_cfg, seed=seed)
@@ -127,7 +130,7 @@ class VideoData(TaskData):
         if data["name"] == "moving-digits":
             from glore.data.moving_digits import MovingDigits
 
-            return MovingDigits(data.get(split_key, default), **self.builtin_options(train=mode == "train"))
+            return self.builtin_set(MovingDigits, data.get(split_key, default), train=mode == "train")
         from glore.data.video import VideoFolder
         from glore.data.video_transforms import eval_transform, train_transform
 
@@ -215,6 +218,10 @@ def evaluate(module: VideoModule, datamodule: VideoData, cfg: dict, **options) -
     unknown = sorted(set(options) - set(_EVAL_OPTIONS))
     if unknown:
         raise ArgumentError(f"unknown video evaluation option(s) {unknown}; expected some of {list(_EVAL_OPTIONS)}")
+    multi_view = sorted(k for k in ("num_clips", "clips", "num_crops", "crops") if options.get(k) is not None)
+    if multi_view and not datamodule.has_videos:
+        raise ArgumentError(f"evaluation option(s) {multi_view} need videos to draw clips from; "
+                            f"data.name={cfg['data'].get('name')!r} holds single clips (evaluated on each clip)")
     device = torch.device(options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
     limit = options.get("limit_batches")
     batch_size = options.get("batch_size")

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from glore.errors import ArgumentError, ArgumentTypeError
+from glore.errors import ArgumentError, ArgumentTypeError, MissingFileError
 from .hosts import rename_legacy_keys
 from .insert import check_block_kwargs, find_stages, inserted_blocks, insert_blocks
 
@@ -210,6 +210,10 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, blo
             (naming it, and what is accepted).
     """
     _check_name(name)                   # first: a misspelt name is the likeliest mistake
+    num_classes = kwargs.get("num_classes")
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0):
+        raise ArgumentError(f"num_classes must be an integer >= 0 (0: no classifier, the pooled features), "
+                            f"got {num_classes!r}")
     block_kwargs = dict(block_kwargs or {})
     if block is None and (units is not None or position is not None or block_kwargs):
         raise ArgumentError(f"units, position and block_kwargs need a block; got block=None with "
@@ -233,7 +237,7 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, blo
     if isinstance(pretrained, (str, os.PathLike)):
         path = Path(pretrained)
         if not path.is_file():
-            raise FileNotFoundError(f"pretrained weights file not found: {str(path)!r}")
+            raise MissingFileError(f"pretrained weights file not found: {str(path)!r}")
         if name.startswith("tv_"):
             model = build_torchvision(name[3:], None, **kwargs)
             model.load_state_dict(_read_state_dict(path))      # (the stride moves no weight)

@@ -24,7 +24,7 @@ def check_image_input(block: str, x: torch.Tensor) -> None:
                             f"convolution), got {x.dim()} dims with shape {tuple(x.shape)}")
 
 
-class ChannelAttention(nn.Module):
+class ChannelGate(nn.Module):
     """CBAM Eq. 2: ``M_c(F) = sigmoid(W_1 ReLU(W_0 F_avg) + W_1 ReLU(W_0 F_max))``, ``(B, C, 1)``.
 
     ``F_avg`` and ``F_max`` are the average- and max-pooled ``(B, C, 1)`` descriptors of ``F``
@@ -43,7 +43,7 @@ class ChannelAttention(nn.Module):
         return torch.sigmoid(self.mlp(avg) + self.mlp(top)) * self.gate_scale
 
 
-class SpatialAttention(nn.Module):
+class SpatialGate(nn.Module):
     """CBAM Eq. 3: ``M_s(F) = sigmoid(f^{k x k}([AvgPool_c(F); MaxPool_c(F)]))``, ``(B, 1, H, W)``:
     a ``k x k`` convolution (no bias, as the equation) of the channel-wise average and maximum."""
 
@@ -81,8 +81,8 @@ class CBAM(ZeroInitBlock):
         super().__init__()
         self.channels = check_positive_int("channels", channels)
         check_positive_int("kernel_size", kernel_size)
-        self.channel = ChannelAttention(channels, _hidden_width(channels, ratio))
-        self.spatial = SpatialAttention(kernel_size)
+        self.channel = ChannelGate(channels, _hidden_width(channels, ratio))
+        self.spatial = SpatialGate(kernel_size)
         self.zero_init = zero_init
         self.channel.gate_scale = self.spatial.gate_scale = 2.0 if zero_init else 1.0
         self.zero_init_last()

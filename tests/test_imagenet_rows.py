@@ -106,3 +106,16 @@ def test_glore_figure7_and_cub200_units():
     cfg = load_config(cub)
     assert (cfg["data"]["batch_size"], cfg["optim"]["lr"], cfg["optim"]["momentum"],
             cfg["optim"]["weight_decay"], cfg["trainer"]["max_epochs"]) == (32, 0.04, 0.9, 5e-4, 10)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("ratio", [1.5, 0.5], r"data.ratio must be \[min, max\] aspect ratios"),
+    ("rotation", -10, r"data.rotation must be a non-negative number, got -10"),
+    ("lighting", "strong", r"data.lighting must be a non-negative number, got 'strong'"),
+    ("color_jitter", 1.4, r"data.color_jitter must be a number in \[0, 1\)"),
+])
+def test_bad_recipe_values_are_one_line_errors(tmp_path, key, value, message):
+    _image_folder(tmp_path)
+    cfg = load_config(IMAGENET / "gcnet_t9_gcnet.yaml", [f"data.root={tmp_path}", f"data.{key}={value}"])
+    with pytest.raises(GloreError, match=message):
+        ClassificationData(cfg["data"]).train_dataset()

@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m glore.demo --output results/demo
+	$(PY) -m glore.demo --output-dir results/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup -q

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from glore.analysis.cosine import average_cosine_distance
-from glore.analysis.fine_grained import nonlocal_statistics, nonlocal_statistics_table, stage_of
+from glore.analysis.fine_grained import nonlocal_statistics, nonlocal_statistics_table
 from glore.analysis.selectivity import class_means, class_selectivity_index, stage_blocks, transform_modules
 from glore.cli import analyze as analyze_commands
 from glore.cli import main
@@ -76,11 +76,6 @@ def test_query_independent_attention_gives_zero_prod_and_att_distances():
     assert stats["query"] == pytest.approx(0.0, abs=1e-9)
     assert stats["prod"] == pytest.approx(0.0, abs=1e-9) and stats["att"] == pytest.approx(0.0, abs=1e-9)
     assert stats["input"] > 0.05
-
-
-def test_stage_names():
-    assert stage_of("layer3.5.after_add") == "res4" and stage_of("backbone.layer2.0.after_1x1") == "res3"
-    assert stage_of("1") is None
 
 
 def test_class_selectivity_index_by_hand():
@@ -150,7 +145,7 @@ def test_cli_class_selectivity_against_a_baseline(labelled, tmp_path, capsys):
     models, loader = labelled
     out = tmp_path / "csi"
     assert main(["analyze", "class-selectivity", "--checkpoint", "gc.ckpt", "--baseline", "base.ckpt",
-                 "--label", "gc", "--output", str(out), "--bins", "10", "--cell", "100"]) == 0
+                 "--label", "gc", "--output-dir", str(out), "--bins", "10", "--cell", "100"]) == 0
     assert png_size(out / "class_selectivity.png") == (200, 80)          # one panel per c4 block
     summary = json.loads((out / "class_selectivity.json").read_text())
     assert list(summary["layers"]) == ["c4.0", "c4.1"]
@@ -165,20 +160,20 @@ def test_cli_class_selectivity_against_a_baseline(labelled, tmp_path, capsys):
 
 def test_cli_channel_activations_and_nl_statistics(labelled, monkeypatch, tmp_path, capsys):
     out = tmp_path / "act"
-    assert main(["analyze", "channel-activations", "--checkpoint", "gc.ckpt", "--output", str(out),
+    assert main(["analyze", "channel-activations", "--checkpoint", "gc.ckpt", "--output-dir", str(out),
                  "--classes", "0,2", "--block", "layer3.1.after_1x1", "--cell", "100"]) == 0
     summary = json.loads((out / "channel_activations.json").read_text())
     assert summary["classes"] == [0, 2] and summary["images_per_class"] == [5, 4, 3]
     assert len(summary["blocks"]["layer3.1.after_1x1"]) == 2 and len(summary["blocks"]["layer3.1.after_1x1"][0]) == 256
     assert png_size(out / "channel_activations.png") == (100, 80)
-    assert main(["analyze", "channel-activations", "--checkpoint", "gc.ckpt", "--output", str(out),
+    assert main(["analyze", "channel-activations", "--checkpoint", "gc.ckpt", "--output-dir", str(out),
                  "--classes", "5"]) == 2
     assert "classes must be in [0, 2], got [5]" in capsys.readouterr().err
 
     x = torch.randn(3, 1, 12, 16)
     monkeypatch.setattr(analyze_commands, "load_model_and_loader",
                         lambda args: (tiny_model(), [(x, torch.zeros(3))]))
-    assert main(["analyze", "nl-statistics", "--checkpoint", "x", "--output", str(out)]) == 0
+    assert main(["analyze", "nl-statistics", "--checkpoint", "x", "--output-dir", str(out)]) == 0
     stats = json.loads((out / "nl_statistics.json").read_text())["blocks"]["2"]
     assert stats["images"] == 3 and all(0 <= stats[s] <= 1 for s in ("input", "key", "query", "prod", "att"))
     assert "prod" in capsys.readouterr().out

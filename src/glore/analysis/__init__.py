@@ -19,6 +19,7 @@ _EXPORTS = {
     "node_feature_norms": "glore.analysis.graph",
     "query_independence_statistics": "glore.analysis.query_independence",
     "query_independence_table": "glore.analysis.query_independence",
+    "stage_statistics": "glore.analysis.query_independence",
     "nonlocal_statistics": "glore.analysis.fine_grained",
     "nonlocal_statistics_table": "glore.analysis.fine_grained",
     "class_means": "glore.analysis.selectivity",

@@ -26,22 +26,9 @@ from glore.errors import ArgumentError
 from ..nn.non_local import subsample_keys
 from .cosine import average_cosine_distance
 from .hooks import record_blocks
-from .query_independence import batch_images
+from .query_independence import batch_images, block_stage
 
 STEPS = ("input", "key", "query", "prod", "att", "output")
-_STAGES = {"layer1": "res2", "layer2": "res3", "layer3": "res4", "layer4": "res5"}
-
-
-def stage_of(block_name: str) -> str | None:
-    """``res2`` .. ``res5`` for a block inserted into a ResNet stage (``layer3.5.after_add`` -> res4)."""
-    for part in block_name.split("."):
-        if part in _STAGES:
-            return _STAGES[part]
-        if part in _STAGES.values():
-            return part
-    return None
-
-
 def pairwise_scores(block: nn.Module, x: torch.Tensor, query: torch.Tensor | None,
                     key: torch.Tensor | None) -> torch.Tensor:
     """``(L, L')`` scores of one image before the normalisation of the block's pairwise function,
@@ -79,7 +66,7 @@ def nonlocal_statistics(model: nn.Module, batches: Iterable, *, max_images: int 
                                 keep=("input", "output", "attention", "query", "key"))
         for name, rec in records.items():
             embedded = rec.query is not None
-            acc = sums.setdefault(name, {"stage": stage_of(name), "pairwise": rec.module.attention.pairwise,
+            acc = sums.setdefault(name, {"stage": block_stage(name), "pairwise": rec.module.attention.pairwise,
                                          "images": 0, **{s: 0.0 for s in STEPS}})
             if not embedded:
                 acc["key"] = acc["query"] = None

@@ -13,6 +13,8 @@ import torch
 
 from glore.errors import ArgumentError
 
+from .options import add_output_dir
+
 from ..analysis.attention import attention_maps
 from ..analysis.figures import (save_class_activations, save_graph_figure, save_map_grid,
                                save_selectivity_histograms)
@@ -20,7 +22,7 @@ from ..analysis.fine_grained import nonlocal_statistics, nonlocal_statistics_tab
 from ..analysis.graph import graph_adjacency, node_feature_norms
 from ..analysis.projections import SELECT, projection_maps
 from ..analysis.query_independence import (batch_images, query_independence_statistics,
-                                 query_independence_table)
+                                           query_independence_table, stage_statistics, stage_table)
 from ..analysis.selectivity import class_means, class_selectivity_index, stage_blocks, transform_modules
 
 
@@ -172,11 +174,16 @@ def run_query_independence(args) -> int:
     stats = _pick(query_independence_statistics(model, loader, kinds=args.kinds,
                                                 max_images=args.num_images, device=args.device),
                   args.block)
+    stages = stage_statistics(stats)
     print(query_independence_table(stats))
+    if stages:
+        print()
+        print(stage_table(stages))
     path = Path(args.output) / "query_independence.json"
     _write_json(path, {"checkpoint": str(args.checkpoint), "split": args.split,
                        "measure": "(1/N^2) sum_i sum_j (1 - cos(v_i, v_j)) / 2 over positions, "
-                                  "mean over images", "blocks": stats})
+                                  "mean over images", "blocks": stats,
+                       "stages": stages})
     print(f"-> {path}")
     return 0
 
@@ -263,7 +270,7 @@ def run_graph(args) -> int:
 
 def _common(parser: argparse.ArgumentParser, *, num_images: int, cell: int | None) -> None:
     parser.add_argument("--checkpoint", required=True, type=Path, help="checkpoint of a trained model")
-    parser.add_argument("--output", required=True, type=Path, help="directory for figures and JSON")
+    add_output_dir(parser, required=True, type=Path, help="folder for the figures and JSON")
     parser.add_argument("--num-images", type=_positive, default=num_images,
                         help=f"images from the split to use (default {num_images})")
     parser.add_argument("--split", choices=("val", "train"), default="val", help="dataset split")

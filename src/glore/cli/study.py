@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("study", help="variants x seeds of glore train runs, with statistics",
-                              description=__doc__.splitlines()[0])
+                              description="A grid of config variants x seeds, each a glore train run, with statistics.")
     p.add_argument("--config", required=True, metavar="STUDY.yaml", help="the study file (configs/studies/...)")
     p.add_argument("--status", action="store_true", help="show the grid and the statistics so far; run nothing")
     p.add_argument("--launcher", choices=("local", "submitit"), default=None,

@@ -161,6 +161,7 @@ class CityscapesSegmentation(torch.utils.data.Dataset):
             raise ArgumentError(f"split must be one of {list(self.SPLITS)}, got {split!r}")
         root = os.fspath(root)
         self.root, self.split = root, split
+        self.class_names = list(CLASS_NAMES)
         # the test split's annotations are withheld by the benchmark: without gtFine/test it is read unlabelled
         self.labelled = not (split == "test" and not os.path.isdir(os.path.join(root, "gtFine", split)))
         for sub in ("leftImg8bit", "gtFine") if self.labelled else ("leftImg8bit",):

@@ -171,6 +171,12 @@ class CocoDetectionSet(Dataset):
         self.transforms = detection_transforms(train=train) if transforms is None else transforms
         self._data = wrap_dataset_for_transforms_v2(base, target_keys=keys)
         self.ids = list(base.ids)
+        # names by label (the category id); ids no category uses stay None
+        categories = {int(c["id"]): str(c.get("name", c["id"])) for c in self.coco.dataset.get("categories", [])}
+        self.class_names = [None] * (max(categories, default=0) + 1)
+        self.class_names[0] = "__background__"
+        for category_id, name in categories.items():
+            self.class_names[category_id] = name
 
     def __len__(self) -> int:
         return len(self._data)

@@ -231,7 +231,17 @@ class CUB200Dataset(torch.utils.data.Dataset):
         if not self.samples:
             raise ArgumentError(f"no {split} images listed in {os.path.join(root, 'train_test_split.txt')!r}")
         self.targets = [t for _, t in self.samples]
+        self.classes = self._class_names(root)
         self.transform = transform
+
+    @classmethod
+    def _class_names(cls, root: str) -> list[str]:
+        """The 200 names in label order: ``classes.txt`` of the archive (``001.Black_footed_Albatross``),
+        else the sorted folders of ``images/``."""
+        if os.path.isfile(os.path.join(root, "classes.txt")):
+            names = cls._read(root, "classes.txt")
+            return [names[k] for k in sorted(names, key=int)]
+        return sorted(e.name for e in os.scandir(os.path.join(root, "images")) if e.is_dir())
 
     @staticmethod
     def _read(root: str, name: str) -> dict[str, str]:

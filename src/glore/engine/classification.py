@@ -209,6 +209,8 @@ class ClassificationModule(TaskModule):
         super().__init__(cfg)
         model_cfg = dict(self.cfg["model"])
         model_cfg["num_classes"] = self.num_classes = self.class_counter(self.cfg)
+        # the checkpoint's config keeps the count, so that it rebuilds without the class folders
+        self.hparams["cfg"]["model"]["num_classes"] = self.num_classes
         self.model = self.network_builder(model_cfg)
         data = self.cfg["data"]
         stride = network_stride(self.model)

@@ -82,6 +82,17 @@ class TaskData(L.LightningDataModule):
         if self.val_set is None:
             self.val_set = self.val_dataset()
 
+    def class_names(self) -> list | None:
+        """The labels' names in label order, from the training set (else the validation set): a
+        dataset's ``class_names``, or the ``classes`` of a folder layout; None when neither has them."""
+        for dataset in (self.train_set, self.val_set):
+            while dataset is not None and "dataset" in vars(dataset):   # EpochSeededDataset, Subset, NamedSamples
+                dataset = dataset.dataset
+            names = getattr(dataset, "class_names", None) or getattr(dataset, "classes", None)
+            if names is not None and all(n is None or isinstance(n, str) for n in names):
+                return list(names)
+        return None
+
     def builtin_options(self, *, train: bool) -> dict:
         """The keyword options of a built-in set: ``data.options``, with ``data.val_options`` over them
         for validation, and ``data.train_samples`` / ``data.val_samples`` as ``num_samples``."""

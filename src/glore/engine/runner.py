@@ -15,7 +15,8 @@
 - :func:`evaluate` rebuilds the run from the config stored in a checkpoint (plus overrides) and
   returns the validation metrics, through the task's ``evaluate(module, datamodule, cfg, **options)``
   when it defines one.
-- :func:`load_model` returns the trained network and its config, for the analysis tools.
+- :func:`load_model` returns the trained network and its config, for the analysis tools;
+  :func:`restore` the whole task module (``glore predict`` and ``glore export`` use it).
 """
 
 from __future__ import annotations
@@ -295,13 +296,21 @@ def _checkpoint_cfg(checkpoint: dict, path: str) -> dict:
     return deep_merge(DEFAULTS, to_plain(cfg))
 
 
-def _restore(checkpoint_path: str, overrides=()) -> tuple:
+def restore(checkpoint_path: str, overrides=()) -> tuple:
+    """``(task module, LightningModule, cfg)`` of a training checkpoint: the run rebuilt from its stored
+    config (plus ``overrides``) with the trained weights and the stored ``class_names``."""
     checkpoint_path = os.fspath(checkpoint_path)
     checkpoint = read_checkpoint(checkpoint_path)
     cfg = validate_config(apply_overrides(_checkpoint_cfg(checkpoint, checkpoint_path), overrides))
     for key in _PRETRAINED_KEYS:
         if cfg["model"].get(key):
             cfg["model"][key] = None
+    model_cfg = cfg["model"]
+    if cfg["task"] == "detection" and model_cfg.get("pretrained_backbone"):
+        # the layout pretrained weights gave (frozen BatchNorm, 3 trained stages), without downloading them
+        model_cfg["frozen_bn"] = True if model_cfg.get("frozen_bn") is None else model_cfg["frozen_bn"]
+        model_cfg["trainable_layers"] = 3 if model_cfg.get("trainable_layers") is None else model_cfg["trainable_layers"]
+        model_cfg["pretrained_backbone"] = False
     task = task_module(cfg)
     module = task.build_module(cfg)
     if not isinstance(checkpoint.get("state_dict"), dict):
@@ -311,13 +320,15 @@ def _restore(checkpoint_path: str, overrides=()) -> tuple:
     except ResumeError as exc:
         raise CheckpointError(str(exc).replace("cannot resume from", "cannot load", 1)) from None
     module.load_state_dict(checkpoint["state_dict"])
+    if isinstance(checkpoint.get("class_names"), list):
+        module.class_names = checkpoint["class_names"]
     return task, module, cfg
 
 
 def load_model(checkpoint: str) -> tuple[torch.nn.Module, dict]:
     """Return ``(network, cfg)`` from a training checkpoint: the task module's ``model`` attribute (the
     network without loss/metrics) in eval mode, and the run config."""
-    _, module, cfg = _restore(checkpoint)
+    _, module, cfg = restore(checkpoint)
     network = getattr(module, "model", None)
     if not isinstance(network, torch.nn.Module):
         network = module
@@ -344,7 +355,7 @@ def evaluate(checkpoint: str, *, overrides=(), **options) -> dict:
     """
     import lightning as L
 
-    task, module, cfg = _restore(checkpoint, overrides)
+    task, module, cfg = restore(checkpoint, overrides)
     L.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
     datamodule = task.build_datamodule(cfg)
     custom = getattr(task, "evaluate", None)

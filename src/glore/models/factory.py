@@ -22,9 +22,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from glore.errors import ArgumentError, ArgumentTypeError, MissingFileError
+from glore.checkpoint import CheckpointError
+from glore.errors import ArgumentError, ArgumentTypeError, GloreError, MissingFileError
 from .hosts import rename_legacy_keys
 from .insert import check_block_kwargs, find_stages, inserted_blocks, insert_blocks
+from .weights import WeightsUnavailableError, check_hub_weights, check_url_weights, weights_mismatch
 
 # torchvision builders reachable as "tv_<name>"
 TORCHVISION_BACKBONES = (
@@ -189,6 +191,10 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, blo
             ``tv_*``) does: from its hub or cache, or from a local file with
             ``pretrained_cfg_overlay=dict(file="resnet50.safetensors")``; a path here is short
             for that. The blocks keep their initialisation (the identity with ``zero_init``).
+            Weights neither cached nor downloadable (``HF_HUB_OFFLINE``, no answer from the hub
+            within 3 s) raise :class:`~glore.models.weights.WeightsUnavailableError` at once,
+            naming the repository; a file of another architecture a ``CheckpointError`` with the
+            counts of missing and unexpected names.
         block: ``glore``, ``nl``, ``snl``, ``gc``, ``se`` or ``cbam``; ``None`` builds the plain backbone.
         units: where to insert: ``(n, m)`` = n units in Res3 and m in Res4 after blocks 1, 3, 5, ...;
             ``{"res4": 3}`` or ``{"res4": [5]}`` (1-based block indices); ``"all"`` = every
@@ -234,34 +240,93 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, blo
         raise ArgumentTypeError(f"stride_in_1x1 must be true or false, got {stride_in_1x1!r}")
     if stride_in_1x1:
         kwargs["stride_in_1x1"] = True
+    from . import registry
+
+    if name in registry.CONFIGS and blocks:
+        raise ArgumentError(f"{name} is a registered configuration with its blocks already in "
+                         f"place; pass its backbone {registry.CONFIGS[name].backbone!r} to add "
+                         f"other blocks, got block={block!r}")
     if isinstance(pretrained, (str, os.PathLike)):
         path = Path(pretrained)
         if not path.is_file():
             raise MissingFileError(f"pretrained weights file not found: {str(path)!r}")
-        if name.startswith("tv_"):
-            model = build_torchvision(name[3:], None, **kwargs)
-            model.load_state_dict(_read_state_dict(path))      # (the stride moves no weight)
-            return insert_blocks(model, **blocks) if blocks else model
-        kwargs["pretrained_cfg_overlay"] = {**(kwargs.get("pretrained_cfg_overlay") or {}),
-                                            "file": str(path)}
-        pretrained = True
-    elif pretrained is None:
+        state = _read_state_dict(path)            # a file that is not a checkpoint is named here
+        try:
+            if name.startswith("tv_"):
+                model = build_torchvision(name[3:], None, **kwargs)
+                model.load_state_dict(state)
+                return insert_blocks(model, **blocks) if blocks else model
+            overlay = {**(kwargs.pop("pretrained_cfg_overlay", None) or {}), "file": str(path)}
+            return _build(name, blocks, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+        except RuntimeError as exc:
+            if "state_dict" not in str(exc):
+                raise
+            reference = _build(name, blocks, pretrained=False, **kwargs)   # its names and shapes, for the message
+            blocks_prefixes = tuple(f"{n}." for n in inserted_blocks(reference)) or ("\0",)
+            own = {k: v for k, v in reference.state_dict().items() if not k.startswith(blocks_prefixes)}
+            raise CheckpointError(weights_mismatch(str(path), _describe(name, block), own, state,
+                                                   {k: tuple(v.shape) for k, v in own.items()})) from None
+    if pretrained is None:
         pretrained = False
     elif not isinstance(pretrained, bool):
         raise ArgumentTypeError(f"pretrained must be True, False (or None) or a weights file, got {pretrained!r}")
+    if pretrained:
+        kwargs = _locate_weights(name, kwargs)
+    try:
+        return _build(name, blocks, pretrained=pretrained, **kwargs)
+    except GloreError:
+        raise
+    except OSError as exc:        # a hub or URL error after the check (HTTP errors, time-outs)
+        if not pretrained:
+            raise
+        raise WeightsUnavailableError(f"cannot download the pretrained weights of {name}: {type(exc).__name__}: "
+                                      f"{' '.join(str(exc).split())[:300]}; pass a local file instead, "
+                                      f"pretrained=/path/{name}.safetensors") from exc
+
+
+def _build(name: str, blocks: Mapping | None, *, pretrained: bool, **kwargs) -> nn.Module:
     if name.startswith("tv_"):
         return build_torchvision(name[3:], blocks, pretrained=pretrained, **kwargs)
     from . import registry
 
     if name in registry.CONFIGS:
-        if blocks:
-            raise ArgumentError(f"{name} is a registered configuration with its blocks already in "
-                             f"place; pass its backbone {registry.CONFIGS[name].backbone!r} to add "
-                             f"other blocks, got block={block!r}")
         import timm
 
         return timm.create_model(name, pretrained=pretrained, **kwargs)
     return build_timm(name, name, blocks, pretrained=pretrained, **kwargs)
+
+
+def _describe(name: str, block: str | None) -> str:
+    return f"{name} + {block}" if block else name
+
+
+def _locate_weights(name: str, kwargs: dict) -> dict:
+    """``kwargs`` for ``pretrained=True``: with a cached hub file as the weights file; failing in
+    seconds, with the local-file option, when the weights are neither cached nor downloadable
+    (:mod:`glore.models.weights`)."""
+    local = f"pretrained=/path/{name}.safetensors"
+    if name.startswith("tv_"):
+        if kwargs.get("weights") is None:
+            from torchvision.models import get_model_weights
+
+            check_url_weights(get_model_weights(name[3:]).DEFAULT.url, model=name, local_option=local)
+        return kwargs
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
+    settings = {**(cfg.to_dict() if cfg is not None else {}), **overlay}
+    if kwargs.get("pretrained_cfg") is not None or settings.get("file") or settings.get("state_dict"):
+        return kwargs
+    if settings.get("hf_hub_id"):
+        filename = settings.get("hf_hub_filename")
+        cached = check_hub_weights(settings["hf_hub_id"], [filename] if filename else
+                                   ["model.safetensors", "pytorch_model.bin"], model=name, local_option=local)
+        if cached is not None:
+            return {**kwargs, "pretrained_cfg_overlay": {**overlay, "file": cached}}
+    elif settings.get("url"):
+        check_url_weights(settings["url"], model=name, local_option=local)
+    return kwargs
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

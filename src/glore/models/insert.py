@@ -65,8 +65,8 @@ def find_stages(model: nn.Module) -> dict[str, list[Host]]:
     """Return ``{"res2": [Host, ...], ...}``: the residual blocks of each stage, in order.
 
     Supports timm ``ResNet`` (ResNet, SE-ResNet, ResNeXt, wide ResNet, ECA-ResNet, ...), timm ``DPN``,
-    torchvision ``ResNet`` (detection backbones with frozen BatchNorm too) and timm's
-    ``features_only`` wrappers of them.
+    torchvision ``ResNet`` (detection backbones with frozen BatchNorm too), timm's ``features_only``
+    wrappers of them, and the Slow-only 3D ResNets of :mod:`glore.models.slow_only`.
     """
     if all(isinstance(getattr(model, layer, None), nn.Sequential) for layer in _RESNET_LAYERS):
         stages = _resnet_hosts(model)

@@ -36,7 +36,7 @@ import torch
 from glore.errors import ArgumentError, ConfigError, MissingFileError, ResumeError
 from . import TASKS
 from ..checkpoint import CheckpointError, read_checkpoint
-from .checkpoint import AtomicCheckpointIO
+from .atomic_checkpoint import AtomicCheckpointIO
 from .config import DEFAULTS, apply_overrides, deep_merge, dump_config, to_plain, validate_config
 from .run_folder import (check_resumable, check_weights_fit, refuse_earlier_run, remove_stale_temporaries,
                          run_folder_lock)

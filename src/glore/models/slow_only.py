@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from glore.errors import ArgumentError, ArgumentTypeError
-from .video import InflationReport
+from .video_inflation import InflationReport
 
 __all__ = [
     "Bottleneck3d", "SlowOnlyResNet", "slow_only_r50", "slow_only_r101", "create_slow_only",

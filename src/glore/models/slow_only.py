@@ -26,9 +26,11 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 
+import timm
 import torch
 from torch import nn
 
+from glore.checkpoint import load_checkpoint, read_state_dict
 from glore.errors import ArgumentError, ArgumentTypeError
 from .video_inflation import InflationReport
 
@@ -217,11 +219,7 @@ def _state_dict_2d(name: str, pretrained) -> tuple[dict[str, torch.Tensor], str]
     """The 2D ImageNet weights to inflate: timm's ``resnet50`` / ``resnet101`` through timm's pretrained
     mechanism (``pretrained=True``: hub or cache), or a local file (a state dict or a checkpoint)."""
     if pretrained is True:
-        import timm
-
         return timm.create_model(SOURCES_2D[name], pretrained=True).state_dict(), f"timm {SOURCES_2D[name]}"
-    from glore.checkpoint import read_state_dict
-
     return read_state_dict(pretrained), os.fspath(pretrained)
 
 
@@ -255,7 +253,7 @@ def create_slow_only(name: str, *, block: str | None = None, units=None, positio
         **kwargs: :class:`SlowOnlyResNet` options (``width_mult``, ``in_channels``, ``dropout``,
             ``stride_1x1``, ``temporal_kernels``).
     """
-    from .insert import insert_blocks, inserted_blocks
+    from .insert import insert_blocks, inserted_blocks  # insert -> hosts -> slow_only: imported on use
 
     if name not in DEPTHS:
         raise ArgumentError(f"unknown Slow-only model {name!r}; expected one of {sorted(DEPTHS)}")
@@ -292,8 +290,6 @@ def create_slow_only(name: str, *, block: str | None = None, units=None, positio
             warnings.warn(f"inflating {source}: names that do not map: {report}", stacklevel=2)
         model.inflation_report = report
     if checkpoint is not None:
-        from glore.checkpoint import load_checkpoint
-
         load_checkpoint(model, checkpoint, strict=True)
     return model
 

@@ -268,7 +268,7 @@ def register(subparsers) -> None:
                    help="model family: create_model, create_segmenter, create_video_model or create_detector")
     p.add_argument("--arch", choices=("maskrcnn", "fasterrcnn"), default="maskrcnn",
                    help="detection: the detector (default maskrcnn)")
-    p.add_argument("--block", choices=("glore", "nl", "snl", "gc", "se", "none"), default=None,
+    p.add_argument("--block", choices=("glore", "nl", "snl", "gc", "se", "cbam", "none"), default=None,
                    help="block to insert (segmentation: the head's context block); 'none' = baseline")
     p.add_argument("--units", default=None,
                    help="'n,m' (n in res3, m in res4), 'all', or YAML like '{res4: [5]}'")

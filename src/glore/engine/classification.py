@@ -25,6 +25,10 @@ Config (see ``configs/classification/*.yaml``)::
       image_size: 224
       resize_size: 256
       scale: [0.08, 1.0]
+      ratio: [0.75, 1.3333]   # aspect ratios of the crop
+      rotation: 0             # GCNet's recipe: 10 (degrees), color_jitter 0.4, lighting 0.1
+      color_jitter: 0         # brightness/contrast/saturation factor in [1 - j, 1 + j]: j or [jb, jc, js]
+      lighting: 0             # std of AlexNet's PCA lighting noise
       shuffle: true
       drop_last: false
       options: {}             # keyword options of DistantDigits / DistantClips(split, **options)
@@ -136,6 +140,28 @@ def check_scale(scale) -> tuple[float, float]:
     if not ok:
         raise ConfigError(f"data.scale must be [min, max] area fractions with 0 < min <= max <= 1, got {scale!r}")
     return float(scale[0]), float(scale[1])
+
+
+def recipe_options(data: dict) -> dict:
+    """``data.ratio``, ``rotation``, ``color_jitter`` and ``lighting`` (GCNet's ImageNet recipe), checked."""
+    def number(key, default):
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"data.{key} must be a non-negative number, got {value!r}")
+        return float(value)
+
+    ratio = data.get("ratio", (3 / 4, 4 / 3))
+    if not (isinstance(ratio, (list, tuple)) and len(ratio) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in ratio) and 0 < ratio[0] <= ratio[1]):
+        raise ConfigError(f"data.ratio must be [min, max] aspect ratios with 0 < min <= max, got {ratio!r}")
+    jitter = data.get("color_jitter", 0.0)
+    values = jitter if isinstance(jitter, (list, tuple)) else [jitter]
+    if len(values) not in (1, 3) or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1
+                                        for v in values):
+        raise ConfigError(f"data.color_jitter must be a number in [0, 1) or [brightness, contrast, saturation] "
+                          f"of them, got {jitter!r}")
+    return {"ratio": (float(ratio[0]), float(ratio[1])), "rotation": number("rotation", 0.0),
+            "color_jitter": jitter, "lighting": number("lighting", 0.0)}
 
 
 def training_classes(root: str, train_split: str, split: str) -> list[str] | None:
@@ -284,6 +310,7 @@ class ClassificationData(TaskData):
             scale=check_scale(data.get("scale", (0.08, 1.0))),
             hflip=data.get("hflip", True),
             classes=classes,
+            **recipe_options(data),
         )
 
     def setup(self, stage: str | None = None) -> None:

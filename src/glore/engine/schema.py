@@ -103,8 +103,8 @@ SHARED_DATA_KEYS = {"name", "root", "batch_size", "val_batch_size", "num_workers
 
 # task-specific data keys (read by glore.engine.<task>.build_datamodule and the configs/)
 DATA_KEYS = {
-    "classification": {"augment", "hflip", "image_size", "layout", "resize_size", "scale", "train_split",
-                       "val_split"},
+    "classification": {"augment", "color_jitter", "hflip", "image_size", "layout", "lighting", "ratio",
+                       "resize_size", "rotation", "scale", "train_split", "val_split"},
     "segmentation": {"crop_size", "hflip", "scale_range", "train_samples", "val_samples", "train_split",
                      "val_split"},
     "video": {"crop", "flip", "num_clips", "num_crops", "num_frames", "scale", "short_side", "skip_unreadable",

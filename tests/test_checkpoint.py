@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from glore.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, read_state_dict
+from glore.models.segmentation import create_segmenter
 
 
 def small_net():
@@ -73,8 +74,6 @@ def test_importing_it_loads_no_engine_module():
 
 
 def test_segmenter_checkpoint_reads_as_load_checkpoint_does(tmp_path):
-    from glore.models.segmentation import create_segmenter
-
     def tiny(checkpoint=None):
         torch.manual_seed(0)
         return create_segmenter("tiny_segnet", num_classes=3, channels=8, aux_channels=8, multigrid=None,

@@ -93,16 +93,6 @@ def _upsample(x: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
-def check_head(head):
-    if isinstance(head, str):
-        head = head.lower()
-        if head in ("none", "fcn", ""):
-            head = None
-    if head not in HEADS:
-        raise ArgumentError(f"head must be one of {', '.join(map(repr, HEADS))}, got {head!r}")
-    return head
-
-
 def create_segmenter(backbone: str = "resnet50", *, head: str | None = "glore", num_classes: int = 19,
                      units: int = 1, multigrid: Sequence[int] | None = (1, 2, 4), aux: bool = True,
                      aux_weight: float = 0.4, channels: int = 512, aux_channels: int = 256,

@@ -182,6 +182,7 @@ def _context_block(name: str, channels: int, kwargs: dict) -> nn.Module:
 
 
 def check_head(head):
+    """``head`` lower-cased, ``"none"`` / ``"fcn"`` / ``""`` as ``None``; an unknown head is refused."""
     if isinstance(head, str):
         head = head.lower()
         if head in ("none", "fcn", ""):
@@ -192,7 +193,7 @@ def check_head(head):
 
 
 def own_head(name: str, c4_channels: int, c5_channels: int, num_classes: int, *, units, channels, dropout,
-              concat_input, block_kwargs) -> nn.Module:
+             concat_input, block_kwargs) -> nn.Module:
     if units != 1 or concat_input:
         raise ArgumentError(f"head={name!r} has one attention module and no c5 concatenation option; got "
                             f"units={units!r}, concat_input={concat_input!r}")

@@ -32,11 +32,12 @@ from torch import nn
 
 from glore.checkpoint import load_checkpoint, read_state_dict
 from glore.errors import ArgumentError, ArgumentTypeError
-from .video_inflation import InflationReport
+from .video_inflation import INFLATION_METHODS, InflationReport, inflate_kernel, inflate_state_dict
 
 __all__ = [
     "Bottleneck3d", "SlowOnlyResNet", "slow_only_r50", "slow_only_r101", "create_slow_only",
     "inflate_state_dict", "SLOW_ONLY_MODELS", "INFLATION_METHODS",
+    "InflationReport", "inflate_kernel",            # defined in .video_inflation, importable from here too
 ]
 
 STAGE_WIDTHS = (64, 128, 256, 512)
@@ -49,7 +50,6 @@ SOURCES_2D = {"slow_only_r50": "resnet50", "slow_only_r101": "resnet101"}
 # block options on video (GCNet §5.3: GC ratio 1/4 on Kinetics; NLNet's video blocks pool keys and
 # values 2x2 in space)
 VIDEO_BLOCK_DEFAULTS = {"gc": {"ratio": 1 / 4}, "nl": {"sub_sample": True}}
-INFLATION_METHODS = ("mean", "center")
 
 
 class Bottleneck3d(nn.Module):
@@ -168,52 +168,6 @@ class SlowOnlyResNet(nn.Module):
 
 
 # ----------------------------------------------------------------------------- inflation
-
-def inflate_kernel(kernel_2d: torch.Tensor, t: int, method: str) -> torch.Tensor:
-    """A 2D kernel ``(out, in, k, k)`` as a 3D one ``(out, in, t, k, k)``.
-
-    ``mean``: the 2D kernel in every one of the ``t`` taps, divided by ``t`` (I3D's inflation, which
-    NLNet and SlowFast use); ``center``: the 2D kernel in the centre tap, zeros in the others.
-    """
-    if method == "mean":
-        return kernel_2d.unsqueeze(2).repeat(1, 1, t, 1, 1) / t
-    inflated = kernel_2d.new_zeros((*kernel_2d.shape[:2], t, *kernel_2d.shape[2:]))
-    inflated[:, :, t // 2] = kernel_2d
-    return inflated
-
-
-def inflate_state_dict(state_2d: Mapping[str, torch.Tensor], model: nn.Module, *, method: str = "mean"
-                       ) -> tuple[dict[str, torch.Tensor], InflationReport]:
-    """The weights of a 2D ResNet state dict (timm's or torchvision's names) inflated into ``model``.
-
-    Kernels ``(out, in, k, k)`` become ``(out, in, t, k, k)`` by :func:`inflate_kernel`; tensors of
-    equal shape (BN, the classifier when the class counts agree) are copied. The model's entries
-    without a counterpart (inserted blocks) keep their values and are listed in ``report.missing``;
-    names the model lacks go to ``report.unexpected``, other shapes (a 1000-class classifier) to
-    ``report.mismatched``.
-    """
-    if method not in INFLATION_METHODS:
-        raise ArgumentError(f"inflation must be one of {list(INFLATION_METHODS)}, got {method!r}")
-    target = model.state_dict()
-    report, result = InflationReport(), {}
-    for name, value in target.items():
-        source = state_2d.get(name)
-        if source is None:
-            report.missing.append(name)
-            result[name] = value
-        elif source.shape == value.shape:
-            result[name] = source.detach().clone().to(value.dtype)
-            report.copied.append(name)
-        elif (source.dim() == 4 and value.dim() == 5 and source.shape[:2] == value.shape[:2]
-              and source.shape[2:] == value.shape[3:]):
-            result[name] = inflate_kernel(source.detach(), value.shape[2], method).to(value.dtype)
-            report.inflated.append(name)
-        else:
-            report.mismatched.append(f"{name} (2D {tuple(source.shape)} -> 3D {tuple(value.shape)})")
-            result[name] = value
-    report.unexpected = sorted(set(state_2d) - set(target))
-    return result, report
-
 
 def _state_dict_2d(name: str, pretrained) -> tuple[dict[str, torch.Tensor], str]:
     """The 2D ImageNet weights to inflate: timm's ``resnet50`` / ``resnet101`` through timm's pretrained

@@ -11,9 +11,12 @@ import torch
 from torch import nn
 
 from glore.checkpoint import read_state_dict
+from glore.errors import ArgumentError
 from .video_official import convert_official_video_state_dict, is_official_video_state_dict
 
-__all__ = ["InflationReport", "inflate_state_dict", "inflate_model"]
+__all__ = ["InflationReport", "INFLATION_METHODS", "inflate_kernel", "inflate_state_dict", "inflate_model"]
+
+INFLATION_METHODS = ("mean", "center")
 
 
 @dataclass
@@ -40,37 +43,50 @@ class InflationReport:
         return "; ".join(parts)
 
 
-def inflate_state_dict(state_2d: Mapping[str, torch.Tensor], model: nn.Module
-                       ) -> tuple[dict[str, torch.Tensor], InflationReport]:
-    """Inflate the 2D twin's weights into ``model`` (3D): returns ``(state_dict, report)``.
+def inflate_kernel(kernel_2d: torch.Tensor, t: int, method: str = "mean") -> torch.Tensor:
+    """A 2D kernel ``(out, in, k, k)`` as a 3D one ``(out, in, t, k, k)``.
 
-    A 2D kernel ``(out, in, k, k)`` becomes ``(out, in, t, k, k)``: repeated ``t`` times over time and
-    divided by ``t``, so that a clip of identical frames gives the 2D response (the kernel sums over
-    time to the 2D kernel). Tensors of equal shape (BN, GloRe's pointwise weights, the classifier) are
-    copied. Entries of the model with no counterpart keep the model's current value and are listed in
-    ``report.missing``; checkpoint names the model lacks go to ``report.unexpected``, shape conflicts to
-    ``report.mismatched``.
+    ``mean``: the 2D kernel in every one of the ``t`` taps, divided by ``t`` (I3D's inflation, which
+    NLNet and SlowFast use; a clip of identical frames gives the 2D response, the kernel summing over
+    time to the 2D kernel); ``center``: the 2D kernel in the centre tap, zeros in the others.
     """
+    if method == "mean":
+        return kernel_2d.unsqueeze(2).repeat(1, 1, t, 1, 1) / t
+    inflated = kernel_2d.new_zeros((*kernel_2d.shape[:2], t, *kernel_2d.shape[2:]))
+    inflated[:, :, t // 2] = kernel_2d
+    return inflated
+
+
+def inflate_state_dict(state_2d: Mapping[str, torch.Tensor], model: nn.Module, *, method: str = "mean"
+                       ) -> tuple[dict[str, torch.Tensor], InflationReport]:
+    """Inflate 2D weights (the 2D twin's, timm's or torchvision's names) into ``model`` (3D): returns
+    ``(state_dict, report)``.
+
+    A 2D kernel ``(out, in, k, k)`` becomes ``(out, in, t, k, k)`` by :func:`inflate_kernel` with
+    ``method``. Tensors of equal shape (BN, GloRe's pointwise weights, the classifier) are copied.
+    Entries of the model with no counterpart (inserted blocks) keep the model's current value and are
+    listed in ``report.missing``; checkpoint names the model lacks go to ``report.unexpected``, shape
+    conflicts (a 1000-class classifier) to ``report.mismatched``.
+    """
+    if method not in INFLATION_METHODS:
+        raise ArgumentError(f"inflation must be one of {list(INFLATION_METHODS)}, got {method!r}")
     target = model.state_dict()
     state_2d = read_state_dict(state_2d, expected=target)
-    report = InflationReport()
-    result = {}
+    report, result = InflationReport(), {}
     for name, value in target.items():
-        if name not in state_2d:
+        source = state_2d.get(name)
+        if source is None:
             report.missing.append(name)
             result[name] = value
-            continue
-        src = state_2d[name]
-        if src.shape == value.shape:
-            result[name] = src.detach().clone().to(value.dtype)
+        elif source.shape == value.shape:
+            result[name] = source.detach().clone().to(value.dtype)
             report.copied.append(name)
-        elif (src.dim() == 4 and value.dim() == 5 and src.shape[:2] == value.shape[:2]
-              and src.shape[2:] == value.shape[3:]):
-            t = value.shape[2]
-            result[name] = (src.unsqueeze(2).repeat(1, 1, t, 1, 1) / t).to(value.dtype)
+        elif (source.dim() == 4 and value.dim() == 5 and source.shape[:2] == value.shape[:2]
+              and source.shape[2:] == value.shape[3:]):
+            result[name] = inflate_kernel(source.detach(), value.shape[2], method).to(value.dtype)
             report.inflated.append(name)
         else:
-            report.mismatched.append(f"{name} (2D {tuple(src.shape)} -> 3D {tuple(value.shape)})")
+            report.mismatched.append(f"{name} (2D {tuple(source.shape)} -> 3D {tuple(value.shape)})")
             result[name] = value
     report.unexpected = sorted(set(state_2d) - set(target))
     return result, report

@@ -59,7 +59,11 @@ def test_pages_open_in_a_headless_browser_without_console_errors(site):
         page.screenshot(path=str(SCREENSHOTS / "home.png"))
 
         page.goto((site / "reference" / "api.html").as_uri() + "#glore.nn.GloRe", wait_until="load")
-        assert page.locator("[id='glore.nn.GloRe']").count() == 1
+        unit = page.locator("[id='glore.nn.GloRe']")
+        assert unit.count() == 1
+        unit.scroll_into_view_if_needed()      # a long page paints after "load": else a blank screenshot
+        page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+        assert page.evaluate("() => window.scrollY") > 0
         page.screenshot(path=str(SCREENSHOTS / "api-glore.png"))
 
         page.goto((site / "blocks.html").as_uri(), wait_until="load")

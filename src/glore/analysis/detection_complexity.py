@@ -50,6 +50,8 @@ class DenseDetector(nn.Module):
         self.detector, self.proposals, self.detections = detector, int(proposals), int(detections)
 
     def forward(self, images: torch.Tensor):
+        """The detector's layers on ``images`` ``(B, 3, H, W)``: padded image, backbone + FPN + RPN head, then the box head on
+        ``proposals`` and the mask head on ``detections`` regions."""
         det = self.detector
         h, w = images.shape[-2:]
         images = F.pad(images, (0, -w % 32, 0, -h % 32))           # GeneralizedRCNNTransform's padding

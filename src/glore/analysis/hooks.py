@@ -199,6 +199,7 @@ class BlockRecorder:
         self._handles.clear()
 
     def clear(self) -> None:
+        """Forget the records kept so far; the hooks stay attached."""
         self.records.clear()
 
 

@@ -88,6 +88,7 @@ class AsymmetricNonLocal(nn.Module):
             nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output for a 2-D feature map ``x`` ``(B, C, H, W)``, of the same shape."""
         _check_image(type(self).__name__, x, self.channels, _parameter_dtype(self))
         key = self.key(x)                                                  # (B, C_k, H, W): query too
         context = self.out(asymmetric_attention(key, key, self.value(x), self.sizes))   # (B, C, H, W)
@@ -128,6 +129,7 @@ class AsymmetricFusion(nn.Module):
             nn.init.zeros_(self.out.bias)
 
     def forward(self, high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        """``Y_F`` for the high-level map ``high`` ``(B, C, H, W)`` and the low-level ``low`` ``(B, C_low, H, W)``: ``(B, C, H, W)``."""
         _check_image(type(self).__name__, high, self.channels, _parameter_dtype(self))
         _check_image(type(self).__name__, low, self.low_channels, _parameter_dtype(self))
         context = asymmetric_attention(self.query(high), self.key(low), self.value(low), self.sizes)  # (B, C_v, H, W)

@@ -39,6 +39,7 @@ class ChannelGate(nn.Module):
         self.gate_scale = 1.0
 
     def forward(self, flat: torch.Tensor) -> torch.Tensor:
+        """The channel gate ``M_c`` for ``flat`` ``(B, C, L)``: ``(B, C, 1)``."""
         avg, top = flat.mean(-1, keepdim=True), flat.amax(-1, keepdim=True)      # F_avg, F_max: (B, C, 1)
         return torch.sigmoid(self.mlp(avg) + self.mlp(top)) * self.gate_scale
 
@@ -55,6 +56,7 @@ class SpatialGate(nn.Module):
         self.gate_scale = 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The spatial gate ``M_s`` for ``x`` ``(B, C, H, W)``: ``(B, 1, H, W)``."""
         maps = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)   # (B, 2, H, W)
         return torch.sigmoid(self.conv(maps)) * self.gate_scale                      # (B, 1, H, W)
 
@@ -94,6 +96,7 @@ class CBAM(ZeroInitBlock):
             nn.init.zeros_(self.spatial.conv.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. 1 for ``x`` ``(B, C, H, W)``: the channel gate, then the spatial gate, multiplied in."""
         if not torch.jit.is_scripting():    # (TorchScript cannot compile the checks)
             check_block_input(type(self).__name__, x, self.channels, _parameter_dtype(self))
             check_image_input(type(self).__name__, x)

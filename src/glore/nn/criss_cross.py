@@ -57,6 +57,7 @@ class CrissCrossAttention(nn.Module):
         return x + self.gamma * context
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``recurrence`` passes of criss-cross attention over ``x`` ``(B, C, H, W)``, the same shape out."""
         check_block_input(type(self).__name__, x, self.channels, _parameter_dtype(self))
         if x.dim() != 4:
             raise ArgumentError(f"CrissCrossAttention expects a 2-D feature map (B, C, H, W), got shape "

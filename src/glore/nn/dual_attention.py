@@ -44,6 +44,7 @@ class PositionAttention(nn.Module):
         return torch.softmax(torch.matmul(query.mT, key), dim=-1)       # (B, N, N)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + alpha * context`` for ``x`` ``(B, C, H, W)``, the context summed over positions by the attention."""
         _check_image(self, x, self.channels)
         value = self.value(x).flatten(2)                                 # (B, C, N)
         context = torch.matmul(value, self.attention(x).mT)              # (B, C, N): sum_i D_i s_ji
@@ -69,6 +70,7 @@ class ChannelAttention(nn.Module):
         return torch.softmax(torch.matmul(flat, flat.mT), dim=-1)        # (B, C, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + beta * context`` for ``x`` ``(B, C, H, W)``, the context summed over channels by the attention."""
         _check_image(self, x, self.channels)
         context = torch.matmul(self.attention(x), x.flatten(2))          # (B, C, N)
         return x + self.beta * context.view_as(x)

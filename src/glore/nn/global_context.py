@@ -71,6 +71,7 @@ class GlobalContext(ZeroInitBlock):
         return attention_pool(flat, self.attention(flat))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. 5 for ``x`` ``(B, C, *S)``: the transformed context added to (or gating) every position."""
         if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
             check_block_input(type(self).__name__, x, self.channels, _parameter_dtype(self))
         flat = x.flatten(2)

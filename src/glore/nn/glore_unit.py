@@ -36,6 +36,7 @@ class GraphConv(nn.Module):
         self.state = Pointwise(num_state, num_state, bias=False)
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
+        """``Z`` for the node features ``V`` ``(B, C_s, N)``: ``(I + A_g)`` along the nodes, then ``W_g`` along the states."""
         h = v + self.node(v.mT).mT          # (I + A_g) V, along the nodes
         return self.state(F.relu(h))        # then W_g, along the states
 
@@ -137,6 +138,7 @@ class GloRe(ZeroInitBlock):
         return v, proj
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The unit's output ``x + BN(W_ext Z B)`` for ``x`` ``(B, C, *S)``, of the same shape (Eq. 1-4)."""
         if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
             check_block_input(type(self).__name__, x, self.channels, _parameter_dtype(self))
         v, proj = self.project_to_nodes(x)                      # V (Eq. 1), B

@@ -96,6 +96,7 @@ class NonLocal(ZeroInitBlock):
             nn.init.zeros_(self.norm.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. 1 for ``x`` ``(B, C, *S)``: ``x + BN(W_z sum_j w_ij W_v x_j)``, of the same shape."""
         if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
             check_block_input(type(self).__name__, x, self.channels, _parameter_dtype(self))
         flat = x.flatten(2)
@@ -143,6 +144,7 @@ class ContextAttention(nn.Module):
         self.key = Pointwise(channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The query-independent weights ``softmax_j(W_k x_j)`` for ``x`` ``(B, C, L)``: ``(B, 1, L)``."""
         return torch.softmax(self.key(x), dim=-1)
 
 
@@ -175,6 +177,7 @@ class SimplifiedNonLocal(ZeroInitBlock):
             nn.init.zeros_(self.value.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. 2-3 for ``x`` ``(B, C, *S)``: ``x`` plus ``W_v`` of the attention-pooled context, at every position."""
         if not torch.jit.is_scripting():    # (TorchScript cannot compile the check)
             check_block_input(type(self).__name__, x, self.channels, _parameter_dtype(self))
         flat = x.flatten(2)

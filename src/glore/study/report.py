@@ -138,6 +138,7 @@ def write(results: dict, spec: StudySpec, runs: list[Run], folder: str | Path) -
 
 
 def plot_points(results: dict, path: Path) -> None:
+    """Write a figure of every run's value per variant, with the mean and its confidence interval, to ``path``."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -163,6 +164,7 @@ def plot_points(results: dict, path: Path) -> None:
 
 
 def plot_curves(spec: StudySpec, runs: list[Run], path: Path) -> None:
+    """Write a figure of the compared metric per epoch, the mean over seeds of each variant, to ``path``."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -37,6 +37,7 @@ Strict = ConfigDict(extra="forbid")
 
 
 class Compare(BaseModel):
+    """The ``compare:`` section: which metric at which epoch, against which variant, at what confidence."""
     model_config = Strict
     metric: str = "val/acc1"
     epoch: Union[Literal["final"], NonNegativeInt] = "final"  # the last epoch, or a 0-based epoch
@@ -46,12 +47,14 @@ class Compare(BaseModel):
 
 
 class Submitit(BaseModel):
+    """The ``launcher.submitit:`` section: the cluster and time limit; further keys go to submitit's executor."""
     model_config = ConfigDict(extra="allow")  # further keys go to executor.update_parameters
     cluster: Optional[str] = None              # None: submitit's choice (slurm where sbatch exists)
     timeout_min: PositiveInt = 60
 
 
 class Launcher(BaseModel):
+    """The ``launcher:`` section: local worker processes or submitit jobs, and each run's share of the machine."""
     model_config = Strict
     name: Literal["local", "submitit"] = "local"
     workers: Union[Literal["auto"], PositiveInt] = "auto"  # local: runs at once
@@ -62,6 +65,7 @@ class Launcher(BaseModel):
 
 
 class StudySpec(BaseModel):
+    """A study file, checked: the base config, seeds, variants, comparison and launcher."""
     model_config = Strict
     name: str
     output_dir: str
@@ -86,10 +90,12 @@ class Run:
 
     @property
     def metrics_path(self) -> Path:
+        """``metrics.json`` of the run's folder, written when the run finishes."""
         return self.output_dir / "metrics.json"
 
     @property
     def last_checkpoint(self) -> Path:
+        """``checkpoints/last.ckpt`` of the run's folder, the checkpoint a resume starts from."""
         return self.output_dir / "checkpoints" / "last.ckpt"
 
     def finished(self) -> bool:

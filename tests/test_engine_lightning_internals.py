@@ -5,7 +5,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from glore.engine._lightning_internals import checkpoint_next_epoch, next_epoch, should_update_logs
+from glore.engine._lightning_internals import attached_trainer, checkpoint_next_epoch, next_epoch, should_update_logs
 from glore.engine.loaders import ShardSampler, evaluation_sampler
 
 
@@ -13,10 +13,11 @@ class Recorder(L.LightningModule):
     def __init__(self):
         super().__init__()
         self.layer = torch.nn.Linear(2, 1)
-        self.logs, self.epochs = [], []
+        self.logs, self.epochs, self.attached = [], [], []
 
     def training_step(self, batch, batch_idx):
         self.logs.append(should_update_logs(self.trainer))
+        self.attached.append(attached_trainer(self) is self.trainer)
         return self.layer(batch[0]).pow(2).mean()
 
     def on_train_epoch_start(self):
@@ -28,11 +29,12 @@ class Recorder(L.LightningModule):
 
 def test_readers_follow_lightning(tmp_path):
     model = Recorder()
+    assert attached_trainer(model) is None
     trainer = L.Trainer(max_epochs=2, log_every_n_steps=2, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     trainer.fit(model, DataLoader(TensorDataset(torch.randn(10, 2)), batch_size=2))
     assert model.logs == [False, True] * 5                  # steps 2, 4, ..., 10 of the run are logged
-    assert model.epochs == [0, 1]
+    assert model.epochs == [0, 1] and model.attached == [True] * 10
     trainer.save_checkpoint(tmp_path / "last.ckpt")
     assert checkpoint_next_epoch(torch.load(tmp_path / "last.ckpt", weights_only=True)) == 2
     assert checkpoint_next_epoch({"epoch": 4}) == 4         # no loop state

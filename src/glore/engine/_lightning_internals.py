@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # run_folder reads checkpoints without loading Lightning
     import lightning as L
 
-__all__ = ["should_update_logs", "next_epoch", "checkpoint_next_epoch"]
+__all__ = ["attached_trainer", "should_update_logs", "next_epoch", "checkpoint_next_epoch"]
+
+
+def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
+    """The trainer ``module`` is attached to, ``None`` when there is none (``module.trainer`` raises then)."""
+    return module._trainer
 
 
 def should_update_logs(trainer: L.Trainer) -> bool:

@@ -40,7 +40,7 @@ import torch
 import torchmetrics
 
 from glore.errors import GloreError
-from ._lightning_internals import should_update_logs
+from ._lightning_internals import attached_trainer, should_update_logs
 from .config import to_plain
 from .loaders import seed_generators
 from .optim import build_optimizer, build_scheduler
@@ -97,7 +97,7 @@ class TaskModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.class_names is None:
-            datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+            datamodule = getattr(attached_trainer(self), "datamodule", None)
             names = getattr(datamodule, "class_names", None)
             self.class_names = names() if callable(names) else None
         if self.class_names is not None:
@@ -192,7 +192,7 @@ class TaskModule(L.LightningModule):
     # -- non-finite loss guard ---------------------------------------------------------------
     def on_before_backward(self, loss: torch.Tensor) -> None:
         finite = bool(torch.isfinite(loss.detach()).all())
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         if trainer is not None and trainer.world_size > 1:
             finite = bool(trainer.strategy.reduce_boolean_decision(finite, all=True))
         if not finite:

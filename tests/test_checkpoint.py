@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from glore.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, read_state_dict
+from glore.models.segmentation import create_segmenter
 
 
 def small_net():
@@ -70,3 +71,26 @@ def test_load_checkpoint_optional_prefixes_and_rename():
 def test_importing_it_loads_no_engine_module():
     code = "import sys, glore.checkpoint; assert not any(m.startswith('glore.engine') for m in sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_segmenter_checkpoint_reads_as_load_checkpoint_does(tmp_path):
+    def tiny(checkpoint=None):
+        torch.manual_seed(0)
+        return create_segmenter("tiny_segnet", num_classes=3, channels=8, aux_channels=8, multigrid=None,
+                                backbone_kwargs={"width": 8}, checkpoint=checkpoint)
+
+    own = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in tiny().state_dict().items()}
+    torch.save({"state_dict": {f"model.{k}": v for k, v in own.items()}}, tmp_path / "last.ckpt")
+    torch.testing.assert_close(tiny(tmp_path / "last.ckpt").state_dict(), own)
+    bad = dict(own)
+    bad["head.classifier.weight"] = torch.zeros(5, 8, 1, 1)
+    bad["extra"] = torch.zeros(1)
+    torch.save(bad, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError, match=r"bad.pth.*unexpected 1: extra; mismatched 1: head.classifier.weight"):
+        tiny(tmp_path / "bad.pth")
+    backbone = {k.removeprefix("backbone."): v for k, v in own.items() if k.startswith("backbone.")}
+    backbone.pop("down.0.weight")
+    backbone["fc.weight"] = torch.zeros(7, 8)                       # a classifier is dropped, not reported
+    torch.save(backbone, tmp_path / "cls.pth")
+    with pytest.raises(CheckpointError, match=r"cls.pth.*missing 1: down.0.weight$"):
+        tiny(tmp_path / "cls.pth")

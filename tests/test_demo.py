@@ -50,20 +50,27 @@ def test_demo_tiny_budget_writes_summary_and_glore_train_run_folders(tmp_path, c
 
 
 def test_demo_configs_hold_the_demo_recipe(tmp_path):
-    # configs/demo/*.yaml are the only place the recipe lives for the engine; DEFAULTS documents it
-    for task, defaults in (("image", demo.DEFAULTS), ("video", demo.VIDEO_DEFAULTS)):
+    # configs/demo/*.yaml are the only place the recipe lives; the demo reads its budget from them,
+    # one budget for every variant of a task
+    image = {"epochs", "train_samples", "val_samples", "batch_size", "lr", "weight_decay", "width", "canvas",
+             "min_distance"}
+    for task, keys in (("image", image), ("video", image | {"num_frames", "min_gap"})):
+        shared = demo.budget(task)
+        assert set(shared) == keys, task
         for variant, block in demo.VARIANTS.items():
+            assert demo.budget(task, variant) == shared, (task, variant)
             cfg = demo.variant_config(task, variant, tmp_path / variant, seed=0)
             assert cfg["model"]["block"] == block
-            for key, value in defaults.items():
+            for key, value in shared.items():
                 node = cfg
-                for part in demo._CONFIG_KEYS[key].split("."):
+                for part in demo.CONFIG_KEYS[key].split("."):
                     node = node[part]
                 assert node == value, (task, variant, key)
             optim = cfg["optim"]
             assert optim["name"] == "adamw" and optim["no_weight_decay_on_norm_and_bias"] is True
             assert optim["schedule"] == "onecycle" and optim["pct_start"] == 0.25
             assert cfg["trainer"]["channels_last"] is True and cfg["data"]["drop_last"] is True
+    assert demo.DEFAULTS == demo.budget("image") and demo.VIDEO_DEFAULTS == demo.budget("video")
 
 
 def test_demo_overrides_reach_the_config(tmp_path):

@@ -3,9 +3,9 @@ import os
 import pytest
 import torch
 
-from glore.engine import checkpoint as ckpt_mod
+from glore.engine import atomic_checkpoint as ckpt_mod
 from glore.checkpoint import read_checkpoint
-from glore.engine.checkpoint import AtomicCheckpointIO, CheckpointError
+from glore.engine.atomic_checkpoint import AtomicCheckpointIO, CheckpointError
 
 
 def test_roundtrip_with_weights_only(tmp_path):

@@ -40,6 +40,7 @@ import torch
 import torchmetrics
 
 from glore.errors import GloreError
+from ._lightning_internals import attached_trainer, should_update_logs
 from .config import to_plain
 from .loaders import seed_generators
 from .optim import build_optimizer, build_scheduler
@@ -92,10 +93,11 @@ class TaskModule(L.LightningModule):
         self.cfg = cfg
         self.train_loss = torchmetrics.MeanMetric()      # the epoch's train/loss, batch-weighted
         self.class_names: list | None = None             # from the data module at the first save
+        self.batch_index = -1                            # of the epoch's current training batch
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.class_names is None:
-            datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+            datamodule = getattr(attached_trainer(self), "datamodule", None)
             names = getattr(datamodule, "class_names", None)
             self.class_names = names() if callable(names) else None
         if self.class_names is not None:
@@ -109,7 +111,7 @@ class TaskModule(L.LightningModule):
         of a ``make demo`` step, so the step value is not logged where no logger would write it
         (the test Lightning's own ``LearningRateMonitor`` uses)."""
         self.train_loss.update(loss.detach(), weight=batch_size)
-        if self.trainer._logger_connector.should_update_logs:
+        if should_update_logs(self.trainer):
             self.log("train/loss_step", loss.detach(), prog_bar=True, on_step=True, on_epoch=False,
                      batch_size=batch_size)
 
@@ -178,6 +180,7 @@ class TaskModule(L.LightningModule):
 
     # -- reproducible resume ------------------------------------------------------------------
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self.batch_index = batch_idx
         seed = int(self.cfg.get("seed") or 0)
         key = ((seed * 1_000_003 + self.current_epoch) * 1_000_033 + batch_idx) * 1_009 + self.global_rank
         seed_generators(key, self.device)
@@ -189,12 +192,12 @@ class TaskModule(L.LightningModule):
     # -- non-finite loss guard ---------------------------------------------------------------
     def on_before_backward(self, loss: torch.Tensor) -> None:
         finite = bool(torch.isfinite(loss.detach()).all())
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         if trainer is not None and trainer.world_size > 1:
             finite = bool(trainer.strategy.reduce_boolean_decision(finite, all=True))
         if not finite:
             epoch = self.current_epoch
-            batch = trainer.fit_loop.epoch_loop.batch_progress.current.ready - 1 if trainer is not None else -1
+            batch = self.batch_index
             value = loss.detach().float().cpu().item() if loss.numel() == 1 else "non-finite"
             raise NonFiniteLossError(
                 f"training loss is {value} at global step {self.global_step} (epoch {epoch}, batch {batch}); "

@@ -11,8 +11,9 @@ In-memory datasets without random augmentation (``DistantDigits``, ``DistantClip
 from __future__ import annotations
 
 import torch
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
+
+from ._lightning_internals import next_epoch
 
 
 class EpochShuffleSampler(torch.utils.data.Sampler):
@@ -134,7 +135,23 @@ def evaluation_sampler(dataset, *, num_replicas: int | None = None, rank: int | 
         num_replicas, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
     if num_replicas <= 1:
         return None
-    return UnrepeatedDistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+    return ShardSampler(dataset, num_replicas=num_replicas, rank=rank)
+
+
+class ShardSampler(DistributedSampler):
+    """Indices ``rank, rank + num_replicas, ...`` of ``dataset``, in order, nothing repeated: shards
+    differ in length by at most one. A ``DistributedSampler``, so Lightning keeps it as it is."""
+
+    def __init__(self, dataset, *, num_replicas: int, rank: int):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+        self.num_samples = len(range(rank, len(dataset), num_replicas))
+        self.total_size = len(dataset)
+
+    def __iter__(self):
+        return iter(range(self.rank, self.total_size, self.num_replicas))
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 def make_loader(dataset, *, trainer=None, batch_size: int, shuffle: bool, drop_last: bool, train: bool,
@@ -158,7 +175,7 @@ def make_loader(dataset, *, trainer=None, batch_size: int, shuffle: bool, drop_l
     if train and trainer is not None:
         # Lightning creates (and, with workers, prefetches from) the first iterator of a run before it
         # calls set_epoch; start from the epoch a resumed run continues with
-        sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
+        sampler.set_epoch(next_epoch(trainer))
     if collate_fn is None and reads_batches(dataset):
         dataset, collate_fn = BatchReads(dataset), keep_batch
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,

@@ -23,6 +23,7 @@ import filelock
 import torch
 
 from glore.errors import ResumeError, RunFolderError
+from ._lightning_internals import checkpoint_next_epoch
 from .config import DEFAULTS
 
 LOCK_NAME = ".glore.lock"
@@ -64,10 +65,7 @@ def refuse_earlier_run(output_dir: str, *, resume: str | None = None) -> None:
 
 
 def finished_epochs(checkpoint: dict) -> int:
-    try:
-        return int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
-    except (KeyError, TypeError):
-        return int(checkpoint.get("epoch", 0))
+    return checkpoint_next_epoch(checkpoint)
 
 
 def check_resumable(checkpoint: dict, path: str, cfg: dict) -> None:

@@ -31,15 +31,20 @@ import os
 import warnings
 from types import ModuleType
 
+import lightning as L
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from glore.errors import ArgumentError, ConfigError, MissingFileError, ResumeError
 from . import TASKS
 from ..checkpoint import CheckpointError, read_checkpoint
-from .checkpoint import AtomicCheckpointIO
+from .atomic_checkpoint import AtomicCheckpointIO
 from .config import DEFAULTS, apply_overrides, deep_merge, dump_config, to_plain, validate_config
 from .run_folder import (check_resumable, check_weights_fit, refuse_earlier_run, remove_stale_temporaries,
                          run_folder_lock)
+from .timing import EpochTimer
 
 CHECKPOINT_DIR = "checkpoints"
 # keys of cfg["model"] naming pretrained weights; cleared when a trained checkpoint supplies the weights
@@ -97,8 +102,6 @@ def _resolve_resume(resume: str | None, output_dir: str) -> str | None:
 def config_writer(cfg: dict, path: str):
     """A Lightning callback writing ``cfg`` to ``path`` when training starts: after the optimizer, the
     schedule and a resumed checkpoint's state have been set up without error."""
-    from lightning.pytorch.callbacks import Callback
-
     class WriteConfig(Callback):
         def on_train_start(self, trainer, pl_module) -> None:
             if trainer.is_global_zero:
@@ -152,9 +155,6 @@ def _accelerator_available(name: str) -> bool:
 def _make_trainer(**kwargs):
     """``lightning.Trainer(**kwargs)``; the accelerator, strategy, device and precision options it refuses
     raise one-line :class:`ConfigError` naming them."""
-    import lightning as L
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
     quiet_lightning()
     accelerator = kwargs.get("accelerator", "auto")
     if isinstance(accelerator, str) and not _accelerator_available(accelerator):
@@ -171,11 +171,6 @@ def _make_trainer(**kwargs):
 
 def build_trainer(cfg: dict, *, monitor: str | None, mode: str = "max", for_eval: bool = False):
     """The ``lightning.Trainer`` of a run (checkpoints and loggers only when training)."""
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-
-    from .timing import EpochTimer
-
     kwargs = _trainer_kwargs(dict(cfg["trainer"]))
     output_dir = os.fspath(cfg["output_dir"])
     if for_eval:
@@ -225,8 +220,6 @@ def train(cfg: dict, *, resume: str | None = None, overwrite: bool = False) -> d
     checkpoints is refused unless ``overwrite``; a lock file keeps a second run out of a folder in use;
     a resume is checked against the checkpoint (task, network, ``max_epochs``) before anything is written.
     """
-    import lightning as L
-
     cfg = validate_config(to_plain(cfg))
     task = task_module(cfg)
     output_dir = os.fspath(cfg["output_dir"])
@@ -353,8 +346,6 @@ def evaluate(checkpoint: str, *, overrides=(), **options) -> dict:
     ``options`` go to the task's ``evaluate(module, datamodule, cfg, **options)``; a task without one
     is evaluated with ``Trainer.validate`` and accepts no options.
     """
-    import lightning as L
-
     task, module, cfg = restore(checkpoint, overrides)
     L.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
     datamodule = task.build_datamodule(cfg)

@@ -1,15 +1,18 @@
-"""The attention heads GCNet compares with in its Cityscapes table (GCNet Table 13): DANet's dual
-attention head and ANN's asymmetric non-local head. (CCNet's head is a
-:class:`glore.models.segmentation.ContextHead` with a criss-cross attention block.)"""
+"""The heads of a segmenter: :class:`ContextHead` (the plain FCN head, or context blocks between two
+adaptive convs: GloRe, NL, SNL, GC, CCNet's criss-cross attention), the auxiliary :class:`FCNHead`,
+and the attention heads GCNet compares with in its Cityscapes table (GCNet Table 13) that have a
+structure of their own: DANet's dual attention head and ANN's asymmetric non-local head."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
-from ..nn import AsymmetricFusion, AsymmetricNonLocal, ChannelAttention, PositionAttention
+from glore.errors import ArgumentError
+from ..nn import (AsymmetricFusion, AsymmetricNonLocal, ChannelAttention, CrissCrossAttention, PositionAttention,
+                  create_block)
 from ..nn.asymmetric_non_local import PYRAMID_SIZES
 from .layers import conv_bn_relu
 
@@ -82,3 +85,121 @@ class AsymmetricNonLocalHead(nn.Module):
 
     def forward(self, c5: torch.Tensor, c4: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(self.features(c5, c4)))
+
+
+HEADS = (None, "glore", "nl", "snl", "gc", "ccnet", "danet", "ann")
+# heads with a structure of their own (GCNet Table 13); the others are a ContextHead
+OWN_HEADS = {"danet": DualAttentionHead, "ann": AsymmetricNonLocalHead}
+
+# per-head block options (GloRe paper §4.3, GCNet §5.4): the GloRe unit sits on the 512-channel adaptive conv output
+# with mid = 512 // 4 = 128 (128 nodes, 256 states); GC uses ratio 1/4 for segmentation.
+DEFAULT_BLOCK_KWARGS: dict[str | None, dict] = {
+    None: {},
+    "glore": {"mid": None},
+    "nl": {},
+    "snl": {},
+    "gc": {"ratio": 1 / 4},
+    "ccnet": {"recurrence": 2},
+}
+# GCNet's and CCNet's heads concatenate the context output with c5; the GloRe paper's head does not.
+DEFAULT_CONCAT_INPUT = {None: False, "glore": False, "nl": True, "snl": True, "gc": True, "ccnet": True}
+
+
+class FCNHead(nn.Module):
+    """FCN head: 3x3 conv-BN-ReLU, dropout, 1x1 classifier (the auxiliary head on res4)."""
+
+    def __init__(self, in_channels: int, num_classes: int, *, channels: int = 256, dropout: float = 0.1):
+        super().__init__()
+        self.conv = conv_bn_relu(in_channels, channels)
+        self.dropout = nn.Dropout2d(dropout)
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.conv(x)))
+
+
+class ContextHead(nn.Module):
+    """Context head: ``conv_in`` -> context blocks -> ``conv_out`` [-> concat c5 -> ``conv_cat``] -> cls.
+
+    Args:
+        in_channels: channels of the backbone's last feature map (c5).
+        num_classes: output classes.
+        block: ``None`` (plain FCN head), ``"glore"``, ``"nl"``, ``"snl"``, ``"gc"`` or ``"ccnet"``
+            (:class:`glore.nn.CrissCrossAttention`, recurrence 2).
+        units: number of context blocks stacked between the two adaptive convs.
+        channels: width of the adaptive convs (512 in both papers).
+        concat_input: concatenate c5 with the context output, then a 3x3 conv (GCNet/CCNet head);
+            ``None`` picks the paper's choice for ``block`` (on for nl/snl/gc/ccnet, off for glore/None).
+        dropout: dropout before the classifier.
+        block_kwargs: options for :func:`glore.nn.create_block`, merged over the defaults.
+    """
+
+    uses_c4 = False
+
+    def __init__(self, in_channels: int, num_classes: int, *, block: str | None = "glore", units: int = 1,
+                 channels: int = 512, concat_input: bool | None = None, dropout: float = 0.1,
+                 block_kwargs: Mapping | None = None):
+        super().__init__()
+        block = check_head(block)
+        if block in OWN_HEADS:
+            raise ArgumentError(f"ContextHead takes the blocks {HEADS[:6]}; {block!r} is a head of its own "
+                                f"({OWN_HEADS[block].__name__})")
+        if isinstance(units, bool) or not isinstance(units, int) or units < 0:
+            raise ArgumentError(f"units must be a non-negative integer, got {units!r}")
+        if block is None and units not in (0, 1):
+            raise ArgumentError(f"head=None (plain FCN) takes no context units, got units={units}")
+        self.block_name = block
+        self.concat_input = DEFAULT_CONCAT_INPUT[block] if concat_input is None else bool(concat_input)
+        self.conv_in = conv_bn_relu(in_channels, channels)
+        kwargs = {**DEFAULT_BLOCK_KWARGS[block], **dict(block_kwargs or {})}
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        blocks = [] if block is None else [_context_block(block, channels, kwargs) for _ in range(units)]
+        self.context = nn.Sequential(*blocks)
+        self.conv_out = conv_bn_relu(channels, channels)
+        self.conv_cat = conv_bn_relu(in_channels + channels, channels) if self.concat_input else None
+        self.dropout = nn.Dropout2d(dropout)
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+
+    def features(self, c5: torch.Tensor) -> torch.Tensor:
+        """The features fed to the classifier (before dropout)."""
+        x = self.conv_out(self.context(self.conv_in(c5)))
+        if self.conv_cat is not None:
+            x = self.conv_cat(torch.cat([c5, x], dim=1))
+        return x
+
+    def forward(self, c5: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.features(c5)))
+
+
+def _context_block(name: str, channels: int, kwargs: dict) -> nn.Module:
+    if name == "ccnet":
+        try:
+            return CrissCrossAttention(channels, **kwargs)
+        except TypeError as exc:
+            raise ArgumentError(f"bad block_kwargs for CrissCrossAttention (inner, recurrence, zero_init): "
+                                f"{exc}") from None
+    return create_block(name, channels, **kwargs)
+
+
+def check_head(head):
+    """``head`` lower-cased, ``"none"`` / ``"fcn"`` / ``""`` as ``None``; an unknown head is refused."""
+    if isinstance(head, str):
+        head = head.lower()
+        if head in ("none", "fcn", ""):
+            head = None
+    if head not in HEADS:
+        raise ArgumentError(f"head must be one of {', '.join(map(repr, HEADS))}, got {head!r}")
+    return head
+
+
+def own_head(name: str, c4_channels: int, c5_channels: int, num_classes: int, *, units, channels, dropout,
+             concat_input, block_kwargs) -> nn.Module:
+    if units != 1 or concat_input:
+        raise ArgumentError(f"head={name!r} has one attention module and no c5 concatenation option; got "
+                            f"units={units!r}, concat_input={concat_input!r}")
+    cls, kwargs = OWN_HEADS[name], dict(block_kwargs or {})
+    low = (c4_channels,) if cls.uses_c4 else ()
+    try:
+        return cls(c5_channels, *low, num_classes, channels=channels, dropout=dropout, **kwargs)
+    except TypeError as exc:
+        raise ArgumentError(f"bad block_kwargs for {cls.__name__}: {exc}") from None

@@ -26,15 +26,18 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 
+import timm
 import torch
 from torch import nn
 
+from glore.checkpoint import load_checkpoint, read_state_dict
 from glore.errors import ArgumentError, ArgumentTypeError
-from .video import InflationReport
+from .video_inflation import INFLATION_METHODS, InflationReport, inflate_kernel, inflate_state_dict
 
 __all__ = [
     "Bottleneck3d", "SlowOnlyResNet", "slow_only_r50", "slow_only_r101", "create_slow_only",
     "inflate_state_dict", "SLOW_ONLY_MODELS", "INFLATION_METHODS",
+    "InflationReport", "inflate_kernel",            # defined in .video_inflation, importable from here too
 ]
 
 STAGE_WIDTHS = (64, 128, 256, 512)
@@ -47,7 +50,6 @@ SOURCES_2D = {"slow_only_r50": "resnet50", "slow_only_r101": "resnet101"}
 # block options on video (GCNet §5.3: GC ratio 1/4 on Kinetics; NLNet's video blocks pool keys and
 # values 2x2 in space)
 VIDEO_BLOCK_DEFAULTS = {"gc": {"ratio": 1 / 4}, "nl": {"sub_sample": True}}
-INFLATION_METHODS = ("mean", "center")
 
 
 class Bottleneck3d(nn.Module):
@@ -167,61 +169,11 @@ class SlowOnlyResNet(nn.Module):
 
 # ----------------------------------------------------------------------------- inflation
 
-def inflate_kernel(kernel_2d: torch.Tensor, t: int, method: str) -> torch.Tensor:
-    """A 2D kernel ``(out, in, k, k)`` as a 3D one ``(out, in, t, k, k)``.
-
-    ``mean``: the 2D kernel in every one of the ``t`` taps, divided by ``t`` (I3D's inflation, which
-    NLNet and SlowFast use); ``center``: the 2D kernel in the centre tap, zeros in the others.
-    """
-    if method == "mean":
-        return kernel_2d.unsqueeze(2).repeat(1, 1, t, 1, 1) / t
-    inflated = kernel_2d.new_zeros((*kernel_2d.shape[:2], t, *kernel_2d.shape[2:]))
-    inflated[:, :, t // 2] = kernel_2d
-    return inflated
-
-
-def inflate_state_dict(state_2d: Mapping[str, torch.Tensor], model: nn.Module, *, method: str = "mean"
-                       ) -> tuple[dict[str, torch.Tensor], InflationReport]:
-    """The weights of a 2D ResNet state dict (timm's or torchvision's names) inflated into ``model``.
-
-    Kernels ``(out, in, k, k)`` become ``(out, in, t, k, k)`` by :func:`inflate_kernel`; tensors of
-    equal shape (BN, the classifier when the class counts agree) are copied. The model's entries
-    without a counterpart (inserted blocks) keep their values and are listed in ``report.missing``;
-    names the model lacks go to ``report.unexpected``, other shapes (a 1000-class classifier) to
-    ``report.mismatched``.
-    """
-    if method not in INFLATION_METHODS:
-        raise ArgumentError(f"inflation must be one of {list(INFLATION_METHODS)}, got {method!r}")
-    target = model.state_dict()
-    report, result = InflationReport(), {}
-    for name, value in target.items():
-        source = state_2d.get(name)
-        if source is None:
-            report.missing.append(name)
-            result[name] = value
-        elif source.shape == value.shape:
-            result[name] = source.detach().clone().to(value.dtype)
-            report.copied.append(name)
-        elif (source.dim() == 4 and value.dim() == 5 and source.shape[:2] == value.shape[:2]
-              and source.shape[2:] == value.shape[3:]):
-            result[name] = inflate_kernel(source.detach(), value.shape[2], method).to(value.dtype)
-            report.inflated.append(name)
-        else:
-            report.mismatched.append(f"{name} (2D {tuple(source.shape)} -> 3D {tuple(value.shape)})")
-            result[name] = value
-    report.unexpected = sorted(set(state_2d) - set(target))
-    return result, report
-
-
 def _state_dict_2d(name: str, pretrained) -> tuple[dict[str, torch.Tensor], str]:
     """The 2D ImageNet weights to inflate: timm's ``resnet50`` / ``resnet101`` through timm's pretrained
     mechanism (``pretrained=True``: hub or cache), or a local file (a state dict or a checkpoint)."""
     if pretrained is True:
-        import timm
-
         return timm.create_model(SOURCES_2D[name], pretrained=True).state_dict(), f"timm {SOURCES_2D[name]}"
-    from glore.checkpoint import read_state_dict
-
     return read_state_dict(pretrained), os.fspath(pretrained)
 
 
@@ -255,7 +207,7 @@ def create_slow_only(name: str, *, block: str | None = None, units=None, positio
         **kwargs: :class:`SlowOnlyResNet` options (``width_mult``, ``in_channels``, ``dropout``,
             ``stride_1x1``, ``temporal_kernels``).
     """
-    from .insert import insert_blocks, inserted_blocks
+    from .insert import insert_blocks, inserted_blocks  # insert -> hosts -> slow_only: imported on use
 
     if name not in DEPTHS:
         raise ArgumentError(f"unknown Slow-only model {name!r}; expected one of {sorted(DEPTHS)}")
@@ -292,8 +244,6 @@ def create_slow_only(name: str, *, block: str | None = None, units=None, positio
             warnings.warn(f"inflating {source}: names that do not map: {report}", stacklevel=2)
         model.inflation_report = report
     if checkpoint is not None:
-        from glore.checkpoint import load_checkpoint
-
         load_checkpoint(model, checkpoint, strict=True)
     return model
 

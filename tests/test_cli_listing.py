@@ -41,8 +41,11 @@ def test_models_lists_registered_names_backbones_and_blocks(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "resnet50_glore_0_3" in out and "tv_resnet50" in out and "distant_digits_net" in out
-    blocks = out.split("blocks (block=, create_block): 5\n", 1)[1].splitlines()[:5]
-    assert [b.strip() for b in blocks] == ["gc", "glore", "nl", "se", "snl"]
+    from glore.nn import BLOCKS
+
+    blocks = out.split(f"blocks (block=, create_block): {len(BLOCKS)}\n", 1)[1].splitlines()[:len(BLOCKS)]
+    assert [b.strip() for b in blocks] == sorted(BLOCKS)
+    assert {"cbam", "gc", "glore", "nl", "se", "snl"} <= set(BLOCKS)
     assert main(["models", "--filter", "dpn98_glore"]) == 0
     assert "resnet50" not in capsys.readouterr().out
 

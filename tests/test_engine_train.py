@@ -158,7 +158,9 @@ def test_paper_configs_parse_and_build(name, model_name, num_classes, tmp_path):
     assert raw["model"]["num_classes"] == num_classes
     module = build_module(cfg)
     n_units = sum(isinstance(m, GloRe) for m in module.modules())
-    assert n_units == sum(cfg["model"]["units"])
+    units = cfg["model"]["units"]             # (n, m) or {stage: [indices] or a count}
+    per_stage = units.values() if isinstance(units, dict) else units
+    assert n_units == sum(len(v) if isinstance(v, list) else v for v in per_stage)
     with torch.no_grad():
         assert module.eval()(torch.zeros(1, 3, 64, 64)).shape == (1, 7)
 

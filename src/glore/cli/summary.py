@@ -5,6 +5,11 @@
     glore summary resnet50_gc_all
     glore summary resnet50 --kind segmentation --block glore --units '{res5: 1}'
     glore summary resnet50 --kind detection --block gc --units all --block-arg ratio=1/16
+    glore summary --config configs/classification/imagenet_resnet50_glore.yaml --json
+
+With --config, the network is built from the run config's model section as glore train builds it
+(no weights loaded), counted at the input of the config's reference section (a paper's table row),
+and set beside that row's figures.
 """
 
 from __future__ import annotations
@@ -144,7 +149,46 @@ def _pct(ours: float, paper: float) -> str:
     return f"{100 * (ours / paper - 1):+.1f}%"
 
 
+def run_config(args: argparse.Namespace) -> int:
+    from glore import zoo
+    from glore.engine.config import load_config
+
+    if args.block is not None or args.units is not None or args.position is not None or args.block_arg:
+        raise ArgumentError("--block, --units, --position and --block-arg do not go with --config; "
+                            "override the config instead, e.g. model.block=gc")
+    overrides = [a for a in (args.backbone, *args.overrides) if a is not None]
+    cfg = load_config(args.config, overrides)
+    input_size = parse_input_size(args.input_size) if args.input_size else None
+    counts = zoo.count(cfg, input_size)
+    reference = cfg.get("reference")
+    comparison = zoo.compare(counts, reference) if reference else None
+    if args.json:
+        print(json.dumps({"config": args.config, "task": cfg["task"], **counts, "reference": reference,
+                          "comparison": comparison}, indent=2))
+        return 0
+    print(f"config        {args.config} ({cfg['task']})")
+    print(f"input         1x{'x'.join(map(str, counts['input']))}")
+    print(f"params        {counts['params'] / 1e6:.3f} M")
+    print(f"GMACs         {counts['gmacs']:.3f}")
+    if reference:
+        print(f"paper         {reference['paper']} table {reference['table']}: {reference['row']}")
+        for key, unit in (("params", "M"), ("gmacs", "GMACs")):
+            if key in comparison:
+                c = comparison[key]
+                print(f"  {key:<11} {c['paper']} {unit} ({100 * c['relative']:+.1f}%"
+                      f"{'' if c['within'] else ', outside the tolerance'})")
+        if reference.get("known_deviation"):
+            print(f"  deviation   {reference['known_deviation']}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.config is not None:
+        return run_config(args)
+    if args.overrides:
+        raise ArgumentError(f"KEY=VALUE overrides need --config, got {args.overrides}")
+    if args.backbone is None:
+        raise ArgumentError("expected a model name (e.g. resnet50) or --config FILE, got neither")
     from glore.analysis.complexity import summary
     from glore.models.paper_figures import FIGURES, baseline_figure
 
@@ -208,7 +252,12 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("summary", help="parameters and GMACs of a model, beside the papers'",
                               description=__doc__.splitlines()[0])
-    p.add_argument("backbone", help="e.g. resnet50, dpn98, tv_resnet50, resnet50_glore_0_3")
+    p.add_argument("backbone", nargs="?", default=None,
+                   help="e.g. resnet50, dpn98, tv_resnet50, resnet50_glore_0_3 (or, with --config, an override)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="with --config: config overrides, e.g. model.block=gc")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="a run config (YAML): count its network, beside its reference row's figures")
     p.add_argument("--kind", choices=sorted(KINDS), default="classification",
                    help="model family: create_model, create_segmenter, create_video_model or create_detector")
     p.add_argument("--arch", choices=("maskrcnn", "fasterrcnn"), default="maskrcnn",

@@ -52,7 +52,7 @@ def yaml_load(text_or_stream):
     """``yaml.safe_load`` with YAML 1.2 floats (``1e-4``)."""
     return yaml.load(text_or_stream, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
 
-TOP_LEVEL_KEYS = ("task", "seed", "output_dir", "model", "data", "optim", "trainer")
+TOP_LEVEL_KEYS = ("task", "seed", "output_dir", "model", "data", "optim", "trainer", "reference")
 
 def _schema_defaults() -> dict:
     """The defaults of every key of :mod:`glore.engine.schema` (the one table of them); ``data`` is

@@ -102,6 +102,24 @@ DATA_KEYS = {
 }
 
 
+class Reference(BaseModel):
+    """A paper's table row that a config reproduces: its figures, copied from the paper.
+
+    ``params_m`` and ``gmacs`` (multiply-adds, the papers' "FLOPs") are for one input of ``input``;
+    ``known_deviation`` says why this library's count differs from the paper's beyond the tolerance
+    of :mod:`glore.zoo`.
+    """
+    model_config = ConfigDict(extra="forbid")
+    paper: Literal["glore", "gcnet", "reproduction"]
+    table: str
+    row: str
+    params_m: Optional[float] = Field(None, gt=0)
+    gmacs: Optional[float] = Field(None, gt=0)
+    input: list[PositiveInt] = Field(min_length=3, max_length=4)
+    metrics: dict[str, Optional[float]] = {}
+    known_deviation: Optional[str] = None
+
+
 class RunConfig(BaseModel):
     model_config = Strict
     task: Literal["classification", "segmentation", "video", "detection"] = "classification"
@@ -111,6 +129,7 @@ class RunConfig(BaseModel):
     data: Data = Data()
     optim: Optim = Optim()
     trainer: Trainer = Trainer()
+    reference: Optional[Reference] = None
 
 
 def _path(loc) -> str:
@@ -146,5 +165,5 @@ def check_schema(cfg: dict) -> None:
 
 
 def _accepted(section: str) -> list[str]:
-    model = {"": RunConfig, "optim": Optim, "trainer": Trainer}.get(section)
+    model = {"": RunConfig, "optim": Optim, "trainer": Trainer, "reference": Reference}.get(section)
     return list(model.model_fields) if model else []

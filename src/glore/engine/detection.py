@@ -49,7 +49,7 @@ from .base import TaskModule, check_finite_input
 from .datamodule import TaskData, data_root
 
 DATASETS = ("coco", "det-digits")
-_LIST_OPTIONS = ("returned_layers", "anchor_sizes")   # create_detector options given as tuples
+_LIST_OPTIONS = ("returned_layers", "anchor_sizes", "min_size")   # create_detector options given as tuples
 
 
 def build_detector(model_cfg: dict) -> torch.nn.Module:

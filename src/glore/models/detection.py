@@ -81,12 +81,15 @@ def _resnet(backbone: str, weights, norm) -> nn.Module:
 
 def _load_backbone_file(resnet: nn.Module, path: str) -> None:
     """ImageNet weights of a ResNet from a local file (torchvision's or timm's names, which agree);
-    the classifier ``fc`` may be missing or of another size."""
+    the classifier ``fc`` is dropped."""
     from glore.checkpoint import load_checkpoint, read_state_dict
 
-    state = read_state_dict(path, expected=resnet.state_dict())
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    load_checkpoint(resnet, state, optional=("fc.",), source=path)
+    resnet.fc = nn.Identity()                 # the detector never runs the classifier
+    own = resnet.state_dict()
+    state = read_state_dict(path, expected=own)
+    state = {k: v for k, v in state.items()   # FrozenBatchNorm2d keeps no batch count
+             if not k.startswith("fc.") and (k in own or not k.endswith("num_batches_tracked"))}
+    load_checkpoint(resnet, state, source=path)
 
 
 def _freeze_norms(module: nn.Module) -> None:

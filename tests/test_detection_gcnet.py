@@ -1,5 +1,5 @@
 """GCNet's detectors (Tables 5-7): SyncBN / frozen BN, DCN v2, the 4conv1fc head, ResNeXt-101 32x4d,
-weights files, multi-scale training, Cascade R-CNN end to end on det-digits."""
+weights files, multi-scale training, Cascade R-CNN end to end on det-digits, test-dev results files."""
 
 import os
 
@@ -186,3 +186,42 @@ def test_cascade_trains_and_evaluates_through_glore_train(tmp_path):
                              detections=str(tmp_path / "detections.json"))
     assert values["val/images"] == 3 and values["val/detections"] > 0
     assert values["val/bbox/ap"] == pytest.approx(metrics["val/bbox/ap"], abs=1e-9)
+    _writes_test_dev_results(tmp_path, str(tmp_path / "run" / "checkpoints" / "last.ckpt"))
+
+
+def _writes_test_dev_results(tmp_path, checkpoint):
+    """Images without annotations -> COCO results files per IoU type that pycocotools' loadRes reads."""
+    import json
+    import shutil
+
+    from pycocotools.coco import COCO
+
+    from glore.data.det_digits import DetDigits, write_coco_tree
+    from glore.engine import runner
+
+    root = tmp_path / "coco"
+    write_coco_tree(DetDigits("val", num_samples=3, canvas=64, num_digits=2, digit_size=12, key_size=8,
+                              min_distance=16), root)
+    annotations = json.loads((root / "annotations" / "instances_val.json").read_text())
+    info = tmp_path / "image_info_test.json"                       # as test-dev's: images and categories only
+    info.write_text(json.dumps({"images": annotations["images"], "categories": annotations["categories"]}))
+    values = runner.evaluate(checkpoint, images=str(root / "val"), image_info=str(info),
+                             detections=str(tmp_path / "test" / "results.json"))
+    assert values["test/images"] == 3 and values["test/detections"] > 0
+    gt = COCO(str(info))
+    for iou_type in ("bbox", "segm"):
+        results = json.loads((tmp_path / "test" / f"results_{iou_type}.json").read_text())
+        assert len(results) == values["test/detections"]
+        assert {r["image_id"] for r in results} <= {image["id"] for image in annotations["images"]}
+        assert ("segmentation" in results[0]) == (iou_type == "segm") and ("bbox" in results[0]) == (iou_type == "bbox")
+        gt.loadRes(results)                                           # the official reader takes it
+    # without an image_info file the ids are the file names' numbers (COCO's 000000123456.jpg)
+    numbered = tmp_path / "numbered"
+    numbered.mkdir()
+    for image in annotations["images"]:
+        shutil.copy(root / "val" / image["file_name"], numbered / f"{image['id'] + 100:012d}.png")
+    values = runner.evaluate(checkpoint, images=str(numbered), detections=str(tmp_path / "numbered.json"))
+    ids = {r["image_id"] for r in json.loads((tmp_path / "numbered_bbox.json").read_text())}
+    assert ids and ids <= {image["id"] + 100 for image in annotations["images"]}
+    with pytest.raises(GloreError, match="image ids come from the file names"):
+        runner.evaluate(checkpoint, images=str(root / "val"))

@@ -177,8 +177,10 @@ class UnannotatedImages(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int):
-        from torchvision.io import ImageReadMode, decode_image
+        from PIL import Image
+        from torchvision.transforms.v2 import functional as TF
 
         image_id, path = self.items[index]
-        image = decode_image(path, mode=ImageReadMode.RGB)                    # (3, H, W) uint8
-        return image.float() / 255, {"image_id": image_id}
+        with Image.open(path) as handle:
+            image = TF.pil_to_tensor(handle.convert("RGB"))                   # (3, H, W) uint8
+        return TF.to_dtype(image, torch.float32, scale=True), {"image_id": image_id}

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean timm-tests
+.PHONY: demo test install clean timm-tests docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +15,14 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m glore.demo --output results/demo
+	$(PY) -m glore.demo --output-dir results/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup -q
+
+# the documentation site (Sphinx, warnings as errors) into site/
+docs: $(STAMP)
+	$(PY) -m sphinx -W --keep-going -q -b html docs site
 
 # timm's own model tests (tests/test_models.py of the pinned timm's sdist) on glore's registered
 # configurations: conformance/timm_glore.py deselects every other model; its pretrained-loading
@@ -40,4 +44,4 @@ timm-tests: $(TIMM_TESTS)/tests/test_models.py
 		-p timm_glore -p no:cacheprovider -n 2 -q
 
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) results .pytest_cache site

@@ -58,12 +58,12 @@ def fake_checkpoint(monkeypatch):
 
 def test_cli_projections_and_attention(fake_checkpoint, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["analyze", "projections", "--checkpoint", "x.ckpt", "--output", str(out),
+    assert main(["analyze", "projections", "--checkpoint", "x.ckpt", "--output-dir", str(out),
                  "--num-images", "5", "--nodes", "3", "--cell", "48"]) == 0
     assert png_size(out / "projections_1.png") == grid_size(5, 4, (12, 16), 48)
     summary = json.loads((out / "projections.json").read_text())
     assert len(summary["units"]["1"]["nodes"]) == 3 and summary["images"] == 5
-    assert main(["analyze", "attention", "--checkpoint", "x.ckpt", "--output", str(out),
+    assert main(["analyze", "attention", "--checkpoint", "x.ckpt", "--output-dir", str(out),
                  "--num-images", "2", "--queries", "0.1,0.1;0.5,0.5;0.9,0.2", "--cell", "48"]) == 0
     assert png_size(out / "attention_2.png") == grid_size(2, 4, (12, 16), 48)    # NL: 3 queries
     assert png_size(out / "attention_3.png") == grid_size(2, 2, (12, 16), 48)    # SNL: one map
@@ -73,23 +73,23 @@ def test_cli_projections_and_attention(fake_checkpoint, tmp_path, capsys):
 def test_cli_3d(fake_checkpoint, tmp_path):
     fake_checkpoint.update(model=tiny_model(3), shape=(1, 3, 8, 8))
     out = tmp_path / "out3"
-    assert main(["analyze", "projections", "--checkpoint", "x", "--output", str(out),
+    assert main(["analyze", "projections", "--checkpoint", "x", "--output-dir", str(out),
                  "--num-images", "2", "--nodes", "2", "--cell", "32"]) == 0
     assert png_size(out / "projections_1.png") == grid_size(2, 3, (8, 8), 32)
-    assert main(["analyze", "attention", "--checkpoint", "x", "--output", str(out),
+    assert main(["analyze", "attention", "--checkpoint", "x", "--output-dir", str(out),
                  "--num-images", "1", "--cell", "32", "--frame", "0"]) == 0
     assert png_size(out / "attention_2.png") == grid_size(1, 5, (8, 8), 32)
 
 
 def test_cli_query_independence_and_graph(fake_checkpoint, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["analyze", "query-independence", "--checkpoint", "x", "--output", str(out),
+    assert main(["analyze", "query-independence", "--checkpoint", "x", "--output-dir", str(out),
                  "--kinds", "nl", "snl"]) == 0
     printed = capsys.readouterr().out
     stats = json.loads((out / "query_independence.json").read_text())["blocks"]
     assert set(stats) == {"2", "3"} and stats["2"]["images"] == 6
     assert f"{stats['2']['input']:.3f}" in printed
-    assert main(["analyze", "graph", "--checkpoint", "x", "--output", str(out), "--cell", "100"]) == 0
+    assert main(["analyze", "graph", "--checkpoint", "x", "--output-dir", str(out), "--cell", "100"]) == 0
     assert png_size(out / "graph_1.png") == graph_figure_size(2, 100)
     assert len(json.loads((out / "graph.json").read_text())["units"]["1"]["node_norm_mean"]) == 4
 
@@ -97,7 +97,7 @@ def test_cli_query_independence_and_graph(fake_checkpoint, tmp_path, capsys):
 @pytest.mark.parametrize("analysis", ["projections", "attention", "query-independence", "graph"])
 def test_cli_missing_block_type_is_a_clear_error(fake_checkpoint, tmp_path, capsys, analysis):
     fake_checkpoint["model"] = nn.Sequential(nn.Conv2d(1, 4, 1), GlobalContext(4, ratio=0.5, pooling="avg"))
-    assert main(["analyze", analysis, "--checkpoint", "x", "--output", str(tmp_path)]) == 2
+    assert main(["analyze", analysis, "--checkpoint", "x", "--output-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "types it has: gc x1" in err
     assert not list(tmp_path.glob("*.png"))

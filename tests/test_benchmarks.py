@@ -235,3 +235,19 @@ def test_pointwise_names_a_bad_shape(scripts):
     pointwise = scripts[3]
     with pytest.raises(SystemExit, match=r"expected B,C_in,L,C_out .* got '8,1024'"):
         pointwise.main(["--shapes", "8,1024", "--threads", "1"])
+
+
+def test_inference_ways_are_timed_side_by_side(tmp_path):
+    """benchmarks/inference.py on the seg-digits segmenter: each way's row, ratios to eager fp32."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import inference
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    inference.main(["--models", "seg-digits", "--modes", "eager", "bf16", "--batch", "2", "--size", "32",
+                    "--repeats", "1", "--threads", "1", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "inference.json").read_text())
+    assert result["env"]["cpu"] and "native_bf16" in result["env"]
+    rows = {r["mode"]: r for r in result["rows"]}
+    assert set(rows) == {"eager", "bf16"} and rows["eager"]["x_eager"] == 1.0
+    assert all(r["images_per_s"] > 0 and r["batch"] == 2 and r["size"] == 32 for r in rows.values())

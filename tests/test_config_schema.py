@@ -8,8 +8,9 @@ import pytest
 
 from glore.engine.config import ConfigError, load_config
 from glore.errors import GloreError
+from glore.zoo import find_configs
 
-CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*", "*.yaml")))
+CONFIGS = [str(path) for path in find_configs()]   # every run config, paper rows in subfolders too
 DEMO = os.path.join(os.path.dirname(__file__), "..", "configs", "demo", "glore.yaml")
 
 

@@ -40,7 +40,7 @@ def test_demo_tiny_budget_writes_summary_and_glore_train_run_folders(tmp_path, c
 
     figures = tmp_path / "figures"
     assert main(["analyze", "projections", "--checkpoint", str(run_dir / "checkpoints" / "last.ckpt"),
-                 "--output", str(figures), "--num-images", "2", "--nodes", "2"]) == 0
+                 "--output-dir", str(figures), "--num-images", "2", "--nodes", "2"]) == 0
     assert any(figures.glob("projections_*.png"))
     # the demo's folders are its own: a second demo run replaces them
     again = demo.run(tmp_path, seed=4, variants=("baseline",), progress=False, threads=None,
@@ -111,7 +111,7 @@ def test_demo_command_line_task_and_glore_demo_entry(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(demo, "run", lambda output, **kw: calls.append((str(output), kw)))
     assert cli.main(["demo", "video", "--epochs", "2", "--variants", "glore"]) == 0
-    assert demo.main(["--task", "video", "--output", str(tmp_path)]) == 0
+    assert demo.main(["--task", "video", "--output-dir", str(tmp_path)]) == 0
     assert demo.main(["--seed", "2", "--no-progress", "--threads", "1"]) == 0
     (out1, kw1), (out2, kw2), (out3, kw3) = calls
     assert out1 == "results/demo_video" and kw1["task"] == "video" and kw1["epochs"] == 2

@@ -34,11 +34,11 @@ def test_channels_last_option_lays_out_images_and_weights():
                              "data.name=distant-digits", "trainer.channels_last=true"])
     module = ClassificationModule(cfg)
     # 3 channels: a 1-channel tensor is contiguous in both layouts
-    images, labels = module.on_after_batch_transfer((torch.rand(2, 3, 48, 48), torch.tensor([1, 2])), 0)
+    images = module.in_memory_layout(torch.rand(2, 3, 48, 48))
     assert images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
     weight = [p for p in module.model.parameters() if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] > 1][-1]
     assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
     plain = ClassificationModule(load_config(None, ["model.name=distant_digits_net", "model.width=8",
                                                     "model.num_classes=10", "data.name=distant-digits"]))
-    images, _ = plain.on_after_batch_transfer((torch.rand(2, 3, 48, 48), torch.tensor([1, 2])), 0)
+    images = plain.in_memory_layout(torch.rand(2, 3, 48, 48))
     assert images.is_contiguous()

@@ -51,7 +51,7 @@ def test_torch_export_with_dynamic_sizes(name):
         torch.testing.assert_close(exported(x), block(x))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "cbam"])     # CBAM takes images only
 @pytest.mark.parametrize("shape", [(2, 8, 5), (1, 8, 2, 3, 4)], ids=["1d", "3d"])
 def test_torch_export_1d_and_3d(name, shape):
     block = _block(name)

@@ -111,7 +111,7 @@ def test_unknown_choices(cls, kwargs, expected):
 
 @pytest.mark.parametrize("name", ["non_local", "glore2", "", None, 3])
 def test_unknown_block_name(name):
-    with pytest.raises(ValueError, match=rf"unknown block {re.escape(repr(name))}; expected one of \['gc', 'glore', 'nl', 'se', 'snl'\]"):
+    with pytest.raises(ValueError, match=rf"unknown block {re.escape(repr(name))}; expected one of \['cbam', 'gc', 'glore', 'nl', 'se', 'snl'\]"):
         create_block(name, 8)
 
 

@@ -22,8 +22,12 @@ def test_the_zoo_has_paper_rows():
 def test_config_matches_its_paper_row(path):
     cfg = load_config(path)
     reference = cfg["reference"]
-    comparison = zoo.compare(zoo.count(cfg), reference)
-    assert "params" in comparison or "gmacs" in comparison, "a reference gives params_m or gmacs"
+    counts = zoo.count(cfg)
+    comparison = zoo.compare(counts, reference)
+    if reference.get("params_m") is None and reference.get("gmacs") is None:
+        # a row the paper gives only results for (GloRe Tables 3-4): it builds and is counted
+        assert counts["params"] > 0 and counts["gmacs"] > 0 and not reference.get("known_deviation")
+        return
     if reference.get("known_deviation"):
         assert not comparison["within"], f"known_deviation of a row that matches the paper: {comparison}"
     else:

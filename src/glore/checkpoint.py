@@ -6,7 +6,8 @@ naming it. :func:`read_state_dict` takes the weights out of a file or a mapping:
 (Lightning), ``model`` or ``model_state`` entry when there is one, with the ``module.`` / ``_orig_mod.``
 prefixes of DDP and ``torch.compile`` removed (``timm.models.clean_state_dict``) and a Lightning
 ``model.`` prefix removed when that makes the names match. :func:`load_checkpoint` loads it, naming
-every missing, unexpected or mis-shaped tensor. This module imports nothing of ``glore.engine``.
+every missing, unexpected or mis-shaped tensor. :func:`checkpoint_class_names` gives the labels' names
+a ``glore train`` checkpoint stores. This module imports nothing of ``glore.engine``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 
 from glore.errors import GloreError, MissingFileError
 
-__all__ = ["CheckpointError", "read_checkpoint", "read_state_dict", "load_checkpoint"]
+__all__ = ["CheckpointError", "read_checkpoint", "read_state_dict", "load_checkpoint", "checkpoint_class_names"]
 
 _WEIGHT_ENTRIES = ("state_dict", "model", "model_state")
 _WRAPPER_PREFIXES = ("model.", "net.")
@@ -33,6 +34,9 @@ class CheckpointError(GloreError, ValueError):
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     """The content of a checkpoint file as a dict; errors name the file."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint {path!r} is a folder; expected a checkpoint file (e.g. "
+                              f"{os.path.join(path, 'last.ckpt')!r})")
     if not os.path.isfile(path):
         raise MissingFileError(f"checkpoint file not found: {path!r}")
     try:
@@ -50,6 +54,17 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"checkpoint {path!r} holds a {type(checkpoint).__name__}, expected a dict")
     return checkpoint
+
+
+def checkpoint_class_names(checkpoint: Mapping, num_classes: int | None = None) -> list[str]:
+    """The name of every label ``0 .. num_classes - 1``: the ``class_names`` entry of a ``glore train``
+    checkpoint; a label it does not name (a checkpoint written before names were stored, a label id
+    no category uses) is named by its number."""
+    stored = checkpoint.get("class_names")
+    names = list(stored) if isinstance(stored, (list, tuple)) else []
+    count = len(names) if num_classes is None else int(num_classes)
+    return [names[i] if i < len(names) and isinstance(names[i], str) and names[i] else str(i)
+            for i in range(count)]
 
 
 def _reason(exc: BaseException) -> str:

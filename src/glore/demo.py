@@ -117,7 +117,7 @@ def epoch_metrics(run_dir: str | Path) -> dict:
     ``csv/version_N/metrics.csv`` of a run folder."""
     versions = sorted(Path(run_dir, "csv").glob("version_*"), key=lambda p: int(p.name.split("_")[-1]))
     if not versions:
-        raise FileNotFoundError(f"no csv/version_N/metrics.csv in {run_dir}")
+        raise MissingFileError(f"no csv/version_N/metrics.csv in {run_dir}")
     columns = {"curve": "val/acc1", "sec_per_epoch": "time/train_epoch_s", "train_loss": "train/loss_epoch"}
     per_epoch = {key: {} for key in columns}
     with open(versions[-1] / "metrics.csv", newline="", encoding="utf-8") as handle:
@@ -208,6 +208,10 @@ def plot_curves(results: dict, path: Path, *, title: str = "distant-digits / sel
     plt.close(fig)
 
 
+DESCRIPTION = ("make demo: baseline vs + GloRe / + GC / + NL on distant-digits (or, for video, distant-clips), "
+               "trained through glore train with one budget and one seed.")
+
+
 def _add_arguments(parser: argparse.ArgumentParser, *, task_positional: bool = False) -> None:
     if task_positional:       # glore demo [image|video]
         parser.add_argument("task", nargs="?", choices=TASKS, default="image",
@@ -215,14 +219,18 @@ def _add_arguments(parser: argparse.ArgumentParser, *, task_positional: bool = F
     else:
         parser.add_argument("--task", choices=TASKS, default="image",
                             help="image: distant-digits (make demo); video: distant-clips")
-    parser.add_argument("--output", default=None, help="default results/demo (image), results/demo_video")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--train-samples", type=int, default=None)
-    parser.add_argument("--val-samples", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-progress", action="store_true")
+    from glore.cli.options import add_output_dir
+
+    add_output_dir(parser, help="folder of the runs, table and figures (default results/demo, for video "
+                                "results/demo_video)")
+    parser.add_argument("--seed", type=int, default=0, help="the seed of every variant's run and data (default 0)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per variant (default: the demo's budget)")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated variants to train (default {','.join(VARIANTS)})")
+    parser.add_argument("--train-samples", type=int, default=None, help="training images (default: the budget's)")
+    parser.add_argument("--val-samples", type=int, default=None, help="validation images (default: the budget's)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def _run_args(args: argparse.Namespace) -> int:
@@ -239,13 +247,13 @@ def _run_args(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     """``glore demo [image|video]``: the same as ``python -m glore.demo [--task video]``."""
     p = subparsers.add_parser("demo", help="baseline vs + GloRe / GC / NL on a built-in relational task",
-                              description=__doc__.split("\n")[0])
+                              description=DESCRIPTION)
     _add_arguments(p, task_positional=True)
     p.set_defaults(func=_run_args)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m glore.demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m glore.demo", description=DESCRIPTION)
     _add_arguments(parser)
     return _run_args(parser.parse_args(argv))
 

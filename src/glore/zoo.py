@@ -36,9 +36,13 @@ _WEIGHT_KEYS = ("pretrained", "pretrained_backbone", "checkpoint", "inflate_from
 CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs"
 
 
+STUDY_FOLDER = "studies"   # configs/studies/ holds study files (glore study), not run configs
+
+
 def find_configs(root: str | os.PathLike = CONFIG_ROOT) -> list[Path]:
-    """Every ``*.yaml`` below ``root``, sorted."""
-    return sorted(Path(root).rglob("*.yaml"))
+    """Every run config (``*.yaml``) below ``root``, sorted; the study files are left out."""
+    root = Path(root)
+    return sorted(p for p in root.rglob("*.yaml") if p.relative_to(root).parts[0] != STUDY_FOLDER)
 
 
 def architecture(cfg: dict) -> dict:

@@ -141,3 +141,66 @@ def save_graph_figure(path, adjacency: torch.Tensor, norms: torch.Tensor | None,
         ax.set_axis_off()
     ax.tick_params(labelsize=fs)
     return _save(fig, path)
+
+
+def panels_size(panels: int, cell: int = 280) -> tuple[int, int]:
+    """``(width, height)`` in pixels of a row of ``panels`` plots (:func:`save_selectivity_histograms`,
+    :func:`save_class_activations`)."""
+    if not isinstance(cell, int) or cell < 64:
+        raise ArgumentError(f"cell must be an int >= 64 (pixels), got {cell!r}")
+    return panels * cell, round(cell * 0.8)
+
+
+def _panel(fig: Figure, i: int, panels: int):
+    return fig.add_axes(((i + 0.18) / panels, 0.17, 0.74 / panels, 0.70))
+
+
+def save_selectivity_histograms(path, indices: dict[str, dict[str, torch.Tensor]], *, bins: int = 20,
+                                cell: int = 280) -> Path:
+    """GCNet Figure 7: one panel per layer (outer keys), the histogram of its units' class selectivity
+    indices in [0, 1] for each model (inner keys, e.g. ``baseline`` and ``gc``), overlaid. The PNG is
+    :func:`panels_size` ``(layers, cell)``."""
+    if not indices:
+        raise ArgumentError("expected at least one layer of selectivity indices")
+    width, height = panels_size(len(indices), cell)
+    fig = _figure(width, height)
+    fs = max(6, cell // 32)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    for i, (layer, models) in enumerate(indices.items()):
+        ax = _panel(fig, i, len(indices))
+        for label, values in models.items():
+            ax.hist(values.detach().double().cpu().numpy(), bins=edges, alpha=0.5, label=label)
+        ax.set_title(layer, fontsize=fs)
+        ax.set_xlabel("class selectivity index", fontsize=fs)
+        ax.set_xlim(0, 1)
+        ax.tick_params(labelsize=fs)
+        if i == 0:
+            ax.set_ylabel("units", fontsize=fs)
+            ax.legend(fontsize=fs)
+    return _save(fig, path)
+
+
+def save_class_activations(path, activations: dict[str, torch.Tensor], classes: list[int], *,
+                           cell: int = 280) -> Path:
+    """GCNet Figure 6: one panel per block (keys), the class means ``(K, C)`` of its channel
+    activations over the channel index, one line per class in ``classes``. The PNG is
+    :func:`panels_size` ``(blocks, cell)``."""
+    if not activations:
+        raise ArgumentError("expected at least one block of class activations")
+    width, height = panels_size(len(activations), cell)
+    fig = _figure(width, height)
+    fs = max(6, cell // 32)
+    for i, (name, means) in enumerate(activations.items()):
+        if any(not 0 <= k < means.shape[0] for k in classes):
+            raise ArgumentError(f"classes must be in [0, {means.shape[0] - 1}], got {classes}")
+        ax = _panel(fig, i, len(activations))
+        for k in classes:
+            ax.plot(np.arange(means.shape[1]), means[k].detach().double().cpu().numpy(), linewidth=0.8,
+                    label=f"class {k}")
+        ax.set_title(name, fontsize=fs)
+        ax.set_xlabel("channel", fontsize=fs)
+        ax.tick_params(labelsize=fs)
+        if i == 0:
+            ax.set_ylabel("mean activation", fontsize=fs)
+            ax.legend(fontsize=fs)
+    return _save(fig, path)

@@ -1,6 +1,6 @@
 """Forward hooks that record what the library's blocks compute, without changing the model.
 
-:class:`BlockRecorder` attaches to every GloRe / NL / SNL / GC / SE block of any ``nn.Module`` and
+:class:`BlockRecorder` attaches to every GloRe / NL / SNL / GC / SE / CBAM block of any ``nn.Module`` and
 keeps, for the latest forward call of each block (by module name):
 
 - ``input`` and ``output``: the block's input ``x`` and output ``z``, ``(B, C, *S)``;
@@ -8,7 +8,9 @@ keeps, for the latest forward call of each block (by module name):
 - ``nodes`` (GloRe): the node features ``V`` entering the graph convolution, ``(B, C_s, N)``;
 - ``attention`` (NL, SNL, GC): ``(B, L, L')`` for NL (row = query; ``L' = L``, or the 2x2-pooled
   key positions with ``sub_sample``), ``(B, 1, L)`` for SNL and GC with attention pooling; ``None``
-  for GC with average pooling and SE.
+  for GC with average pooling, SE and CBAM;
+- ``query`` and ``key`` (NL with embeddings, only when asked for): ``W_q x`` ``(B, C', *S)`` and
+  ``W_k x`` ``(B, C', *S')``.
 
 All blocks flatten their positions, so the same hooks serve 1D, 2D and 3D models;
 :meth:`BlockRecord.as_maps` puts the spatial shape back.
@@ -23,7 +25,7 @@ import torch
 from torch import nn
 
 from glore.errors import ArgumentError, ArgumentTypeError
-from ..nn import GlobalContext, GloRe, NonLocal, SimplifiedNonLocal, SqueezeExcite
+from ..nn import CBAM, GlobalContext, GloRe, NonLocal, SimplifiedNonLocal, SqueezeExcite
 from ..nn.non_local import subsample_keys  # the key grid of a sub-sampled NonLocal
 
 # most specific class first: SqueezeExcite is a GlobalContext
@@ -33,12 +35,14 @@ BLOCK_TYPES: dict[str, type[nn.Module]] = {
     "snl": SimplifiedNonLocal,
     "se": SqueezeExcite,
     "gc": GlobalContext,
+    "cbam": CBAM,
 }
-FIELDS = ("input", "output", "projection", "nodes", "attention")
+FIELDS = ("input", "output", "projection", "nodes", "attention", "query", "key")
+DEFAULT_FIELDS = FIELDS[:5]
 
 
 def block_kind(module: nn.Module) -> str | None:
-    """The short name (``glore``, ``nl``, ``snl``, ``gc``, ``se``) of a library block, else ``None``."""
+    """The short name (``glore``, ``nl``, ``snl``, ``gc``, ``se``, ``cbam``) of a library block, else ``None``."""
     for kind, cls in BLOCK_TYPES.items():
         if isinstance(module, cls):
             return kind
@@ -92,6 +96,8 @@ class BlockRecord:
     projection: torch.Tensor | None = None
     nodes: torch.Tensor | None = None
     attention: torch.Tensor | None = None
+    query: torch.Tensor | None = None
+    key: torch.Tensor | None = None
     spatial_shape: tuple[int, ...] = ()
     key_shape: tuple[int, ...] = ()
 
@@ -128,12 +134,13 @@ class BlockRecorder:
 
     Args:
         model: any module containing library blocks.
-        kinds: block types to record (``glore``, ``nl``, ``snl``, ``gc``, ``se``); all when ``None``.
-        keep: which of ``input``, ``output``, ``projection``, ``nodes``, ``attention`` to keep
-            (dropping the rest saves memory, e.g. NL attention is ``L x L`` per image).
+        kinds: block types to record (``glore``, ``nl``, ``snl``, ``gc``, ``se``, ``cbam``); all when ``None``.
+        keep: which of ``input``, ``output``, ``projection``, ``nodes``, ``attention`` (the default
+            ones), ``query`` and ``key`` to keep (dropping the rest saves memory, e.g. NL attention is
+            ``L x L`` per image).
     """
 
-    def __init__(self, model: nn.Module, *, kinds=None, keep=FIELDS):
+    def __init__(self, model: nn.Module, *, kinds=None, keep=DEFAULT_FIELDS):
         keep = (keep,) if isinstance(keep, str) else tuple(keep)
         bad = [k for k in keep if k not in FIELDS]
         if bad:
@@ -170,6 +177,11 @@ class BlockRecorder:
         if attention is not None:
             hooks.append(attention.register_forward_hook(
                 lambda m, a, out: self._store(name, "attention", out)))
+            for field in ("query", "key"):
+                embedding = getattr(attention, field, None)
+                if field in self.keep and isinstance(embedding, nn.Module):
+                    hooks.append(embedding.register_forward_hook(
+                        lambda m, a, out, field=field: self._store(name, field, out)))
         self._handles.extend(hooks)
 
     def __enter__(self) -> "BlockRecorder":
@@ -190,7 +202,7 @@ class BlockRecorder:
         self.records.clear()
 
 
-def record_blocks(model: nn.Module, inputs: torch.Tensor, *, kinds=None, keep=FIELDS
+def record_blocks(model: nn.Module, inputs: torch.Tensor, *, kinds=None, keep=DEFAULT_FIELDS
                   ) -> dict[str, BlockRecord]:
     """Run ``model(inputs)`` in eval mode without gradients and return the blocks' records.
 

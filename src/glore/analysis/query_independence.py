@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import torch
@@ -13,6 +14,10 @@ from .hooks import record_blocks
 
 QI_KINDS = ("nl", "snl", "gc", "se")
 COLUMNS = ("input", "output", "att")
+# a block's stage from its module name: timm / torchvision / Slow-only ``layer{1..4}`` = c2..c5, DPN
+# ``conv{2..5}_{i}``
+_LAYER = re.compile(r"(?:^|\.)layer([1-4])(?:\.|$)")
+_DPN_CONV = re.compile(r"(?:^|[._])conv([2-5])_\d")
 
 
 def block_statistics(x: torch.Tensor, z: torch.Tensor, attention: torch.Tensor | None) -> dict:
@@ -87,13 +92,54 @@ def query_independence_statistics(model: nn.Module, batches: Iterable, *, kinds=
 
 def query_independence_table(stats: dict[str, dict]) -> str:
     """Plain-text table of :func:`query_independence_statistics` results, laid out like GCNet Table 1."""
-    header = ("block", "type", "images", "input", "output", "att")
-    rows = [header]
-    for name, s in stats.items():
-        rows.append((name, s["kind"], str(s["images"]),
-                     *("-" if s[k] is None else f"{s[k]:.3f}" for k in COLUMNS)))
+    rows = [(name, s["kind"], str(s["images"]), *_columns(s)) for name, s in stats.items()]
+    return _format_table(("block", "type", "images", "input", "output", "att"), rows, left=2)
+
+
+def _columns(s: dict) -> tuple[str, ...]:
+    return tuple("-" if s[k] is None else f"{s[k]:.3f}" for k in COLUMNS)
+
+
+def _format_table(header: tuple[str, ...], rows: list[tuple[str, ...]], *, left: int) -> str:
+    """Columns padded to their widths: the first ``left`` aligned left, the others right."""
+    rows = [header, *rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    lines = ["  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
              for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def block_stage(name: str) -> str | None:
+    """The stage (``c2`` .. ``c5``, GCNet's names) a block of this module name sits in, or None."""
+    found = _LAYER.search(name)
+    if found:
+        return f"c{int(found.group(1)) + 1}"
+    found = _DPN_CONV.search(name)
+    return f"c{found.group(1)}" if found else None
+
+
+def stage_statistics(stats: dict[str, dict]) -> dict[str, dict]:
+    """GCNet Table 2's rows: :func:`query_independence_statistics` results averaged over the blocks of
+    each stage, ``{"c3": {"blocks", "images", "input", "output", "att"}, ...}`` in stage order (blocks
+    whose name gives no stage are left out)."""
+    stages: dict[str, list[dict]] = {}
+    for name, s in stats.items():
+        stage = block_stage(name)
+        if stage is not None:
+            stages.setdefault(stage, []).append(s)
+    result = {}
+    for stage in sorted(stages):
+        rows = stages[stage]
+        entry = {"blocks": len(rows), "images": min(r["images"] for r in rows)}
+        for key in COLUMNS:
+            values = [r[key] for r in rows if r[key] is not None]
+            entry[key] = sum(values) / len(values) if values else None
+        result[stage] = entry
+    return result
+
+
+def stage_table(stages: dict[str, dict]) -> str:
+    """Plain-text table of :func:`stage_statistics` results, laid out like GCNet Table 2."""
+    rows = [(stage, str(s["blocks"]), str(s["images"]), *_columns(s)) for stage, s in stages.items()]
+    return _format_table(("stage", "blocks", "images", "input", "output", "att"), rows, left=1)

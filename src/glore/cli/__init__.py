@@ -1,5 +1,8 @@
 """The ``glore`` command. Each subcommand lives in a module that defines ``register(subparsers)``.
 
+``key.sub=value`` overrides of ``train`` and ``evaluate`` may come anywhere on the line, also after
+the options.
+
 A :class:`glore.errors.GloreError` (a mistake in a config, a file, a checkpoint, a run folder) is
 printed as one line and exits 2; any other exception is a bug and keeps its traceback (exit 1).
 """
@@ -17,16 +20,43 @@ COMMAND_MODULES = (
     "glore.cli.train",    # train, evaluate
     "glore.cli.summary",  # summary
     "glore.cli.analyze",  # analyze projections|attention|query-independence|graph
+    "glore.cli.study",    # study
+    "glore.cli.predict",  # predict
+    "glore.cli.export",   # export
+    "glore.cli.listing",  # models, configs
     "glore.demo",         # demo [image|video]
 )
 
 
+DESCRIPTION = ("Graph-based global reasoning (GloRe) and global-context blocks: train, evaluate, predict, "
+               "export, summarise and analyse models. A mistake in what you give prints one line and exits 2.")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="glore", description=__doc__.splitlines()[0])
+    from glore import __version__
+
+    parser = argparse.ArgumentParser(prog="glore", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"glore {__version__}",
+                        help="print the version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    parser.set_defaults(_subparsers=subparsers)
     return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, with the ``key=value`` overrides that follow an option (which argparse
+    leaves over) added to ``overrides``; anything else left over is refused by the subcommand."""
+    args, extra = parser.parse_known_args(argv)
+    if not extra:
+        return args
+    subparser = args._subparsers.choices.get(args.command, parser) if args.command else parser
+    overrides = [item for item in extra if "=" in item and not item.startswith("-")]
+    if isinstance(getattr(args, "overrides", None), list) and len(overrides) == len(extra):
+        args.overrides.extend(overrides)
+        return args
+    subparser.error(f"unrecognized arguments: {' '.join(extra)}")
 
 
 def user_error(exc: BaseException) -> GloreError | None:
@@ -54,7 +84,7 @@ def one_line(error: GloreError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -1,5 +1,5 @@
-"""``glore analyze {projections,attention,query-independence,graph}``: figures and statistics of a
-trained model's blocks. The numbers come from :mod:`glore.analysis`; this module only loads, draws
+"""``glore analyze {projections,attention,query-independence,nl-statistics,class-selectivity,
+channel-activations,graph}``: figures and statistics of a trained model's blocks. The numbers come from :mod:`glore.analysis`; this module only loads, draws
 and writes."""
 
 from __future__ import annotations
@@ -13,12 +13,17 @@ import torch
 
 from glore.errors import ArgumentError
 
+from .options import add_output_dir
+
 from ..analysis.attention import attention_maps
-from ..analysis.figures import save_graph_figure, save_map_grid
+from ..analysis.figures import (save_class_activations, save_graph_figure, save_map_grid,
+                               save_selectivity_histograms)
+from ..analysis.fine_grained import nonlocal_statistics, nonlocal_statistics_table
 from ..analysis.graph import graph_adjacency, node_feature_norms
 from ..analysis.projections import SELECT, projection_maps
 from ..analysis.query_independence import (batch_images, query_independence_statistics,
-                                 query_independence_table)
+                                           query_independence_table, stage_statistics, stage_table)
+from ..analysis.selectivity import class_means, class_selectivity_index, stage_blocks, transform_modules
 
 
 # ---------------------------------------------------------------- loading
@@ -68,6 +73,16 @@ def _queries(text: str) -> list[list[float]]:
         return [[float(v) for v in point.split(",")] for point in text.split(";") if point.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected queries like '0.25,0.5;0.75,0.5', got {text!r}")
+
+
+def _classes(text: str) -> list[int]:
+    try:
+        classes = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected class indices like '0,1,2', got {text!r}")
+    if not classes or min(classes) < 0:
+        raise argparse.ArgumentTypeError(f"expected non-negative class indices like '0,1,2', got {text!r}")
+    return classes
 
 
 def _filename(prefix: str, name: str, suffix: str = ".png") -> str:
@@ -159,12 +174,77 @@ def run_query_independence(args) -> int:
     stats = _pick(query_independence_statistics(model, loader, kinds=args.kinds,
                                                 max_images=args.num_images, device=args.device),
                   args.block)
+    stages = stage_statistics(stats)
     print(query_independence_table(stats))
+    if stages:
+        print()
+        print(stage_table(stages))
     path = Path(args.output) / "query_independence.json"
     _write_json(path, {"checkpoint": str(args.checkpoint), "split": args.split,
                        "measure": "(1/N^2) sum_i sum_j (1 - cos(v_i, v_j)) / 2 over positions, "
-                                  "mean over images", "blocks": stats})
+                                  "mean over images", "blocks": stats,
+                       "stages": stages})
     print(f"-> {path}")
+    return 0
+
+
+def run_nl_statistics(args) -> int:
+    model, loader = load_model_and_loader(args)
+    stats = _pick(nonlocal_statistics(model, loader, max_images=args.num_images, device=args.device),
+                  args.block)
+    print(nonlocal_statistics_table(stats))
+    path = Path(args.output) / "nl_statistics.json"
+    _write_json(path, {"checkpoint": str(args.checkpoint), "split": args.split,
+                       "measure": "(1/N^2) sum_i sum_j (1 - cos(v_i, v_j)) / 2 over positions (prod, att: "
+                                  "over queries), mean over images", "blocks": stats})
+    print(f"-> {path}")
+    return 0
+
+
+def run_class_selectivity(args) -> int:
+    model, loader = load_model_and_loader(args)
+    models = {args.label: model}
+    if args.baseline is not None:
+        from ..engine.runner import load_model
+
+        models = {args.baseline_label: load_model(str(args.baseline))[0].to(args.device).eval(), **models}
+    indices: dict[str, dict] = {}
+    for label, network in models.items():
+        layers = stage_blocks(network, args.stage)
+        means = class_means(network, layers, loader, max_images=args.num_images, device=args.device)
+        for layer in layers:
+            indices.setdefault(layer, {})[label] = class_selectivity_index(means[layer]["means"])
+    out = Path(args.output)
+    path = save_selectivity_histograms(out / "class_selectivity.png", indices, bins=args.bins, cell=args.cell)
+    summary = {layer: {label: {"units": int(v.numel()), "mean": float(v.mean()), "median": float(v.median()),
+                               "histogram": torch.histc(v, bins=args.bins, min=0, max=1).int().tolist()}
+                       for label, v in by_model.items()}
+               for layer, by_model in indices.items()}
+    for layer, by_model in summary.items():
+        print(f"{layer}: " + ", ".join(f"{label} mean {s['mean']:.3f} median {s['median']:.3f}"
+                                       for label, s in by_model.items()))
+    _write_json(out / "class_selectivity.json", {
+        "checkpoints": {args.label: str(args.checkpoint),
+                        **({args.baseline_label: str(args.baseline)} if args.baseline else {})},
+        "split": args.split, "stage": args.stage, "bins": args.bins, "figure": path.name, "layers": summary})
+    print(f"-> {path}")
+    return 0
+
+
+def run_channel_activations(args) -> int:
+    model, loader = load_model_and_loader(args)
+    modules = _pick(transform_modules(model), args.block)
+    means = class_means(model, modules, loader, max_images=args.num_images, device=args.device)
+    num_classes = next(iter(means.values()))["means"].shape[0]
+    classes = args.classes if args.classes is not None else list(range(min(4, num_classes)))
+    out = Path(args.output)
+    path = save_class_activations(out / "channel_activations.png",
+                                  {name: m["means"] for name, m in means.items()}, classes, cell=args.cell)
+    _write_json(out / "channel_activations.json", {
+        "checkpoint": str(args.checkpoint), "split": args.split, "figure": path.name, "classes": classes,
+        "images_per_class": next(iter(means.values()))["images"].int().tolist(),
+        "blocks": {name: m["means"][classes].tolist() for name, m in means.items()}})
+    print(f"{len(means)} block(s), classes {classes} -> {path}")
     return 0
 
 
@@ -190,7 +270,7 @@ def run_graph(args) -> int:
 
 def _common(parser: argparse.ArgumentParser, *, num_images: int, cell: int | None) -> None:
     parser.add_argument("--checkpoint", required=True, type=Path, help="checkpoint of a trained model")
-    parser.add_argument("--output", required=True, type=Path, help="directory for figures and JSON")
+    add_output_dir(parser, required=True, type=Path, help="folder for the figures and JSON")
     parser.add_argument("--num-images", type=_positive, default=num_images,
                         help=f"images from the split to use (default {num_images})")
     parser.add_argument("--split", choices=("val", "train"), default="val", help="dataset split")
@@ -229,6 +309,32 @@ def register(subparsers) -> None:
     p.add_argument("--kinds", nargs="+", choices=("nl", "snl", "gc", "se"), default=["nl"],
                    help="block types to measure (default nl)")
     p.set_defaults(func=run_query_independence)
+
+    p = sub.add_parser("nl-statistics",
+                       help="GCNet Table 3: cosine distances after W_q, W_k, the product, the attention "
+                            "and the output of NL blocks")
+    _common(p, num_images=256, cell=None)
+    p.set_defaults(func=run_nl_statistics)
+
+    p = sub.add_parser("class-selectivity",
+                       help="GCNet Fig. 7: class selectivity index of each block's output in a stage, "
+                            "against a baseline")
+    _common(p, num_images=1000, cell=280)
+    p.add_argument("--baseline", type=Path, default=None,
+                   help="checkpoint of the model to compare with, run on the same images")
+    p.add_argument("--label", default="model", help="legend label of --checkpoint (default model)")
+    p.add_argument("--baseline-label", default="baseline", help="legend label of --baseline")
+    p.add_argument("--stage", choices=("res2", "res3", "res4", "res5"), default="res4",
+                   help="stage whose blocks are measured (default res4, GCNet's c4)")
+    p.add_argument("--bins", type=_positive, default=20, help="histogram bins over [0, 1] (default 20)")
+    p.set_defaults(func=run_class_selectivity)
+
+    p = sub.add_parser("channel-activations",
+                       help="GCNet Fig. 6: class means of the GC/SE transform output per channel")
+    _common(p, num_images=1000, cell=280)
+    p.add_argument("--classes", type=_classes, default=None,
+                   help="class indices to draw, e.g. '0,1,2,3' (default the first four)")
+    p.set_defaults(func=run_channel_activations)
 
     p = sub.add_parser("graph", help="learned adjacency and node-feature norms of GloRe units")
     _common(p, num_images=64, cell=320)

@@ -79,7 +79,8 @@ def build(kind: str, backbone: str, *, block=None, units=None, position=None, nu
     ``block=None`` (the baseline; segmenters and video models default to GloRe).
     - classification: ``create_model(backbone, block=, units=, position=, num_classes=, block_kwargs=)``
     - segmentation: ``create_segmenter(backbone, head=block, units=, num_classes=, block_kwargs=)``
-    - video: ``create_video_model(backbone, block=, num_classes=, block_kwargs=)``
+    - video: ``create_video_model(backbone, block=, num_classes=, block_kwargs=)``; for ``slow_only_r50`` /
+      ``slow_only_r101`` ``create_slow_only(backbone, block=, units=, position=, num_classes=, block_kwargs=)``
     - detection: ``create_detector(arch, backbone, block=, units=, position=, block_kwargs=, num_classes=)``
     """
     if kind not in KINDS:
@@ -91,6 +92,11 @@ def build(kind: str, backbone: str, *, block=None, units=None, position=None, nu
     builder = getattr(glore.models, name)
     block_kwargs = dict(block_kwargs or {})
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    if kind == "video":
+        from glore.models.slow_only import SLOW_ONLY_MODELS, create_slow_only
+
+        if backbone in SLOW_ONLY_MODELS:        # blocks placed as in the 2D backbones: --units, --position
+            kind, builder = "classification", create_slow_only
     if kind == "classification":
         if block is not None and block != "none":
             kwargs.update(block=block, units=units, position=position, block_kwargs=block_kwargs)
@@ -251,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("summary", help="parameters and GMACs of a model, beside the papers'",
-                              description=__doc__.splitlines()[0])
+                              description="Parameters and GMACs of a model, beside the papers' figures.")
     p.add_argument("backbone", nargs="?", default=None,
                    help="e.g. resnet50, dpn98, tv_resnet50, resnet50_glore_0_3 (or, with --config, an override)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
@@ -262,14 +268,15 @@ def register(subparsers) -> None:
                    help="model family: create_model, create_segmenter, create_video_model or create_detector")
     p.add_argument("--arch", choices=("maskrcnn", "fasterrcnn", "cascade_maskrcnn", "cascade_rcnn"), default="maskrcnn",
                    help="detection: the detector (default maskrcnn)")
-    p.add_argument("--block", choices=("glore", "nl", "snl", "gc", "se", "none"), default=None,
+    p.add_argument("--block", choices=("glore", "nl", "snl", "gc", "se", "cbam", "none"), default=None,
                    help="block to insert (segmentation: the head's context block); 'none' = baseline")
     p.add_argument("--units", default=None,
                    help="'n,m' (n in res3, m in res4), 'all', or YAML like '{res4: [5]}'")
-    p.add_argument("--position", choices=("after_add", "after_1x1"), default=None)
+    p.add_argument("--position", choices=("after_add", "after_1x1"), default=None,
+                   help="where in a residual block the blocks go (default: the block's own)")
     p.add_argument("--block-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="block option, repeatable: ratio=1/4, pairwise=gaussian, mid=128")
-    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--num-classes", type=int, default=None, help="classes of the head (default: the model's)")
     p.add_argument("--input-size", default=None,
                    help="C,H,W or C,T,H,W (default 3,224,224; segmentation 3,769,769; "
                         "video 3,8,224,224; detection 3,800,1333)")

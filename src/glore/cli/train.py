@@ -56,9 +56,18 @@ def _train(args) -> int:
     from ..engine.runner import train
 
     overrides = list(args.overrides)
-    if args.output_dir:
+    if args.output_dir is not None:
+        if not args.output_dir.strip():
+            raise ArgumentError(f"--output-dir is empty ({args.output_dir!r}); expected a folder path")
         overrides.append(f"output_dir={args.output_dir}")
     cfg = load_config(args.config, overrides)
+    if args.print_config:
+        import yaml
+
+        from ..engine.config import to_plain
+
+        print(yaml.safe_dump(to_plain(cfg), sort_keys=False), end="")
+        return 0
     metrics = train(cfg, resume=args.resume, overwrite=args.overwrite)
     if _is_rank_zero():
         print(format_metrics(metrics))
@@ -98,9 +107,11 @@ def register(subparsers) -> None:
                               description="Train a model. Positional key.sub=value arguments override the config.")
     p.add_argument("--config", help="YAML run config (configs/...); defaults are used for missing keys")
     p.add_argument("--resume", metavar="CKPT", help="checkpoint to resume from, or 'last' (<output_dir>/checkpoints/last.ckpt)")
-    p.add_argument("--output-dir", help="shortcut for output_dir=...")
+    p.add_argument("--output-dir", help="the run folder (shortcut for output_dir=...)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier run in output_dir (by default glore train refuses to)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the merged config (defaults, file, overrides) as YAML and exit without training")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, values parsed as YAML")
     p.set_defaults(func=_train)
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from glore.errors import ArgumentError
+from glore.errors import ArgumentError, MissingFileError
 
 from .imagefolder import load_rgb
 
@@ -161,12 +161,13 @@ class CityscapesSegmentation(torch.utils.data.Dataset):
             raise ArgumentError(f"split must be one of {list(self.SPLITS)}, got {split!r}")
         root = os.fspath(root)
         self.root, self.split = root, split
+        self.class_names = list(CLASS_NAMES)
         # the test split's annotations are withheld by the benchmark: without gtFine/test it is read unlabelled
         self.labelled = not (split == "test" and not os.path.isdir(os.path.join(root, "gtFine", split)))
         for sub in ("leftImg8bit", "gtFine") if self.labelled else ("leftImg8bit",):
             path = os.path.join(root, sub, split)
             if not os.path.isdir(path):
-                raise FileNotFoundError(f"Cityscapes split {split!r} is missing: no directory {path} "
+                raise MissingFileError(f"Cityscapes split {split!r} is missing: no directory {path} "
                                         f"(expected root/leftImg8bit/{split} and root/gtFine/{split})")
         if self.labelled:
             target_type = ["semantic", "instance"] if return_instances else ["semantic"]
@@ -178,12 +179,12 @@ class CityscapesSegmentation(torch.utils.data.Dataset):
         self.images: list[str] = [image for image, _ in pairs]
         self.targets: list[list[str]] = [list(t) for _, t in pairs]
         if not self.images:
-            raise FileNotFoundError(f"Cityscapes split {split!r} has no *_leftImg8bit.png images under "
+            raise MissingFileError(f"Cityscapes split {split!r} has no *_leftImg8bit.png images under "
                                     f"{os.path.join(root, 'leftImg8bit', split)}")
         for image, targets in zip(self.images, self.targets):
             for path in targets:
                 if not os.path.isfile(path):
-                    raise FileNotFoundError(f"annotation missing for {image}: expected {path}")
+                    raise MissingFileError(f"annotation missing for {image}: expected {path}")
         self.transform = transform
         self.return_instances = return_instances
         self._lut = id_to_train_id_lut()

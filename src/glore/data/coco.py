@@ -20,13 +20,73 @@ import os
 import torch
 from torch.utils.data import Dataset
 
-from glore.errors import GloreError
+from glore.errors import GloreError, MissingFileError
 
 BOX_TOLERANCE = 1.0   # pixels a box may pass the image border by (rounding in converted annotations)
 
 
 class CocoFormatError(GloreError, ValueError):
     """An annotation file or image folder that does not hold valid COCO detection data."""
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_coco_json(data, ann_file: str) -> None:
+    """Raise :class:`CocoFormatError` for the first structural fault of a loaded COCO ``instances`` file
+    (what ``pycocotools`` would fail on with a bare ``KeyError`` or ``TypeError``)."""
+    if not isinstance(data, dict):
+        raise CocoFormatError(f"{ann_file}: expected a JSON object with 'images', 'annotations' and 'categories', "
+                              f"got a {type(data).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            raise CocoFormatError(f"{ann_file}: no {key!r} list; a COCO instances file has 'images', 'annotations' "
+                                  "and 'categories'")
+        if not isinstance(data[key], list):
+            raise CocoFormatError(f"{ann_file}: {key!r} must be a list, got a {type(data[key]).__name__}")
+    required = {"images": ("id", "file_name", "width", "height"),
+                "annotations": ("id", "image_id", "category_id", "bbox"), "categories": ("id", "name")}
+    for key, fields in required.items():
+        for index, entry in enumerate(data[key]):
+            missing = [f for f in fields if not isinstance(entry, dict) or f not in entry]
+            if missing:
+                name = f"id {entry.get('id')!r}" if isinstance(entry, dict) and "id" in entry else f"entry {index}"
+                raise CocoFormatError(f"{ann_file}: {key} {name} lacks {', '.join(map(repr, missing))}; "
+                                      f"expected {', '.join(fields)}")
+    for info in data["images"]:
+        for field in ("width", "height"):
+            if isinstance(info[field], bool) or not isinstance(info[field], int) or info[field] < 1:
+                raise CocoFormatError(f"{ann_file}: image id {info['id']!r} ({info['file_name']!r}): {field} must be "
+                                      f"a positive integer, got {info[field]!r}")
+    for category in data["categories"]:
+        if category["id"] == 0:
+            raise CocoFormatError(f"{ann_file}: category {category['name']!r} has id 0, the detectors' background "
+                                  "label; number the categories from 1 (COCO: 1..90)")
+    if not data["annotations"]:
+        raise CocoFormatError(f"{ann_file}: 'annotations' is empty; there is nothing to train or evaluate on")
+
+
+def load_coco_json(ann_file: str):
+    """The checked content of a COCO ``instances`` file as a ``pycocotools`` ``COCO``; errors name the file."""
+    import contextlib
+    import io
+    import json
+
+    from pycocotools.coco import COCO
+
+    try:
+        with open(ann_file, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CocoFormatError(f"{ann_file}: not a valid JSON file ({exc}); truncated or not an annotation "
+                              "file?") from None
+    check_coco_json(data, ann_file)
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):      # pycocotools prints progress
+        coco.createIndex()
+    return coco
 
 
 def check_coco(coco, image_dir: str, ann_file: str) -> None:
@@ -48,8 +108,8 @@ def check_coco(coco, image_dir: str, ann_file: str) -> None:
             raise CocoFormatError(f"{where}: unknown category_id {ann.get('category_id')!r}; "
                                   f"expected one of {sorted(categories)}")
         bbox = ann.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4):
-            raise CocoFormatError(f"{where}: bbox must be [x, y, width, height], got {bbox!r}")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+            raise CocoFormatError(f"{where}: bbox must be [x, y, width, height] (numbers), got {bbox!r}")
         x, y, w, h = bbox
         width, height = info["width"], info["height"]
         if w <= 0 or h <= 0:
@@ -70,6 +130,18 @@ def detection_transforms(*, train: bool, hflip: bool = True):
     return v2.Compose(steps)
 
 
+def checked_coco_detection(image_dir: str, coco):
+    """``torchvision.datasets.CocoDetection`` over an already loaded and checked ``COCO`` (its own
+    constructor would read the file again, unchecked)."""
+    from torchvision.datasets import CocoDetection, VisionDataset
+
+    dataset = CocoDetection.__new__(CocoDetection)
+    VisionDataset.__init__(dataset, image_dir)
+    dataset.coco = coco
+    dataset.ids = sorted(coco.imgs)
+    return dataset
+
+
 class CocoDetectionSet(Dataset):
     """COCO detection / instance segmentation images and targets.
 
@@ -84,18 +156,14 @@ class CocoDetectionSet(Dataset):
 
     def __init__(self, image_dir: str | os.PathLike, ann_file: str | os.PathLike, *, transforms=None,
                  masks: bool = True, train: bool = False):
-        import contextlib
-        import io
-
-        from torchvision.datasets import CocoDetection, wrap_dataset_for_transforms_v2
+        from torchvision.datasets import wrap_dataset_for_transforms_v2
 
         self.image_dir, self.ann_file = os.fspath(image_dir), os.fspath(ann_file)
         if not os.path.isfile(self.ann_file):
-            raise FileNotFoundError(f"COCO annotation file not found: {self.ann_file!r}")
+            raise MissingFileError(f"COCO annotation file not found: {self.ann_file!r}")
         if not os.path.isdir(self.image_dir):
-            raise FileNotFoundError(f"COCO image folder not found: {self.image_dir!r}")
-        with contextlib.redirect_stdout(io.StringIO()):      # pycocotools prints progress
-            base = CocoDetection(self.image_dir, self.ann_file)
+            raise MissingFileError(f"COCO image folder not found: {self.image_dir!r}")
+        base = checked_coco_detection(self.image_dir, load_coco_json(self.ann_file))
         check_coco(base.coco, self.image_dir, self.ann_file)
         self.coco = base.coco
         self.masks, self.train = bool(masks), bool(train)
@@ -103,6 +171,12 @@ class CocoDetectionSet(Dataset):
         self.transforms = detection_transforms(train=train) if transforms is None else transforms
         self._data = wrap_dataset_for_transforms_v2(base, target_keys=keys)
         self.ids = list(base.ids)
+        # names by label (the category id); ids no category uses stay None
+        categories = {int(c["id"]): str(c.get("name", c["id"])) for c in self.coco.dataset.get("categories", [])}
+        self.class_names = [None] * (max(categories, default=0) + 1)
+        self.class_names[0] = "__background__"
+        for category_id, name in categories.items():
+            self.class_names[category_id] = name
 
     def __len__(self) -> int:
         return len(self._data)
@@ -112,6 +186,11 @@ class CocoDetectionSet(Dataset):
 
         image, target = self._data[index]
         height, width = image.height, image.width
+        info = self.coco.imgs[self.ids[index]]
+        if (width, height) != (info["width"], info["height"]):
+            raise CocoFormatError(f"{self.ann_file}: image id {self.ids[index]} ({info['file_name']!r}) is "
+                                  f"{width}x{height} but the annotation file declares width={info['width']}, "
+                                  f"height={info['height']}; its boxes would not fit the image")
         if "boxes" not in target:                             # an image without annotations
             target["boxes"] = tv_tensors.BoundingBoxes(torch.zeros((0, 4)), format="XYXY",
                                                        canvas_size=(height, width))

@@ -38,6 +38,7 @@ CATEGORIES = ({"id": 1, "name": "match"}, {"id": 2, "name": "other"})
 KEY_CATEGORIES = ({"id": 1, "name": "bright-key"}, {"id": 2, "name": "dim-key"})
 RULES = ("match", "key")
 NUM_CLASSES = 3                       # background + match + other, for torchvision's detectors
+CLASS_NAMES = ("__background__", "match", "other")   # by label id, torchvision's name for label 0
 DEFAULT_NUM_SAMPLES = {"train": 512, "val": 128}
 _SPLIT_CODE = {"train": 11, "val": 12}
 _MAX_TRIES = 2000
@@ -94,6 +95,7 @@ class DetDigits(Dataset):
             raise ArgumentError(f"a {self.digit_size}px digit {self.min_distance}px from a {self.key_size}px key does "
                              f"not fit on a {self.canvas}px canvas; use a larger canvas or a smaller min_distance")
         self._images, _ = source_digits(split, digit_size=self.digit_size)
+        self.class_names = list(CLASS_NAMES)
 
     def __len__(self) -> int:
         return self.num_samples

@@ -106,6 +106,7 @@ class DistantClips(Dataset):
     """
 
     num_classes = 10
+    class_names = [str(d) for d in range(10)]     # the digit the marker points to
 
     def __init__(self, split: str = "train", *, num_samples: int | None = None, num_frames: int = 8,
                  canvas: int = 36, on_frames: int = 2, min_gap: int = 3, digit_size: int = 8,

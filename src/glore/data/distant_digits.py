@@ -172,6 +172,8 @@ class DistantDigits(Dataset):
             marker (``select``; for ``same`` the first two are the digits and the third is zeros).
         digit_classes: ``(N, 2)`` classes of the two digits, in the order of ``boxes``.
         num_classes: 10 for ``select``, 2 for ``same``.
+        class_names: the labels' names: the digits ``"0"`` .. ``"9"`` (``select``), ``"different"``
+            and ``"same"`` (``same``).
     """
 
     def __init__(self, split: str = "train", *, task: str = "select", num_samples: int | None = None,
@@ -186,6 +188,7 @@ class DistantDigits(Dataset):
         self.seed = check_int("seed", seed, 0)
         self.split, self.task = split, task
         self.num_classes = 10 if task == "select" else 2
+        self.class_names = [str(d) for d in range(10)] if task == "select" else ["different", "same"]
 
         arrays = _generate(split, task, self.num_samples, self.canvas, self.digit_size, self.marker_size,
                            self.min_distance, self.bright, self.dim, float(val_fraction), self.seed)

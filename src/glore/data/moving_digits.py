@@ -52,6 +52,7 @@ class MovingDigits(Dataset):
     """
 
     num_classes = 2
+    _CLASS_NAMES = {"same": ["different", "same"], "closer": ["farther", "closer"]}
 
     def __init__(self, split: str = "train", *, length: int = 4096, task: str = "same",
                  num_frames: int = 8, size: int = 48, scale: int = 2, channels: int = 1,
@@ -70,6 +71,7 @@ class MovingDigits(Dataset):
             raise ArgumentError(f"size must be at least {16 * scale} to hold two {8 * scale}px digits, "
                              f"got {size}")
         self.split, self.length, self.task = split, length, task
+        self.class_names = list(self._CLASS_NAMES[task])
         self.num_frames, self.size, self.scale, self.channels = num_frames, size, scale, channels
         self.speed, self.margin, self.seed = (float(speed[0]), float(speed[1])), float(margin), seed
         images, targets = _load_digits()

@@ -92,6 +92,7 @@ class SegDigits(Dataset):
                 or not all(isinstance(c, int) and 0 <= c <= 9 for c in classes)):
             raise ArgumentError(f"classes must be at least two distinct digits 0-9, got {classes!r}")
         self.classes = classes
+        self.class_names = list(CLASS_NAMES)   # the labels' names (``classes`` are the digits drawn)
         box = self.digit_size + 4                                    # digit + frame margin
         if self.num_digits * (box + self.min_distance) ** 2 > 0.6 * self.canvas ** 2:
             raise ArgumentError(f"{self.num_digits} digits of size {self.digit_size} with min_distance "

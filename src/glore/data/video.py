@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from glore.errors import ArgumentError, GloreError
+from glore.errors import ArgumentError, GloreError, MissingFileError
 from .imagefolder import to_rgb
 
 __all__ = [
@@ -278,7 +278,7 @@ def _scan_folders(root: Path, classes: list[str]) -> list[tuple[Path, int]]:
 def _read_annotations(root: Path, annotations: Path, classes: list[str] | None
                       ) -> tuple[list[tuple[Path, int]], list[str]]:
     if not annotations.is_file():
-        raise FileNotFoundError(f"annotation list not found: {annotations}")
+        raise MissingFileError(f"annotation list not found: {annotations}")
     with open(annotations, newline="") as f:
         text = f.read()
     lines = [line for line in text.splitlines() if line.strip()]
@@ -385,7 +385,7 @@ class VideoFolder(Dataset):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ArgumentError(f"{name} must be a positive integer, got {value!r}")
         if not root.is_dir():
-            raise FileNotFoundError(f"video root not found (expected a folder of class folders): {root}")
+            raise MissingFileError(f"video root not found (expected a folder of class folders): {root}")
         if annotations is not None:
             self.samples, self.classes = _read_annotations(
                 root, Path(annotations), list(classes) if classes is not None else None)

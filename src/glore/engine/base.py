@@ -22,6 +22,9 @@ What the base class does:
 - ``on_train_batch_start`` seeds torch's global RNG (dropout, stochastic depth) from ``(seed,
   epoch, batch, rank)``: a run resumed from ``last.ckpt`` then draws what an uninterrupted one
   would have. Subclasses that override the hook call ``super().on_train_batch_start(...)``.
+- ``on_save_checkpoint`` stores the labels' names (``class_names`` of the data module, see
+  :meth:`glore.engine.datamodule.TaskData.class_names`) as the checkpoint's ``class_names`` entry;
+  :func:`glore.checkpoint.checkpoint_class_names` reads them back.
 - ``on_before_backward`` stops the run with :class:`NonFiniteLossError` (naming the global step,
   epoch and batch) as soon as the training loss is NaN or infinite, before the bad gradients touch
   the weights. Checkpoints are written only at epoch ends, so ``last.ckpt`` and ``best.ckpt`` still
@@ -88,6 +91,15 @@ class TaskModule(L.LightningModule):
         self.save_hyperparameters({"cfg": cfg})
         self.cfg = cfg
         self.train_loss = torchmetrics.MeanMetric()      # the epoch's train/loss, batch-weighted
+        self.class_names: list | None = None             # from the data module at the first save
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.class_names is None:
+            datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+            names = getattr(datamodule, "class_names", None)
+            self.class_names = names() if callable(names) else None
+        if self.class_names is not None:
+            checkpoint["class_names"] = list(self.class_names)
 
     # -- the training loss: train/loss_step, train/loss_epoch ----------------------------------
     def log_train_loss(self, loss: torch.Tensor, batch_size: int) -> None:

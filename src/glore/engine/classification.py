@@ -5,7 +5,7 @@ Config (see ``configs/classification/*.yaml``)::
     model:
       name: resnet50          # a glore.models.small.SMALL_MODELS name, a backbone for
                               # glore.models.create_model, or "package.module:function"
-      num_classes: 1000       # inferred from the class folders for image layouts when left out
+      num_classes: 1000       # the count of training class folders when left out (another count is refused)
       pretrained: false       # true (timm's weights: hub or cache) or a local weights file
       block: glore            # create_model options: block, units, position, block_kwargs
       units: [0, 3]
@@ -17,7 +17,7 @@ Config (see ``configs/classification/*.yaml``)::
       root: /data/imagenet
       layout: imagefolder     # or cub200
       train_split: train
-      val_split: val
+      val_split: val          # its labels follow the training split's class folders
       batch_size: 32          # per process
       val_batch_size: null    # defaults to batch_size
       num_workers: 4
@@ -25,6 +25,10 @@ Config (see ``configs/classification/*.yaml``)::
       image_size: 224
       resize_size: 256
       scale: [0.08, 1.0]
+      ratio: [0.75, 1.3333]   # aspect ratios of the crop
+      rotation: 0             # GCNet's recipe: 10 (degrees), color_jitter 0.4, lighting 0.1
+      color_jitter: 0         # brightness/contrast/saturation factor in [1 - j, 1 + j]: j or [jb, jc, js]
+      lighting: 0             # std of AlexNet's PCA lighting noise
       shuffle: true
       drop_last: false
       options: {}             # keyword options of DistantDigits / DistantClips(split, **options)
@@ -37,13 +41,15 @@ follows ``val/acc1``.
 from __future__ import annotations
 
 import importlib
+import os
+import warnings
 
 import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from glore.errors import ArgumentError
+from glore.errors import ArgumentError, ConfigError
 from .base import TaskModule
 from .datamodule import TaskData, data_root
 
@@ -70,6 +76,11 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
         kwargs.update(kwargs.pop("block_kwargs", None) or {})
         kwargs = {k: v for k, v in kwargs.items() if not (k == "pretrained" and v is False)}
     if name in small:
+        weights = [k for k in ("checkpoint", "pretrained", "checkpoint_path") if k in kwargs]
+        if weights:
+            raise ArgumentError(f"model.{weights[0]}={kwargs[weights[0]]!r}: model.name={name!r} is a small network "
+                                "built from scratch and loads no weights file (its options: width, in_chans, "
+                                "num_classes, block and the block's options)")
         return small[name](**kwargs)
     if ":" in name:
         module_name, _, attr = name.partition(":")
@@ -92,16 +103,96 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
 
 
 def resolve_num_classes(cfg: dict) -> int:
-    """``model.num_classes``, or the number of class folders of an image dataset."""
+    """``model.num_classes``, or the number of class folders of an image dataset; at least 2."""
     num = cfg["model"].get("num_classes")
-    if num is not None:
-        return int(num)
     data = cfg["data"]
+    if num is not None:
+        if isinstance(num, bool) or not isinstance(num, int) or num < 2:
+            raise ArgumentError(f"model.num_classes must be an integer >= 2 for classification, got {num!r}")
+        return num
+    if data.get("name") not in DATASETS:
+        raise ArgumentError(unknown_dataset(data.get("name")))
     if data.get("name") == "imagefolder":
         from glore.data.imagefolder import count_classes
 
-        return count_classes(data_root(data, "a folder with train/ and val/"), data.get("train_split", "train"), layout=data.get("layout", "imagefolder"))
+        split = data.get("train_split", "train")
+        root = data_root(data, "a folder with train/ and val/")
+        num = count_classes(root, split, layout=data.get("layout", "imagefolder"))
+        if num < 2:
+            raise ArgumentError(f"{os.path.join(root, split)!r} holds {num} class folder; classification needs "
+                                "at least 2 (one folder per class)")
+        return num
     raise ArgumentError(f"model.num_classes is required for data.name={data.get('name')!r}")
+
+
+def unknown_dataset(name) -> str:
+    if name is None:
+        return (f"data.name is not set; expected one of {', '.join(DATASETS)} (pass --config configs/... "
+                "or data.name=...)")
+    return f"unknown classification dataset data.name={name!r}; expected one of {', '.join(DATASETS)}"
+
+
+def check_scale(scale) -> tuple[float, float]:
+    """``data.scale`` as ``(min, max)`` area fractions with ``0 < min <= max <= 1``."""
+    ok = (isinstance(scale, (list, tuple)) and len(scale) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scale)
+          and 0 < scale[0] <= scale[1] <= 1)
+    if not ok:
+        raise ConfigError(f"data.scale must be [min, max] area fractions with 0 < min <= max <= 1, got {scale!r}")
+    return float(scale[0]), float(scale[1])
+
+
+def recipe_options(data: dict) -> dict:
+    """``data.ratio``, ``rotation``, ``color_jitter`` and ``lighting`` (GCNet's ImageNet recipe), checked."""
+    def number(key, default):
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"data.{key} must be a non-negative number, got {value!r}")
+        return float(value)
+
+    ratio = data.get("ratio", (3 / 4, 4 / 3))
+    if not (isinstance(ratio, (list, tuple)) and len(ratio) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in ratio) and 0 < ratio[0] <= ratio[1]):
+        raise ConfigError(f"data.ratio must be [min, max] aspect ratios with 0 < min <= max, got {ratio!r}")
+    jitter = data.get("color_jitter", 0.0)
+    values = jitter if isinstance(jitter, (list, tuple)) else [jitter]
+    if len(values) not in (1, 3) or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1
+                                        for v in values):
+        raise ConfigError(f"data.color_jitter must be a number in [0, 1) or [brightness, contrast, saturation] "
+                          f"of them, got {jitter!r}")
+    return {"ratio": (float(ratio[0]), float(ratio[1])), "rotation": number("rotation", 0.0),
+            "color_jitter": jitter, "lighting": number("lighting", 0.0)}
+
+
+def training_classes(root: str, train_split: str, split: str) -> list[str] | None:
+    """The class folders of the training split, which the labels of ``split`` follow (None when the
+    training split is absent: then ``split``'s own folders). A class of ``split`` that training lacks is
+    refused; training classes that ``split`` lacks are named in a warning."""
+    from glore.data.imagefolder import class_folders
+
+    train_dir, split_dir = os.path.join(root, train_split), os.path.join(root, split)
+    if split == train_split or not os.path.isdir(train_dir) or not os.path.isdir(split_dir):
+        return None
+    classes, own = class_folders(train_dir), class_folders(split_dir)
+    extra = sorted(set(own) - set(classes))
+    if extra:
+        raise ArgumentError(f"{split_dir!r} has class folders that {train_dir!r} lacks: {extra}; the network has "
+                            f"no output for them")
+    missing = sorted(set(classes) - set(own))
+    if missing:
+        warnings.warn(f"{split_dir!r} has {len(own)} of the {len(classes)} training classes (missing: "
+                      f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); its labels follow the "
+                      "training classes", UserWarning, stacklevel=2)
+    return classes
+
+
+def network_stride(network: torch.nn.Module) -> int | None:
+    """The output stride of a timm network's last feature map (``feature_info``), else None."""
+    info = getattr(network, "feature_info", None)
+    try:
+        return int(info[-1]["reduction"])
+    except (TypeError, KeyError, IndexError, ValueError):
+        return None
 
 
 class ClassificationModule(TaskModule):
@@ -118,7 +209,16 @@ class ClassificationModule(TaskModule):
         super().__init__(cfg)
         model_cfg = dict(self.cfg["model"])
         model_cfg["num_classes"] = self.num_classes = self.class_counter(self.cfg)
+        # the checkpoint's config keeps the count, so that it rebuilds without the class folders
+        self.hparams["cfg"]["model"]["num_classes"] = self.num_classes
         self.model = self.network_builder(model_cfg)
+        data = self.cfg["data"]
+        stride = network_stride(self.model)
+        size = data.get("image_size", 224)
+        if data.get("name") == "imagefolder" and stride and isinstance(size, int) and size < stride:
+            raise ConfigError(f"data.image_size={size} is smaller than the output stride {stride} of "
+                              f"model.name={model_cfg.get('name')!r}: its last stage would see a 1x1 map of mostly "
+                              f"padding; use data.image_size >= {stride}")
         self.label_smoothing = float(model_cfg.get("label_smoothing", 0.0) or 0.0)
         # a torchmetrics mean (sum and count synced over processes): with ``self.log(sync_dist=True)``
         # Lightning averages the per-process sample counts as integers, which is wrong for shards of
@@ -130,21 +230,21 @@ class ClassificationModule(TaskModule):
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images)
+        return self.model(self.in_memory_layout(images))
 
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+    def in_memory_layout(self, images: torch.Tensor) -> torch.Tensor:
         """``trainer.channels_last``: images (4-d) and clips (5-d) in the channels-last layout, the
-        faster convolution layout on CPU; the network's weights follow at the first batch."""
+        faster convolution layout on CPU; the network's weights follow at the first batch. (Here
+        rather than in ``on_after_batch_transfer``, which Lightning warns about beside a data module.)"""
         if not self.cfg["trainer"].get("channels_last"):
-            return batch
-        images, *rest = batch
+            return images
         layout = {4: torch.channels_last, 5: torch.channels_last_3d}.get(images.dim())
         if layout is None:
-            return batch
+            return images
         if getattr(self, "_weights_layout", None) is not layout:
             self.model.to(memory_format=layout)
             self._weights_layout = layout
-        return (images.contiguous(memory_format=layout), *rest)
+        return images.contiguous(memory_format=layout)
 
     def training_step(self, batch, batch_idx):
         images, labels = batch
@@ -170,12 +270,15 @@ class ClassificationModule(TaskModule):
 class ClassificationData(TaskData):
     """Train / val loaders for ``cfg["data"]`` (distant-digits, distant-clips or an image layout)."""
 
+    builtin_sets = ("distant-digits", "distant-clips")
+    disk_only_keys = ("root", "layout", "augment", "image_size", "resize_size", "scale", "hflip")
+
     def __init__(self, data_cfg: dict, *, seed: int = 0, num_classes: int | None = None):
         super().__init__(data_cfg, seed=seed)
         self.num_classes = num_classes  # model.num_classes, checked against the folder's classes
         name = self.data_cfg.get("name")
         if name not in DATASETS:
-            raise ArgumentError(f"unknown classification dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
+            raise ArgumentError(unknown_dataset(name))
 
     def train_dataset(self):
         return self._dataset("train_split", "train", train=True)
@@ -191,17 +294,23 @@ class ClassificationData(TaskData):
                 from glore.data.distant_digits import DistantDigits as in_memory_set
             else:
                 from glore.data.distant_clips import DistantClips as in_memory_set
-            return in_memory_set(split, **self.builtin_options(train=train))
+            return self.builtin_set(in_memory_set, split, train=train)
         from glore.data.imagefolder import build_image_dataset
 
+        root = data_root(data, "a folder with train/ and val/")
+        layout = data.get("layout", "imagefolder")
+        classes = None
+        if layout == "imagefolder" and not train:      # labels follow the training split's class folders
+            classes = training_classes(root, data.get("train_split", "train"), split)
         return build_image_dataset(
-            data_root(data, "a folder with train/ and val/"), split, train=train,
-            layout=data.get("layout", "imagefolder"),
-            augment=bool(data.get("augment", True)),
-            image_size=int(data.get("image_size", 224)),
-            resize_size=int(data.get("resize_size", 256)),
-            scale=tuple(data.get("scale", (0.08, 1.0))),
-            hflip=bool(data.get("hflip", True)),
+            root, split, train=train, layout=layout,
+            augment=data.get("augment", True),
+            image_size=data.get("image_size", 224),
+            resize_size=data.get("resize_size", 256),
+            scale=check_scale(data.get("scale", (0.08, 1.0))),
+            hflip=data.get("hflip", True),
+            classes=classes,
+            **recipe_options(data),
         )
 
     def setup(self, stage: str | None = None) -> None:
@@ -211,10 +320,17 @@ class ClassificationData(TaskData):
     def _check_num_classes(self) -> None:
         for dataset in (self.train_set, self.val_set):
             classes = getattr(dataset, "classes", None)
-            if self.num_classes is not None and classes is not None and len(classes) > self.num_classes:
+            if self.num_classes is None or classes is None:
+                continue
+            named = f"({', '.join(map(str, list(classes)[:5]))}{', ...' if len(classes) > 5 else ''})"
+            if len(classes) > self.num_classes:
                 raise ArgumentError(f"model.num_classes={self.num_classes} but the data has {len(classes)} classes "
-                                    f"({', '.join(map(str, list(classes)[:5]))}{', ...' if len(classes) > 5 else ''}); "
-                                    "raise model.num_classes or leave it out to count the class folders")
+                                    f"{named}; raise model.num_classes or leave it out to count the class folders")
+            if dataset is self.train_set and len(classes) < self.num_classes:
+                raise ArgumentError(f"model.num_classes={self.num_classes} but the training data has {len(classes)} "
+                                    f"classes {named}: {self.num_classes - len(classes)} outputs would never be "
+                                    f"trained and would count in val/acc5; set model.num_classes={len(classes)} or "
+                                    "leave it out to count the class folders")
 
 
 def build_module(cfg: dict) -> ClassificationModule:

@@ -19,6 +19,7 @@ booleans and None, so it can be stored in a checkpoint read with ``torch.load(we
 from __future__ import annotations
 
 import copy
+import io
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -48,8 +49,23 @@ _Loader.add_implicit_resolver(
 )
 
 
+def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    """A YAML mapping; a key given twice raises (PyYAML would keep the last one silently)."""
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 def yaml_load(text_or_stream):
-    """``yaml.safe_load`` with YAML 1.2 floats (``1e-4``)."""
+    """``yaml.safe_load`` with YAML 1.2 floats (``1e-4``); a key given twice in a mapping is an error."""
     return yaml.load(text_or_stream, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
 
 TOP_LEVEL_KEYS = ("task", "seed", "output_dir", "model", "data", "optim", "trainer", "reference")
@@ -132,13 +148,25 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
         path = os.fspath(path)
+        if os.path.isdir(path):
+            raise ConfigError(f"config {path!r} is a folder; expected a YAML file (configs/<task>/<name>.yaml)")
         if not os.path.isfile(path):
             raise MissingFileError(f"config file not found: {path!r}")
-        with open(path, encoding="utf-8") as handle:
-            try:
-                loaded = yaml_load(handle)
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"cannot parse config file {path!r}: {exc}") from None
+        with open(path, "rb") as handle:
+            raw = handle.read()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {path!r} is not UTF-8 text (byte {raw[exc.start]:#04x} at offset "
+                              f"{exc.start}); save it as UTF-8") from None
+        if "\x00" in text:
+            raise ConfigError(f"config file {path!r} holds NUL bytes; expected a YAML text file")
+        try:
+            stream = io.StringIO(text)
+            stream.name = path              # named in PyYAML's messages
+            loaded = yaml_load(stream)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"cannot parse config file {path!r}: {' '.join(str(exc).split())}") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

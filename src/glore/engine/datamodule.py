@@ -7,12 +7,14 @@ and its defaults (class attributes); the loaders, the epoch-seeded training set,
 
 from __future__ import annotations
 
+import inspect
 import os
+import warnings
 
 import lightning as L
 from torch.utils.data import DataLoader
 
-from glore.errors import ArgumentError
+from glore.errors import ArgumentError, ConfigError
 from .loaders import EpochSeededDataset, make_loader
 
 
@@ -38,6 +40,11 @@ class TaskData(L.LightningDataModule):
     drop_last = False
     val_batch_size: int | None = None
     collate_fn = None
+    # the task's built-in (generated) sets, and the data keys read only for data on disk: such a key
+    # given to a built-in set is refused; a built-in set's key given for data on disk is warned about
+    builtin_sets: tuple[str, ...] = ()
+    disk_only_keys: tuple[str, ...] = ()
+    builtin_only_keys = ("options", "val_options", "train_samples", "val_samples")
 
     def __init__(self, data_cfg: dict, *, seed: int = 0):
         super().__init__()
@@ -51,11 +58,40 @@ class TaskData(L.LightningDataModule):
     def val_dataset(self):
         raise NotImplementedError
 
+    def check_unread_keys(self) -> None:
+        """Refuse the keys of data on disk given to a built-in set; warn about a built-in set's keys
+        given for data on disk (configs derived from a built-in set's config keep them)."""
+        name = self.data_cfg.get("name")
+        builtin = name in self.builtin_sets
+        unread = [key for key in (self.disk_only_keys if builtin else self.builtin_only_keys)
+                  if self.data_cfg.get(key) not in (None, {})]
+        if not unread:
+            return
+        keys = ", ".join(f"data.{key}" for key in unread)
+        if builtin:
+            raise ConfigError(f"data.name={name!r} does not read {keys}: the built-in set's settings go in "
+                              f"data.options; {keys} {'are' if len(unread) > 1 else 'is'} read for data on disk")
+        warnings.warn(f"data.name={name!r} does not read {keys} (the built-in sets' keys); ignored", UserWarning,
+                      stacklevel=2)
+
     def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None and self.val_set is None:
+            self.check_unread_keys()
         if stage in (None, "fit") and self.train_set is None:
             self.train_set = EpochSeededDataset(self.train_dataset(), seed=self.seed)
         if self.val_set is None:
             self.val_set = self.val_dataset()
+
+    def class_names(self) -> list | None:
+        """The labels' names in label order, from the training set (else the validation set): a
+        dataset's ``class_names``, or the ``classes`` of a folder layout; None when neither has them."""
+        for dataset in (self.train_set, self.val_set):
+            while dataset is not None and "dataset" in vars(dataset):   # EpochSeededDataset, Subset, NamedSamples
+                dataset = dataset.dataset
+            names = getattr(dataset, "class_names", None) or getattr(dataset, "classes", None)
+            if names is not None and all(n is None or isinstance(n, str) for n in names):
+                return list(names)
+        return None
 
     def builtin_options(self, *, train: bool) -> dict:
         """The keyword options of a built-in set: ``data.options``, with ``data.val_options`` over them
@@ -71,6 +107,21 @@ class TaskData(L.LightningDataModule):
             options["num_samples"] = size
         return options
 
+    def builtin_set(self, dataset_class, split: str, *, train: bool):
+        """``dataset_class(split, **options)`` with :meth:`builtin_options`; an option the class does not
+        take is refused naming it and the ones it takes."""
+        options = self.builtin_options(train=train)
+        parameters = inspect.signature(dataset_class).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            accepted = [name for name, p in parameters.items() if name != "split"
+                        and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+            unknown = sorted(set(options) - set(accepted))
+            if unknown:
+                section = "data.options" if train else "data.options / data.val_options"
+                raise ConfigError(f"{section}: {dataset_class.__name__} does not take {', '.join(map(repr, unknown))}; "
+                                  f"it takes {', '.join(accepted)}")
+        return dataset_class(split, **options)
+
     def loader(self, dataset, *, batch_size: int, shuffle: bool = False, drop_last: bool = False,
                train: bool = False) -> DataLoader:
         return make_loader(dataset, trainer=self.trainer, batch_size=batch_size, shuffle=shuffle,
@@ -85,9 +136,15 @@ class TaskData(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         data = self.data_cfg
-        return self.loader(self.train_set, batch_size=int(data.get("batch_size", self.batch_size)),
-                           shuffle=bool(data.get("shuffle", True)),
-                           drop_last=bool(data.get("drop_last", self.drop_last)), train=True)
+        batch_size = int(data.get("batch_size", self.batch_size))
+        drop_last = bool(data.get("drop_last", self.drop_last))
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if drop_last and len(self.train_set) < batch_size * world:
+            raise ArgumentError(f"data.batch_size={batch_size} with data.drop_last=true leaves no training batch: the "
+                                f"training split has {len(self.train_set)} samples"
+                                f"{f' over {world} processes' if world > 1 else ''}; lower data.batch_size")
+        return self.loader(self.train_set, batch_size=batch_size, shuffle=bool(data.get("shuffle", True)),
+                           drop_last=drop_last, train=True)
 
     def val_dataloader(self) -> DataLoader:
         """The one place validation loaders are made (evaluation goes through it too)."""

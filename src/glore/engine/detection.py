@@ -175,10 +175,13 @@ class DetectionData(TaskData):
     batch_size = 2
     val_batch_size = 1
     collate_fn = staticmethod(collate)
+    builtin_sets = ("det-digits",)
+    disk_only_keys = ("root", "hflip", "train_images", "train_annotations", "val_images", "val_annotations")
 
-    def __init__(self, data_cfg: dict, *, masks: bool, seed: int = 0):
+    def __init__(self, data_cfg: dict, *, masks: bool, seed: int = 0, num_classes: int | None = None):
         super().__init__(data_cfg, seed=seed)
         self.masks = bool(masks)
+        self.num_classes = num_classes   # model.num_classes: the category ids must be below it
         self.name = _dataset_name({"data": self.data_cfg})
         self._val_gt = None
 
@@ -194,12 +197,24 @@ class DetectionData(TaskData):
         if self.name == "det-digits":
             from glore.data.det_digits import DetDigits
 
-            return DetDigits(split, **self.builtin_options(train=train))
+            return self.builtin_set(DetDigits, split, train=train)
         from glore.data.coco import CocoDetectionSet, detection_transforms
 
         images, annotations = self._coco_paths(split)
         transforms = detection_transforms(train=train, hflip=bool(self.data_cfg.get("hflip", True)))
         return CocoDetectionSet(images, annotations, transforms=transforms, masks=self.masks, train=train)
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        for dataset in (self.train_set, self.val_set):
+            coco = getattr(dataset, "coco", None)
+            if coco is None or not coco.cats or not self.num_classes:
+                continue
+            largest = max(coco.cats)
+            if largest >= self.num_classes:
+                raise ArgumentError(f"{dataset.ann_file}: category id {largest} ({coco.cats[largest].get('name')!r}) "
+                                    f"needs model.num_classes > {largest}, got model.num_classes={self.num_classes} "
+                                    "(labels are the category ids; 0 is the background)")
 
     def train_dataset(self):
         return self.dataset("train", train=True)
@@ -224,7 +239,8 @@ def build_module(cfg: dict) -> DetectionModule:
 
 def build_datamodule(cfg: dict) -> DetectionData:
     masks = cfg["model"].get("arch", "maskrcnn") == "maskrcnn"
-    return DetectionData(cfg["data"], masks=masks, seed=int(cfg.get("seed", 0)))
+    num_classes = cfg["model"].get("num_classes", 91)     # create_detector's default
+    return DetectionData(cfg["data"], masks=masks, seed=int(cfg.get("seed", 0)), num_classes=num_classes)
 
 
 @torch.no_grad()

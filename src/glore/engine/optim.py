@@ -21,6 +21,7 @@ The scheduler is stepped once per optimizer step (``interval: "step"`` in Lightn
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 
 import torch
@@ -148,6 +149,14 @@ def build_scheduler(
     )
     lr = float(optim_cfg.get("lr", 0.1))
     min_lr = float(optim_cfg.get("min_lr", 0.0) or 0.0)
+    asked = (f"optim.warmup_epochs={optim_cfg.get('warmup_epochs', 0)}, "
+             f"optim.warmup_steps={optim_cfg.get('warmup_steps', 0)}")
+    if schedule == "onecycle" and warmup:
+        warnings.warn(f"{asked} do not apply to the onecycle schedule (it rises over optim.pct_start of the run); "
+                      "they are ignored", UserWarning, stacklevel=2)
+    elif warmup >= total_steps:
+        warnings.warn(f"the warm-up ({asked}: {warmup} steps) is not shorter than the run ({total_steps} steps): the "
+                      f"learning rate never reaches optim.lr={lr}", UserWarning, stacklevel=2)
     factor = ScheduleFactor(
         schedule=schedule,
         total_steps=total_steps,

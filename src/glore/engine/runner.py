@@ -15,25 +15,29 @@
 - :func:`evaluate` rebuilds the run from the config stored in a checkpoint (plus overrides) and
   returns the validation metrics, through the task's ``evaluate(module, datamodule, cfg, **options)``
   when it defines one.
-- :func:`load_model` returns the trained network and its config, for the analysis tools.
+- :func:`load_model` returns the trained network and its config, for the analysis tools;
+  :func:`restore` the whole task module (``glore predict`` and ``glore export`` use it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import json
+import logging
 import math
 import os
+import warnings
 from types import ModuleType
 
 import torch
 
-from glore.errors import ArgumentError, MissingFileError
+from glore.errors import ArgumentError, ConfigError, MissingFileError, ResumeError
 from . import TASKS
-from ..checkpoint import read_checkpoint
+from ..checkpoint import CheckpointError, read_checkpoint
 from .checkpoint import AtomicCheckpointIO
-from .config import apply_overrides, dump_config, to_plain, validate_config
+from .config import DEFAULTS, apply_overrides, deep_merge, dump_config, to_plain, validate_config
 from .run_folder import (check_resumable, check_weights_fit, refuse_earlier_run, remove_stale_temporaries,
                          run_folder_lock)
 
@@ -83,14 +87,90 @@ def _resolve_resume(resume: str | None, output_dir: str) -> str | None:
         return None
     if resume == "last":
         resume = os.path.join(output_dir, CHECKPOINT_DIR, "last.ckpt")
+    if os.path.isdir(resume):
+        raise ArgumentError(f"--resume {resume!r} is a folder; expected a checkpoint file or 'last'")
     if not os.path.isfile(resume):
         raise MissingFileError(f"checkpoint to resume from not found: {resume!r}")
     return resume
 
 
+def config_writer(cfg: dict, path: str):
+    """A Lightning callback writing ``cfg`` to ``path`` when training starts: after the optimizer, the
+    schedule and a resumed checkpoint's state have been set up without error."""
+    from lightning.pytorch.callbacks import Callback
+
+    class WriteConfig(Callback):
+        def on_train_start(self, trainer, pl_module) -> None:
+            if trainer.is_global_zero:
+                dump_config(cfg, path)
+
+    return WriteConfig()
+
+
+@contextlib.contextmanager
+def user_errors_of_training(cfg: dict, datamodule):
+    """Errors of torch that a config value causes during training, as one-line :class:`ArgumentError`."""
+    try:
+        yield
+    except ValueError as exc:
+        if "Expected more than 1 value per channel when training" in str(exc):
+            size = len(datamodule.train_set) if datamodule.train_set is not None else "?"
+            batch = cfg["data"].get("batch_size")
+            raise ArgumentError(
+                f"a training batch of 1 sample reached a BatchNorm layer with 1x1 features ({size} training "
+                f"samples, data.batch_size={batch}); use data.batch_size >= 2 and data.drop_last=true, or larger "
+                "images") from exc
+        raise
+
+
+class _DropLightningTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def quiet_lightning() -> None:
+    """Keep out of a run's output what Lightning prints that a glore user cannot act on: its tip to
+    install a cloud logger, a deprecation inside Lightning's own pytree helper, and the note that an
+    epoch has fewer batches than ``log_every_n_steps`` (the loggers count steps across epochs, so
+    they still write at that interval)."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropLightningTips) for f in logger.filters):
+        logger.addFilter(_DropLightningTips())
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging "
+                                              r"interval")
+
+
+def _accelerator_available(name: str) -> bool:
+    if name in ("gpu", "cuda"):
+        return torch.cuda.is_available() or (name == "gpu" and torch.backends.mps.is_available())
+    if name == "mps":
+        return torch.backends.mps.is_available()
+    return True
+
+
+def _make_trainer(**kwargs):
+    """``lightning.Trainer(**kwargs)``; the accelerator, strategy, device and precision options it refuses
+    raise one-line :class:`ConfigError` naming them."""
+    import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    quiet_lightning()
+    accelerator = kwargs.get("accelerator", "auto")
+    if isinstance(accelerator, str) and not _accelerator_available(accelerator):
+        raise ConfigError(f"trainer.accelerator={accelerator!r}, but this machine has no such device; use "
+                          "trainer.accelerator=cpu or auto")
+    try:
+        return L.Trainer(**kwargs)
+    except (MisconfigurationException, ValueError) as exc:
+        given = ", ".join(f"trainer.{k}={kwargs[k]!r}" for k in ("accelerator", "strategy", "devices", "num_nodes",
+                                                               "precision") if k in kwargs)
+        reason = " ".join(str(exc).split(". ")[0].split())
+        raise ConfigError(f"lightning.Trainer refuses {given or 'the trainer options'}: {reason}") from None
+
+
 def build_trainer(cfg: dict, *, monitor: str | None, mode: str = "max", for_eval: bool = False):
     """The ``lightning.Trainer`` of a run (checkpoints and loggers only when training)."""
-    import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -102,16 +182,24 @@ def build_trainer(cfg: dict, *, monitor: str | None, mode: str = "max", for_eval
         for key in ("max_epochs", "max_steps", "accumulate_grad_batches", "gradient_clip_val",
                     "limit_train_batches", "check_val_every_n_epoch", "val_check_interval", "num_sanity_val_steps"):
             kwargs.pop(key, None)
-        return L.Trainer(logger=False, enable_checkpointing=False, default_root_dir=output_dir,
-                         plugins=[AtomicCheckpointIO()], **kwargs)
+        return _make_trainer(logger=False, enable_checkpointing=False, default_root_dir=output_dir,
+                             plugins=[AtomicCheckpointIO()], **kwargs)
     validating = kwargs.get("limit_val_batches", 1.0) not in (0, 0.0)
     ckpt_dir = os.path.join(output_dir, CHECKPOINT_DIR)
     common = dict(dirpath=ckpt_dir, save_top_k=1, every_n_epochs=1, auto_insert_metric_name=False,
                   enable_version_counter=False, save_last=False)
-    # last.ckpt: every epoch (Lightning's save_last only follows a top-k save, so it is its own callback)
+    # last.ckpt: every epoch (Lightning's save_last only follows a top-k save, so it is its own callback),
+    # at the epoch's end where no validation follows (with check_val_every_n_epoch > 1 Lightning saves
+    # after validation only, and the epochs after the last validation would be lost)
     # the learning rate is written at the loggers' interval only (a ``self.log`` per step cost about
     # 2 ms of Lightning's bookkeeping, 4% of a demo step)
-    callbacks = [ModelCheckpoint(filename="last", monitor=None, **common), EpochTimer(),
+    every_epoch = kwargs.get("check_val_every_n_epoch", 1) not in (1, None) or not validating
+    interval, max_epochs = kwargs.get("check_val_every_n_epoch"), kwargs.get("max_epochs")
+    if validating and interval and max_epochs and max_epochs != -1 and interval > max_epochs:
+        warnings.warn(f"trainer.check_val_every_n_epoch={interval} exceeds trainer.max_epochs={max_epochs}: the run "
+                      "is never validated (no best.ckpt, no metrics in metrics.json)", UserWarning, stacklevel=2)
+    callbacks = [ModelCheckpoint(filename="last", monitor=None, save_on_train_epoch_end=every_epoch or None,
+                                 **common), EpochTimer(),
                  LearningRateMonitor(logging_interval="step")]
     if validating and monitor:
         callbacks.append(ModelCheckpoint(filename="best", monitor=monitor, mode=mode, **common))
@@ -121,8 +209,8 @@ def build_trainer(cfg: dict, *, monitor: str | None, mode: str = "max", for_eval
         CSVLogger(output_dir, name="csv"),
         TensorBoardLogger(output_dir, name="tensorboard", default_hp_metric=False),
     ]
-    return L.Trainer(default_root_dir=output_dir, callbacks=callbacks, logger=loggers,
-                     plugins=[AtomicCheckpointIO()], **kwargs)
+    return _make_trainer(default_root_dir=output_dir, callbacks=callbacks, logger=loggers,
+                         plugins=[AtomicCheckpointIO()], **kwargs)
 
 
 def train(cfg: dict, *, resume: str | None = None, overwrite: bool = False) -> dict:
@@ -147,8 +235,8 @@ def train(cfg: dict, *, resume: str | None = None, overwrite: bool = False) -> d
     checkpoint = read_checkpoint(resume) if resume is not None else None
     if checkpoint is not None:
         check_resumable(checkpoint, resume, cfg)
-    elif not overwrite:
-        refuse_earlier_run(output_dir)
+    if not overwrite:
+        refuse_earlier_run(output_dir, resume=resume)
     L.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
     module = task.build_module(cfg)
     if checkpoint is not None:
@@ -156,13 +244,15 @@ def train(cfg: dict, *, resume: str | None = None, overwrite: bool = False) -> d
         del checkpoint
     compile_network(module, cfg["trainer"].get("compile", False))
     datamodule = task.build_datamodule(cfg)
+    datamodule.setup("fit")          # the datasets and their options are checked before any write
     with run_folder_lock(output_dir, rank_zero=_is_global_zero()):
         trainer = build_trainer(cfg, monitor=getattr(module, "monitor", None),
                                 mode=getattr(module, "monitor_mode", "max"))
         if trainer.is_global_zero:
             remove_stale_temporaries(os.path.join(output_dir, CHECKPOINT_DIR))
-            dump_config(cfg, os.path.join(output_dir, "config.yaml"))
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+            trainer.callbacks.append(config_writer(cfg, os.path.join(output_dir, "config.yaml")))
+        with user_errors_of_training(cfg, datamodule):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
         metrics = _metrics(trainer.callback_metrics, prefix="val/")
         if trainer.is_global_zero:
             write_metrics(metrics, os.path.join(output_dir, "metrics.json"))
@@ -194,30 +284,51 @@ def _checkpoint_cfg(checkpoint: dict, path: str) -> dict:
     try:
         cfg = checkpoint["hyper_parameters"]["cfg"]
     except (KeyError, TypeError):
-        raise ArgumentError(f"checkpoint {path!r} holds no glore run config (hyper_parameters.cfg); "
-                         "expected a checkpoint written by `glore train`") from None
-    return to_plain(cfg)
+        raise CheckpointError(f"checkpoint {path!r} holds no glore run config (hyper_parameters.cfg); "
+                              "expected a checkpoint written by `glore train`") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"checkpoint {path!r}: its run config is a {type(cfg).__name__}, expected a mapping")
+    lacking = [key for key in ("task", "model", "data") if not isinstance(cfg.get(key), (str, dict))]
+    if lacking:
+        raise CheckpointError(f"checkpoint {path!r}: its run config lacks {', '.join(lacking)} (keys: "
+                              f"{', '.join(map(str, cfg)) or 'none'}); expected a checkpoint written by `glore train`")
+    # keys added to the schema after the checkpoint was written take their defaults
+    return deep_merge(DEFAULTS, to_plain(cfg))
 
 
-def _restore(checkpoint_path: str, overrides=()) -> tuple:
+def restore(checkpoint_path: str, overrides=()) -> tuple:
+    """``(task module, LightningModule, cfg)`` of a training checkpoint: the run rebuilt from its stored
+    config (plus ``overrides``) with the trained weights and the stored ``class_names``."""
     checkpoint_path = os.fspath(checkpoint_path)
     checkpoint = read_checkpoint(checkpoint_path)
     cfg = validate_config(apply_overrides(_checkpoint_cfg(checkpoint, checkpoint_path), overrides))
     for key in _PRETRAINED_KEYS:
         if cfg["model"].get(key):
             cfg["model"][key] = None
+    model_cfg = cfg["model"]
+    if cfg["task"] == "detection" and model_cfg.get("pretrained_backbone"):
+        # the layout pretrained weights gave (frozen BatchNorm, 3 trained stages), without downloading them
+        model_cfg["frozen_bn"] = True if model_cfg.get("frozen_bn") is None else model_cfg["frozen_bn"]
+        model_cfg["trainable_layers"] = 3 if model_cfg.get("trainable_layers") is None else model_cfg["trainable_layers"]
+        model_cfg["pretrained_backbone"] = False
     task = task_module(cfg)
     module = task.build_module(cfg)
-    if "state_dict" not in checkpoint:
-        raise ArgumentError(f"checkpoint {checkpoint_path!r} has no state_dict")
+    if not isinstance(checkpoint.get("state_dict"), dict):
+        raise CheckpointError(f"checkpoint {checkpoint_path!r} has no state_dict")
+    try:
+        check_weights_fit(checkpoint, checkpoint_path, module)
+    except ResumeError as exc:
+        raise CheckpointError(str(exc).replace("cannot resume from", "cannot load", 1)) from None
     module.load_state_dict(checkpoint["state_dict"])
+    if isinstance(checkpoint.get("class_names"), list):
+        module.class_names = checkpoint["class_names"]
     return task, module, cfg
 
 
 def load_model(checkpoint: str) -> tuple[torch.nn.Module, dict]:
     """Return ``(network, cfg)`` from a training checkpoint: the task module's ``model`` attribute (the
     network without loss/metrics) in eval mode, and the run config."""
-    _, module, cfg = _restore(checkpoint)
+    _, module, cfg = restore(checkpoint)
     network = getattr(module, "model", None)
     if not isinstance(network, torch.nn.Module):
         network = module
@@ -244,7 +355,7 @@ def evaluate(checkpoint: str, *, overrides=(), **options) -> dict:
     """
     import lightning as L
 
-    task, module, cfg = _restore(checkpoint, overrides)
+    task, module, cfg = restore(checkpoint, overrides)
     L.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
     datamodule = task.build_datamodule(cfg)
     custom = getattr(task, "evaluate", None)

@@ -13,7 +13,7 @@ likewise ``data.options`` / ``data.val_options`` go to the dataset constructors.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt
@@ -23,6 +23,7 @@ from glore.errors import ConfigError
 
 Strict = ConfigDict(extra="forbid", strict=True)
 Number = Union[int, float]
+Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
 class SchemaError(ConfigError):
@@ -36,7 +37,7 @@ class Optim(BaseModel):
     momentum: float = Field(0.9, ge=0)
     nesterov: bool = False
     weight_decay: float = Field(1.0e-4, ge=0)
-    betas: list[float] = [0.9, 0.999]
+    betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] = [0.9, 0.999]
     schedule: Literal["step", "cosine", "poly", "onecycle", "constant"] = "cosine"
     milestones: list[NonNegativeInt] = [30, 60, 90]  # epochs, for step
     gamma: float = Field(0.1, gt=0)                  # for step
@@ -64,8 +65,8 @@ class Trainer(BaseModel):
     gradient_clip_val: Optional[NonNegativeFloat] = None
     log_every_n_steps: PositiveInt = 10
     check_val_every_n_epoch: Optional[PositiveInt] = 1
-    limit_train_batches: Optional[Union[NonNegativeInt, float]] = None
-    limit_val_batches: Optional[Union[NonNegativeInt, float]] = None
+    limit_train_batches: Optional[Union[NonNegativeInt, Fraction]] = None  # batches, or a fraction of them
+    limit_val_batches: Optional[Union[NonNegativeInt, Fraction]] = None
     enable_progress_bar: bool = True
     sync_batchnorm: bool = False
     val_check_interval: Optional[Union[PositiveInt, float]] = None
@@ -87,12 +88,23 @@ class Data(BaseModel):
     shuffle: Optional[bool] = None
     options: Optional[dict[str, Any]] = None
     val_options: Optional[dict[str, Any]] = None
+    # task-specific keys of the same meaning in every task that reads them (DATA_KEYS says which)
+    hflip: Optional[bool] = None
+    flip: Optional[bool] = None
+    augment: Optional[bool] = None
+    image_size: Optional[PositiveInt] = None
+    resize_size: Optional[PositiveInt] = None
+
+
+# the keys every task's data section accepts
+SHARED_DATA_KEYS = {"name", "root", "batch_size", "val_batch_size", "num_workers", "drop_last", "shuffle", "options",
+                    "val_options"}
 
 
 # task-specific data keys (read by glore.engine.<task>.build_datamodule and the configs/)
 DATA_KEYS = {
-    "classification": {"augment", "hflip", "image_size", "layout", "resize_size", "scale", "train_split",
-                       "val_split"},
+    "classification": {"augment", "color_jitter", "hflip", "image_size", "layout", "lighting", "ratio",
+                       "resize_size", "rotation", "scale", "train_split", "val_split"},
     "segmentation": {"crop_size", "hflip", "scale_range", "train_samples", "val_samples", "train_split",
                      "val_split"},
     "video": {"crop", "flip", "num_clips", "num_crops", "num_frames", "scale", "short_side", "skip_unreadable",
@@ -124,7 +136,7 @@ class RunConfig(BaseModel):
     model_config = Strict
     task: Literal["classification", "segmentation", "video", "detection"] = "classification"
     seed: NonNegativeInt = 0
-    output_dir: str = "runs/default"
+    output_dir: str = Field("runs/default", min_length=1)
     model: dict[str, Any] = {}
     data: Data = Data()
     optim: Optim = Optim()
@@ -134,7 +146,8 @@ class RunConfig(BaseModel):
 
 def _path(loc) -> str:
     return ".".join(str(part) for part in loc if not str(part).startswith(("function-", "literal[", "int", "float",
-                                                                             "bool", "str", "list[", "union[")))
+                                                                             "bool", "str", "list[", "union[",
+                                                                             "constrained-")))
 
 
 def check_schema(cfg: dict) -> None:
@@ -157,7 +170,7 @@ def check_schema(cfg: dict) -> None:
                 problems.append(f"{path}={error.get('input')!r}: {error['msg']}")
     data, task = cfg.get("data"), cfg.get("task")
     if isinstance(data, dict) and task in DATA_KEYS:
-        known = set(Data.model_fields) | DATA_KEYS[task]
+        known = SHARED_DATA_KEYS | DATA_KEYS[task]
         for key in sorted(set(data) - known):
             problems.append(f"unknown key 'data.{key}' for task {task!r}; data accepts {', '.join(sorted(known))}")
     if problems:

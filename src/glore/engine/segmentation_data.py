@@ -54,6 +54,8 @@ class SegmentationData(TaskData):
     batch_size = 8
     drop_last = True
     val_batch_size = 1
+    builtin_sets = ("seg-digits",)
+    disk_only_keys = ("root", "crop_size", "scale_range", "hflip")
 
     def __init__(self, data_cfg: dict, *, seed: int = 0, val_limit: int | None = None):
         super().__init__(data_cfg, seed=seed)
@@ -77,7 +79,7 @@ class SegmentationData(TaskData):
         if self.name == "seg-digits":
             from glore.data.seg_digits import SegDigits
 
-            return SegDigits(split, **self.builtin_options(train=train))
+            return self.builtin_set(SegDigits, split, train=train)
         from glore.data.cityscapes import CityscapesSegmentation
         from glore.data.seg_transforms import build_seg_transforms
 

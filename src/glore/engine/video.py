@@ -3,10 +3,11 @@
 Config (see ``configs/video/*.yaml``)::
 
     model:
-      name: resnet50_3d        # glore.models.video.VIDEO_MODELS (3D ones)
-      block: glore             # glore | nl | gc | null (baseline)
+      name: resnet50_3d        # glore.models.video.VIDEO_MODELS (3D ones), or slow_only_r50 / slow_only_r101
+      block: glore             # glore | nl | gc | null (baseline); Slow-only: also snl, se, and units: [2, 3] or all
       num_classes: 400         # inferred from the class folders of data.root/train_split when left out
-      pretrained: null         # a 2D lite checkpoint inflated into the 3D weights (alias: inflate_from)
+      pretrained: null         # a 2D lite checkpoint inflated into the 3D weights (alias: inflate_from);
+                               # Slow-only: a 2D ResNet state dict file, or true for timm's weights
       checkpoint: null         # a 3D checkpoint of the same model
       label_smoothing: 0.0
       # any other key goes to create_video_model: width_mult, dropout, in_channels, block_kwargs, ...
@@ -58,8 +59,10 @@ _EVAL_OPTIONS = ("num_clips", "clips", "num_crops", "crops", "batch_size", "devi
 
 
 def build_model(model_cfg: dict) -> torch.nn.Module:
-    """Build ``cfg["model"]`` with :func:`glore.models.create_video_model`."""
-    from glore.models.video import create_video_model
+    """Build ``cfg["model"]`` with :func:`glore.models.create_video_model` (the GloRe paper's "lite"
+    networks) or :func:`glore.models.slow_only.create_slow_only` (``slow_only_r50``, ``slow_only_r101``)."""
+    from glore.models.slow_only import SLOW_ONLY_MODELS, create_slow_only
+    from glore.models.video import VIDEO_MODELS, create_video_model
 
     model_cfg = dict(model_cfg)
     name = model_cfg.get("name")
@@ -69,6 +72,11 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
     kwargs = {k: v for k, v in model_cfg.items() if k not in _MODEL_KEYS}
     if "block" in kwargs and kwargs["block"] in ("none", "None", ""):
         kwargs["block"] = None
+    if name.lower() in SLOW_ONLY_MODELS:
+        return create_slow_only(name.lower(), pretrained=pretrained or False, **kwargs)
+    if name.lower() not in VIDEO_MODELS:
+        raise ArgumentError(f"unknown video model model.name={name!r}; expected one of "
+                            f"{sorted(VIDEO_MODELS) + sorted(SLOW_ONLY_MODELS)}")
     return create_video_model(name, inflate_from=pretrained, **kwargs)
 
 
@@ -110,6 +118,9 @@ class VideoData(TaskData):
     """Train / val loaders for ``cfg["data"]``; ``multi_clip_dataloader`` for video top-1."""
 
     batch_size = 8
+    builtin_sets = ("moving-digits",)
+    disk_only_keys = ("root", "crop", "flip", "scale", "short_side", "num_frames", "stride", "num_clips", "num_crops",
+                      "skip_unreadable", "train_annotations", "val_annotations")
 
     def __init__(self, data_cfg: dict, *, seed: int = 0):
         super().__init__(data_cfg, seed=seed)
@@ -127,7 +138,7 @@ class VideoData(TaskData):
         if data["name"] == "moving-digits":
             from glore.data.moving_digits import MovingDigits
 
-            return MovingDigits(data.get(split_key, default), **self.builtin_options(train=mode == "train"))
+            return self.builtin_set(MovingDigits, data.get(split_key, default), train=mode == "train")
         from glore.data.video import VideoFolder
         from glore.data.video_transforms import eval_transform, train_transform
 
@@ -215,6 +226,10 @@ def evaluate(module: VideoModule, datamodule: VideoData, cfg: dict, **options) -
     unknown = sorted(set(options) - set(_EVAL_OPTIONS))
     if unknown:
         raise ArgumentError(f"unknown video evaluation option(s) {unknown}; expected some of {list(_EVAL_OPTIONS)}")
+    multi_view = sorted(k for k in ("num_clips", "clips", "num_crops", "crops") if options.get(k) is not None)
+    if multi_view and not datamodule.has_videos:
+        raise ArgumentError(f"evaluation option(s) {multi_view} need videos to draw clips from; "
+                            f"data.name={cfg['data'].get('name')!r} holds single clips (evaluated on each clip)")
     device = torch.device(options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
     limit = options.get("limit_batches")
     batch_size = options.get("batch_size")

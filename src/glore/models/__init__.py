@@ -9,6 +9,7 @@ _EXPORTS = {
     "insert_blocks": "glore.models.insert",
     "create_segmenter": "glore.models.segmentation",
     "create_video_model": "glore.models.video",
+    "create_slow_only": "glore.models.slow_only",
     "create_detector": "glore.models.detection",
     "available_backbones": "glore.models.factory",
     "load_checkpoint": "glore.models.factory",

@@ -16,11 +16,12 @@ blocks inserted by :func:`glore.models.insert_blocks`, ``BackboneWithFPN``, then
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from torch import nn
 
-from glore.errors import ArgumentError
+from glore.errors import ArgumentError, MissingFileError
 
 ARCHS = ("fasterrcnn", "maskrcnn", "cascade_rcnn", "cascade_maskrcnn")
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
@@ -28,7 +29,6 @@ BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resn
 BOX_HEADS = ("2fc", "4conv1fc")
 # torchvision's order of unfreezing: trainable_layers=3 trains layer2-layer4 (the paper's "all but c1-c2")
 _TRAIN_ORDER = ("layer4", "layer3", "layer2", "layer1", "conv1")
-_WEIGHT_FILES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 
 
 def _building_on_meta() -> bool:
@@ -38,34 +38,46 @@ def _building_on_meta() -> bool:
     return torch.empty(()).device.type == "meta"
 
 
-def _weight_file(pretrained) -> str | None:
-    """``pretrained_backbone`` as a local weights file (a path), else ``None``."""
-    import os
+_WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
 
-    if isinstance(pretrained, os.PathLike) or (isinstance(pretrained, str) and (
-            os.sep in pretrained or pretrained.endswith(_WEIGHT_FILES))):
-        return os.fspath(pretrained)
+
+def _local_weights(pretrained) -> str | None:
+    """``pretrained_backbone`` as a local file path, or None when it names torchvision weights."""
+    if not isinstance(pretrained, (str, os.PathLike)) or isinstance(pretrained, bool):
+        return None
+    path = os.fspath(pretrained)
+    if os.path.isfile(path):
+        return path
+    if os.sep in path or path.lower().endswith(_WEIGHT_SUFFIXES):
+        raise MissingFileError(f"pretrained_backbone weights file not found: {path!r}")
     return None
 
 
 def _backbone_weights(backbone: str, pretrained):
-    """``pretrained_backbone`` -> a torchvision weights enum (``True`` = the backbone's default)."""
-    if pretrained is None or pretrained is False or _weight_file(pretrained) is not None:
+    """``pretrained_backbone`` -> a torchvision weights enum (``True`` = the backbone's default),
+    checked to be cached or downloadable."""
+    if pretrained is None or pretrained is False:
         return None
     from torchvision.models import get_model_weights
+
+    from .weights import check_url_weights
 
     if backbone == "resnext101_32x4d":
         raise ArgumentError(f"torchvision has no weights for resnext101_32x4d; pass pretrained_backbone as a local "
                             f"file of ImageNet weights (e.g. timm's resnext101_32x4d state dict), got {pretrained!r}")
     weights = get_model_weights(backbone)
     if pretrained is True:
-        return weights.DEFAULT
-    try:
-        return weights[str(pretrained)]
-    except KeyError:
-        raise ArgumentError(f"pretrained_backbone={pretrained!r} is not a weight of torchvision's {backbone}; "
-                         f"expected True, False, a weights file (.pth, .safetensors, ...) or one of "
-                         f"{[w.name for w in weights]}") from None
+        chosen = weights.DEFAULT
+    else:
+        try:
+            chosen = weights[str(pretrained)]
+        except KeyError:
+            raise ArgumentError(f"pretrained_backbone={pretrained!r} is not a weight of torchvision's {backbone} nor "
+                                f"a file; expected True, False, a weights file or one of "
+                                f"{[w.name for w in weights]}") from None
+    check_url_weights(chosen.url, model=f"torchvision's {backbone}",
+                      local_option=f"pretrained_backbone=/path/{backbone}.pth")
+    return chosen
 
 
 def _resnet(backbone: str, weights, norm) -> nn.Module:
@@ -79,17 +91,20 @@ def _resnet(backbone: str, weights, norm) -> nn.Module:
     return torchvision.models.get_model(backbone, weights=weights, norm_layer=norm)
 
 
-def _load_backbone_file(resnet: nn.Module, path: str) -> None:
-    """ImageNet weights of a ResNet from a local file (torchvision's or timm's names, which agree);
-    the classifier ``fc`` is dropped."""
-    from glore.checkpoint import load_checkpoint, read_state_dict
+def _load_backbone_file(resnet: nn.Module, path: str, backbone: str) -> None:
+    """ImageNet weights of ``backbone`` from a local file (torchvision's or timm's ResNet names)."""
+    from glore.checkpoint import CheckpointError, read_state_dict
 
-    resnet.fc = nn.Identity()                 # the detector never runs the classifier
+    from .weights import weights_mismatch
+
     own = resnet.state_dict()
-    state = read_state_dict(path, expected=own)
-    state = {k: v for k, v in state.items()   # FrozenBatchNorm2d keeps no batch count
-             if not k.startswith("fc.") and (k in own or not k.endswith("num_batches_tracked"))}
-    load_checkpoint(resnet, state, source=path)
+    state = {k: v for k, v in read_state_dict(path, expected=own).items()
+             if k in own or not k.endswith("num_batches_tracked")}     # FrozenBatchNorm2d keeps no counter
+    shapes = {k: tuple(v.shape) for k, v in own.items()}
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    if missing or set(state) - set(own) or any(tuple(v.shape) != shapes[k] for k, v in state.items() if k in own):
+        raise CheckpointError(weights_mismatch(path, f"torchvision's {backbone}", own, state, shapes))
+    resnet.load_state_dict(state, strict=False)
 
 
 def _freeze_norms(module: nn.Module) -> None:
@@ -168,8 +183,9 @@ def create_detector(arch: str = "maskrcnn", backbone: str = "resnet50", *, block
             (``block="gc", units="all"``: GC in every block of c3-c5; ``units={"res4": [5]}``: one
             block before the last block of ResNet-50's c4). ``block=None``: the plain detector.
         pretrained_backbone: ``False``, ``True`` (torchvision's default ImageNet weights of the
-            backbone, downloaded by torchvision), a weights name such as ``"IMAGENET1K_V1"``, or a local
-            file of ImageNet weights (``.pth`` / ``.safetensors``...; torchvision's or timm's ResNet names).
+            backbone, downloaded by torchvision), a weights name such as ``"IMAGENET1K_V1"``, or a
+            local weights file of the backbone (torchvision's or timm's ResNet names). Weights that
+            are neither cached nor downloadable fail at once, naming the URL.
         num_classes: classes including the background (91 for COCO's category ids).
         trainable_layers: how many of layer4, layer3, layer2, layer1, conv1 are trained (torchvision's
             option); default 3 with pretrained weights (the paper: all but c1-c2), else 5. The fixed
@@ -216,16 +232,16 @@ def create_detector(arch: str = "maskrcnn", backbone: str = "resnet50", *, block
     if not returned_layers or sorted(set(returned_layers)) != returned_layers or not all(1 <= k <= 4 for k in returned_layers):
         raise ArgumentError(f"returned_layers must be increasing stage numbers in 1..4, got {returned_layers!r}")
 
-    weights = _backbone_weights(backbone, pretrained_backbone)
-    weight_file = _weight_file(pretrained_backbone)
-    trained = weights is not None or weight_file is not None
+    on_meta = _building_on_meta()          # shapes only (parameter and MAC counts): no weights to read
+    local = None if on_meta else _local_weights(pretrained_backbone)
+    weights = None if (local or on_meta) else _backbone_weights(backbone, pretrained_backbone)
+    trained = (pretrained_backbone not in (None, False)) if on_meta else (weights is not None or local is not None)
     frozen_bn = trained if frozen_bn is None else bool(frozen_bn)
     trainable_layers = (3 if trained else 5) if trainable_layers is None else trainable_layers
     norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
-    on_meta = _building_on_meta()          # shapes only (parameter and MAC counts): no weights to load
-    resnet = _resnet(backbone, None if on_meta else weights, norm)
-    if weight_file is not None and not on_meta:
-        _load_backbone_file(resnet, weight_file)
+    resnet = _resnet(backbone, weights, norm)
+    if local:
+        _load_backbone_file(resnet, local, backbone)
     if dcn:
         from .deformable import add_deformable_convs
 

@@ -22,9 +22,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from glore.errors import ArgumentError, ArgumentTypeError
+from glore.checkpoint import CheckpointError
+from glore.errors import ArgumentError, ArgumentTypeError, GloreError, MissingFileError
 from .hosts import rename_legacy_keys
-from .insert import check_block_kwargs, inserted_blocks, insert_blocks
+from .insert import check_block_kwargs, find_stages, inserted_blocks, insert_blocks
+from .weights import WeightsUnavailableError, check_hub_weights, check_url_weights, weights_mismatch
 
 # torchvision builders reachable as "tv_<name>"
 TORCHVISION_BACKBONES = (
@@ -79,12 +81,32 @@ def keep_inserted_blocks(state_dict: dict, model: nn.Module) -> dict:
     return {**own, **state_dict}
 
 
+def move_stride_to_1x1(model: nn.Module) -> nn.Module:
+    """The original ResNet's downsampling (He et al., arXiv 1512.03385, and its Caffe release): the
+    stride of a stage's first bottleneck on its first 1x1 conv instead of its 3x3 conv (timm's and
+    torchvision's "v1.5"), in place. The weights keep their shapes and names, so the same checkpoints
+    load; ResNet-50 counts 3.86 GMACs at 224x224 instead of 4.09 (GCNet Tables 8-9)."""
+    for stage, hosts in find_stages(model).items():
+        for host in hosts:
+            block = host.module
+            conv1, conv2 = getattr(block, "conv1", None), getattr(block, "conv2", None)
+            anti_aliased = not isinstance(getattr(block, "aa", nn.Identity()), nn.Identity)
+            if not isinstance(conv1, nn.Conv2d) or conv1.kernel_size != (1, 1) or not hasattr(block, "conv3") \
+                    or anti_aliased:
+                raise ArgumentError(f"stride_in_1x1 needs ResNet bottleneck blocks (1x1, 3x3, 1x1 convs, no "
+                                    f"anti-aliasing), got {type(block).__name__} ({host.name}, {stage})")
+            if conv2.stride != (1, 1):
+                conv1.stride, conv2.stride = conv2.stride, (1, 1)
+    return model
+
+
 def build_timm(variant: str, backbone: str, blocks: Mapping | None, *, pretrained: bool = False,
-               **kwargs) -> nn.Module:
+               stride_in_1x1: bool = False, **kwargs) -> nn.Module:
     """Build timm ``backbone`` with ``blocks`` (:func:`insert_blocks` arguments) under the pretrained
     config of ``variant`` (``backbone`` itself, or a registered configuration), through timm's
     ``build_model_with_cfg``: pretrained loading, ``features_only`` wrappers and the model's
-    ``pretrained_cfg`` are timm's. ``checkpoint_path`` is read after building, as timm does."""
+    ``pretrained_cfg`` are timm's. ``checkpoint_path`` is read after building, as timm does.
+    ``stride_in_1x1`` builds the original ResNet (:func:`move_stride_to_1x1`)."""
     import timm
     from timm.models import build_model_with_cfg
 
@@ -92,6 +114,8 @@ def build_timm(variant: str, backbone: str, blocks: Mapping | None, *, pretraine
 
     def backbone_with_blocks(**model_kwargs):
         model = timm.create_model(backbone, pretrained=False, **model_kwargs)
+        if stride_in_1x1:
+            move_stride_to_1x1(model)
         if blocks:
             insert_blocks(model, **blocks)
         return model
@@ -123,7 +147,7 @@ def _explain_keyword(exc: TypeError, backbone: str, family: str | None) -> TypeE
 
 
 def build_torchvision(name: str, blocks: Mapping | None, *, pretrained: bool = False,
-                      **kwargs) -> nn.Module:
+                      stride_in_1x1: bool = False, **kwargs) -> nn.Module:
     """torchvision ResNet ``name`` (``weights=`` the torchvision way; ``pretrained=True`` is
     ``weights="DEFAULT"``) with ``blocks`` inserted."""
     import torchvision
@@ -145,6 +169,8 @@ def build_torchvision(name: str, blocks: Mapping | None, *, pretrained: bool = F
         raise ArgumentTypeError(f"tv_{name} does not take the keyword {found.group(1)!r}: torchvision's "
                         f"ResNet takes {sorted(own)}, and its builder takes ['progress', 'weights']"
                         ) from exc
+    if stride_in_1x1:
+        move_stride_to_1x1(model)
     if blocks:
         insert_blocks(model, **blocks)
     if checkpoint_path:
@@ -154,7 +180,7 @@ def build_torchvision(name: str, blocks: Mapping | None, *, pretrained: bool = F
 
 def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, block: str | None = None, units=None,
                  position: str | None = None, block_kwargs: Mapping | None = None,
-                 **kwargs) -> nn.Module:
+                 stride_in_1x1: bool = False, **kwargs) -> nn.Module:
     """Build backbone ``name`` with ``block`` units inserted (GloRe paper §4.2, GCNet §4).
 
     Args:
@@ -165,12 +191,19 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, blo
             ``tv_*``) does: from its hub or cache, or from a local file with
             ``pretrained_cfg_overlay=dict(file="resnet50.safetensors")``; a path here is short
             for that. The blocks keep their initialisation (the identity with ``zero_init``).
-        block: ``glore``, ``nl``, ``snl``, ``gc`` or ``se``; ``None`` builds the plain backbone.
+            Weights neither cached nor downloadable (``HF_HUB_OFFLINE``, no answer from the hub
+            within 3 s) raise :class:`~glore.models.weights.WeightsUnavailableError` at once,
+            naming the repository; a file of another architecture a ``CheckpointError`` with the
+            counts of missing and unexpected names.
+        block: ``glore``, ``nl``, ``snl``, ``gc``, ``se`` or ``cbam``; ``None`` builds the plain backbone.
         units: where to insert: ``(n, m)`` = n units in Res3 and m in Res4 after blocks 1, 3, 5, ...;
             ``{"res4": 3}`` or ``{"res4": [5]}`` (1-based block indices); ``"all"`` = every
             residual block of res3-res5. Required with ``block``.
         position: ``after_add`` or ``after_1x1``; default per block (see :func:`insert_blocks`).
         block_kwargs: options of every inserted block (``mid=``, ``ratio=``, ``pairwise=``, ...).
+        stride_in_1x1: the original ResNet: a stage's stride on the first 1x1 conv of its first
+            bottleneck, not on the 3x3 conv (GCNet's ResNet-50, 3.86 GMACs; see
+            :func:`move_stride_to_1x1`). Bottleneck backbones only.
         **kwargs: go to ``timm.create_model`` (``num_classes``, ``in_chans``, ``drop_path_rate``,
             ``features_only``, ``out_indices``, ``output_stride``, ``pretrained_cfg_overlay``,
             ``checkpoint_path``, ...), or to the torchvision builder for ``tv_*`` (``weights``,
@@ -183,6 +216,10 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, blo
             (naming it, and what is accepted).
     """
     _check_name(name)                   # first: a misspelt name is the likeliest mistake
+    num_classes = kwargs.get("num_classes")
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0):
+        raise ArgumentError(f"num_classes must be an integer >= 0 (0: no classifier, the pooled features), "
+                            f"got {num_classes!r}")
     block_kwargs = dict(block_kwargs or {})
     if block is None and (units is not None or position is not None or block_kwargs):
         raise ArgumentError(f"units, position and block_kwargs need a block; got block=None with "
@@ -199,34 +236,97 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, blo
             raise ArgumentError(f"unknown block {block!r}; expected one of {sorted(BLOCKS)}")
         check_block_kwargs(block.lower(), block_kwargs)
         blocks = dict(block=block, units=units, position=position, **block_kwargs)
+    if not isinstance(stride_in_1x1, bool):
+        raise ArgumentTypeError(f"stride_in_1x1 must be true or false, got {stride_in_1x1!r}")
+    if stride_in_1x1:
+        kwargs["stride_in_1x1"] = True
+    from . import registry
+
+    if name in registry.CONFIGS and blocks:
+        raise ArgumentError(f"{name} is a registered configuration with its blocks already in "
+                         f"place; pass its backbone {registry.CONFIGS[name].backbone!r} to add "
+                         f"other blocks, got block={block!r}")
     if isinstance(pretrained, (str, os.PathLike)):
         path = Path(pretrained)
         if not path.is_file():
-            raise FileNotFoundError(f"pretrained weights file not found: {str(path)!r}")
-        if name.startswith("tv_"):
-            model = build_torchvision(name[3:], None, **kwargs)
-            model.load_state_dict(_read_state_dict(path))
-            return insert_blocks(model, **blocks) if blocks else model
-        kwargs["pretrained_cfg_overlay"] = {**(kwargs.get("pretrained_cfg_overlay") or {}),
-                                            "file": str(path)}
-        pretrained = True
-    elif pretrained is None:
+            raise MissingFileError(f"pretrained weights file not found: {str(path)!r}")
+        state = _read_state_dict(path)            # a file that is not a checkpoint is named here
+        try:
+            if name.startswith("tv_"):
+                model = build_torchvision(name[3:], None, **kwargs)
+                model.load_state_dict(state)
+                return insert_blocks(model, **blocks) if blocks else model
+            overlay = {**(kwargs.pop("pretrained_cfg_overlay", None) or {}), "file": str(path)}
+            return _build(name, blocks, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+        except RuntimeError as exc:
+            if "state_dict" not in str(exc):
+                raise
+            reference = _build(name, blocks, pretrained=False, **kwargs)   # its names and shapes, for the message
+            blocks_prefixes = tuple(f"{n}." for n in inserted_blocks(reference)) or ("\0",)
+            own = {k: v for k, v in reference.state_dict().items() if not k.startswith(blocks_prefixes)}
+            raise CheckpointError(weights_mismatch(str(path), _describe(name, block), own, state,
+                                                   {k: tuple(v.shape) for k, v in own.items()})) from None
+    if pretrained is None:
         pretrained = False
     elif not isinstance(pretrained, bool):
         raise ArgumentTypeError(f"pretrained must be True, False (or None) or a weights file, got {pretrained!r}")
+    if pretrained:
+        kwargs = _locate_weights(name, kwargs)
+    try:
+        return _build(name, blocks, pretrained=pretrained, **kwargs)
+    except GloreError:
+        raise
+    except OSError as exc:        # a hub or URL error after the check (HTTP errors, time-outs)
+        if not pretrained:
+            raise
+        raise WeightsUnavailableError(f"cannot download the pretrained weights of {name}: {type(exc).__name__}: "
+                                      f"{' '.join(str(exc).split())[:300]}; pass a local file instead, "
+                                      f"pretrained=/path/{name}.safetensors") from exc
+
+
+def _build(name: str, blocks: Mapping | None, *, pretrained: bool, **kwargs) -> nn.Module:
     if name.startswith("tv_"):
         return build_torchvision(name[3:], blocks, pretrained=pretrained, **kwargs)
     from . import registry
 
     if name in registry.CONFIGS:
-        if blocks:
-            raise ArgumentError(f"{name} is a registered configuration with its blocks already in "
-                             f"place; pass its backbone {registry.CONFIGS[name].backbone!r} to add "
-                             f"other blocks, got block={block!r}")
         import timm
 
         return timm.create_model(name, pretrained=pretrained, **kwargs)
     return build_timm(name, name, blocks, pretrained=pretrained, **kwargs)
+
+
+def _describe(name: str, block: str | None) -> str:
+    return f"{name} + {block}" if block else name
+
+
+def _locate_weights(name: str, kwargs: dict) -> dict:
+    """``kwargs`` for ``pretrained=True``: with a cached hub file as the weights file; failing in
+    seconds, with the local-file option, when the weights are neither cached nor downloadable
+    (:mod:`glore.models.weights`)."""
+    local = f"pretrained=/path/{name}.safetensors"
+    if name.startswith("tv_"):
+        if kwargs.get("weights") is None:
+            from torchvision.models import get_model_weights
+
+            check_url_weights(get_model_weights(name[3:]).DEFAULT.url, model=name, local_option=local)
+        return kwargs
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
+    settings = {**(cfg.to_dict() if cfg is not None else {}), **overlay}
+    if kwargs.get("pretrained_cfg") is not None or settings.get("file") or settings.get("state_dict"):
+        return kwargs
+    if settings.get("hf_hub_id"):
+        filename = settings.get("hf_hub_filename")
+        cached = check_hub_weights(settings["hf_hub_id"], [filename] if filename else
+                                   ["model.safetensors", "pytorch_model.bin"], model=name, local_option=local)
+        if cached is not None:
+            return {**kwargs, "pretrained_cfg_overlay": {**overlay, "file": cached}}
+    elif settings.get("url"):
+        check_url_weights(settings["url"], model=name, local_option=local)
+    return kwargs
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -28,6 +28,7 @@ from timm.models import resnet as timm_resnet
 from torch import nn
 
 from glore.errors import ArgumentTypeError
+from .slow_only import Bottleneck3d
 
 SLOTS = ("after_1x1", "after_add")
 # a key of the earlier layout: "<host>.<block>_<slot>.<rest>"
@@ -132,8 +133,8 @@ HOSTS: dict[type, type] = {
     tv_resnet.BasicBlock: TorchvisionBasicBlock,
     timm_dpn.DualPathBlock: DualPathBlock,
 }
-# positions each host class offers
-OFFERS = {cls: SLOTS for cls in HOSTS.values()} | {DualPathBlock: ("after_add",)}
+# positions each host class offers (the Slow-only network's bottleneck is built with its slots)
+OFFERS = {cls: SLOTS for cls in HOSTS.values()} | {DualPathBlock: ("after_add",), Bottleneck3d: SLOTS}
 
 
 def offered_positions(block: nn.Module) -> tuple[str, ...]:

@@ -24,9 +24,9 @@ from .hosts import SLOTS, as_host, host_channels, offered_positions
 STAGES = ("res2", "res3", "res4", "res5")
 POSITIONS = ("after_add", "after_1x1")
 DEFAULT_POSITION = {"glore": "after_add", "nl": "after_add", "snl": "after_add",
-                    "gc": "after_1x1", "se": "after_1x1"}
+                    "gc": "after_1x1", "se": "after_1x1", "cbam": "after_1x1"}
 # block options insert_blocks sets unless given: every inserted block starts as the identity
-INSERT_DEFAULTS = {"se": {"zero_init": True}}
+INSERT_DEFAULTS = {"se": {"zero_init": True}, "cbam": {"zero_init": True}}
 # units="all": one block in every residual block of these stages (GC-ResNet, GCNet §4)
 ALL_STAGES = ("res3", "res4", "res5")
 
@@ -65,8 +65,8 @@ def find_stages(model: nn.Module) -> dict[str, list[Host]]:
     """Return ``{"res2": [Host, ...], ...}``: the residual blocks of each stage, in order.
 
     Supports timm ``ResNet`` (ResNet, SE-ResNet, ResNeXt, wide ResNet, ECA-ResNet, ...), timm ``DPN``,
-    torchvision ``ResNet`` (detection backbones with frozen BatchNorm too) and timm's
-    ``features_only`` wrappers of them.
+    torchvision ``ResNet`` (detection backbones with frozen BatchNorm too), timm's ``features_only``
+    wrappers of them, and the Slow-only 3D ResNets of :mod:`glore.models.slow_only`.
     """
     if all(isinstance(getattr(model, layer, None), nn.Sequential) for layer in _RESNET_LAYERS):
         stages = _resnet_hosts(model)
@@ -151,16 +151,16 @@ def insert_blocks(model: nn.Module, *, block: str, units, position: str | None =
 
     Args:
         model: a timm ResNet-family or DPN model, or a torchvision ResNet.
-        block: ``glore``, ``nl``, ``snl``, ``gc`` or ``se`` (see :func:`glore.nn.create_block`).
+        block: ``glore``, ``nl``, ``snl``, ``gc``, ``se`` or ``cbam`` (see :func:`glore.nn.create_block`).
         units: where to insert, see :func:`resolve_units`: ``(n, m)``, ``{"res4": 3}``,
             ``{"res4": [5]}`` (after block 5), or ``"all"``.
         position: ``after_add`` or ``after_1x1``; defaults to ``after_add`` for ``glore``, ``nl``
-            and ``snl``, ``after_1x1`` for ``gc`` and ``se``.
+            and ``snl``, ``after_1x1`` for ``gc``, ``se`` and ``cbam``.
         **block_kwargs: passed to the block (``ratio=1/4``, ``pairwise="gaussian"``, ...). GloRe's
             ``mid`` defaults to the hosting stage's bottleneck width ``C/4`` (``planes`` of the
-            stage; also ``C/4`` for basic-block ResNets and DPN's residual path). SE is built with
-            ``zero_init=True`` unless given, so that, like every other block, it starts as the
-            identity (:class:`glore.nn.SqueezeExcite`).
+            stage; also ``C/4`` for basic-block ResNets and DPN's residual path). SE and CBAM are
+            built with ``zero_init=True`` unless given, so that, like every other block, they start
+            as the identity (:class:`glore.nn.SqueezeExcite`, :class:`glore.nn.CBAM`).
 
     Raises:
         ValueError: unknown block, stage or position, too many units, a position already taken, or

@@ -10,6 +10,8 @@ Heads (mmsegmentation-style, small and composable):
   (GloRe, NL, SNL, GC), a second 3x3 conv, optionally the GCNet/CCNet concatenation with ``c5``
   followed by a 3x3 conv, dropout and a 1x1 classifier. With no block it is the plain FCN head.
 - :class:`FCNHead`: the auxiliary head on res4 (3x3 conv, dropout, classifier).
+- The heads GCNet Table 13 compares with: CCNet's (a :class:`ContextHead` with criss-cross
+  attention), DANet's and ANN's (:mod:`.segmentation_heads`).
 
 :func:`create_segmenter` assembles them into a :class:`Segmenter`; :meth:`Segmenter.predict` runs
 test-time inference (whole / sliding window, flip, multi-scale; :mod:`.segmentation_inference`).
@@ -25,11 +27,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from glore.errors import ArgumentError
-from ..nn import create_block
+from ..nn import CrissCrossAttention, create_block
 from .layers import conv_bn_relu
+from .segmentation_heads import AsymmetricNonLocalHead, DualAttentionHead
 from .segmentation_inference import inference
 
-HEADS = (None, "glore", "nl", "snl", "gc")
+HEADS = (None, "glore", "nl", "snl", "gc", "ccnet", "danet", "ann")
+# heads with a structure of their own (GCNet Table 13); the others are a ContextHead
+OWN_HEADS = {"danet": DualAttentionHead, "ann": AsymmetricNonLocalHead}
 
 # per-head block options (GloRe paper §4.3, GCNet §5.4): the GloRe unit sits on the 512-channel adaptive conv output
 # with mid = 512 // 4 = 128 (128 nodes, 256 states); GC uses ratio 1/4 for segmentation.
@@ -39,9 +44,10 @@ DEFAULT_BLOCK_KWARGS: dict[str | None, dict] = {
     "nl": {},
     "snl": {},
     "gc": {"ratio": 1 / 4},
+    "ccnet": {"recurrence": 2},
 }
-# GCNet's head concatenates the context output with c5; the GloRe paper's head does not.
-DEFAULT_CONCAT_INPUT = {None: False, "glore": False, "nl": True, "snl": True, "gc": True}
+# GCNet's and CCNet's heads concatenate the context output with c5; the GloRe paper's head does not.
+DEFAULT_CONCAT_INPUT = {None: False, "glore": False, "nl": True, "snl": True, "gc": True, "ccnet": True}
 
 
 class FCNHead(nn.Module):
@@ -63,20 +69,26 @@ class ContextHead(nn.Module):
     Args:
         in_channels: channels of the backbone's last feature map (c5).
         num_classes: output classes.
-        block: ``None`` (plain FCN head), ``"glore"``, ``"nl"``, ``"snl"`` or ``"gc"``.
+        block: ``None`` (plain FCN head), ``"glore"``, ``"nl"``, ``"snl"``, ``"gc"`` or ``"ccnet"``
+            (:class:`glore.nn.CrissCrossAttention`, recurrence 2).
         units: number of context blocks stacked between the two adaptive convs.
         channels: width of the adaptive convs (512 in both papers).
         concat_input: concatenate c5 with the context output, then a 3x3 conv (GCNet/CCNet head);
-            ``None`` picks the paper's choice for ``block`` (on for nl/snl/gc, off for glore/None).
+            ``None`` picks the paper's choice for ``block`` (on for nl/snl/gc/ccnet, off for glore/None).
         dropout: dropout before the classifier.
         block_kwargs: options for :func:`glore.nn.create_block`, merged over the defaults.
     """
+
+    uses_c4 = False
 
     def __init__(self, in_channels: int, num_classes: int, *, block: str | None = "glore", units: int = 1,
                  channels: int = 512, concat_input: bool | None = None, dropout: float = 0.1,
                  block_kwargs: Mapping | None = None):
         super().__init__()
         block = _check_head(block)
+        if block in OWN_HEADS:
+            raise ArgumentError(f"ContextHead takes the blocks {HEADS[:6]}; {block!r} is a head of its own "
+                                f"({OWN_HEADS[block].__name__})")
         if isinstance(units, bool) or not isinstance(units, int) or units < 0:
             raise ArgumentError(f"units must be a non-negative integer, got {units!r}")
         if block is None and units not in (0, 1):
@@ -86,7 +98,7 @@ class ContextHead(nn.Module):
         self.conv_in = conv_bn_relu(in_channels, channels)
         kwargs = {**DEFAULT_BLOCK_KWARGS[block], **dict(block_kwargs or {})}
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
-        blocks = [] if block is None else [create_block(block, channels, **kwargs) for _ in range(units)]
+        blocks = [] if block is None else [_context_block(block, channels, kwargs) for _ in range(units)]
         self.context = nn.Sequential(*blocks)
         self.conv_out = conv_bn_relu(channels, channels)
         self.conv_cat = conv_bn_relu(in_channels + channels, channels) if self.concat_input else None
@@ -104,15 +116,26 @@ class ContextHead(nn.Module):
         return self.classifier(self.dropout(self.features(c5)))
 
 
+def _context_block(name: str, channels: int, kwargs: dict) -> nn.Module:
+    if name == "ccnet":
+        try:
+            return CrissCrossAttention(channels, **kwargs)
+        except TypeError as exc:
+            raise ArgumentError(f"bad block_kwargs for CrissCrossAttention (inner, recurrence, zero_init): "
+                                f"{exc}") from None
+    return create_block(name, channels, **kwargs)
+
+
 class Segmenter(nn.Module):
-    """Backbone (``[c4, c5]``), a :class:`ContextHead` and an optional auxiliary :class:`FCNHead`.
+    """Backbone (``[c4, c5]``), a head (:class:`ContextHead`, or one of :data:`OWN_HEADS`; a head
+    with ``uses_c4`` gets c4 too) and an optional auxiliary :class:`FCNHead`.
 
     ``forward(x)`` returns the logits ``(B, num_classes, H, W)`` upsampled (bilinear) to the input
     size. In training mode with an auxiliary head, or with ``return_aux=True``, it returns
     ``{"out": logits, "aux": aux_logits}`` instead (both at input size).
     """
 
-    def __init__(self, backbone: nn.Module, head: ContextHead, aux_head: FCNHead | None = None, *,
+    def __init__(self, backbone: nn.Module, head: nn.Module, aux_head: FCNHead | None = None, *,
                  num_classes: int, aux_weight: float = 0.4):
         super().__init__()
         self.backbone = backbone
@@ -126,7 +149,7 @@ class Segmenter(nn.Module):
             raise ArgumentError(f"Segmenter expects images of shape (B, 3, H, W), got {tuple(x.shape)}")
         size = x.shape[-2:]
         c4, c5 = self.backbone(x)
-        out = _upsample(self.head(c5), size)
+        out = _upsample(self.head(c5, c4) if getattr(self.head, "uses_c4", False) else self.head(c5), size)
         if return_aux is None:
             return_aux = self.training and self.aux_head is not None
         if not return_aux:
@@ -156,7 +179,7 @@ def _check_head(head):
         if head in ("none", "fcn", ""):
             head = None
     if head not in HEADS:
-        raise ArgumentError(f"head must be one of None, 'glore', 'nl', 'snl', 'gc', got {head!r}")
+        raise ArgumentError(f"head must be one of {', '.join(map(repr, HEADS))}, got {head!r}")
     return head
 
 
@@ -267,7 +290,10 @@ def create_segmenter(backbone: str = "resnet50", *, head: str | None = "glore", 
             ``multigrid=None``).
         head: ``None`` (plain FCN), ``"glore"`` (``units`` GloRe units between two adaptive 3x3
             convs), ``"nl"``, ``"snl"`` or ``"gc"`` (ratio 1/4, output concatenated with c5 then a
-            3x3 conv, as in GCNet).
+            3x3 conv, as in GCNet), ``"ccnet"`` (criss-cross attention, recurrence 2, with the c5
+            concatenation), ``"danet"`` (:class:`DualAttentionHead`) or ``"ann"``
+            (:class:`AsymmetricNonLocalHead`, which reads c4 too); the last two take ``units=1``
+            and no ``concat_input``, and ``block_kwargs`` go to their constructors.
         num_classes: output classes (19 for Cityscapes).
         units: number of context blocks in the head.
         multigrid: res5 multi-grid factors (``None`` keeps timm's dilations).
@@ -293,6 +319,8 @@ def create_segmenter(backbone: str = "resnet50", *, head: str | None = "glore", 
     c4_channels, c5_channels = feature_channels(net)
     model = Segmenter(
         net,
+        _own_head(head, c4_channels, c5_channels, num_classes, units=units, channels=channels, dropout=dropout,
+                  concat_input=concat_input, block_kwargs=block_kwargs) if head in OWN_HEADS else
         ContextHead(c5_channels, num_classes, block=head, units=units, channels=channels,
                     concat_input=concat_input, dropout=dropout, block_kwargs=block_kwargs),
         FCNHead(c4_channels, num_classes, channels=aux_channels, dropout=dropout) if aux else None,
@@ -301,6 +329,19 @@ def create_segmenter(backbone: str = "resnet50", *, head: str | None = "glore", 
     if checkpoint is not None:
         load_segmenter_checkpoint(model, checkpoint)
     return model
+
+
+def _own_head(name: str, c4_channels: int, c5_channels: int, num_classes: int, *, units, channels, dropout,
+              concat_input, block_kwargs) -> nn.Module:
+    if units != 1 or concat_input:
+        raise ArgumentError(f"head={name!r} has one attention module and no c5 concatenation option; got "
+                            f"units={units!r}, concat_input={concat_input!r}")
+    cls, kwargs = OWN_HEADS[name], dict(block_kwargs or {})
+    low = (c4_channels,) if cls.uses_c4 else ()
+    try:
+        return cls(c5_channels, *low, num_classes, channels=channels, dropout=dropout, **kwargs)
+    except TypeError as exc:
+        raise ArgumentError(f"bad block_kwargs for {cls.__name__}: {exc}") from None
 
 
 def _read_state_dict(path) -> dict:

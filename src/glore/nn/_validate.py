@@ -21,6 +21,17 @@ def check_positive_int(name: str, value) -> int:
     return value
 
 
+# a block larger than this is a mistake in its sizes (ResNet-50 + GloRe holds 3e7 parameters)
+MAX_BLOCK_PARAMETERS = 2**31
+
+
+def check_parameter_count(block: str, count: int, sizes: str) -> None:
+    """Refuse a block of more than :data:`MAX_BLOCK_PARAMETERS` parameters before allocating it."""
+    if count > MAX_BLOCK_PARAMETERS:
+        raise ArgumentError(f"{block}({sizes}) would hold {count:.3g} parameters ({count * 4 / 2**30:.3g} GiB in "
+                            f"float32), more than {MAX_BLOCK_PARAMETERS:.3g}; check the channel sizes")
+
+
 def check_choice(name: str, value, choices) -> str:
     if value not in choices:
         raise ArgumentError(f"{name} must be one of {sorted(choices)}, got {value!r}")

@@ -9,7 +9,7 @@ from torch import nn
 
 from glore.errors import ArgumentError, ArgumentTypeError
 from ._layout import as_image, as_input_shape, matmul_in_layout_of
-from ._validate import ZeroInitBlock, _parameter_dtype, check_block_input, check_positive_int
+from ._validate import ZeroInitBlock, _parameter_dtype, check_block_input, check_parameter_count, check_positive_int
 from .pointwise import Pointwise
 
 for _name in ("check_block_input", "matmul_in_layout_of", "as_image", "as_input_shape"):
@@ -93,6 +93,9 @@ class GloRe(ZeroInitBlock):
         check_positive_int("gcn_layers", gcn_layers)
         if reassociate is not None and not isinstance(reassociate, bool):
             raise ArgumentTypeError(f"reassociate must be None (choose by cost), True or False, got {reassociate!r}")
+        weights = channels * (2 * num_state + num_nodes) + gcn_layers * (num_nodes ** 2 + num_state ** 2)
+        check_parameter_count("GloRe", weights, f"channels={channels}, mid={mid}, num_nodes={num_nodes}, "
+                                                f"num_state={num_state}")
         self.channels, self.num_nodes, self.num_state = channels, num_nodes, num_state
         self.normalize, self.zero_init, self.reassociate = normalize, zero_init, reassociate
 

@@ -1,0 +1,160 @@
+"""A study file and the runs it describes.
+
+::
+
+    name: distant-digits significance
+    output_dir: results/studies/significance_digits
+    config: configs/demo/baseline.yaml         # the base run config (relative to the working folder)
+    overrides: {trainer.max_epochs: 4}          # for every variant
+    seeds: [0, 1, 2, 3, 4]
+    seed_keys: [seed, data.options.seed]        # config keys set to the seed (default: [seed])
+    variants:
+      baseline: {}                              # overrides of the base config
+      glore: {model.block: glore}
+      gc: {config: configs/demo/gc.yaml}        # or another base config (plus overrides)
+    compare: {metric: val/acc1, epoch: final, baseline: baseline, higher_is_better: true}
+    launcher: {name: local, workers: auto, threads_per_run: 1}
+
+Each (variant, seed) is a normal ``glore train`` run in ``<output_dir>/<variant>/seed<seed>/``.
+Paired comparisons use the same seeds for every variant, so the data order and the initialisation
+of the shared layers are the same in a pair.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
+
+from glore.engine.config import yaml_load
+from glore.errors import ConfigError, MissingFileError
+
+Strict = ConfigDict(extra="forbid")
+
+
+class Compare(BaseModel):
+    model_config = Strict
+    metric: str = "val/acc1"
+    epoch: Union[Literal["final"], NonNegativeInt] = "final"  # the last epoch, or a 0-based epoch
+    baseline: Optional[str] = None
+    higher_is_better: bool = True
+    confidence: float = Field(0.95, gt=0, lt=1)
+
+
+class Submitit(BaseModel):
+    model_config = ConfigDict(extra="allow")  # further keys go to executor.update_parameters
+    cluster: Optional[str] = None              # None: submitit's choice (slurm where sbatch exists)
+    timeout_min: PositiveInt = 60
+
+
+class Launcher(BaseModel):
+    model_config = Strict
+    name: Literal["local", "submitit"] = "local"
+    workers: Union[Literal["auto"], PositiveInt] = "auto"  # local: runs at once
+    threads_per_run: Optional[PositiveInt] = None          # local: torch threads of each run
+    memory_per_run_gb: float = Field(2.0, gt=0)            # local: for the "auto" worker count
+    torchrun: Optional[dict[str, Any]] = None              # e.g. {nproc_per_node: 8}: each run under torchrun
+    submitit: Submitit = Submitit()
+
+
+class StudySpec(BaseModel):
+    model_config = Strict
+    name: str
+    output_dir: str
+    config: Optional[str] = None
+    overrides: dict[str, Any] = {}
+    seeds: list[NonNegativeInt] = Field(min_length=1)
+    seed_keys: list[str] = ["seed"]
+    variants: dict[str, Optional[dict[str, Any]]] = Field(min_length=1)
+    compare: Compare = Compare()
+    launcher: Launcher = Launcher()
+
+
+@dataclass(frozen=True)
+class Run:
+    """One (variant, seed) of a study: a ``glore train`` command line's parts."""
+
+    variant: str
+    seed: int
+    config: str
+    overrides: tuple[str, ...]
+    output_dir: Path
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.output_dir / "metrics.json"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.output_dir / "checkpoints" / "last.ckpt"
+
+    def finished(self) -> bool:
+        """Whether the run has written its final metrics (``glore train`` writes them last)."""
+        return self.metrics_path.is_file() and self.metrics_path.stat().st_size > 2
+
+    def train_args(self) -> list[str]:
+        """The arguments of ``glore train`` for this run: a fresh start, or a resume of the
+        interrupted run in its folder."""
+        args = ["train", "--config", self.config, "--output-dir", str(self.output_dir)]
+        if self.last_checkpoint.is_file():
+            args += ["--resume", "last"]
+        elif self.output_dir.exists():       # started but stopped before its first checkpoint
+            args += ["--overwrite"]
+        return args + list(self.overrides)
+
+
+def _format_value(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    if isinstance(value, (list, dict)):
+        import json
+        return json.dumps(value)
+    return str(value)
+
+
+def load_study(path: str | os.PathLike) -> StudySpec:
+    """Read and check a study file; a mistake is one :class:`ConfigError` naming every bad key."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"study file not found: {str(path)!r}")
+    try:
+        raw = yaml_load(path.read_text(encoding="utf-8"))
+    except Exception as exc:  # yaml's errors, a binary file
+        raise ConfigError(f"cannot read study file {str(path)!r}: {' '.join(str(exc).split())}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"study file {str(path)!r} must hold a mapping, got {type(raw).__name__}")
+    try:
+        spec = StudySpec.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors()]
+        raise ConfigError(f"invalid study file {str(path)!r}: " + "; ".join(problems)) from None
+    if spec.compare.baseline is not None and spec.compare.baseline not in spec.variants:
+        raise ConfigError(f"compare.baseline must name a variant ({', '.join(spec.variants)}), "
+                          f"got {spec.compare.baseline!r}")
+    if len(set(spec.seeds)) != len(spec.seeds):
+        raise ConfigError(f"seeds must differ from each other, got {spec.seeds}")
+    for name, variant in spec.variants.items():
+        if not (variant or {}).get("config", spec.config):
+            raise ConfigError(f"variant {name!r} has no run config: set config at the top or in the variant")
+    return spec
+
+
+def expand(spec: StudySpec) -> list[Run]:
+    """Every (variant, seed) run of ``spec``, variant by variant."""
+    runs = []
+    for name, variant in spec.variants.items():
+        variant = dict(variant or {})
+        config = variant.pop("config", None) or spec.config
+        settings = {"trainer.enable_progress_bar": False, **spec.overrides, **variant}
+        for seed in spec.seeds:
+            overrides = [f"{key}={_format_value(value)}" for key, value in settings.items()]
+            overrides += [f"{key}={seed}" for key in spec.seed_keys]
+            runs.append(Run(name, seed, config, tuple(overrides),
+                            Path(spec.output_dir) / name / f"seed{seed}"))
+    return runs

@@ -4,12 +4,13 @@ Config (see ``configs/detection/*.yaml``)::
 
     task: detection
     model:                    # glore.models.create_detector options
-      arch: maskrcnn          # or fasterrcnn
+      arch: maskrcnn          # or fasterrcnn, cascade_maskrcnn, cascade_rcnn
       backbone: resnet50
       block: gc               # null | glore | nl | snl | gc | se
       units: all              # GC in every block of c3-c5; {res4: [5]}: "+1" before c4's last block
       block_kwargs: {ratio: 0.0625}
-      pretrained_backbone: true   # torchvision's ImageNet weights (frozen BN, trainable_layers 3)
+      pretrained_backbone: true   # torchvision's ImageNet weights (trainable_layers 3)
+      frozen_bn: false        # SyncBN with trainer.sync_batchnorm (GCNet's default); true: frozen BN
       num_classes: 91         # > the largest category id (labels are COCO category ids)
       min_size: 800           # ... and any other create_detector / torchvision option
       max_size: 1333

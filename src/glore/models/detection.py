@@ -1,9 +1,11 @@
-"""Faster / Mask R-CNN with FPN over a ResNet whose residual blocks host GloRe or global-context blocks.
+"""Faster / Mask / Cascade R-CNN with FPN over a ResNet whose residual blocks host GloRe or GC blocks.
 
 The detection setting of the Global Context Networks paper (Cao et al., arXiv 2012.13375, §5.1):
 Mask R-CNN with FPN on an ImageNet ResNet, GC blocks ``after_1x1`` in every residual block of c3-c5
 (``units="all"``, ``ratio=1/16`` or ``1/4``) or one NL / SNL / GC right before the last block of c4
-(``units={"res4": [5]}`` on ResNet-50), all layers but c1-c2 fine-tuned, frozen BatchNorm.
+(``units={"res4": [5]}`` on ResNet-50), all layers but c1-c2 fine-tuned, SyncBN (``frozen_bn=False``
+with ``trainer.sync_batchnorm``) or frozen BatchNorm; for Table 7 also ResNeXt-101 backbones, DCN v2 in
+c3-c5 (``dcn=True``), the 4conv1fc box head and Cascade R-CNN (``arch="cascade_maskrcnn"``).
 
 >>> model = create_detector("maskrcnn", "resnet50", block="gc", units="all",
 ...                         block_kwargs={"ratio": 1 / 16})          # Table 5(e): 46.9M parameters

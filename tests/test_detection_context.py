@@ -47,3 +47,32 @@ def test_plain_detector_cannot_see_the_key_and_glore_can():
         torch.testing.assert_close(_box_features(plain, image, boxes), _box_features(plain, other, boxes),
                                    rtol=0, atol=0)
         assert not torch.allclose(_box_features(glore, image, boxes), _box_features(glore, other, boxes))
+
+
+def test_rule_key_the_keys_shade_is_every_digits_class_and_out_of_the_plain_detectors_reach():
+    torch.manual_seed(0)
+    cfg = load_config(os.path.join(CONFIGS, "det_digits_key_baseline.yaml"))
+    data = DetDigits("val", num_samples=8, **cfg["data"]["options"])
+    assert data.to_coco()["categories"][0]["name"] == "bright-key"
+    labels, digit_shades = set(), set()
+    for index in range(8):
+        image, objects = data.sample(index)
+        key = image.copy()
+        for obj in objects:                                                # the digits' squares out: the key
+            x1, y1, x2, y2 = (int(v) for v in obj["box"])
+            key[max(y1 - data.digit_size, 0):y2 + data.digit_size, max(x1 - data.digit_size, 0):x2 + data.digit_size] = 0
+        assert (key > 0).sum() == 16 * 16                                  # a filled key
+        assert {o["label"] for o in objects} == {1 if key.max() == 1.0 else 2}   # the key's shade decides
+        labels |= {o["label"] for o in objects}
+        digit_shades |= {o["shade"] for o in objects}
+    assert labels == {1, 2} and len(digit_shades) == 2                     # the digits' own shade does not decide
+    plain = build_detector(cfg["model"])
+    gc = build_detector(load_config(os.path.join(CONFIGS, "det_digits_key_gc.yaml"))["model"])
+    for block in (gc.backbone.body.layer1[0].after_1x1, gc.backbone.body.layer1[1].after_1x1):
+        torch.nn.init.normal_(block.transform[-1].weight)                  # leave the identity initialisation
+    for index in range(4):
+        image, other, boxes = _recoloured_key(data, index)
+        assert not torch.equal(image, other)
+        torch.testing.assert_close(_box_features(plain, image, boxes), _box_features(plain, other, boxes),
+                                   rtol=0, atol=0)
+        assert not torch.allclose(_box_features(gc, image, boxes), _box_features(gc, other, boxes))

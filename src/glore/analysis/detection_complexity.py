@@ -3,8 +3,8 @@
 A detector's work depends on how many proposals and detections its image gives, and torchvision's
 detectors take lists of images, where :func:`glore.analysis.complexity.summary` gives one tensor. :class:`DenseDetector` runs the same layers on fixed sizes instead: the image padded as
 the detector pads it (to a multiple of 32), backbone + FPN + RPN head on it, the box head on
-``proposals`` regions (torchvision's 1000 at test time) and the mask head on ``detections`` regions
-(100). It holds the detector, so its parameters are the detector's.
+``proposals`` regions (torchvision's 1000 at test time; each of Cascade R-CNN's three box heads on
+them) and the mask head on ``detections`` regions (100). It holds the detector, so its parameters are the detector's.
 
 :data:`FIGURES` are the GCNet paper's (arXiv 2012.13375) Table 5(e) parameter counts of Mask R-CNN
 R50-FPN with GC blocks (``after_1x1``) in every residual block of c3-c5.
@@ -60,8 +60,11 @@ class DenseDetector(nn.Module):
         channels = features[0].shape[1]
         heads = det.roi_heads
         regions = images.new_zeros((self.proposals, channels, 7, 7))
-        scores, boxes = heads.box_predictor(heads.box_head(regions))
-        outputs = [*objectness, *deltas, scores, boxes]
+        outputs = [*objectness, *deltas]
+        stages = (zip(heads.box_heads, heads.box_predictors) if hasattr(heads, "box_heads")    # Cascade R-CNN
+                  else [(heads.box_head, heads.box_predictor)])
+        for box_head, box_predictor in stages:
+            outputs.extend(box_predictor(box_head(regions)))
         if getattr(heads, "mask_head", None) is not None:
             masks = images.new_zeros((self.detections, channels, 14, 14))
             outputs.append(heads.mask_predictor(heads.mask_head(masks)))

@@ -266,7 +266,7 @@ def register(subparsers) -> None:
                    help="a run config (YAML): count its network, beside its reference row's figures")
     p.add_argument("--kind", choices=sorted(KINDS), default="classification",
                    help="model family: create_model, create_segmenter, create_video_model or create_detector")
-    p.add_argument("--arch", choices=("maskrcnn", "fasterrcnn"), default="maskrcnn",
+    p.add_argument("--arch", choices=("maskrcnn", "fasterrcnn", "cascade_maskrcnn", "cascade_rcnn"), default="maskrcnn",
                    help="detection: the detector (default maskrcnn)")
     p.add_argument("--block", choices=("glore", "nl", "snl", "gc", "se", "cbam", "none"), default=None,
                    help="block to insert (segmentation: the head's context block); 'none' = baseline")

@@ -208,3 +208,58 @@ class CocoDetectionSet(Dataset):
         target.pop("iscrowd", None)
         target["image_id"] = int(target["image_id"])
         return image, target
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class UnannotatedImages(Dataset):
+    """The images of a folder without annotations (COCO test-dev), with their COCO image ids.
+
+    The ids come from ``image_info`` (the official ``image_info_test-dev2017.json``: its ``images``
+    list, ``file_name`` -> ``id``) or, without it, from the file names (COCO's ``000000123456.jpg``).
+    Items are ``(image, {"image_id": id})`` with the image a float ``(3, H, W)`` tensor in [0, 1].
+    """
+
+    def __init__(self, image_dir: str | os.PathLike, image_info: str | os.PathLike | None = None):
+        import json
+
+        from glore.errors import ArgumentError, MissingFileError
+
+        self.image_dir = os.fspath(image_dir)
+        if not os.path.isdir(self.image_dir):
+            raise MissingFileError(f"image folder not found: {self.image_dir!r}")
+        if image_info is not None:
+            image_info = os.fspath(image_info)
+            if not os.path.isfile(image_info):
+                raise MissingFileError(f"image info file not found: {image_info!r}")
+            with open(image_info, encoding="utf-8") as handle:
+                images = json.load(handle).get("images")
+            if not isinstance(images, list):
+                raise CocoFormatError(f"{image_info}: expected a COCO file with an 'images' list, got none")
+            self.items = [(int(info["id"]), os.path.join(self.image_dir, info["file_name"])) for info in images]
+            missing = [path for _, path in self.items if not os.path.isfile(path)]
+            if missing:
+                raise CocoFormatError(f"{image_info}: {len(missing)} listed images are not in {self.image_dir!r}, "
+                                      f"e.g. {os.path.basename(missing[0])!r}")
+        else:
+            names = sorted(n for n in os.listdir(self.image_dir) if n.lower().endswith(IMAGE_SUFFIXES))
+            unnumbered = [n for n in names if not os.path.splitext(n)[0].isdigit()]
+            if unnumbered:
+                raise ArgumentError(f"image ids come from the file names (COCO's 000000123456.jpg) unless an "
+                                    f"image_info file lists them; got {unnumbered[0]!r} in {self.image_dir!r}")
+            self.items = [(int(os.path.splitext(n)[0]), os.path.join(self.image_dir, n)) for n in names]
+        if not self.items:
+            raise ArgumentError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {self.image_dir!r}")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+        from torchvision.transforms.v2 import functional as TF
+
+        image_id, path = self.items[index]
+        with Image.open(path) as handle:
+            image = TF.pil_to_tensor(handle.convert("RGB"))                   # (3, H, W) uint8
+        return TF.to_dtype(image, torch.float32, scale=True), {"image_id": image_id}

@@ -1,11 +1,12 @@
 """``det-digits``: a detection set where the class of every object is decided far away from it.
 
 Each canvas holds ``num_digits`` handwritten digits (real scans from :func:`sklearn.datasets.load_digits`,
-rescaled to ``digit_size``) and one *key*: a hollow square drawn bright (1.0) or dim (``dim``). Every
-digit is drawn bright or dim at random and is an object of class
+rescaled to ``digit_size``) and one *key*: a square (hollow, or filled with ``key_fill``) drawn bright
+(1.0) or dim (``dim``). Every digit is drawn bright or dim at random and is an object of class
 
-- 1 ``match`` when it has the key's shade,
-- 2 ``other`` otherwise.
+- ``rule="match"``: 1 ``match`` when it has the key's shade, 2 ``other`` otherwise;
+- ``rule="key"``: 1 ``bright-key`` when the key is bright, 2 ``dim-key`` when it is dim (the class is
+  the context's alone: every digit of a canvas has the same one, whatever its own shade).
 
 Its box is the tight box of its scan's pixels above ``mask_threshold``; its mask those pixels. A
 digit's own shade is visible locally, the key's is not: every digit box is at least ``min_distance``
@@ -34,6 +35,8 @@ from ._options import check_int, check_open_unit, check_split
 from .distant_digits import source_digits
 
 CATEGORIES = ({"id": 1, "name": "match"}, {"id": 2, "name": "other"})
+KEY_CATEGORIES = ({"id": 1, "name": "bright-key"}, {"id": 2, "name": "dim-key"})
+RULES = ("match", "key")
 NUM_CLASSES = 3                       # background + match + other, for torchvision's detectors
 CLASS_NAMES = ("__background__", "match", "other")   # by label id, torchvision's name for label 0
 DEFAULT_NUM_SAMPLES = {"train": 512, "val": 128}
@@ -61,7 +64,9 @@ class DetDigits(Dataset):
         canvas: image side in pixels.
         num_digits: digits per canvas.
         digit_size: side of a rescaled digit.
-        key_size: side of the key square (a 2-pixel outline).
+        key_size: side of the key square (a 2-pixel outline, or filled with ``key_fill``).
+        key_fill: fill the key square.
+        rule: ``"match"`` (a digit's class: its shade equals the key's) or ``"key"`` (the key's shade).
         min_distance: minimum gap in pixels between the key and any digit.
         digit_gap: minimum gap between two digits.
         dim: intensity of dim digits and keys (bright ones are 1.0).
@@ -71,7 +76,11 @@ class DetDigits(Dataset):
 
     def __init__(self, split: str = "train", *, num_samples: int | None = None, canvas: int = 96,
                  num_digits: int = 3, digit_size: int = 14, key_size: int = 10, min_distance: int = 32,
-                 digit_gap: int = 4, dim: float = 0.5, mask_threshold: float = 0.3, seed: int = 0):
+                 digit_gap: int = 4, dim: float = 0.5, mask_threshold: float = 0.3, seed: int = 0,
+                 key_fill: bool = False, rule: str = "match"):
+        if rule not in RULES:
+            raise ArgumentError(f"rule must be one of {list(RULES)}, got {rule!r}")
+        self.rule, self.key_fill = rule, bool(key_fill)
         self.split, self.num_samples = check_split(split, num_samples, DEFAULT_NUM_SAMPLES)
         self.canvas = check_int("canvas", canvas, 16)
         self.num_digits = check_int("num_digits", num_digits, 1)
@@ -123,7 +132,8 @@ class DetDigits(Dataset):
         (ky, kx, k, _), boxes = self._layout(rng)
         image = np.zeros((self.canvas, self.canvas), dtype=np.float32)
         image[ky:ky + k, kx:kx + k] = key_shade
-        image[ky + 2:ky + k - 2, kx + 2:kx + k - 2] = 0.0
+        if not self.key_fill:
+            image[ky + 2:ky + k - 2, kx + 2:kx + k - 2] = 0.0
         objects = []
         for y, x, s, _ in boxes:
             shade = 1.0 if rng.random() < 0.5 else self.dim
@@ -134,7 +144,8 @@ class DetDigits(Dataset):
             mask[y:y + s, x:x + s] = scan >= self.mask_threshold
             ys, xs = np.nonzero(mask)
             box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
-            objects.append({"box": box, "label": 1 if shade == key_shade else 2, "mask": mask, "shade": shade})
+            label = (1 if shade == key_shade else 2) if self.rule == "match" else (1 if key_shade == 1.0 else 2)
+            objects.append({"box": box, "label": label, "mask": mask, "shade": shade})
         return image, objects
 
     def __getitem__(self, index: int):
@@ -168,11 +179,12 @@ class DetDigits(Dataset):
                 annotations.append({"id": len(annotations) + 1, "image_id": index + 1, "category_id": obj["label"],
                                     "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float(obj["mask"].sum()),
                                     "segmentation": rle, "iscrowd": 0})
-        return {"images": images, "annotations": annotations, "categories": [dict(c) for c in CATEGORIES]}
+        categories = CATEGORIES if self.rule == "match" else KEY_CATEGORIES
+        return {"images": images, "annotations": annotations, "categories": [dict(c) for c in categories]}
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(split={self.split!r}, num_samples={self.num_samples}, canvas={self.canvas}, "
-                f"num_digits={self.num_digits}, min_distance={self.min_distance}, seed={self.seed})")
+                f"num_digits={self.num_digits}, min_distance={self.min_distance}, rule={self.rule!r}, seed={self.seed})")
 
 
 def write_coco_tree(dataset: DetDigits, root: str | os.PathLike) -> tuple[str, str]:

@@ -4,12 +4,13 @@ Config (see ``configs/detection/*.yaml``)::
 
     task: detection
     model:                    # glore.models.create_detector options
-      arch: maskrcnn          # or fasterrcnn
+      arch: maskrcnn          # or fasterrcnn, cascade_maskrcnn, cascade_rcnn
       backbone: resnet50
       block: gc               # null | glore | nl | snl | gc | se
       units: all              # GC in every block of c3-c5; {res4: [5]}: "+1" before c4's last block
       block_kwargs: {ratio: 0.0625}
-      pretrained_backbone: true   # torchvision's ImageNet weights (frozen BN, trainable_layers 3)
+      pretrained_backbone: true   # torchvision's ImageNet weights (trainable_layers 3)
+      frozen_bn: false        # SyncBN with trainer.sync_batchnorm (GCNet's default); true: frozen BN
       num_classes: 91         # > the largest category id (labels are COCO category ids)
       min_size: 800           # ... and any other create_detector / torchvision option
       max_size: 1333
@@ -35,7 +36,11 @@ Metrics: the 12 COCOeval numbers for ``bbox`` (and ``segm`` with Mask R-CNN) as 
 
 ``evaluate`` options (``glore evaluate --opt name=value``): ``detections`` (the COCO results file to
 write, default ``<output_dir>/detections.json``), ``limit`` (the first N images), ``device``,
-``class_agnostic`` (also ``val/bbox_agnostic/...``: the boxes scored whatever their class).
+``class_agnostic`` (also ``val/bbox_agnostic/...``: the boxes scored whatever their class),
+``images`` (a folder without annotations, e.g. COCO test-dev: its detections are written for
+submission, ``<stem>_bbox.json`` and ``<stem>_segm.json``, and no metrics computed) with
+``image_info`` (the file listing its images' ids, e.g. ``image_info_test-dev2017.json``; default:
+the ids are the file names' numbers).
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ from .base import TaskModule, check_finite_input
 from .datamodule import TaskData, data_root
 
 DATASETS = ("coco", "det-digits")
-_LIST_OPTIONS = ("returned_layers", "anchor_sizes")   # create_detector options given as tuples
+_LIST_OPTIONS = ("returned_layers", "anchor_sizes", "min_size")   # create_detector options given as tuples
 
 
 def build_detector(model_cfg: dict) -> torch.nn.Module:
@@ -241,13 +246,24 @@ def build_datamodule(cfg: dict) -> DetectionData:
 
 @torch.no_grad()
 def evaluate(module: DetectionModule, datamodule: DetectionData, cfg: dict, *, detections: str | None = None,
-             limit: int | None = None, device: str | None = None, class_agnostic: bool = False) -> dict:
+             limit: int | None = None, device: str | None = None, class_agnostic: bool = False,
+             images: str | None = None, image_info: str | None = None) -> dict:
     """COCO metrics of ``module`` on the validation split; writes the detections in the COCO results
-    format (``segmentation`` as RLE) to ``detections`` (default ``<output_dir>/detections.json``)."""
+    format (``segmentation`` as RLE) to ``detections`` (default ``<output_dir>/detections.json``).
+
+    With ``images`` (a folder without annotations, e.g. COCO test-dev), no metrics: the detections of
+    its images are written for submission instead (:func:`predict_folder`)."""
     from glore.metrics.coco import write_results
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = module.model.to(dev).eval()
+    if images is not None:
+        return predict_folder(model, datamodule, images, image_info=image_info, segm=module.segm, limit=limit,
+                              device=dev, detections=detections or os.path.join(os.fspath(cfg["output_dir"]),
+                                                                                "detections.json"))
+    if image_info is not None:
+        raise ArgumentError(f"image_info names the images of an images= folder; got image_info={image_info!r} "
+                            f"without images")
     datamodule.setup("validate")
     dataset = datamodule.val_set
     n = len(dataset) if limit is None else min(int(limit), len(dataset))
@@ -264,3 +280,31 @@ def evaluate(module: DetectionModule, datamodule: DetectionData, cfg: dict, *, d
     values["val/detections"] = float(len(results))
     print(f"detections written to {path}")
     return values
+
+
+def predict_folder(model, datamodule: DetectionData, images: str, *, image_info: str | None, segm: bool,
+                   detections: str, limit: int | None = None, device=None) -> dict:
+    """Detections of every image of the folder ``images`` (ids from ``image_info`` or the file names,
+    :class:`glore.data.coco.UnannotatedImages`) in the COCO results format, one file per IoU type as
+    the COCO evaluation server takes them: ``<detections stem>_bbox.json`` (boxes) and, for Mask
+    R-CNN, ``<detections stem>_segm.json`` (RLE masks, without the boxes)."""
+    from glore.data.coco import UnannotatedImages
+    from glore.metrics.coco import write_results
+
+    dataset = UnannotatedImages(images, image_info)
+    n = len(dataset) if limit is None else min(int(limit), len(dataset))
+    loader = datamodule.loader(torch.utils.data.Subset(dataset, range(n)), batch_size=datamodule.eval_batch_size())
+    per_image = {}
+    for index, (batch, targets) in enumerate(loader):
+        check_finite_input((list(batch), targets), index)
+        add_results(per_image, model([image.to(device) for image in batch]), targets)
+    _, results = merged_results(per_image)
+    stem = os.path.splitext(os.fspath(detections))[0]
+    paths = {"bbox": write_results([{k: v for k, v in r.items() if k != "segmentation"} for r in results],
+                                   f"{stem}_bbox.json")}
+    if segm:
+        paths["segm"] = write_results([{k: v for k, v in r.items() if k != "bbox"} for r in results],
+                                      f"{stem}_segm.json")
+    for path in paths.values():
+        print(f"detections written to {path}")
+    return {"test/images": float(n), "test/detections": float(len(results))}

@@ -80,8 +80,19 @@ def build_transform(
     hflip: bool = True,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    recipe: dict | None = None,
 ):
-    """The standard transforms: random resized crop + flip for training, resize + center crop otherwise."""
+    """The standard transforms: random resized crop + flip for training, resize + center crop otherwise.
+
+    ``recipe`` (any of :data:`RECIPE_KEYS`) builds them with ``timm.data.create_transform`` instead:
+    ``auto_augment`` (timm's policy strings: ``rand-m9-mstd0.5-inc1`` for RandAugment 9/0.5,
+    ``original`` for AutoAugment, ``trivialaugment``...), random erasing (``re_prob``, ``re_mode``,
+    ``re_count``) and ``interpolation``; the evaluation transform then is timm's too (resize to
+    ``resize_size``, center crop of ``image_size``, with that interpolation).
+    """
+    if recipe:
+        return _timm_transform(train=train, image_size=image_size, resize_size=resize_size, scale=scale,
+                               hflip=hflip, mean=mean, std=std, **recipe)
     if train:
         steps = [v2.RandomResizedCrop(image_size, scale=tuple(scale))]
         if hflip:
@@ -90,6 +101,27 @@ def build_transform(
         steps = [v2.Resize(resize_size), v2.CenterCrop(image_size)]
     steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
     return v2.Compose(steps)
+
+
+RECIPE_KEYS = ("auto_augment", "re_prob", "re_mode", "re_count", "interpolation")
+
+
+def _timm_transform(*, train, image_size, resize_size, scale, hflip, mean, std, **recipe):
+    from timm.data import create_transform
+
+    unknown = sorted(set(recipe) - set(RECIPE_KEYS))
+    if unknown:
+        raise ArgumentError(f"unknown augmentation option(s) {unknown}; expected some of {list(RECIPE_KEYS)}")
+    interpolation = recipe.pop("interpolation", "bilinear")
+    common = dict(input_size=image_size, interpolation=interpolation, mean=tuple(mean), std=tuple(std),
+                  crop_pct=image_size / resize_size)
+    if not train:
+        return create_transform(is_training=False, **common)
+    try:
+        return create_transform(is_training=True, scale=tuple(scale), hflip=0.5 if hflip else 0.0,
+                                **common, **recipe)
+    except (AssertionError, ValueError, KeyError) as exc:
+        raise ArgumentError(f"timm cannot build the augmentation {recipe}: {exc}") from None
 
 
 def _has_image(directory: str) -> bool:
@@ -201,14 +233,16 @@ def build_image_dataset(
     hflip: bool = True,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    recipe: dict | None = None,
 ):
     """Dataset of ``(image tensor (3, image_size, image_size), label)`` for ``split`` of ``root``.
 
-    ``train=True`` with ``augment=True`` uses the training augmentation, otherwise the center crop.
+    ``train=True`` with ``augment=True`` uses the training augmentation, otherwise the center crop;
+    ``recipe``: timm's augmentations (see :func:`build_transform`).
     """
     transform = build_transform(
         train=train and augment, image_size=image_size, resize_size=resize_size,
-        scale=scale, hflip=hflip, mean=mean, std=std,
+        scale=scale, hflip=hflip, mean=mean, std=std, recipe=recipe,
     )
     if layout == "imagefolder":
         return ImageFolderDataset(root, split, transform=transform)

@@ -1,4 +1,5 @@
-"""Insert GloRe / global-context blocks into ResNet-family and DPN backbones.
+"""Insert GloRe / global-context blocks into ResNet-family and DPN backbones, and by stage and
+block index into timm's other CNN families and vision transformers (:mod:`glore.models.timm_hosts`).
 
 Stages are named as in the GloRe paper: ``res2`` .. ``res5`` (timm and torchvision ``layer1`` ..
 ``layer4``, DPN ``conv2_*`` .. ``conv5_*``). Blocks go at one of two positions of a residual block

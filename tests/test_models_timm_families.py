@@ -2,6 +2,7 @@
 (glore.models.timm_hosts): identity at initialisation from a pretrained file, the units act where
 they are placed, FX, TorchScript, features_only, pickling, stage names and defaults."""
 
+import json
 import pickle
 
 import pytest
@@ -13,6 +14,7 @@ from torchvision.models.feature_extraction import create_feature_extractor, get_
 from glore.models import create_model, find_stages, insert_blocks, inserted_blocks
 from glore.models.insert import gc_ratio
 from glore.models.timm_hosts import BranchEnd, PatchTokens, TokenImage
+from glore.nn import GloRe
 
 pytestmark = pytest.mark.xdist_group("timm_families")
 
@@ -205,3 +207,15 @@ def test_registered_configurations_of_the_new_families():
             model = timm.create_model(name, num_classes=3)
         assert len(inserted_blocks(model)) == count, name
         assert model.pretrained_cfg["architecture"] == name
+
+
+def test_glore_summary_of_a_new_family(capsys):
+    from glore.cli import main
+
+    counts = {}
+    for extra in ([], ["--block", "glore", "--units", "{stages.2: [1]}"]):
+        assert main(["summary", "convnext_atto", "--input-size", "3,64,64", "--json", *extra]) == 0
+        counts[bool(extra)] = json.loads(capsys.readouterr().out)
+    unit = GloRe(160, mid=40)                 # convnext_atto's stages.2: 160 channels at 4x4
+    assert counts[True]["params"] - counts[False]["params"] == sum(p.numel() for p in unit.parameters())
+    assert counts[True]["macs"] > counts[False]["macs"]

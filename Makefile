@@ -37,9 +37,10 @@ $(TIMM_TESTS)/tests/test_models.py: $(STAMP)
 		timm-$(TIMM_VERSION)/tests timm-$(TIMM_VERSION)/pyproject.toml
 	$(PY) -m pip install --quiet pytest-timeout
 
+# CONFIGS="convnext_tiny_gc_all vit_small_patch16_224_glore" runs only those configurations
 timm-tests: $(TIMM_TESTS)/tests/test_models.py
 	HF_HOME=$(CURDIR)/$(TIMM_TESTS)/hf-home $(PY) conformance/hub_cache.py
-	cd $(TIMM_TESTS) && HF_HOME=$(CURDIR)/$(TIMM_TESTS)/hf-home HF_HUB_OFFLINE=1 \
+	cd $(TIMM_TESTS) && GLORE_CONFIGS="$(CONFIGS)" HF_HOME=$(CURDIR)/$(TIMM_TESTS)/hf-home HF_HUB_OFFLINE=1 \
 		PYTHONPATH=$(CURDIR)/conformance $(CURDIR)/$(PY) -m pytest tests/test_models.py \
 		-p timm_glore -p no:cacheprovider -n 2 -q
 

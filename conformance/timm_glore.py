@@ -5,14 +5,19 @@ Used by ``make timm-tests``; importing :mod:`glore.models` before timm's test mo
 registers the configurations, so timm's parametrisations (``list_models(...)``) include them.
 """
 
+import os
+
 import glore.models  # noqa: F401  registers the configurations with timm
 from glore.models.registry import CONFIGS
+
+# GLORE_CONFIGS="name1 name2": only these configurations (make timm-tests CONFIGS="...")
+_ONLY = set(os.environ.get("GLORE_CONFIGS", "").split()) or set(CONFIGS)
 
 
 def _ours(item) -> bool:
     params = getattr(getattr(item, "callspec", None), "params", {})
     name = params.get("model_name")
-    return isinstance(name, str) and name.split(".", 1)[0] in CONFIGS
+    return isinstance(name, str) and name.split(".", 1)[0] in CONFIGS and name.split(".", 1)[0] in _ONLY
 
 
 def pytest_collection_modifyitems(config, items):

@@ -188,8 +188,10 @@ def test_other_bad_arguments():
         create_model("resnet18", block="glore")
     with pytest.raises(ValueError, match="need a block"):
         create_model("resnet18", units=(0, 1))
-    with pytest.raises(TypeError, match="ResNet/SE-ResNet.*got VisionTransformer"):
-        insert_blocks(timm.create_model("vit_tiny_patch16_224", pretrained=False), block="gc",
+    with pytest.raises(TypeError, match="ResNet/SE-ResNet.*ConvNeXt.*got Sequential"):
+        insert_blocks(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3)), block="gc", units=(1, 1))
+    with pytest.raises(ValueError, match=r"unknown stage 'res3'; this backbone has stages \['blocks'\]"):
+        insert_blocks(timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=2), block="gc",
                       units=(1, 1))
     model = create_model("resnet18", block="glore", units=(0, 1))
     with pytest.raises(ValueError, match=r"layer3.0.after_add already holds a GloRe"):

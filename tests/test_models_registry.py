@@ -23,10 +23,10 @@ def test_build(name):
         with torch.no_grad():
             out = model(torch.randn(1, 3, 64, 64))
         assert out.shape == (1, 7)
-    else:   # big backbones: built and run on the meta device (shapes only, no compute)
+    else:   # big backbones: built and run on the meta device (shapes only, no compute), at their input size
         with torch.device("meta"):
             model = timm.create_model(name, pretrained=False, num_classes=7).eval()
-            out = model(torch.zeros(1, 3, 64, 64))
+            out = model(torch.zeros(1, *timm.get_pretrained_cfg(name).input_size))
         assert out.shape == (1, 7)
     same = create_model(cfg.backbone, block=cfg.block, units=cfg.units, position=cfg.position,
                         num_classes=7, block_kwargs=cfg.block_kwargs) if name in SMALL else None

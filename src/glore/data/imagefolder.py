@@ -117,6 +117,7 @@ def build_transform(
     lighting: float = 0.0,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    recipe: dict | None = None,
 ):
     """The standard transforms: random resized crop + flip for training, resize + center crop otherwise.
 
@@ -124,7 +125,20 @@ def build_transform(
     ``[-rotation, rotation]`` degrees first), ``color_jitter`` (brightness, contrast and saturation
     scaled by a factor in ``[1 - j, 1 + j]``, one ``j`` or three; 0.4 is the recipe's [0.6, 1.4]
     scaling) and ``lighting`` (:class:`PCALighting` noise of this std).
+
+    ``recipe`` (any of :data:`RECIPE_KEYS`) builds them with ``timm.data.create_transform`` instead:
+    ``auto_augment`` (timm's policy strings: ``rand-m9-mstd0.5-inc1`` for RandAugment 9/0.5,
+    ``original`` for AutoAugment, ``trivialaugment``...), random erasing (``re_prob``, ``re_mode``,
+    ``re_count``) and ``interpolation``; the evaluation transform then is timm's too (resize to
+    ``resize_size``, center crop of ``image_size``, with that interpolation).
     """
+    if recipe:
+        if rotation or lighting or (color_jitter if isinstance(color_jitter, (int, float)) else any(color_jitter)):
+            raise ArgumentError("timm's augmentations (data.auto_augment, re_*, interpolation) and GCNet's "
+                                f"(rotation, color_jitter, lighting) do not combine; got {sorted(recipe)} with "
+                                f"rotation={rotation!r}, color_jitter={color_jitter!r}, lighting={lighting!r}")
+        return _timm_transform(train=train, image_size=image_size, resize_size=resize_size, scale=scale,
+                               hflip=hflip, mean=mean, std=std, **recipe)
     if train:
         steps = [v2.RandomRotation(rotation, interpolation=v2.InterpolationMode.BILINEAR)] if rotation else []
         steps.append(v2.RandomResizedCrop(image_size, scale=tuple(scale), ratio=tuple(ratio)))
@@ -143,6 +157,27 @@ def build_transform(
         steps.append(PCALighting(lighting))
     steps.append(v2.Normalize(mean=list(mean), std=list(std)))
     return v2.Compose(steps)
+
+
+RECIPE_KEYS = ("auto_augment", "re_prob", "re_mode", "re_count", "interpolation")
+
+
+def _timm_transform(*, train, image_size, resize_size, scale, hflip, mean, std, **recipe):
+    from timm.data import create_transform
+
+    unknown = sorted(set(recipe) - set(RECIPE_KEYS))
+    if unknown:
+        raise ArgumentError(f"unknown augmentation option(s) {unknown}; expected some of {list(RECIPE_KEYS)}")
+    interpolation = recipe.pop("interpolation", "bilinear")
+    common = dict(input_size=image_size, interpolation=interpolation, mean=tuple(mean), std=tuple(std),
+                  crop_pct=image_size / resize_size)
+    if not train:
+        return create_transform(is_training=False, **common)
+    try:
+        return create_transform(is_training=True, scale=tuple(scale), hflip=0.5 if hflip else 0.0,
+                                **common, **recipe)
+    except (AssertionError, ValueError, KeyError) as exc:
+        raise ArgumentError(f"timm cannot build the augmentation {recipe}: {exc}") from None
 
 
 def _has_image(directory: str) -> bool:
@@ -286,16 +321,18 @@ def build_image_dataset(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     classes: Sequence[str] | None = None,
+    recipe: dict | None = None,
 ):
     """Dataset of ``(image tensor (3, image_size, image_size), label)`` for ``split`` of ``root``.
 
     ``train=True`` with ``augment=True`` uses the training augmentation, otherwise the center crop.
-    ``classes`` (image folders): the class names the labels index, see :class:`ImageFolderDataset`.
+    ``classes`` (image folders): the class names the labels index, see :class:`ImageFolderDataset`;
+    ``recipe``: timm's augmentations (see :func:`build_transform`).
     """
     transform = build_transform(
         train=train and augment, image_size=image_size, resize_size=resize_size,
         scale=scale, ratio=ratio, hflip=hflip, rotation=rotation, color_jitter=color_jitter,
-        lighting=lighting, mean=mean, std=std,
+        lighting=lighting, mean=mean, std=std, recipe=recipe,
     )
     if layout == "imagefolder":
         return ImageFolderDataset(root, split, transform=transform, classes=classes)

@@ -33,9 +33,25 @@ Config (see ``configs/classification/*.yaml``)::
       drop_last: false
       options: {}             # keyword options of DistantDigits / DistantClips(split, **options)
       val_options: {}         # overrides of options for the validation split (e.g. num_samples)
+      # timm's recipe components (image layouts): any of these builds the transforms with
+      # timm.data.create_transform
+      auto_augment: null      # rand-m9-mstd0.5-inc1 (RandAugment 9/0.5), original (AutoAugment), ...
+      re_prob: 0.0            # random erasing; re_mode: pixel, re_count: 1
+      interpolation: null     # bicubic, bilinear (the default)
+      # timm.data.Mixup on the training batches (any data), with timm's SoftTargetCrossEntropy and
+      # model.label_smoothing; needs an even batch_size (drop_last is then on)
+      mixup: 0.0              # mixup alpha
+      cutmix: 0.0             # cutmix alpha
+      mixup_prob: 1.0         # probability of mixing a batch
+      mixup_switch_prob: 0.5  # probability of cutmix rather than mixup when both are on
+      mixup_mode: batch       # batch, pair or elem
+    optim:
+      ema_decay: null         # EMA of the weights (timm ModelEmaV3); validation runs the EMA network
+      layer_decay: null       # layer-wise lr decay (timm create_optimizer_v2)
 
 Metrics: ``val/loss``, ``val/acc1`` and, with at least 5 classes, ``val/acc5`` (fractions in [0, 1]). ``best.ckpt``
-follows ``val/acc1``.
+follows ``val/acc1``. With ``optim.ema_decay`` the metrics are the EMA network's, and the checkpoints
+hold both networks (``model.*`` and ``model_ema.module.*``).
 """
 
 from __future__ import annotations
@@ -44,8 +60,10 @@ import importlib
 import os
 import warnings
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.loss import SoftTargetCrossEntropy
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -195,6 +213,45 @@ def network_stride(network: torch.nn.Module) -> int | None:
         return None
 
 
+MIXUP_KEYS = {"mixup": "mixup_alpha", "cutmix": "cutmix_alpha", "mixup_prob": "prob",
+              "mixup_switch_prob": "switch_prob", "mixup_mode": "mode"}
+
+
+def mixup_enabled(data_cfg: dict) -> bool:
+    return bool(data_cfg.get("mixup") or data_cfg.get("cutmix"))
+
+
+def build_mixup(data_cfg: dict, num_classes: int, label_smoothing: float):
+    """``timm.data.Mixup`` from ``data.mixup`` / ``data.cutmix`` (and ``mixup_prob``,
+    ``mixup_switch_prob``, ``mixup_mode``), or ``None`` when both alphas are 0."""
+    if not mixup_enabled(data_cfg):
+        return None
+    from timm.data import Mixup
+
+    batch = data_cfg.get("batch_size")
+    if isinstance(batch, int) and batch % 2:
+        raise ConfigError(f"data.mixup / data.cutmix mix pairs of samples: data.batch_size must be even, got {batch}")
+    if data_cfg.get("drop_last") is False:
+        raise ConfigError("data.mixup / data.cutmix need every batch even: data.drop_last must be true (or left "
+                          "out), got false")
+    kwargs = {ours: data_cfg[key] for key, ours in MIXUP_KEYS.items() if data_cfg.get(key) is not None}
+    try:
+        return Mixup(**kwargs, label_smoothing=label_smoothing, num_classes=num_classes)
+    except AssertionError as exc:
+        raise ConfigError(f"timm's Mixup refuses {kwargs}: {exc}") from None
+
+
+def build_ema(model: torch.nn.Module, optim_cfg: dict):
+    """timm's ``ModelEmaV3`` of ``model`` with ``optim.ema_decay`` (and ``optim.ema_warmup``), or ``None``."""
+    decay = optim_cfg.get("ema_decay")
+    if decay is None:
+        return None
+    from timm.utils import ModelEmaV3
+
+    ema = ModelEmaV3(model, decay=float(decay), use_warmup=bool(optim_cfg.get("ema_warmup", False)))
+    return ema.requires_grad_(False)
+
+
 class ClassificationModule(TaskModule):
     """Cross-entropy (with optional label smoothing), top-1 / top-5 accuracy via torchmetrics."""
 
@@ -220,6 +277,8 @@ class ClassificationModule(TaskModule):
                               f"model.name={model_cfg.get('name')!r}: its last stage would see a 1x1 map of mostly "
                               f"padding; use data.image_size >= {stride}")
         self.label_smoothing = float(model_cfg.get("label_smoothing", 0.0) or 0.0)
+        self.mixup = build_mixup(self.cfg["data"], self.num_classes, self.label_smoothing)
+        self.model_ema = build_ema(self.model, self.cfg["optim"])
         # a torchmetrics mean (sum and count synced over processes): with ``self.log(sync_dist=True)``
         # Lightning averages the per-process sample counts as integers, which is wrong for shards of
         # different lengths (see glore.engine.loaders.evaluation_sampler)
@@ -232,6 +291,17 @@ class ClassificationModule(TaskModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(self.in_memory_layout(images))
 
+    def optimizer_param_groups(self):
+        return self.model       # the EMA copy is not trained; timm's group_matcher is the network's
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.model_ema is not None:
+            self.model_ema.update(self.model, step=self.global_step)
+
+    def evaluated_network(self) -> torch.nn.Module:
+        """The network validation runs: the EMA of the weights when ``optim.ema_decay`` is set."""
+        return self.model if self.model_ema is None else self.model_ema.module
+
     def in_memory_layout(self, images: torch.Tensor) -> torch.Tensor:
         """``trainer.channels_last``: images (4-d) and clips (5-d) in the channels-last layout, the
         faster convolution layout on CPU; the network's weights follow at the first batch. (Here
@@ -243,19 +313,27 @@ class ClassificationModule(TaskModule):
             return images
         if getattr(self, "_weights_layout", None) is not layout:
             self.model.to(memory_format=layout)
+            if self.model_ema is not None:
+                self.model_ema.to(memory_format=layout)
             self._weights_layout = layout
         return images.contiguous(memory_format=layout)
 
     def training_step(self, batch, batch_idx):
         images, labels = batch
-        logits = self(images)
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        if self.mixup is not None:
+            # timm's Mixup draws from numpy: seeded from torch's per-batch generator, so a resumed run
+            # mixes as an uninterrupted one would
+            np.random.seed(int(torch.randint(2**31 - 1, ())))
+            images, targets = self.mixup(images, labels)
+            loss = SoftTargetCrossEntropy()(self(images).float(), targets)
+        else:
+            loss = F.cross_entropy(self(images).float(), labels, label_smoothing=self.label_smoothing)
         self.log_train_loss(loss, labels.shape[0])
         return loss
 
     def validation_step(self, batch, batch_idx):
         images, labels = batch
-        logits = self(images).float()
+        logits = self.evaluated_network()(self.in_memory_layout(images)).float()
         n = labels.shape[0]
         self.val_loss.update(F.cross_entropy(logits, labels, reduction="none"))
         self.log("val/loss", self.val_loss, on_epoch=True, batch_size=n, prog_bar=True)
@@ -271,11 +349,14 @@ class ClassificationData(TaskData):
     """Train / val loaders for ``cfg["data"]`` (distant-digits, distant-clips or an image layout)."""
 
     builtin_sets = ("distant-digits", "distant-clips")
-    disk_only_keys = ("root", "layout", "augment", "image_size", "resize_size", "scale", "hflip")
+    disk_only_keys = ("root", "layout", "augment", "image_size", "resize_size", "scale", "hflip", "ratio", "rotation",
+                      "color_jitter", "lighting", "auto_augment", "re_prob", "re_mode", "re_count", "interpolation")
 
     def __init__(self, data_cfg: dict, *, seed: int = 0, num_classes: int | None = None):
         super().__init__(data_cfg, seed=seed)
         self.num_classes = num_classes  # model.num_classes, checked against the folder's classes
+        if mixup_enabled(self.data_cfg):
+            self.drop_last = True       # mixup pairs the samples of a batch: no odd last batch
         name = self.data_cfg.get("name")
         if name not in DATASETS:
             raise ArgumentError(unknown_dataset(name))
@@ -295,7 +376,7 @@ class ClassificationData(TaskData):
             else:
                 from glore.data.distant_clips import DistantClips as in_memory_set
             return self.builtin_set(in_memory_set, split, train=train)
-        from glore.data.imagefolder import build_image_dataset
+        from glore.data.imagefolder import RECIPE_KEYS, build_image_dataset
 
         root = data_root(data, "a folder with train/ and val/")
         layout = data.get("layout", "imagefolder")
@@ -311,6 +392,7 @@ class ClassificationData(TaskData):
             hflip=data.get("hflip", True),
             classes=classes,
             **recipe_options(data),
+            recipe={k: data[k] for k in RECIPE_KEYS if data.get(k) is not None},
         )
 
     def setup(self, stage: str | None = None) -> None:

@@ -7,6 +7,9 @@
 - ``no_weight_decay_on_norm_and_bias``: put 1-D parameters (norm weights, biases) and the names of
   the model's ``no_weight_decay()`` in a group without weight decay, with timm's
   ``param_groups_weight_decay`` (needs an ``nn.Module`` as ``params``).
+- ``layer_decay``: timm's layer-wise learning-rate decay, through ``timm.optim.create_optimizer_v2``
+  (needs a timm network with ``group_matcher()``; each group's lr is ``lr * decay ** depth``, its
+  depth counted from the head, and the schedule scales every group alike).
 - ``schedule``: ``step`` (multiply by ``gamma`` at each epoch in ``milestones``), ``cosine`` (to
   ``min_lr``), ``poly`` (``(1 - t) ** power``, to ``min_lr``), ``onecycle`` (cosine rise over
   ``pct_start`` of the run from ``lr * warmup_start_factor``, then cosine decay to ``min_lr``) or
@@ -53,6 +56,8 @@ def build_optimizer(params: torch.nn.Module | Iterable, optim_cfg: Mapping) -> t
     name = str(optim_cfg.get("name", "sgd")).lower()
     lr = float(optim_cfg.get("lr", 0.1))
     weight_decay = float(optim_cfg.get("weight_decay", 0.0))
+    if optim_cfg.get("layer_decay") is not None:
+        return _layer_decay_optimizer(params, name, lr, weight_decay, optim_cfg)
     groups = _param_groups(params, weight_decay, bool(optim_cfg.get("no_weight_decay_on_norm_and_bias")))
     if name == "sgd":
         momentum = float(optim_cfg.get("momentum", 0.9))
@@ -64,6 +69,28 @@ def build_optimizer(params: torch.nn.Module | Iterable, optim_cfg: Mapping) -> t
         betas = tuple(float(b) for b in optim_cfg.get("betas", (0.9, 0.999)))
         return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay)
     raise ArgumentError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
+
+
+def _layer_decay_optimizer(model, name: str, lr: float, weight_decay: float, optim_cfg: Mapping):
+    from timm.optim import create_optimizer_v2
+
+    if not isinstance(model, torch.nn.Module) or not hasattr(model, "group_matcher"):
+        raise ArgumentTypeError(f"optim.layer_decay needs a timm network with group_matcher(), got "
+                                f"{type(model).__name__}")
+    if name not in OPTIMIZERS:
+        raise ArgumentError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
+    if name == "sgd":
+        options = dict(opt="nesterov" if optim_cfg.get("nesterov") else "momentum",
+                       momentum=float(optim_cfg.get("momentum", 0.9)))
+    else:
+        options = dict(opt="adamw", betas=tuple(float(b) for b in optim_cfg.get("betas", (0.9, 0.999))))
+    optimizer = create_optimizer_v2(model, lr=lr, weight_decay=weight_decay,
+                                    layer_decay=float(optim_cfg["layer_decay"]),
+                                    filter_bias_and_bn=bool(optim_cfg.get("no_weight_decay_on_norm_and_bias")),
+                                    **options)
+    for group in optimizer.param_groups:     # timm's schedulers read lr_scale; LambdaLR scales initial_lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+    return optimizer
 
 
 class ScheduleFactor:

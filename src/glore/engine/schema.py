@@ -48,6 +48,9 @@ class Optim(BaseModel):
     warmup_start_factor: float = Field(0.001, gt=0, le=1)
     pct_start: float = Field(0.3, gt=0, lt=1)
     no_weight_decay_on_norm_and_bias: bool = False
+    layer_decay: Optional[float] = Field(None, gt=0, le=1)   # timm's layer-wise lr decay (create_optimizer_v2)
+    ema_decay: Optional[float] = Field(None, gt=0, lt=1)     # EMA of the weights (timm ModelEmaV3), evaluated
+    ema_warmup: bool = False                                 # ModelEmaV3's decay warm-up
 
 
 class Trainer(BaseModel):
@@ -104,7 +107,9 @@ SHARED_DATA_KEYS = {"name", "root", "batch_size", "val_batch_size", "num_workers
 # task-specific data keys (read by glore.engine.<task>.build_datamodule and the configs/)
 DATA_KEYS = {
     "classification": {"augment", "color_jitter", "hflip", "image_size", "layout", "lighting", "ratio",
-                       "resize_size", "rotation", "scale", "train_split", "val_split"},
+                       "resize_size", "rotation", "scale", "train_split", "val_split", "auto_augment", "re_prob",
+                       "re_mode", "re_count", "interpolation", "mixup", "cutmix", "mixup_prob", "mixup_switch_prob",
+                       "mixup_mode"},
     "segmentation": {"crop_size", "hflip", "scale_range", "train_samples", "val_samples", "train_split",
                      "val_split"},
     "video": {"crop", "flip", "num_clips", "num_crops", "num_frames", "scale", "short_side", "skip_unreadable",

@@ -33,8 +33,11 @@ TORCHVISION_BACKBONES = (
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
     "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
 )
-# timm modules whose models find_stages understands
+# timm modules whose models find_stages understands: the ResNet family and DPN through
+# glore.models.hosts, the others through glore.models.timm_hosts
 _TIMM_MODULES = ("resnet", "dpn")
+_TIMM_GENERIC_MODULES = ("convnext", "regnet", "resnetv2", "efficientnet", "mobilenetv3", "cspnet", "byobnet",
+                         "vision_transformer", "deit", "swin_transformer")
 # timm's features_only wrapper settings of these families (as their own builders set them)
 _FEATURE_CFGS = {"resnet": {}, "dpn": {"feature_concat": True, "flatten_sequential": True}}
 # keywords that timm.create_model / build_model_with_cfg take besides the model class's own
@@ -51,7 +54,7 @@ def available_backbones() -> list[str]:
     from . import registry
 
     names = set(registry.CONFIGS) | {f"tv_{n}" for n in TORCHVISION_BACKBONES}
-    for module in _TIMM_MODULES:
+    for module in _TIMM_MODULES + _TIMM_GENERIC_MODULES:
         names.update(timm.list_models(module=module))
     return sorted(names)
 
@@ -59,7 +62,7 @@ def available_backbones() -> list[str]:
 def _timm_family(name: str) -> str | None:
     import timm
 
-    return next((m for m in _TIMM_MODULES if name in timm.list_models(module=m)), None)
+    return next((m for m in _TIMM_MODULES + _TIMM_GENERIC_MODULES if name in timm.list_models(module=m)), None)
 
 
 def _check_name(name: str) -> None:
@@ -69,7 +72,8 @@ def _check_name(name: str) -> None:
     if name not in names:
         close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
         hint = f"; close matches: {close}" if close else ""
-        raise ArgumentError(f"unknown backbone {name!r}: expected a timm ResNet-family or DPN name, "
+        raise ArgumentError(f"unknown backbone {name!r}: expected a timm ResNet-family, DPN, ConvNeXt, RegNet, "
+                         f"ResNetV2, EfficientNet, MobileNetV3, CSPNet, ByobNet, ViT/DeiT or Swin name, "
                          f"tv_<torchvision resnet> or a registered configuration{hint}")
 
 
@@ -111,6 +115,12 @@ def build_timm(variant: str, backbone: str, blocks: Mapping | None, *, pretraine
     from timm.models import build_model_with_cfg
 
     checkpoint_path = kwargs.pop("checkpoint_path", None)
+    family = _timm_family(backbone)
+    if family in _TIMM_GENERIC_MODULES:
+        model = _build_timm_then_insert(variant, backbone, blocks, pretrained=pretrained, **kwargs)
+        if checkpoint_path:
+            load_checkpoint(model, checkpoint_path)
+        return model
 
     def backbone_with_blocks(**model_kwargs):
         model = timm.create_model(backbone, pretrained=False, **model_kwargs)
@@ -120,7 +130,6 @@ def build_timm(variant: str, backbone: str, blocks: Mapping | None, *, pretraine
             insert_blocks(model, **blocks)
         return model
 
-    family = _timm_family(backbone)
     try:
         model = build_model_with_cfg(backbone_with_blocks, variant, pretrained,
                                      feature_cfg=dict(_FEATURE_CFGS.get(family, {})),
@@ -132,10 +141,29 @@ def build_timm(variant: str, backbone: str, blocks: Mapping | None, *, pretraine
     return model
 
 
+def _build_timm_then_insert(variant: str, backbone: str, blocks: Mapping | None, *, pretrained: bool,
+                            **kwargs) -> nn.Module:
+    """The families of :mod:`glore.models.timm_hosts`: timm builds the plain backbone with all of
+    its own machinery (pretrained weights and their filter, ``features_only`` wrapper), then the
+    blocks go in at their initialisation, so a pretrained model gives the backbone's outputs.
+    ``variant``'s pretrained cfg (a registered configuration's: its backbone's, under its name)
+    becomes the model's."""
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    pretrained_cfg = kwargs.pop("pretrained_cfg", None)
+    if variant != backbone and (pretrained_cfg is None or isinstance(pretrained_cfg, str)):
+        pretrained_cfg = get_pretrained_cfg(f"{variant}.{pretrained_cfg}" if pretrained_cfg else variant)
+    model = timm.create_model(backbone, pretrained=pretrained, pretrained_cfg=pretrained_cfg, **kwargs)
+    if blocks:
+        insert_blocks(model, **blocks)
+    return model
+
+
 def _explain_keyword(exc: TypeError, backbone: str, family: str | None) -> TypeError:
     """A ``TypeError`` naming the keyword the backbone does not take, and those it takes."""
     found = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
-    if not found or family is None:
+    if not found or family not in _TIMM_MODULES:
         return exc
     import timm.models.dpn
     import timm.models.resnet

@@ -1,4 +1,5 @@
-"""Insert GloRe / global-context blocks into ResNet-family and DPN backbones.
+"""Insert GloRe / global-context blocks into ResNet-family and DPN backbones, and by stage and
+block index into timm's other CNN families and vision transformers (:mod:`glore.models.timm_hosts`).
 
 Stages are named as in the GloRe paper: ``res2`` .. ``res5`` (timm and torchvision ``layer1`` ..
 ``layer4``, DPN ``conv2_*`` .. ``conv5_*``). Blocks go at one of two positions of a residual block
@@ -19,6 +20,7 @@ from torch import nn
 
 from glore.errors import ArgumentError, ArgumentTypeError
 from ..nn import BLOCKS, create_block
+from . import timm_hosts
 from .hosts import SLOTS, as_host, host_channels, offered_positions
 
 STAGES = ("res2", "res3", "res4", "res5")
@@ -65,17 +67,25 @@ def find_stages(model: nn.Module) -> dict[str, list[Host]]:
     """Return ``{"res2": [Host, ...], ...}``: the residual blocks of each stage, in order.
 
     Supports timm ``ResNet`` (ResNet, SE-ResNet, ResNeXt, wide ResNet, ECA-ResNet, ...), timm ``DPN``,
-    torchvision ``ResNet`` (detection backbones with frozen BatchNorm too), timm's ``features_only``
-    wrappers of them, and the Slow-only 3D ResNets of :mod:`glore.models.slow_only`.
+    torchvision ``ResNet`` (detection backbones with frozen BatchNorm too), the Slow-only 3D ResNets of
+    :mod:`glore.models.slow_only`, the timm families of :mod:`glore.models.timm_hosts` (ConvNeXt,
+    RegNet, ResNetV2, EfficientNet, MobileNetV3, CSPNet, ByobNet, ViT, Swin; their stages named as in
+    timm's ``feature_info``, ``stages.2``) and timm's ``features_only`` wrappers of them.
     """
     if all(isinstance(getattr(model, layer, None), nn.Sequential) for layer in _RESNET_LAYERS):
         stages = _resnet_hosts(model)
     else:
         stages = _dpn_hosts(model)
     if not any(stages.values()):
-        raise ArgumentTypeError(f"blocks can be inserted into timm ResNet/SE-ResNet/ResNeXt/wide ResNet, timm "
-                        f"DPN and torchvision ResNet models, got {type(model).__name__}")
+        stages = {stage: [Host(name, blk) for name, blk in hosts]
+                  for stage, hosts in timm_hosts.find_timm_stages(model).items()}
+    if not any(stages.values()):
+        raise ArgumentTypeError(f"blocks can be inserted into timm ResNet/SE-ResNet/ResNeXt/wide ResNet, DPN, "
+                                f"{', '.join(sorted(set(timm_hosts.FAMILIES.values())))} and torchvision ResNet "
+                                f"models, got {type(model).__name__}")
     for hosts in stages.values():
+        if hosts and timm_hosts.is_timm_block(hosts[0].module):
+            continue
         for host in hosts:
             offered_positions(host.module)     # raises for an unsupported block, naming its type
     return stages
@@ -104,7 +114,8 @@ def resolve_units(units, depths: Mapping[str, int]) -> dict[str, tuple[int, ...]
     Args:
         units: ``(n, m)`` (n in ``res3``, m in ``res4``, the GloRe paper's notation); a dict from
             stage name to a count or to a list of 1-based block indices; or ``"all"`` (every block
-            of ``res3``-``res5``).
+            of ``res3``-``res5``; in other families every block of every stage but the first, or
+            of the one stage of a ViT).
         depths: number of blocks of each stage of the backbone.
 
     Stages without units are left out of the result.
@@ -113,7 +124,8 @@ def resolve_units(units, depths: Mapping[str, int]) -> dict[str, tuple[int, ...]
         if units != "all":
             raise ArgumentError(f"units must be (n, m), a dict {{stage: count or indices}} or 'all', "
                              f"got {units!r}")
-        spec = {stage: list(range(1, depths[stage] + 1)) for stage in ALL_STAGES if stage in depths}
+        every = [s for s in ALL_STAGES if s in depths] or list(depths)[1:] or list(depths)
+        spec = {stage: list(range(1, depths[stage] + 1)) for stage in every}
     elif isinstance(units, Mapping):
         spec = dict(units)
     elif isinstance(units, Sequence) and len(units) == 2:
@@ -150,15 +162,20 @@ def insert_blocks(model: nn.Module, *, block: str, units, position: str | None =
     """Insert ``block`` units into ``model`` (in place) and return it.
 
     Args:
-        model: a timm ResNet-family or DPN model, or a torchvision ResNet.
+        model: a timm ResNet-family or DPN model, a torchvision ResNet, or a model of the timm
+            families of :mod:`glore.models.timm_hosts` (ConvNeXt, RegNet, ResNetV2, EfficientNet,
+            MobileNetV3, CSPNet, ByobNet, ViT/DeiT, Swin).
         block: ``glore``, ``nl``, ``snl``, ``gc``, ``se`` or ``cbam`` (see :func:`glore.nn.create_block`).
         units: where to insert, see :func:`resolve_units`: ``(n, m)``, ``{"res4": 3}``,
             ``{"res4": [5]}`` (after block 5), or ``"all"``.
         position: ``after_add`` or ``after_1x1``; defaults to ``after_add`` for ``glore``, ``nl``
-            and ``snl``, ``after_1x1`` for ``gc``, ``se`` and ``cbam``.
+            and ``snl``, ``after_1x1`` for ``gc``, ``se`` and ``cbam`` (``after_add`` where a block of the
+            families of :mod:`glore.models.timm_hosts` has no branch place).
         **block_kwargs: passed to the block (``ratio=1/4``, ``pairwise="gaussian"``, ...). GloRe's
             ``mid`` defaults to the hosting stage's bottleneck width ``C/4`` (``planes`` of the
-            stage; also ``C/4`` for basic-block ResNets and DPN's residual path). SE and CBAM are
+            stage; also ``C/4`` for basic-block ResNets and DPN's residual path, and ``C/4`` of the
+            host's channels in the other timm families, where GC's ``ratio`` defaults to
+            :func:`gc_ratio`). SE and CBAM are
             built with ``zero_init=True`` unless given, so that, like every other block, they start
             as the identity (:class:`glore.nn.SqueezeExcite`, :class:`glore.nn.CBAM`).
 
@@ -170,6 +187,7 @@ def insert_blocks(model: nn.Module, *, block: str, units, position: str | None =
     if not isinstance(block, str) or block.lower() not in BLOCKS:
         raise ArgumentError(f"unknown block {block!r}; expected one of {sorted(BLOCKS)}")
     block = block.lower()
+    default_position = position is None
     position = DEFAULT_POSITION[block] if position is None else position
     if position not in POSITIONS:
         raise ArgumentError(f"position must be one of {list(POSITIONS)}, got {position!r}")
@@ -181,27 +199,45 @@ def insert_blocks(model: nn.Module, *, block: str, units, position: str | None =
     for stage, indices in placement.items():
         for index in indices:
             host = stages[stage][index - 1]
-            offered = offered_positions(host.module)
-            if position not in offered:
-                raise ArgumentError(f"position {position!r} is not offered by {type(host.module).__name__} "
+            generic = timm_hosts.is_timm_block(host.module)
+            offered = (timm_hosts.offered_positions if generic else offered_positions)(host.module)
+            where = position
+            if where not in offered and default_position and generic:
+                where = "after_add"     # no branch to act in (a block without a shortcut, a transformer)
+            if where not in offered:
+                raise ArgumentError(f"position {where!r} is not offered by {type(host.module).__name__} "
                                  f"({host.name}, {stage} block {index}); it offers {list(offered)}")
-            if not isinstance(getattr(host.module, position, nn.Identity()), nn.Identity):
-                raise ArgumentError(f"{host.name}.{position} already holds a "
-                                 f"{type(getattr(host.module, position)).__name__}")
-            todo.append(host)
+            held = timm_hosts.slot(host.module, where) if generic else getattr(host.module, where, nn.Identity())
+            if not isinstance(held, nn.Identity):
+                raise ArgumentError(f"{host.name}.{where} already holds a {type(held).__name__}")
+            todo.append((host, where, generic))
 
-    for host in todo:
-        as_host(host.module)
-        channels = host_channels(host.module)
+    prefix_tokens = timm_hosts.num_prefix_tokens(model)
+    for host, where, generic in todo:
+        if not generic:
+            as_host(host.module)
+        channels = timm_hosts.block_channels(host.module) if generic else host_channels(host.module)
         kwargs = {**INSERT_DEFAULTS.get(block, {}), **block_kwargs}
         if block == "glore" and "mid" not in kwargs:
             kwargs["mid"] = max(1, channels // 4)
+        if block == "gc" and generic and "ratio" not in kwargs:
+            kwargs["ratio"] = gc_ratio(channels)
         new = create_block(block, channels, **kwargs)
         param = next(host.module.parameters(), None)
         if param is not None:
             new = new.to(device=param.device, dtype=param.dtype)
-        host.module.add_module(position, new)
+        if generic:
+            timm_hosts.attach(host.module, where, new, num_prefix_tokens=prefix_tokens)
+        else:
+            host.module.add_module(where, new)
     return model
+
+
+def gc_ratio(channels: int) -> float:
+    """GC's bottleneck ratio in the families of :mod:`glore.models.timm_hosts`: the papers' 1/16,
+    but at least 16 hidden channels (all of them below 16), for the narrow stages of ConvNeXt,
+    EfficientNet and MobileNetV3 (96 channels: 1/6, not 6 hidden channels)."""
+    return min(1.0, max(1 / 16, 16 / channels))
 
 
 def check_block_kwargs(block: str, block_kwargs: Mapping) -> None:
@@ -218,5 +254,10 @@ def check_block_kwargs(block: str, block_kwargs: Mapping) -> None:
 def inserted_blocks(model: nn.Module) -> dict[str, nn.Module]:
     """Qualified name -> block for every block inserted by :func:`insert_blocks`."""
     block_types = tuple(BLOCKS.values())
-    return {name: m for name, m in model.named_modules()
-            if name.rsplit(".", 1)[-1] in SLOTS and isinstance(m, block_types)}
+    found = {}
+    for name, m in model.named_modules():
+        parts = name.split(".")
+        in_slot = parts[-1] in SLOTS or (len(parts) > 1 and parts[-2] in SLOTS and parts[-1] == "block")
+        if in_slot and isinstance(m, block_types):
+            found[name] = m
+    return found

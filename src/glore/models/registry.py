@@ -52,6 +52,28 @@ CONFIGS: dict[str, ModelConfig] = {
     "resnet50_gc": ModelConfig("resnet50", "gc", _LAST_BUT_ONE_RES4, "after_add",
                                description="R50 + 1 GC (r=16)"),
     "resnet50_gc_all": ModelConfig("resnet50", "gc", "all", description="GC-ResNet-50 (r=16, res3-res5)"),
+    # today's families (glore.models.timm_hosts): GloRe as the paper's (0, 3), 3 units in the stride-16
+    # stage after blocks 1, 3, 5 (1, 2, 3 in EfficientNet-B0's 3-block stage); GC in every block of
+    # every stage but the first, in the branch (after_add where a block has no shortcut)
+    "convnext_tiny_glore_0_3": ModelConfig("convnext_tiny", "glore", {"stages.2": 3},
+                                           description="ConvNeXt-T + GloRe, 3 units in stages.2"),
+    "convnext_tiny_gc_all": ModelConfig("convnext_tiny", "gc", "all",
+                                        description="ConvNeXt-T + GC in every block of stages.1-3"),
+    "regnety_040_glore_0_3": ModelConfig("regnety_040", "glore", {"s3": 3},
+                                         description="RegNetY-4GF + GloRe, 3 units in s3"),
+    "regnety_040_gc_all": ModelConfig("regnety_040", "gc", "all", description="RegNetY-4GF + GC in every block of s2-s4"),
+    "efficientnet_b0_glore_0_3": ModelConfig("efficientnet_b0", "glore", {"blocks.4": 3},
+                                             description="EfficientNet-B0 + GloRe, 3 units in blocks.4"),
+    "efficientnet_b0_gc_all": ModelConfig("efficientnet_b0", "gc", "all",
+                                          description="EfficientNet-B0 + GC in every block of blocks.1-6"),
+    "resnetv2_50_glore_0_3": ModelConfig("resnetv2_50", "glore", {"stages.2": 3},
+                                         description="ResNetV2-50 + GloRe, 3 units in stages.2"),
+    "resnetv2_50_gc_all": ModelConfig("resnetv2_50", "gc", "all",
+                                      description="ResNetV2-50 + GC in every block of stages.1-3"),
+    "vit_small_patch16_224_glore": ModelConfig("vit_small_patch16_224", "glore", {"blocks": [3, 6, 9]},
+                                               description="ViT-S/16 + GloRe on the patch tokens after blocks 3, 6, 9"),
+    "vit_small_patch16_224_gc_all": ModelConfig("vit_small_patch16_224", "gc", "all",
+                                                description="ViT-S/16 + GC on the patch tokens after every block"),
 }
 
 

@@ -36,6 +36,31 @@ def zoo_rows() -> dict:
     return tables
 
 
+def table_name(paper: str, table: str) -> str:
+    """The file stem of one paper table's generated Markdown: ``gcnet_12a``, ``reproduction_cub200``."""
+    return f"{paper}_{table}".lower().replace(" ", "_")
+
+
+def table_markdown(rows: list) -> str:
+    """One paper table: each row's config, the paper's figures and ours, its results."""
+    lines = ["| row | input | params (M), paper | ours | GMACs, paper | ours | paper's results | config |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    notes = []
+    for path, ref, counts in rows:
+        metrics = ", ".join(f"{k} {v:g}" for k, v in (ref.get("metrics") or {}).items() if v is not None)
+        mark = ""
+        if ref.get("known_deviation"):
+            notes.append(f"- {ref['row']}: {ref['known_deviation']}")
+            mark = " *"
+        lines.append(f"| {ref['row']}{mark} | {'x'.join(map(str, ref['input']))} | "
+                     f"{_number(ref.get('params_m'))} | {counts['params'] / 1e6:.2f} | "
+                     f"{_number(ref.get('gmacs'))} | {counts['gmacs']:.2f} | {metrics} | "
+                     f"`{path.relative_to(zoo.CONFIG_ROOT.parent).as_posix()}` |")
+    if notes:
+        lines += ["", "Rows marked * differ from the paper's count:", ""] + notes
+    return "\n".join(lines) + "\n"
+
+
 def zoo_page(tables: dict) -> str:
     lines = ["# Model zoo", "",
              "Every row of the papers' tables that the library builds is a config under `configs/` with a "
@@ -48,28 +73,19 @@ def zoo_page(tables: dict) -> str:
     for (paper, table), rows in sorted(tables.items(), key=lambda item: _table_key(item[0])):
         title = f"Table {table}" if table[:1].isdigit() else table
         lines += [f"## {paper}: {title}", "", f"{PAPERS.get(paper, paper)}.", "",
-                  "| row | input | params (M), paper | ours | GMACs, paper | ours | paper's results | config |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        notes = []
-        for path, ref, counts in rows:
-            metrics = ", ".join(f"{k} {v:g}" for k, v in (ref.get("metrics") or {}).items() if v is not None)
-            mark = ""
-            if ref.get("known_deviation"):
-                notes.append(f"- {ref['row']}: {ref['known_deviation']}")
-                mark = " *"
-            lines.append(f"| {ref['row']}{mark} | {'x'.join(map(str, ref['input']))} | "
-                         f"{_number(ref.get('params_m'))} | {counts['params'] / 1e6:.2f} | "
-                         f"{_number(ref.get('gmacs'))} | {counts['gmacs']:.2f} | {metrics} | "
-                         f"`{path.relative_to(zoo.CONFIG_ROOT.parent).as_posix()}` |")
-        if notes:
-            lines += ["", "Rows marked * differ from the paper's count:", ""] + notes
-        lines.append("")
+                  f"```{{include}} tables/{table_name(paper, table)}.md", "```", ""]
     return "\n".join(lines)
 
 
+def _write(path: Path, text: str) -> None:
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:   # unchanged: no rebuild
+        path.write_text(text, encoding="utf-8")
+
+
 def write_pages(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    page = folder / "zoo.md"
-    text = zoo_page(zoo_rows())
-    if not page.is_file() or page.read_text(encoding="utf-8") != text:   # unchanged: no rebuild
-        page.write_text(text, encoding="utf-8")
+    """``zoo.md`` and ``tables/<paper>_<table>.md`` (one per paper table, which the task pages include)."""
+    (folder / "tables").mkdir(parents=True, exist_ok=True)
+    tables = zoo_rows()
+    for (paper, table), rows in tables.items():
+        _write(folder / "tables" / f"{table_name(paper, table)}.md", table_markdown(rows))
+    _write(folder / "zoo.md", zoo_page(tables))

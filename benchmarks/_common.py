@@ -26,7 +26,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -35,6 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from glore.engine import precision
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 
@@ -51,31 +52,17 @@ def setup(threads: int = 2, seed: int = 0, device: str = "cpu", keep_freed: bool
         if not torch.cuda.is_available():
             raise SystemExit(f"--device {device}: no CUDA device is available on this machine")
         gpu = {"gpu": torch.cuda.get_device_name(device), "cuda": torch.version.cuda}
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    # the host: CPU model, PyTorch's capability, the cpuinfo flags of reduced precision, native bf16
     return {
-        "torch": torch.__version__, "python": sys.version.split()[0], "cpu": cpu,
+        "torch": torch.__version__, "python": sys.version.split()[0], **precision.cpu_description(),
         "threads": torch.get_num_threads(), "logical_cpus": os.cpu_count(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "avx512_bf16": _cpu_has("_is_avx512_bf16_supported"),
-        "amx": _cpu_has("_is_amx_tile_supported"),
         "device": str(device), "keep_freed_memory": keep_freed, **gpu,
     }
 
 
-def _cpu_has(probe: str) -> bool:
-    return bool(getattr(torch.cpu, probe, lambda: False)())
-
-
 def native_bf16(device: str | torch.device = "cpu") -> bool:
     """Whether bf16 matrix products run in hardware: a GPU, or a CPU with AVX512-BF16 or AMX."""
-    if torch.device(device).type != "cpu":
-        return True
-    return _cpu_has("_is_avx512_bf16_supported") or _cpu_has("_is_amx_tile_supported")
+    return torch.device(device).type != "cpu" or precision.native_bf16()
 
 
 def synchronize(device: str | torch.device = "cpu") -> None:

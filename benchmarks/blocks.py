@@ -23,7 +23,7 @@ to results/benchmarks/blocks_positions.png):
    (``FusedAttentionNonLocal``, benchmark only). Contiguous input unless ``--channels-last``.
 3. ``channels``: every block at 14x14, batch 8, C = 256 ... 2048.
 4. ``unit``: the GloRe unit at C=1024, mid=256, 14x14, batch 8: contiguous vs channels_last input,
-   torch.compile vs eager, bf16 autocast vs fp32 (with its relative error), the plain unit
+   torch.compile vs eager, bf16 and fp16 autocast vs fp32 (with their relative errors), the plain unit
    (``PlainGloRe``), the unit's own products timed bare, and its peak memory against the memory
    of its inputs and saved activations.
 
@@ -432,14 +432,16 @@ def unit_section(args, gemm_gflops):
     # the bf16 GEMM. Without native bf16 a bf16 GEMM runs at about 1 GFLOP/s: a smaller one there.
     bf16_size = args.gemm_size if common.native_bf16(device) else min(args.gemm_size, 512)
     bf16_gemm, bf16_flop = gemm_case(bf16_size, device, torch.bfloat16)
-    bf16_step = fwd_bwd(unit, x, g, autocast=torch.bfloat16)
-    bf16 = common.time_interleaved({"fp32": cases["eager"], "bf16 autocast": bf16_step,
-                                    "GEMM": bf16_gemm}, repeats=min(args.repeats, 3), warmup=1,
-                                   device=device)
-    timing["bf16 autocast"] = dict(bf16["bf16 autocast"])
-    timing["bf16 autocast"]["fp32_same_group"] = bf16["fp32"]["median"]
+    # fp16 autocast in the same group, against the same bf16 GEMM (PyTorch runs it on the CPU;
+    # docs/benchmarks.md has what it costs there)
+    low = {"bf16 autocast": fwd_bwd(unit, x, g, autocast=torch.bfloat16),
+           "fp16 autocast": fwd_bwd(unit, x, g, autocast=torch.float16)}
+    bf16 = common.time_interleaved({"fp32": cases["eager"], **low, "GEMM": bf16_gemm},
+                                   repeats=min(args.repeats, 3), warmup=1, device=device)
     bf16_gemm_gflops = bf16_flop / bf16["GEMM"]["median"] / 1e9
-    timing["bf16 autocast"]["gemm_gflops"] = bf16_gemm_gflops
+    for name in low:
+        timing[name] = dict(bf16[name], fp32_same_group=bf16["fp32"]["median"],
+                            gemm_gflops=bf16_gemm_gflops)
     print(f"GEMM {args.gemm_size}^3 in this group: {gemm_gflops:.1f} GFLOP/s fp32, "
           f"{bf16_gemm_gflops:.1f} GFLOP/s bf16 ({bf16_size}^3, the reference of the bf16 case)")
     eager = timing["eager"]["median"]
@@ -465,15 +467,17 @@ def unit_section(args, gemm_gflops):
     y32 = unit(xa)
     y32.backward(g)
     gx32 = xa.grad
-    xb = x.detach().requires_grad_()
-    with torch.autocast(xb.device.type, dtype=torch.bfloat16):
-        y16 = unit(xb)
-    y16.float().backward(g)
     rel = lambda a, r: ((a.float() - r).norm() / r.norm()).item()  # noqa: E731
-    accuracy = {"bf16_rel_err_delta": rel(y16.float() - x, y32 - x),
-                "bf16_rel_err_grad_input": rel(xb.grad, gx32)}
-    print(f"bf16 autocast relative error: output delta {accuracy['bf16_rel_err_delta']:.2e}, "
-          f"input gradient {accuracy['bf16_rel_err_grad_input']:.2e}")
+    accuracy = {}
+    for label, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        xb = x.detach().requires_grad_()
+        with torch.autocast(xb.device.type, dtype=dtype):
+            y16 = unit(xb)
+        y16.float().backward(g)
+        accuracy[f"{label}_rel_err_delta"] = rel(y16.float() - x, y32 - x)
+        accuracy[f"{label}_rel_err_grad_input"] = rel(xb.grad, gx32)
+        print(f"{label} autocast relative error: output delta {accuracy[f'{label}_rel_err_delta']:.2e}, "
+              f"input gradient {accuracy[f'{label}_rel_err_grad_input']:.2e}")
 
     memory = unit_memory(unit, plain, x, x_cl, g, g_cl, b, c, mid, length, device)
     summary = {

@@ -58,7 +58,7 @@ class FusedAttentionNonLocal(NonLocal):
     """``NonLocal`` (embedded gaussian) with ``sum_j softmax_j(q_i . k_j) v_j`` as one
     ``F.scaled_dot_product_attention`` (``scale=1``): PyTorch's fused kernel, which never holds the
     ``(L, L)`` attention. Same parameters and result as ``NonLocal``; measured against it here, not
-    adopted in the library (docs/benchmarks.md, session 16)."""
+    adopted in the library (docs/benchmarks.md, "Design notes")."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.flatten(2)

@@ -10,8 +10,8 @@ channels_last input is), forward+backward (gradients of the input, weight and bi
 - ``Pointwise``: the library's module;
 - ``convolution``: oneDNN's convolution on the CPU (``F.conv1d`` on a channel-major input,
   ``F.conv2d`` on the channels_last ``(B, C, 1, L)`` view of a position-major one);
-- ``convolution (L, 1)`` (position-major only): the same on the ``(B, C, L, 1)`` view, the
-  library's choice until session 14 (slower with oneDNN's AVX2 kernels);
+- ``convolution (L, 1)`` (position-major only): the same on the ``(B, C, L, 1)`` view, a view
+  the library does not take (oneDNN's AVX2 kernels run it 1.5-4x slower);
 - ``product``: matrix products, without copies (channel-major: one ``baddbmm`` with the weight
   broadcast over the batch; position-major: one ``F.linear`` over all ``B L`` positions).
 

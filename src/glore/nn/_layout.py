@@ -4,7 +4,7 @@ A contiguous ``(B, C, *S)`` flattens to a channel-major ``(B, C, L)``; a channel
 position-major ``(B, C, L)`` (strides ``(L*C, 1, C)``). The blocks keep every ``(B, C, L)``-sized
 tensor, and every gradient of one, in the input's layout: an add, or a BatchNorm backward, whose
 operands are in different layouts takes a strided path several times slower than either layout
-(``benchmarks/blocks.py``; docs/benchmarks.md, sessions 11-12).
+(``benchmarks/blocks.py``; docs/benchmarks.md, "Design notes").
 
 Each helper reads shapes or strides in Python, so under ``torch.fx`` it must be one call in the graph: every
 module that calls one registers its name with ``torch.fx.wrap`` (FX wraps a name in the globals of

@@ -18,8 +18,7 @@ class Pointwise(nn.Conv1d):
 
     - a 2-D image ``(B, C, H, W)``, either layout: ``F.conv2d`` on it. Its input gradient is then a
       tensor of its own, which autograd adds the block's other gradients to in place; through a
-      flattened view it would be a view, which autograd adds out of place into a fresh buffer
-      (docs/benchmarks.md, sessions 17-18);
+      flattened view it would be a view, which autograd adds out of place into a fresh buffer;
     - otherwise on its positions flattened, ``(B, C, L)``, and reshaped back:
 
       - channel-major (contiguous): ``F.conv1d``, a channel-major output;

@@ -590,6 +590,9 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="output folder (default results/benchmarks)")
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="glibc malloc keeps freed memory for reuse (no page faults for temporaries)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time by the process's CPU time, not the wall clock (a shared host; "
+                             "with --threads 1)")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes = args.sizes or [14, 32, 64, 96]
@@ -602,7 +605,8 @@ def main(argv=None):
     warnings.filterwarnings("ignore", category=UserWarning)
 
     started = time.perf_counter()
-    env = common.setup(args.threads, device=args.device, keep_freed=args.keep_freed_memory)
+    env = common.setup(args.threads, device=args.device, keep_freed=args.keep_freed_memory,
+                       cpu_time=args.cpu_time)
     print(f"{env}\nload {common.load()}")
     gemm = common.gemm_throughput(repeats=args.repeats, device=args.device)
     gemm_gflops = max(gemm.values())

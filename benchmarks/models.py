@@ -71,13 +71,17 @@ def main(argv=None):
     parser.add_argument("--out", default=None)
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="glibc malloc keeps freed memory for reuse (no page faults for temporaries)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time by the process's CPU time, not the wall clock (a shared host; "
+                             "with --threads 1)")
     args = parser.parse_args(argv)
     args.batch = args.batch or (4 if args.quick else 8)
     args.repeats = args.repeats or (3 if args.quick else 5)
     warnings.filterwarnings("ignore", category=UserWarning)
 
     started = time.perf_counter()
-    env = common.setup(args.threads, device=args.device, keep_freed=args.keep_freed_memory)
+    env = common.setup(args.threads, device=args.device, keep_freed=args.keep_freed_memory,
+                       cpu_time=args.cpu_time)
     device = torch.device(args.device)
     print(f"{env}\nload {common.load()}")
     if args.bf16 and not common.native_bf16(args.device):

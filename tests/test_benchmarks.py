@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -274,3 +275,20 @@ def test_pointwise_names_a_bad_shape(scripts):
     pointwise = scripts[3]
     with pytest.raises(SystemExit, match=r"expected B,C_in,L,C_out .* got '8,1024'"):
         pointwise.main(["--shapes", "8,1024", "--threads", "1"])
+
+
+def test_cpu_time_clock_leaves_out_the_time_off_the_cpu(scripts):
+    sys.path.insert(0, str(BENCHMARKS))
+    import _common as common
+    sys.path.remove(str(BENCHMARKS))
+    threads = torch.get_num_threads()
+    try:
+        medians = {}
+        for cpu_time in (True, False):
+            env = common.setup(threads, cpu_time=cpu_time)
+            assert env["clock"] == ("process CPU time" if cpu_time else "wall")
+            timing = common.time_interleaved({"sleep": lambda: time.sleep(0.05)}, repeats=2, warmup=1)
+            medians[cpu_time] = timing["sleep"]["median"]
+        assert medians[True] < 0.01 <= 0.05 <= medians[False]      # asleep, the process uses no CPU
+    finally:
+        common.setup(threads)

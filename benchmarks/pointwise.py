@@ -56,6 +56,11 @@ def make_input(b: int, c: int, length: int, layout: str) -> torch.Tensor:
     return x.requires_grad_()
 
 
+def make_grad(b: int, c_out: int, length: int, layout: str) -> torch.Tensor:
+    """The upstream gradient, in the layout of the input (and so of the output)."""
+    return make_input(b, c_out, length, layout).detach()
+
+
 def parse_shape(text: str) -> tuple[int, int, int, int]:
     parts = text.split(",")
     if len(parts) != 4 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
@@ -76,7 +81,7 @@ def main(argv=None):
         module = Pointwise(c_in, c_out)
         for layout in LAYOUTS:
             x = make_input(b, c_in, length, layout)
-            grad = torch.randn(b, c_out, length)
+            grad = make_grad(b, c_out, length, layout)
             cases = {}
             for name, fn in variants(module, layout).items():
                 torch.testing.assert_close(fn(x), module(x), rtol=1e-4, atol=1e-4)

@@ -12,6 +12,11 @@ Conventions, used by every script here:
   running sum of allocations minus frees, maximum over time. Tensors that exist before the call (the
   input, the upstream gradient, the parameters) are not in it; add them to get the process's peak.
 - **Load**: ``os.getloadavg()`` before and after every measurement, printed and written to the JSON.
+- **Clock**: the wall clock (``time.perf_counter``), or with ``--cpu-time`` (``setup(cpu_time=True)``)
+  the process's CPU time (``time.process_time``). On a host shared with other jobs a wall-clock time
+  includes the time the others held the CPU, and with several threads every barrier waits for the
+  thread that was preempted; with one thread (``--threads 1``) the CPU time counts the case's own work.
+  (With several threads it also counts the threads' spin-waiting at barriers.)
 - **Page faults**: the median count of minor page faults per call of each case (``getrusage``). glibc's
   ``malloc`` gives large freed blocks back to the system and faults them in again on the next step; on
   a virtual machine a fault can cost microseconds, so a step's temporaries can cost more to map than to
@@ -26,7 +31,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -36,12 +40,22 @@ from pathlib import Path
 
 import torch
 
+from glore.engine import precision
+
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 
 
-def setup(threads: int = 2, seed: int = 0, device: str = "cpu", keep_freed: bool = False) -> dict:
-    """Fix the thread count and seed, and with ``keep_freed`` the allocator (:func:`keep_freed_memory`);
-    return a description of the machine for the JSON."""
+_clock = time.perf_counter
+
+
+def setup(threads: int = 2, seed: int = 0, device: str = "cpu", keep_freed: bool = False,
+          cpu_time: bool = False) -> dict:
+    """Fix the thread count and seed, with ``keep_freed`` the allocator (:func:`keep_freed_memory`), with
+    ``cpu_time`` the clock (the process's CPU time); return a description of the machine for the JSON."""
+    global _clock
+    if cpu_time and torch.device(device).type != "cpu":
+        raise SystemExit("--cpu-time times CPU work; it cannot time a GPU")
+    _clock = time.process_time if cpu_time else time.perf_counter
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     if keep_freed:
@@ -51,31 +65,18 @@ def setup(threads: int = 2, seed: int = 0, device: str = "cpu", keep_freed: bool
         if not torch.cuda.is_available():
             raise SystemExit(f"--device {device}: no CUDA device is available on this machine")
         gpu = {"gpu": torch.cuda.get_device_name(device), "cuda": torch.version.cuda}
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    # the host: CPU model, PyTorch's capability, the cpuinfo flags of reduced precision, native bf16
     return {
-        "torch": torch.__version__, "python": sys.version.split()[0], "cpu": cpu,
+        "torch": torch.__version__, "python": sys.version.split()[0], **precision.cpu_description(),
         "threads": torch.get_num_threads(), "logical_cpus": os.cpu_count(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "avx512_bf16": _cpu_has("_is_avx512_bf16_supported"),
-        "amx": _cpu_has("_is_amx_tile_supported"),
-        "device": str(device), "keep_freed_memory": keep_freed, **gpu,
+        "device": str(device), "keep_freed_memory": keep_freed,
+        "clock": "process CPU time" if cpu_time else "wall", **gpu,
     }
-
-
-def _cpu_has(probe: str) -> bool:
-    return bool(getattr(torch.cpu, probe, lambda: False)())
 
 
 def native_bf16(device: str | torch.device = "cpu") -> bool:
     """Whether bf16 matrix products run in hardware: a GPU, or a CPU with AVX512-BF16 or AMX."""
-    if torch.device(device).type != "cpu":
-        return True
-    return _cpu_has("_is_avx512_bf16_supported") or _cpu_has("_is_amx_tile_supported")
+    return torch.device(device).type != "cpu" or precision.native_bf16()
 
 
 def synchronize(device: str | torch.device = "cpu") -> None:
@@ -98,21 +99,21 @@ def time_interleaved(cases: dict[str, Callable[[], object]], *, repeats: int = 7
     """
     inner = {}
     for name, fn in cases.items():
-        start = time.perf_counter()
+        start = _clock()
         for _ in range(max(warmup, 1)):
             fn()
         synchronize(device)
-        once = (time.perf_counter() - start) / max(warmup, 1)
+        once = (_clock() - start) / max(warmup, 1)
         inner[name] = max(1, int(min_seconds / once)) if once > 0 else 1
     samples: dict[str, list[float]] = {name: [] for name in cases}
     faults: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeats):
         for name, fn in cases.items():
-            faults0, start = minor_faults(), time.perf_counter()
+            faults0, start = minor_faults(), _clock()
             for _ in range(inner[name]):
                 fn()
             synchronize(device)
-            samples[name].append((time.perf_counter() - start) / inner[name])
+            samples[name].append((_clock() - start) / inner[name])
             faults[name].append((minor_faults() - faults0) / inner[name])
     return {name: {"median": statistics.median(s), "min": min(s), "samples": s,
                    "faults": statistics.median(faults[name])}

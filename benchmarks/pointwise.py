@@ -10,8 +10,8 @@ channels_last input is), forward+backward (gradients of the input, weight and bi
 - ``Pointwise``: the library's module;
 - ``convolution``: oneDNN's convolution on the CPU (``F.conv1d`` on a channel-major input,
   ``F.conv2d`` on the channels_last ``(B, C, 1, L)`` view of a position-major one);
-- ``convolution (L, 1)`` (position-major only): the same on the ``(B, C, L, 1)`` view, the
-  library's choice until session 14 (slower with oneDNN's AVX2 kernels);
+- ``convolution (L, 1)`` (position-major only): the same on the ``(B, C, L, 1)`` view, a view
+  the library does not take (oneDNN's AVX2 kernels run it 1.5-4x slower);
 - ``product``: matrix products, without copies (channel-major: one ``baddbmm`` with the weight
   broadcast over the batch; position-major: one ``F.linear`` over all ``B L`` positions).
 
@@ -56,6 +56,11 @@ def make_input(b: int, c: int, length: int, layout: str) -> torch.Tensor:
     return x.requires_grad_()
 
 
+def make_grad(b: int, c_out: int, length: int, layout: str) -> torch.Tensor:
+    """The upstream gradient, in the layout of the input (and so of the output)."""
+    return make_input(b, c_out, length, layout).detach()
+
+
 def parse_shape(text: str) -> tuple[int, int, int, int]:
     parts = text.split(",")
     if len(parts) != 4 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
@@ -76,7 +81,7 @@ def main(argv=None):
         module = Pointwise(c_in, c_out)
         for layout in LAYOUTS:
             x = make_input(b, c_in, length, layout)
-            grad = torch.randn(b, c_out, length)
+            grad = make_grad(b, c_out, length, layout)
             cases = {}
             for name, fn in variants(module, layout).items():
                 torch.testing.assert_close(fn(x), module(x), rtol=1e-4, atol=1e-4)

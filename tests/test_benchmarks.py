@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -82,13 +83,34 @@ def test_blocks_ratios_section(scripts, tmp_path):
         (config, layout) for config in ("B=2, C=32, mid=8, 4x4", "B=1, C=16, mid=4, 5x5")
         for layout in ("contiguous", "channels_last")]
     for r in rows:
-        assert set(r["ms"]) == {"GloRe", "plain GloRe", "GloRe bare products", "NL", "timm-NL",
-                                "GC", "timm-GC", "GEMM"}
+        assert set(r["ms"]) == {"GloRe", "plain GloRe", "GloRe bare products", "GloRe element-wise passes",
+                                "NL", "timm-NL", "GC", "timm-GC", "GEMM"}
         assert all(v > 0 for v in r["ms"].values())
         assert r["glore_over_plain"] == r["ms"]["GloRe"] / r["ms"]["plain GloRe"]
+        # the limit: the unit's products at the group's GEMM rate, plus its element-wise passes
+        assert r["limit_ms"] == r["products_at_gemm_rate_ms"] + r["ms"]["GloRe element-wise passes"]
+        assert r["glore_over_limit"] == r["ms"]["GloRe"] / r["limit_ms"]
         assert r["max_abs_difference_from_plain"] < 1e-4       # the same unit, the same weights
         assert set(r["faults"]) == set(r["ms"]) and all(v >= 0 for v in r["faults"].values())
     assert result["env"]["keep_freed_memory"] is False
+    assert result["env"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert isinstance(result["env"]["cpu_flags"], list) and isinstance(result["env"]["native_bf16"], bool)
+
+
+@pytest.mark.parametrize("reassociated", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_unit_passes_run_in_the_layout_of_the_input(scripts, reassociated, channels_last):
+    blocks = scripts[0]
+    passes = blocks.unit_passes(2, 8, 2, 3, reassociated, channels_last)
+    names = passes.__code__.co_freevars
+    cells = dict(zip(names, (c.cell_contents for c in passes.__closure__)))
+    passes()
+    assert cells["wy"].grad.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert all(g.mT.is_contiguous() == channels_last for g in cells["grad_b"])
+    assert len(cells["grad_b"]) == (2 if reassociated else 1)
+    # forward products and the two of each one's backward
+    products = blocks.unit_products(2, 8, 2, 9, reassociated)
+    assert blocks.products_flop(blocks.fwd_bwd_gemms(products)) == 3 * blocks.products_flop(products)
 
 
 _FAULTS_OF_A_REUSED_BLOCK = """
@@ -149,6 +171,24 @@ def test_models_throughput_rows(scripts, tmp_path):
     assert all(r["time_ratio"] == 1 and r["gmacs_ratio"] == 1 for r in base)
     glore = next(r for r in rows if r["model"] == "+ GloRe (0, 3)")
     assert glore["gmacs_ratio"] > 1 and glore["params_m"] > base[0]["params_m"]
+
+
+def test_models_bf16_column(scripts, tmp_path, capsys):
+    models = scripts[1]
+    models.main(["--threads", "1", "--batch", "2", "--size", "32", "--repeats", "1", "--bf16",
+                 "--variants", "ResNet-50", "+ GloRe (0, 3)", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "models.json").read_text())
+    rows = {(r["mode"], r["model"], r["precision"]): r for r in result["rows"]}
+    assert set(rows) == {(mode, name, precision) for mode in ("train", "inference")
+                         for name in ("ResNet-50", "+ GloRe (0, 3)") for precision in ("fp32", "bf16")}
+    for (mode, name, precision), r in rows.items():
+        if precision == "fp32":
+            assert r["bf16_speedup"] is None
+        else:
+            assert r["bf16_speedup"] == rows[mode, name, "fp32"]["ms"] / r["ms"]
+    assert result["env"]["cpu"] and result["env"]["cpu_capability"]
+    lacks = "lacks native bf16" in capsys.readouterr().out
+    assert lacks is not result["env"]["native_bf16"]
 
 
 def test_models_layouts_run_side_by_side(scripts, tmp_path):
@@ -251,3 +291,20 @@ def test_inference_ways_are_timed_side_by_side(tmp_path):
     rows = {r["mode"]: r for r in result["rows"]}
     assert set(rows) == {"eager", "bf16"} and rows["eager"]["x_eager"] == 1.0
     assert all(r["images_per_s"] > 0 and r["batch"] == 2 and r["size"] == 32 for r in rows.values())
+
+
+def test_cpu_time_clock_leaves_out_the_time_off_the_cpu(scripts):
+    sys.path.insert(0, str(BENCHMARKS))
+    import _common as common
+    sys.path.remove(str(BENCHMARKS))
+    threads = torch.get_num_threads()
+    try:
+        medians = {}
+        for cpu_time in (True, False):
+            env = common.setup(threads, cpu_time=cpu_time)
+            assert env["clock"] == ("process CPU time" if cpu_time else "wall")
+            timing = common.time_interleaved({"sleep": lambda: time.sleep(0.05)}, repeats=2, warmup=1)
+            medians[cpu_time] = timing["sleep"]["median"]
+        assert medians[True] < 0.01 <= 0.05 <= medians[False]      # asleep, the process uses no CPU
+    finally:
+        common.setup(threads)

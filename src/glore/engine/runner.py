@@ -34,6 +34,7 @@ from types import ModuleType
 import lightning as L
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -42,6 +43,7 @@ from . import TASKS
 from ..checkpoint import CheckpointError, read_checkpoint
 from .atomic_checkpoint import AtomicCheckpointIO
 from .config import DEFAULTS, apply_overrides, deep_merge, dump_config, to_plain, validate_config
+from .precision import warn_if_bf16_is_emulated
 from .run_folder import (check_resumable, check_weights_fit, refuse_earlier_run, remove_stale_temporaries,
                          run_folder_lock)
 from .timing import EpochTimer
@@ -177,8 +179,8 @@ def build_trainer(cfg: dict, *, monitor: str | None, mode: str = "max", for_eval
         for key in ("max_epochs", "max_steps", "accumulate_grad_batches", "gradient_clip_val",
                     "limit_train_batches", "check_val_every_n_epoch", "val_check_interval", "num_sanity_val_steps"):
             kwargs.pop(key, None)
-        return _make_trainer(logger=False, enable_checkpointing=False, default_root_dir=output_dir,
-                             plugins=[AtomicCheckpointIO()], **kwargs)
+        return _checked(_make_trainer(logger=False, enable_checkpointing=False, default_root_dir=output_dir,
+                                     plugins=[AtomicCheckpointIO()], **kwargs))
     validating = kwargs.get("limit_val_batches", 1.0) not in (0, 0.0)
     ckpt_dir = os.path.join(output_dir, CHECKPOINT_DIR)
     common = dict(dirpath=ckpt_dir, save_top_k=1, every_n_epochs=1, auto_insert_metric_name=False,
@@ -204,8 +206,15 @@ def build_trainer(cfg: dict, *, monitor: str | None, mode: str = "max", for_eval
         CSVLogger(output_dir, name="csv"),
         TensorBoardLogger(output_dir, name="tensorboard", default_hp_metric=False),
     ]
-    return _make_trainer(default_root_dir=output_dir, callbacks=callbacks, logger=loggers,
-                         plugins=[AtomicCheckpointIO()], **kwargs)
+    return _checked(_make_trainer(default_root_dir=output_dir, callbacks=callbacks, logger=loggers,
+                                  plugins=[AtomicCheckpointIO()], **kwargs))
+
+
+def _checked(trainer):
+    """The trainer, after the one warning of a run that computes in bf16 the CPU only emulates."""
+    if trainer.is_global_zero:
+        warn_if_bf16_is_emulated(trainer.precision, isinstance(trainer.accelerator, CPUAccelerator))
+    return trainer
 
 
 def train(cfg: dict, *, resume: str | None = None, overwrite: bool = False) -> dict:

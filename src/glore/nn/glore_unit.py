@@ -126,15 +126,16 @@ class GloRe(ZeroInitBlock):
         """Steps 1-3: ``(V, B)``, node features ``(B, C_s, N)`` and projection ``(B, N, L)``."""
         flat = x.flatten(2)                                     # X: (B, C, L)
         proj = self.project(flat)                               # B = theta(X)
+        # V / L = phi(X) (B / L)^T: with B divided first, the sums over the L positions stay in
+        # float16's range (their terms are already divided), where V itself can exceed it
+        weights = proj / flat.shape[-1] if self.normalize else proj     # (B, N, L)
         if self.reassociates(flat.shape[-1]):                   # W_phi (X B^T) + b_phi (B 1)^T
             weight, bias = self.reduce.weight, self.reduce.bias
             assert bias is not None                             # (for TorchScript: Optional)
-            v = F.conv1d(matmul_in_layout_of(flat, proj.mT, flat), weight)
-            v = v.addcmul_(bias[:, None], proj.sum(-1)[:, None, :])     # in place: in v's dtype
+            v = F.conv1d(matmul_in_layout_of(flat, weights.mT, flat), weight)   # (B, C_s, N)
+            v = v.addcmul_(bias[:, None], weights.sum(-1)[:, None, :])  # in place: in v's dtype
         else:
-            v = torch.matmul(self.reduce(flat), proj.mT)        # V = phi(X) B^T
-        if self.normalize:
-            v = v / flat.shape[-1]
+            v = torch.matmul(self.reduce(flat), weights.mT)     # V = phi(X) B^T: (B, C_s, N)
         return v, proj
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

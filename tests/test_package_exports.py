@@ -23,7 +23,8 @@ def test_exports_are_not_shadowed_by_submodules(package_name):
     # same name from the lazy __getattr__
     assert not submodules & set(package._EXPORTS)
     for info in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package_name}.{info.name}")
+        if info.name != "__main__":              # running it is the command, not an import
+            importlib.import_module(f"{package_name}.{info.name}")
     for name, module_name in package._EXPORTS.items():
         exported = getattr(package, name)
         assert not isinstance(exported, types.ModuleType), name

@@ -61,9 +61,10 @@ def budget(task: str, variant: str = "baseline") -> dict:
 
 
 def __getattr__(name: str):
-    # the image and video budgets, read from the configs when asked for
+    # the image and video budgets, read from the configs when first asked for, then kept
     if name in ("DEFAULTS", "VIDEO_DEFAULTS"):
-        return budget("image" if name == "DEFAULTS" else "video")
+        globals()[name] = budget("image" if name == "DEFAULTS" else "video")
+        return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

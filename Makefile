@@ -17,8 +17,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m glore.demo --output-dir results/demo
 
+# the tests, then the Python blocks of README.md and docs/ (in order, one process: see conftest.py)
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup -q
+	$(PY) -m pytest -q README.md docs
 
 # the documentation site (Sphinx, warnings as errors) into site/
 docs: $(STAMP)

@@ -22,11 +22,10 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from glore.errors import ArgumentError
 from ..nn.non_local import subsample_keys
 from .cosine import average_cosine_distance
 from .hooks import record_blocks
-from .query_independence import batch_images, block_stage
+from .query_independence import block_stage, image_batches, mean_over_images
 
 STEPS = ("input", "key", "query", "prod", "att", "output")
 def pairwise_scores(block: nn.Module, x: torch.Tensor, query: torch.Tensor | None,
@@ -52,16 +51,8 @@ def nonlocal_statistics(model: nn.Module, batches: Iterable, *, max_images: int 
     ``{block name: {"stage", "pairwise", "images", "input", "key", "query", "prod", "att",
     "output"}}``; ``key`` and ``query`` are None for the Gaussian pairwise function.
     """
-    if max_images is not None and (not isinstance(max_images, int) or max_images < 1):
-        raise ArgumentError(f"max_images must be a positive int or None, got {max_images!r}")
     sums: dict[str, dict] = {}
-    seen = 0
-    for batch in batches:
-        images = batch_images(batch)
-        if max_images is not None:
-            images = images[: max_images - seen]
-        if device is not None:
-            images = images.to(device)
+    for images in image_batches(batches, max_images=max_images, device=device):
         records = record_blocks(model, images, kinds=("nl",),
                                 keep=("input", "output", "attention", "query", "key"))
         for name, rec in records.items():
@@ -82,16 +73,7 @@ def nonlocal_statistics(model: nn.Module, batches: Iterable, *, max_images: int 
                 for step, vectors in rows.items():
                     acc[step] += average_cosine_distance(vectors)
                 acc["images"] += 1
-        seen += images.shape[0]
-        if max_images is not None and seen >= max_images:
-            break
-    if not sums:
-        raise ArgumentError("no images: batches was empty")
-    for acc in sums.values():
-        for step in STEPS:
-            if acc[step] is not None:
-                acc[step] /= acc["images"]
-    return sums
+    return mean_over_images(sums, STEPS)
 
 
 def nonlocal_statistics_table(stats: dict[str, dict]) -> str:

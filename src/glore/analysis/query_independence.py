@@ -46,6 +46,37 @@ def batch_images(batch) -> torch.Tensor:
     return batch
 
 
+def image_batches(batches: Iterable, *, max_images: int | None = None, device=None):
+    """The image tensors of ``batches`` (tensors or ``(images, labels, ...)`` tuples), ``max_images``
+    of them in all, on ``device``."""
+    if max_images is not None and (not isinstance(max_images, int) or max_images < 1):
+        raise ArgumentError(f"max_images must be a positive int or None, got {max_images!r}")
+
+    def images_of():
+        seen = 0
+        for batch in batches:
+            images = batch_images(batch)
+            if max_images is not None:
+                images = images[: max_images - seen]
+            yield images if device is None else images.to(device)
+            seen += images.shape[0]
+            if max_images is not None and seen >= max_images:
+                return
+
+    return images_of()
+
+
+def mean_over_images(sums: dict[str, dict], keys) -> dict[str, dict]:
+    """Each block's per-image sums of ``keys`` divided by its image count (in place)."""
+    if not sums:
+        raise ArgumentError("no images: batches was empty")
+    for acc in sums.values():
+        for key in keys:
+            if acc[key] is not None:
+                acc[key] /= acc["images"]
+    return sums
+
+
 def query_independence_statistics(model: nn.Module, batches: Iterable, *, kinds=("nl",),
                                   max_images: int | None = None, device=None) -> dict[str, dict]:
     """GCNet Table 1 statistics of every block of the given kinds over a dataset.
@@ -57,16 +88,8 @@ def query_independence_statistics(model: nn.Module, batches: Iterable, *, kinds=
     (a DataLoader). Returns ``{block name: {"kind", "input", "output", "att", "images"}}`` (``att``
     is None for blocks without attention: GC with average pooling, SE).
     """
-    if max_images is not None and (not isinstance(max_images, int) or max_images < 1):
-        raise ArgumentError(f"max_images must be a positive int or None, got {max_images!r}")
     sums: dict[str, dict] = {}
-    seen = 0
-    for batch in batches:
-        images = batch_images(batch)
-        if max_images is not None:
-            images = images[: max_images - seen]
-        if device is not None:
-            images = images.to(device)
+    for images in image_batches(batches, max_images=max_images, device=device):
         records = record_blocks(model, images, kinds=kinds, keep=("input", "output", "attention"))
         for name, rec in records.items():
             acc = sums.setdefault(name, {"kind": rec.kind, "input": 0.0, "output": 0.0,
@@ -78,16 +101,7 @@ def query_independence_statistics(model: nn.Module, batches: Iterable, *, kinds=
                     if acc[key] is not None:
                         acc[key] += stats[key]
                 acc["images"] += 1
-        seen += images.shape[0]
-        if max_images is not None and seen >= max_images:
-            break
-    if not sums:
-        raise ArgumentError("no images: batches was empty")
-    for acc in sums.values():
-        for key in COLUMNS:
-            if acc[key] is not None:
-                acc[key] /= acc["images"]
-    return sums
+    return mean_over_images(sums, COLUMNS)
 
 
 def query_independence_table(stats: dict[str, dict]) -> str:

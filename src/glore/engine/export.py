@@ -156,11 +156,11 @@ def check_export(network: torch.nn.Module, output: str | os.PathLike, fmt: str, 
     if fmt == "onnx":
         import onnxruntime
 
-        session = onnxruntime.InferenceSession(os.fspath(output), providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
+        runtime = onnxruntime.InferenceSession(os.fspath(output), providers=["CPUExecutionProvider"])
+        name = runtime.get_inputs()[0].name
 
         def run(x):
-            return session.run(None, {name: x.numpy()})[0]
+            return runtime.run(None, {name: x.numpy()})[0]
     else:
         module = torch.export.load(os.fspath(output)).module()
 

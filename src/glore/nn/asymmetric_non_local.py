@@ -57,6 +57,18 @@ def _check_image(name: str, x: torch.Tensor, channels: int, dtype) -> None:
         raise ArgumentError(f"{name} expects a 2-D feature map (B, C, H, W), got shape {tuple(x.shape)}")
 
 
+def _output_and_fuse(value_channels: int, channels: int, zero_init: bool) -> tuple[nn.Conv2d, nn.Sequential]:
+    """``W_o`` (1x1 conv, at zero with ``zero_init``) and ``fuse`` (1x1 conv, BN, ReLU on the
+    concatenation of the attended map with the query-side map) of APNB and AFNB."""
+    out = nn.Conv2d(value_channels, channels, 1)
+    if zero_init:
+        nn.init.zeros_(out.weight)
+        nn.init.zeros_(out.bias)
+    fuse = nn.Sequential(nn.Conv2d(2 * channels, channels, 1, bias=False), nn.BatchNorm2d(channels),
+                         nn.ReLU(inplace=True))
+    return out, fuse
+
+
 class AsymmetricNonLocal(nn.Module):
     """Asymmetric pyramid non-local block (APNB) of ANN:
     ``Y = fuse([W_o(softmax(phi^T P(phi)) P(gamma)^T), X])``.
@@ -80,12 +92,7 @@ class AsymmetricNonLocal(nn.Module):
         self.sizes = _check_sizes(sizes)
         self.key = _embedding(channels, check_positive_int("key_channels", key_channels))
         self.value = nn.Conv2d(channels, check_positive_int("value_channels", value_channels), 1)
-        self.out = nn.Conv2d(value_channels, channels, 1)
-        self.fuse = nn.Sequential(nn.Conv2d(2 * channels, channels, 1, bias=False), nn.BatchNorm2d(channels),
-                                  nn.ReLU(inplace=True))
-        if zero_init:
-            nn.init.zeros_(self.out.weight)
-            nn.init.zeros_(self.out.bias)
+        self.out, self.fuse = _output_and_fuse(value_channels, channels, zero_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The block's output for a 2-D feature map ``x`` ``(B, C, H, W)``, of the same shape."""
@@ -121,12 +128,7 @@ class AsymmetricFusion(nn.Module):
         self.query = _embedding(channels, key_channels)
         self.key = _embedding(low_channels, key_channels)
         self.value = nn.Conv2d(low_channels, check_positive_int("value_channels", value_channels), 1)
-        self.out = nn.Conv2d(value_channels, channels, 1)
-        self.fuse = nn.Sequential(nn.Conv2d(2 * channels, channels, 1, bias=False), nn.BatchNorm2d(channels),
-                                  nn.ReLU(inplace=True))
-        if zero_init:
-            nn.init.zeros_(self.out.weight)
-            nn.init.zeros_(self.out.bias)
+        self.out, self.fuse = _output_and_fuse(value_channels, channels, zero_init)
 
     def forward(self, high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
         """``Y_F`` for the high-level map ``high`` ``(B, C, H, W)`` and the low-level ``low`` ``(B, C_low, H, W)``: ``(B, C, H, W)``."""

@@ -3,7 +3,7 @@
     glore summary resnet50 --block glore --units 0,3
     glore summary resnet50 --block nl --units '{res4: [5]}'
     glore summary resnet50_gc_all
-    glore summary resnet50 --kind segmentation --block glore --units '{res5: 1}'
+    glore summary resnet50 --kind segmentation --block glore --units 2      # the head's block, 2 of them
     glore summary resnet50 --kind detection --block gc --units all --block-arg ratio=1/16
     glore summary --config configs/classification/imagenet_resnet50_glore.yaml --json
 
@@ -78,7 +78,7 @@ def build(kind: str, backbone: str, *, block=None, units=None, position=None, nu
     Options left at ``None`` are not passed (the builder's defaults apply); ``block="none"`` passes
     ``block=None`` (the baseline; segmenters and video models default to GloRe).
     - classification: ``create_model(backbone, block=, units=, position=, num_classes=, block_kwargs=)``
-    - segmentation: ``create_segmenter(backbone, head=block, units=, num_classes=, block_kwargs=)``
+    - segmentation: ``create_segmenter(backbone, head=block, head_depth=units, num_classes=, head_kwargs=block_kwargs)``
     - video: ``create_video_model(backbone, block=, num_classes=, block_kwargs=)``; for ``slow_only_r50`` /
       ``slow_only_r101`` ``create_slow_only(backbone, block=, units=, position=, num_classes=, block_kwargs=)``
     - detection: ``create_detector(arch, backbone, block=, units=, position=, block_kwargs=, num_classes=)``
@@ -114,12 +114,13 @@ def build(kind: str, backbone: str, *, block=None, units=None, position=None, nu
     if kind == "video" and units is not None:
         raise ArgumentError(f"video models place their units themselves; --units is not an option "
                          f"of them, got {units!r}")
+    segmentation = kind == "segmentation"          # --block, --units, --block-arg: the head's
     if block is not None:
-        kwargs["head" if kind == "segmentation" else "block"] = None if block == "none" else block
+        kwargs["head" if segmentation else "block"] = None if block == "none" else block
     if units is not None:
-        kwargs["units"] = units
+        kwargs["head_depth" if segmentation else "units"] = units
     if block_kwargs:
-        kwargs["block_kwargs"] = block_kwargs
+        kwargs["head_kwargs" if segmentation else "block_kwargs"] = block_kwargs
     if kind == "segmentation":
         from glore.models.segmentation import LOCAL_BACKBONES
         if backbone in LOCAL_BACKBONES:       # no res5 stage: the ResNets' default multi-grid

@@ -90,8 +90,7 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
         raise ArgumentError(f"model.name must name a model, got {name!r}")
     kwargs = {k: v for k, v in model_cfg.items() if k not in _MODEL_KEYS and v is not None}
     small = _small_models()
-    if name in small or ":" in name:    # these builders take the block options as keywords
-        kwargs.update(kwargs.pop("block_kwargs", None) or {})
+    if name in small or ":" in name:
         kwargs = {k: v for k, v in kwargs.items() if not (k == "pretrained" and v is False)}
     if name in small:
         weights = [k for k in ("checkpoint", "pretrained", "checkpoint_path") if k in kwargs]

@@ -175,7 +175,18 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
             _check_top_level(key, source=f"config file {path!r}")
         cfg = deep_merge(cfg, loaded)
     cfg = apply_overrides(cfg, overrides)
-    return validate_config(cfg)
+    return validate_config(upgrade_spelling(cfg))
+
+
+def upgrade_spelling(cfg: dict) -> dict:
+    """``cfg`` with the ``model`` keys of an earlier release in today's spelling, each with a
+    ``FutureWarning`` (:func:`glore.models.placement.upgrade_model_config`)."""
+    if cfg.get("task") not in ("segmentation", "video") or not isinstance(cfg.get("model"), Mapping):
+        return cfg
+    # imported here: glore.models loads timm, and the config of the other tasks needs none of it
+    from glore.models.placement import upgrade_model_config
+
+    return {**cfg, "model": upgrade_model_config(cfg["task"], cfg["model"])}
 
 
 def validate_config(cfg: Mapping) -> dict:

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from glore.errors import ArgumentError, MissingFileError
+from .placement import parse_placement
 
 ARCHS = ("fasterrcnn", "maskrcnn", "cascade_rcnn", "cascade_maskrcnn")
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
@@ -217,7 +218,7 @@ def create_detector(arch: str = "maskrcnn", backbone: str = "resnet50", *, block
     from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
     from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-    from .insert import insert_blocks, inserted_blocks
+    from .insert import inserted_blocks, place_blocks
 
     if arch not in ARCHS:
         raise ArgumentError(f"arch must be one of {list(ARCHS)}, got {arch!r}")
@@ -225,11 +226,7 @@ def create_detector(arch: str = "maskrcnn", backbone: str = "resnet50", *, block
         raise ArgumentError(f"backbone must be one of {list(BACKBONES)}, got {backbone!r}")
     if box_head not in BOX_HEADS:
         raise ArgumentError(f"box_head must be one of {list(BOX_HEADS)}, got {box_head!r}")
-    if block is None and (units is not None or position is not None or block_kwargs):
-        raise ArgumentError(f"units, position and block_kwargs need a block; got block=None with units={units!r}, "
-                         f"position={position!r}, block_kwargs={block_kwargs!r}")
-    if block is not None and units is None:
-        raise ArgumentError(f"block={block!r} needs units, e.g. units='all' (c3-c5) or {{'res4': [5]}}; got None")
+    placement = parse_placement(block, units, position, block_kwargs, example="units='all' (c3-c5) or {'res4': [5]}")
     returned_layers = [int(k) for k in returned_layers]
     if not returned_layers or sorted(set(returned_layers)) != returned_layers or not all(1 <= k <= 4 for k in returned_layers):
         raise ArgumentError(f"returned_layers must be increasing stage numbers in 1..4, got {returned_layers!r}")
@@ -248,8 +245,8 @@ def create_detector(arch: str = "maskrcnn", backbone: str = "resnet50", *, block
         from .deformable import add_deformable_convs
 
         add_deformable_convs(resnet, stages=(2, 3, 4))
-    if block is not None:
-        insert_blocks(resnet, block=block, units=units, position=position, **dict(block_kwargs or {}))
+    if placement is not None:
+        place_blocks(resnet, placement)
     _freeze(resnet, trainable_layers)
     _check_blocks_train(resnet, trainable_layers)
 

@@ -3,7 +3,7 @@ context block, pooling."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -39,10 +39,9 @@ class DistantClipsNet(nn.Module):
     stride = (2, 4, 4)
 
     def __init__(self, *, block: str | None = None, num_classes: int = 10, in_chans: int = 1,
-                 width: int = 16, **block_kwargs):
+                 width: int = 16, block_kwargs: Mapping | None = None, **old_block_kwargs):
         super().__init__()
-        check_arguments(num_classes=num_classes, in_chans=in_chans, width=width, block=block,
-                        block_kwargs=block_kwargs)
+        check_arguments(num_classes=num_classes, in_chans=in_chans, width=width)
         half = width // 2
         # (frames, pixels) receptive fields: (3, 5) stride (2, 2, 2), (3, 9), (3, 13) spatial stride 4
         self.stem = nn.Sequential(
@@ -50,8 +49,8 @@ class DistantClipsNet(nn.Module):
             _conv3d_bn_relu(half, width, (1, 3, 3), (1, 1, 1)),
             _conv3d_bn_relu(width, width, (1, 3, 3), (1, 2, 2)),
         )
-        video = {"sub_sample": True} if block and block.lower() == "nl" else {}   # NLNet's video blocks
-        self.block, self.block_kwargs = block_slot(block, width, block_kwargs, **video)
+        self.block, self.block_kwargs = block_slot(block, width, block_kwargs, old_block_kwargs,
+                                                   settings=("demo", "video"), builder="distant_clips_net")
         self.block_name = block
         self.head = nn.Sequential(_conv3d_bn_relu(width, 2 * width, (1, 1, 1), (1, 1, 1)),
                                   _conv3d_bn_relu(2 * width, 2 * width, (1, 1, 1), (1, 1, 1)))
@@ -67,7 +66,8 @@ class DistantClipsNet(nn.Module):
 
 
 def distant_clips_net(*, block: str | None = None, num_classes: int = 10, in_chans: int = 1,
-                      width: int = 16, **block_kwargs) -> DistantClipsNet:
-    """The video demo network; ``block=None`` is the baseline (see :class:`DistantClipsNet`)."""
+                      width: int = 16, block_kwargs: Mapping | None = None, **old_block_kwargs) -> DistantClipsNet:
+    """The video demo network; ``block=None`` is the baseline (see :class:`DistantClipsNet`). ``block_kwargs``
+    are the block's options; given as keywords they still work for one release."""
     return DistantClipsNet(block=block, num_classes=num_classes, in_chans=in_chans, width=width,
-                           **block_kwargs)
+                           block_kwargs=block_kwargs, **old_block_kwargs)

@@ -25,7 +25,8 @@ from torch import nn
 from glore.checkpoint import CheckpointError
 from glore.errors import ArgumentError, ArgumentTypeError, GloreError, MissingFileError
 from .hosts import rename_legacy_keys
-from .insert import check_block_kwargs, find_stages, inserted_blocks, insert_blocks
+from .insert import find_stages, inserted_blocks, insert_blocks
+from .placement import parse_placement
 from .weights import WeightsUnavailableError, check_hub_weights, check_url_weights, weights_mismatch
 
 # torchvision builders reachable as "tv_<name>"
@@ -248,22 +249,8 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, blo
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0):
         raise ArgumentError(f"num_classes must be an integer >= 0 (0: no classifier, the pooled features), "
                             f"got {num_classes!r}")
-    block_kwargs = dict(block_kwargs or {})
-    if block is None and (units is not None or position is not None or block_kwargs):
-        raise ArgumentError(f"units, position and block_kwargs need a block; got block=None with "
-                         f"units={units!r}, position={position!r}, block_kwargs {sorted(block_kwargs)}")
-    if block is not None and units is None:
-        raise ArgumentError(f"block={block!r} needs units, e.g. units=(0, 3) or {{'res4': [5]}}; got None")
-    blocks = None
-    if block is not None:
-        if not isinstance(block, str):
-            raise ArgumentError(f"block must be a block name, got {block!r}")
-        from ..nn import BLOCKS
-
-        if block.lower() not in BLOCKS:
-            raise ArgumentError(f"unknown block {block!r}; expected one of {sorted(BLOCKS)}")
-        check_block_kwargs(block.lower(), block_kwargs)
-        blocks = dict(block=block, units=units, position=position, **block_kwargs)
+    placement = parse_placement(block, units, position, block_kwargs)
+    blocks = placement.as_kwargs() if placement else None
     if not isinstance(stride_in_1x1, bool):
         raise ArgumentTypeError(f"stride_in_1x1 must be true or false, got {stride_in_1x1!r}")
     if stride_in_1x1:

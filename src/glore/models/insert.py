@@ -22,15 +22,20 @@ from glore.errors import ArgumentError, ArgumentTypeError
 from ..nn import BLOCKS, create_block
 from . import timm_hosts
 from .hosts import SLOTS, as_host, host_channels, offered_positions
+from .placement import (ALL_STAGES, BLOCK_TABLE, POSITIONS, Placement, block_options, check_block_kwargs,  # noqa: F401
+                        deprecated, gc_ratio, parse_placement, resolve_units)
 
 STAGES = ("res2", "res3", "res4", "res5")
-POSITIONS = ("after_add", "after_1x1")
-DEFAULT_POSITION = {"glore": "after_add", "nl": "after_add", "snl": "after_add",
-                    "gc": "after_1x1", "se": "after_1x1", "cbam": "after_1x1"}
-# block options insert_blocks sets unless given: every inserted block starts as the identity
-INSERT_DEFAULTS = {"se": {"zero_init": True}, "cbam": {"zero_init": True}}
-# units="all": one block in every residual block of these stages (GC-ResNet, GCNet §4)
-ALL_STAGES = ("res3", "res4", "res5")
+
+
+def __getattr__(name: str):
+    if name in ("DEFAULT_POSITION", "INSERT_DEFAULTS"):
+        new = {"DEFAULT_POSITION": "BLOCK_TABLE[block].position",
+               "INSERT_DEFAULTS": "BLOCK_TABLE[block].start"}[name]
+        deprecated(f"glore.models.insert.{name}", f"glore.models.placement.{new}")
+        return {block: (d.position if name == "DEFAULT_POSITION" else dict(d.start))
+                for block, d in BLOCK_TABLE.items() if name == "DEFAULT_POSITION" or d.start}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -91,74 +96,8 @@ def find_stages(model: nn.Module) -> dict[str, list[Host]]:
     return stages
 
 
-def _spread(count: int, depth: int) -> tuple[int, ...]:
-    """1-based block indices for ``count`` units in a stage of ``depth`` blocks.
-
-    After blocks 1, 3, 5, ... (every other block from the first, GloRe paper §4.2) when that fits;
-    otherwise spread evenly from block 1: ``1 + floor(i * depth / count)``.
-    """
-    if 2 * count - 1 <= depth:
-        return tuple(range(1, 2 * count, 2))
-    return tuple(1 + (i * depth) // count for i in range(count))
-
-
-def _check_count(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ArgumentError(f"{what} must be a non-negative integer, got {value!r}")
-    return value
-
-
-def resolve_units(units, depths: Mapping[str, int]) -> dict[str, tuple[int, ...]]:
-    """Turn ``units`` into ``{stage: (1-based block indices after which to insert)}``.
-
-    Args:
-        units: ``(n, m)`` (n in ``res3``, m in ``res4``, the GloRe paper's notation); a dict from
-            stage name to a count or to a list of 1-based block indices; or ``"all"`` (every block
-            of ``res3``-``res5``; in other families every block of every stage but the first, or
-            of the one stage of a ViT).
-        depths: number of blocks of each stage of the backbone.
-
-    Stages without units are left out of the result.
-    """
-    if isinstance(units, str):
-        if units != "all":
-            raise ArgumentError(f"units must be (n, m), a dict {{stage: count or indices}} or 'all', "
-                             f"got {units!r}")
-        every = [s for s in ALL_STAGES if s in depths] or list(depths)[1:] or list(depths)
-        spec = {stage: list(range(1, depths[stage] + 1)) for stage in every}
-    elif isinstance(units, Mapping):
-        spec = dict(units)
-    elif isinstance(units, Sequence) and len(units) == 2:
-        spec = {"res3": units[0], "res4": units[1]}
-    else:
-        raise ArgumentError(f"units must be (n, m), a dict {{stage: count or indices}} or 'all', "
-                         f"got {units!r}")
-
-    placement = {}
-    for stage, value in spec.items():
-        if stage not in depths:
-            raise ArgumentError(f"unknown stage {stage!r}; this backbone has stages {sorted(depths)}")
-        depth = depths[stage]
-        if isinstance(value, Sequence) and not isinstance(value, str):
-            indices = tuple(_check_count(i, f"block index in {stage}") for i in value)
-            bad = [i for i in indices if not 1 <= i <= depth]
-            if bad:
-                raise ArgumentError(f"{stage} has {depth} blocks (indices 1..{depth}), got indices {bad}")
-            if len(set(indices)) != len(indices):
-                raise ArgumentError(f"{stage}: block indices must be distinct, got {list(indices)}")
-            indices = tuple(sorted(indices))
-        else:
-            count = _check_count(value, f"units in {stage}")
-            if count > depth:
-                raise ArgumentError(f"{stage} has {depth} blocks, cannot place {count} units in it")
-            indices = _spread(count, depth)
-        if indices:
-            placement[stage] = indices
-    return placement
-
-
 def insert_blocks(model: nn.Module, *, block: str, units, position: str | None = None,
-                  **block_kwargs) -> nn.Module:
+                  block_kwargs: Mapping | None = None, **old_block_kwargs) -> nn.Module:
     """Insert ``block`` units into ``model`` (in place) and return it.
 
     Args:
@@ -166,43 +105,52 @@ def insert_blocks(model: nn.Module, *, block: str, units, position: str | None =
             families of :mod:`glore.models.timm_hosts` (ConvNeXt, RegNet, ResNetV2, EfficientNet,
             MobileNetV3, CSPNet, ByobNet, ViT/DeiT, Swin).
         block: ``glore``, ``nl``, ``snl``, ``gc``, ``se`` or ``cbam`` (see :func:`glore.nn.create_block`).
-        units: where to insert, see :func:`resolve_units`: ``(n, m)``, ``{"res4": 3}``,
-            ``{"res4": [5]}`` (after block 5), or ``"all"``.
+        units: where to insert, see :func:`glore.models.placement.resolve_units`: ``(n, m)``,
+            ``{"res4": 3}``, ``{"res4": [5]}`` (after block 5), or ``"all"``.
         position: ``after_add`` or ``after_1x1``; defaults to ``after_add`` for ``glore``, ``nl``
             and ``snl``, ``after_1x1`` for ``gc``, ``se`` and ``cbam`` (``after_add`` where a block of the
             families of :mod:`glore.models.timm_hosts` has no branch place).
-        **block_kwargs: passed to the block (``ratio=1/4``, ``pairwise="gaussian"``, ...). GloRe's
-            ``mid`` defaults to the hosting stage's bottleneck width ``C/4`` (``planes`` of the
-            stage; also ``C/4`` for basic-block ResNets and DPN's residual path, and ``C/4`` of the
-            host's channels in the other timm families, where GC's ``ratio`` defaults to
-            :func:`gc_ratio`). SE and CBAM are
+        block_kwargs: options of the blocks (``{"ratio": 1/4}``, ``{"pairwise": "gaussian"}``, ...),
+            over the defaults of :data:`glore.models.placement.BLOCK_TABLE`: GloRe's ``mid`` is the
+            hosting stage's bottleneck width ``C/4`` (``planes`` of the stage; also ``C/4`` for
+            basic-block ResNets and DPN's residual path, and ``C/4`` of the host's channels in the
+            other timm families, where GC's ``ratio`` defaults to :func:`gc_ratio`). SE and CBAM are
             built with ``zero_init=True`` unless given, so that, like every other block, they start
-            as the identity (:class:`glore.nn.SqueezeExcite`, :class:`glore.nn.CBAM`).
+            as the identity (:class:`glore.nn.SqueezeExcite`, :class:`glore.nn.CBAM`). Options given
+            as keywords (``ratio=1/4``) still work for one release, with a ``FutureWarning``.
 
     Raises:
         ValueError: unknown block, stage or position, too many units, a position already taken, or
             a position the backbone does not offer (DPN offers ``after_add`` only).
         TypeError: unsupported model, or a block option the block does not take.
     """
-    if not isinstance(block, str) or block.lower() not in BLOCKS:
+    if old_block_kwargs:
+        deprecated(f"insert_blocks(..., {', '.join(f'{k}=' for k in old_block_kwargs)})",
+                   f"block_kwargs={dict(old_block_kwargs)!r}")
+        if block_kwargs:
+            raise ArgumentError(f"give the block options in block_kwargs only, got block_kwargs={dict(block_kwargs)!r} "
+                                f"and the keywords {sorted(old_block_kwargs)}")
+        block_kwargs = old_block_kwargs
+    if not isinstance(block, str) or block.lower() in ("none", ""):
         raise ArgumentError(f"unknown block {block!r}; expected one of {sorted(BLOCKS)}")
-    block = block.lower()
-    default_position = position is None
-    position = DEFAULT_POSITION[block] if position is None else position
-    if position not in POSITIONS:
-        raise ArgumentError(f"position must be one of {list(POSITIONS)}, got {position!r}")
-    check_block_kwargs(block, block_kwargs)
+    return place_blocks(model, parse_placement(block, units, position, block_kwargs))
+
+
+def place_blocks(model: nn.Module, placement: Placement, settings: Sequence[str] = ()) -> nn.Module:
+    """Insert the blocks of ``placement`` into ``model`` (in place), built with the options of
+    :func:`glore.models.placement.block_options` in ``settings`` (``"video"``, ...)."""
+    block, position = placement.block, placement.slot
     stages = find_stages(model)
-    placement = resolve_units(units, {s: len(h) for s, h in stages.items() if h})
+    chosen = placement.where({s: len(h) for s, h in stages.items() if h})
 
     todo = []
-    for stage, indices in placement.items():
+    for stage, indices in chosen.items():
         for index in indices:
             host = stages[stage][index - 1]
             generic = timm_hosts.is_timm_block(host.module)
             offered = (timm_hosts.offered_positions if generic else offered_positions)(host.module)
             where = position
-            if where not in offered and default_position and generic:
+            if where not in offered and placement.position is None and generic:
                 where = "after_add"     # no branch to act in (a block without a shortcut, a transformer)
             if where not in offered:
                 raise ArgumentError(f"position {where!r} is not offered by {type(host.module).__name__} "
@@ -217,11 +165,7 @@ def insert_blocks(model: nn.Module, *, block: str, units, position: str | None =
         if not generic:
             as_host(host.module)
         channels = timm_hosts.block_channels(host.module) if generic else host_channels(host.module)
-        kwargs = {**INSERT_DEFAULTS.get(block, {}), **block_kwargs}
-        if block == "glore" and "mid" not in kwargs:
-            kwargs["mid"] = max(1, channels // 4)
-        if block == "gc" and generic and "ratio" not in kwargs:
-            kwargs["ratio"] = gc_ratio(channels)
+        kwargs = block_options(block, channels, placement.block_kwargs, ("timm",) * generic + tuple(settings))
         new = create_block(block, channels, **kwargs)
         param = next(host.module.parameters(), None)
         if param is not None:
@@ -231,24 +175,6 @@ def insert_blocks(model: nn.Module, *, block: str, units, position: str | None =
         else:
             host.module.add_module(where, new)
     return model
-
-
-def gc_ratio(channels: int) -> float:
-    """GC's bottleneck ratio in the families of :mod:`glore.models.timm_hosts`: the papers' 1/16,
-    but at least 16 hidden channels (all of them below 16), for the narrow stages of ConvNeXt,
-    EfficientNet and MobileNetV3 (96 channels: 1/6, not 6 hidden channels)."""
-    return min(1.0, max(1 / 16, 16 / channels))
-
-
-def check_block_kwargs(block: str, block_kwargs: Mapping) -> None:
-    """Raise a ``TypeError`` naming any option ``block`` does not take, and those it does."""
-    import inspect
-
-    params = inspect.signature(BLOCKS[block]).parameters
-    accepted = sorted(n for n, p in params.items() if p.kind == p.KEYWORD_ONLY)
-    unknown = sorted(set(block_kwargs) - set(accepted))
-    if unknown:
-        raise ArgumentTypeError(f"block {block!r} does not take the option(s) {unknown}; it takes {accepted}")
 
 
 def inserted_blocks(model: nn.Module) -> dict[str, nn.Module]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from timm.models import generate_default_cfgs, get_pretrained_cfg, register_model
 
 from glore.errors import ArgumentError
-from .insert import DEFAULT_POSITION, resolve_units
+from .placement import BLOCK_TABLE, resolve_units
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ CONFIGS: dict[str, ModelConfig] = {
 
 def blocks_of(cfg: ModelConfig) -> dict:
     """:func:`glore.models.insert_blocks` arguments of configuration ``cfg``."""
-    return dict(block=cfg.block, units=cfg.units, position=cfg.position, **cfg.block_kwargs)
+    return dict(block=cfg.block, units=cfg.units, position=cfg.position, block_kwargs=dict(cfg.block_kwargs))
 
 
 def build_config(name: str, pretrained: bool = False, **kwargs):
@@ -103,10 +103,10 @@ def find_config(backbone: str, block: str | None, units, position: str | None, b
     if backbone in CONFIGS:
         return None
     placement = resolve_units(units, depths)
-    position = position or DEFAULT_POSITION.get(block)
+    position = position or (BLOCK_TABLE[block].position if block in BLOCK_TABLE else None)
     for name, cfg in CONFIGS.items():
         if (cfg.backbone == backbone and cfg.block == block
-                and (cfg.position or DEFAULT_POSITION[cfg.block]) == position
+                and (cfg.position or BLOCK_TABLE[cfg.block].position) == position
                 and dict(cfg.block_kwargs) == dict(block_kwargs)
                 and resolve_units(cfg.units, depths) == placement):
             return name

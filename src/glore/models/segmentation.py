@@ -33,14 +33,16 @@ from torch import nn
 from glore.checkpoint import CheckpointError, load_checkpoint, read_state_dict
 from glore.errors import ArgumentError
 from .segmentation_backbone import LOCAL_BACKBONES, apply_multigrid, create_backbone, feature_channels
-from .segmentation_heads import (DEFAULT_BLOCK_KWARGS, DEFAULT_CONCAT_INPUT, HEADS, OWN_HEADS, AsymmetricNonLocalHead,
-                                 ContextHead, DualAttentionHead, FCNHead, check_head, own_head)
+from .placement import parse_placement, upgrade_segmenter_spelling
+from .segmentation_heads import (DEFAULT_CONCAT_INPUT, HEADS, OWN_HEADS, AsymmetricNonLocalHead, ContextHead,
+                                 DualAttentionHead, FCNHead, check_head, own_head)
+from .segmentation_heads import __getattr__  # noqa: F401  the earlier DEFAULT_BLOCK_KWARGS
 from .segmentation_inference import inference
 from .tiny_segnet import TinySegNet
 
 __all__ = [
     "Segmenter", "create_segmenter", "load_segmenter_checkpoint",
-    "HEADS", "OWN_HEADS", "DEFAULT_BLOCK_KWARGS", "DEFAULT_CONCAT_INPUT", "ContextHead", "FCNHead",
+    "HEADS", "OWN_HEADS", "DEFAULT_CONCAT_INPUT", "ContextHead", "FCNHead",
     "DualAttentionHead", "AsymmetricNonLocalHead", "LOCAL_BACKBONES", "TinySegNet", "apply_multigrid",
     "create_backbone", "feature_channels",
 ]
@@ -93,55 +95,68 @@ def _upsample(x: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
-def create_segmenter(backbone: str = "resnet50", *, head: str | None = "glore", num_classes: int = 19,
-                     units: int = 1, multigrid: Sequence[int] | None = (1, 2, 4), aux: bool = True,
-                     aux_weight: float = 0.4, channels: int = 512, aux_channels: int = 256,
-                     dropout: float = 0.1, concat_input: bool | None = None,
-                     block_kwargs: Mapping | None = None, output_stride: int | None = None,
+def create_segmenter(backbone: str = "resnet50", *, head: str | None = "glore", head_depth: int | None = None,
+                     head_kwargs: Mapping | None = None, num_classes: int = 19,
+                     multigrid: Sequence[int] | None = (1, 2, 4), aux: bool = True, aux_weight: float = 0.4,
+                     channels: int = 512, aux_channels: int = 256, dropout: float = 0.1,
+                     concat_input: bool | None = None, output_stride: int | None = None,
                      checkpoint: str | os.PathLike | None = None, backbone_kwargs: Mapping | None = None,
-                     pretrained: bool | str | os.PathLike = False, backbone_blocks: Mapping | None = None,
-                     ) -> Segmenter:
+                     pretrained: bool | str | os.PathLike = False, block: str | None = None, units=None,
+                     position: str | None = None, block_kwargs: Mapping | None = None,
+                     backbone_blocks: Mapping | None = None) -> Segmenter:
     """Build a dilated FCN segmenter (GloRe paper §4.3; GCNet §5.4).
 
     Args:
         backbone: a timm ResNet-family name (``resnet18``, ``resnet50``, ``resnet101``, ...), or
             ``"tiny_segnet"`` (:class:`TinySegNet`, stride 4, for CPU-sized runs; needs
             ``multigrid=None``).
-        head: ``None`` (plain FCN), ``"glore"`` (``units`` GloRe units between two adaptive 3x3
+        head: ``None`` (plain FCN), ``"glore"`` (``head_depth`` GloRe units between two adaptive 3x3
             convs), ``"nl"``, ``"snl"`` or ``"gc"`` (ratio 1/4, output concatenated with c5 then a
             3x3 conv, as in GCNet), ``"ccnet"`` (criss-cross attention, recurrence 2, with the c5
             concatenation), ``"danet"`` (:class:`DualAttentionHead`) or ``"ann"``
-            (:class:`AsymmetricNonLocalHead`, which reads c4 too); the last two take ``units=1``
-            and no ``concat_input``, and ``block_kwargs`` go to their constructors.
+            (:class:`AsymmetricNonLocalHead`, which reads c4 too); the last two have one attention
+            module and no ``concat_input``, and ``head_kwargs`` go to their constructors.
+        head_depth: number of context blocks stacked in the head (default 1).
+        head_kwargs: options for the head's context blocks (e.g. ``{"mid": 64}`` for GloRe).
         num_classes: output classes (19 for Cityscapes).
-        units: number of context blocks in the head.
         multigrid: res5 multi-grid factors (``None`` keeps timm's dilations).
         aux: add the auxiliary FCN head on res4; its loss weight is ``aux_weight``.
         channels, aux_channels, dropout: head widths and dropout.
         concat_input: override the head's c5 concatenation (default: the paper's choice per head).
-        block_kwargs: options for the context blocks (e.g. ``{"mid": 64}`` for GloRe).
         output_stride: 8 (default for ResNets), 16 or 32; ``None`` picks the backbone's default.
         checkpoint: weights to load: a segmenter state dict (all keys loaded strictly) or a
             classification checkpoint of the same backbone (its backbone weights; ``fc`` dropped).
         backbone_kwargs: extra options for ``timm.create_model``.
         pretrained: the backbone's ImageNet weights, as :func:`glore.models.create_model` takes
             them (``True``: timm's hub or cache; a path: a local file of the backbone's weights).
-        backbone_blocks: blocks inside the dilated backbone, as ``create_model``'s ``block``,
-            ``units``, ``position``, ``block_kwargs`` (GCNet: GC r=4 in every block of c3-c5,
-            ``dict(block="gc", units="all", block_kwargs={"ratio": 1/4})``).
+        block, units, position, block_kwargs: blocks inside the dilated backbone, as in
+            :func:`glore.models.create_model` (GCNet: GC r=4 in every block of c3-c5,
+            ``block="gc", units="all", block_kwargs={"ratio": 1/4}``).
+
+    The earlier spellings work for one release, with a ``FutureWarning``: ``units=N`` counting the
+    head's blocks (now ``head_depth``), ``block_kwargs`` without a ``block`` for the head's options
+    (now ``head_kwargs``) and ``backbone_blocks={...}`` (now ``block``, ``units``, ``position``,
+    ``block_kwargs``).
     """
+    spelled = upgrade_segmenter_spelling(dict(head_depth=head_depth, head_kwargs=head_kwargs, block=block, units=units,
+                                              position=position, block_kwargs=block_kwargs,
+                                              backbone_blocks=backbone_blocks))
+    head_depth = 1 if spelled["head_depth"] is None else spelled["head_depth"]
+    placement = parse_placement(spelled.get("block"), spelled.get("units"), spelled.get("position"),
+                                spelled.get("block_kwargs"), example="units='all' or {'res4': [5]}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ArgumentError(f"num_classes must be a positive integer, got {num_classes!r}")
     head = check_head(head)
-    net = create_backbone(backbone, multigrid=multigrid, output_stride=output_stride,
-                          pretrained=pretrained, blocks=backbone_blocks, **dict(backbone_kwargs or {}))
+    net = create_backbone(backbone, multigrid=multigrid, output_stride=output_stride, pretrained=pretrained,
+                          blocks=placement.as_kwargs() if placement else None, **dict(backbone_kwargs or {}))
     c4_channels, c5_channels = feature_channels(net)
+    head_kwargs = spelled.get("head_kwargs")
     model = Segmenter(
         net,
-        own_head(head, c4_channels, c5_channels, num_classes, units=units, channels=channels, dropout=dropout,
-                  concat_input=concat_input, block_kwargs=block_kwargs) if head in OWN_HEADS else
-        ContextHead(c5_channels, num_classes, block=head, units=units, channels=channels,
-                    concat_input=concat_input, dropout=dropout, block_kwargs=block_kwargs),
+        own_head(head, c4_channels, c5_channels, num_classes, depth=head_depth, channels=channels, dropout=dropout,
+                 concat_input=concat_input, head_kwargs=head_kwargs) if head in OWN_HEADS else
+        ContextHead(c5_channels, num_classes, block=head, depth=head_depth, channels=channels,
+                    concat_input=concat_input, dropout=dropout, block_kwargs=head_kwargs),
         FCNHead(c4_channels, num_classes, channels=aux_channels, dropout=dropout) if aux else None,
         num_classes=num_classes, aux_weight=aux_weight,
     )

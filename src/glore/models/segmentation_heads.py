@@ -15,6 +15,7 @@ from ..nn import (AsymmetricFusion, AsymmetricNonLocal, ChannelAttention, CrissC
                   create_block)
 from ..nn.asymmetric_non_local import PYRAMID_SIZES
 from .layers import conv_bn_relu
+from .placement import block_name, block_options, deprecated
 
 
 class DualAttentionHead(nn.Module):
@@ -91,16 +92,19 @@ HEADS = (None, "glore", "nl", "snl", "gc", "ccnet", "danet", "ann")
 # heads with a structure of their own (GCNet Table 13); the others are a ContextHead
 OWN_HEADS = {"danet": DualAttentionHead, "ann": AsymmetricNonLocalHead}
 
-# per-head block options (GloRe paper §4.3, GCNet §5.4): the GloRe unit sits on the 512-channel adaptive conv output
-# with mid = 512 // 4 = 128 (128 nodes, 256 states); GC uses ratio 1/4 for segmentation.
-DEFAULT_BLOCK_KWARGS: dict[str | None, dict] = {
-    None: {},
-    "glore": {"mid": None},
-    "nl": {},
-    "snl": {},
-    "gc": {"ratio": 1 / 4},
-    "ccnet": {"recurrence": 2},
-}
+# the earlier table of the heads' block options, now the "segmentation" setting of BLOCK_TABLE
+_DEFAULT_BLOCK_KWARGS = {None: {}, "glore": {"mid": None}, "nl": {}, "snl": {}, "gc": {"ratio": 1 / 4},
+                         "ccnet": {"recurrence": 2}}
+
+
+def __getattr__(name: str):
+    if name == "DEFAULT_BLOCK_KWARGS":
+        deprecated("glore.models.segmentation_heads.DEFAULT_BLOCK_KWARGS",
+                   "glore.models.placement.block_options(block, channels, settings=('segmentation',))")
+        return _DEFAULT_BLOCK_KWARGS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # GCNet's and CCNet's heads concatenate the context output with c5; the GloRe paper's head does not.
 DEFAULT_CONCAT_INPUT = {None: False, "glore": False, "nl": True, "snl": True, "gc": True, "ccnet": True}
 
@@ -126,34 +130,37 @@ class ContextHead(nn.Module):
         num_classes: output classes.
         block: ``None`` (plain FCN head), ``"glore"``, ``"nl"``, ``"snl"``, ``"gc"`` or ``"ccnet"``
             (:class:`glore.nn.CrissCrossAttention`, recurrence 2).
-        units: number of context blocks stacked between the two adaptive convs.
+        depth: number of context blocks stacked between the two adaptive convs (``units=``, its
+            earlier name, works for one release with a ``FutureWarning``).
         channels: width of the adaptive convs (512 in both papers).
         concat_input: concatenate c5 with the context output, then a 3x3 conv (GCNet/CCNet head);
             ``None`` picks the paper's choice for ``block`` (on for nl/snl/gc/ccnet, off for glore/None).
         dropout: dropout before the classifier.
-        block_kwargs: options for :func:`glore.nn.create_block`, merged over the defaults.
+        block_kwargs: options of the context blocks, over the ``"segmentation"`` defaults of
+            :data:`glore.models.placement.BLOCK_TABLE` (GC: ratio 1/4).
     """
 
     uses_c4 = False
 
-    def __init__(self, in_channels: int, num_classes: int, *, block: str | None = "glore", units: int = 1,
+    def __init__(self, in_channels: int, num_classes: int, *, block: str | None = "glore", depth: int = 1,
                  channels: int = 512, concat_input: bool | None = None, dropout: float = 0.1,
-                 block_kwargs: Mapping | None = None):
+                 block_kwargs: Mapping | None = None, units: int | None = None):
         super().__init__()
+        if units is not None:
+            deprecated(f"ContextHead(units={units!r})", f"ContextHead(depth={units!r})")
+            depth = units
         block = check_head(block)
         if block in OWN_HEADS:
             raise ArgumentError(f"ContextHead takes the blocks {HEADS[:6]}; {block!r} is a head of its own "
                                 f"({OWN_HEADS[block].__name__})")
-        if isinstance(units, bool) or not isinstance(units, int) or units < 0:
-            raise ArgumentError(f"units must be a non-negative integer, got {units!r}")
-        if block is None and units not in (0, 1):
-            raise ArgumentError(f"head=None (plain FCN) takes no context units, got units={units}")
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+            raise ArgumentError(f"head_depth must be a non-negative integer, got {depth!r}")
+        if block is None and depth not in (0, 1):
+            raise ArgumentError(f"head=None (plain FCN) takes no context blocks, got head_depth={depth}")
         self.block_name = block
         self.concat_input = DEFAULT_CONCAT_INPUT[block] if concat_input is None else bool(concat_input)
         self.conv_in = conv_bn_relu(in_channels, channels)
-        kwargs = {**DEFAULT_BLOCK_KWARGS[block], **dict(block_kwargs or {})}
-        kwargs = {k: v for k, v in kwargs.items() if v is not None}
-        blocks = [] if block is None else [_context_block(block, channels, kwargs) for _ in range(units)]
+        blocks = [] if block is None else [_context_block(block, channels, block_kwargs) for _ in range(depth)]
         self.context = nn.Sequential(*blocks)
         self.conv_out = conv_bn_relu(channels, channels)
         self.conv_cat = conv_bn_relu(in_channels + channels, channels) if self.concat_input else None
@@ -171,35 +178,29 @@ class ContextHead(nn.Module):
         return self.classifier(self.dropout(self.features(c5)))
 
 
-def _context_block(name: str, channels: int, kwargs: dict) -> nn.Module:
+def _context_block(name: str, channels: int, block_kwargs: Mapping | None) -> nn.Module:
     if name == "ccnet":
         try:
-            return CrissCrossAttention(channels, **kwargs)
+            return CrissCrossAttention(channels, **dict(block_kwargs or {}))
         except TypeError as exc:
-            raise ArgumentError(f"bad block_kwargs for CrissCrossAttention (inner, recurrence, zero_init): "
+            raise ArgumentError(f"bad head_kwargs for CrissCrossAttention (inner, recurrence, zero_init): "
                                 f"{exc}") from None
-    return create_block(name, channels, **kwargs)
+    return create_block(name, channels, **block_options(name, channels, block_kwargs, ("segmentation",)))
 
 
 def check_head(head):
     """``head`` lower-cased, ``"none"`` / ``"fcn"`` / ``""`` as ``None``; an unknown head is refused."""
-    if isinstance(head, str):
-        head = head.lower()
-        if head in ("none", "fcn", ""):
-            head = None
-    if head not in HEADS:
-        raise ArgumentError(f"head must be one of {', '.join(map(repr, HEADS))}, got {head!r}")
-    return head
+    return block_name(head, HEADS, what="head", aliases=("fcn",))
 
 
-def own_head(name: str, c4_channels: int, c5_channels: int, num_classes: int, *, units, channels, dropout,
-             concat_input, block_kwargs) -> nn.Module:
-    if units != 1 or concat_input:
+def own_head(name: str, c4_channels: int, c5_channels: int, num_classes: int, *, depth, channels, dropout,
+             concat_input, head_kwargs) -> nn.Module:
+    if depth != 1 or concat_input:
         raise ArgumentError(f"head={name!r} has one attention module and no c5 concatenation option; got "
-                            f"units={units!r}, concat_input={concat_input!r}")
-    cls, kwargs = OWN_HEADS[name], dict(block_kwargs or {})
+                            f"head_depth={depth!r}, concat_input={concat_input!r}")
+    cls, kwargs = OWN_HEADS[name], dict(head_kwargs or {})
     low = (c4_channels,) if cls.uses_c4 else ()
     try:
         return cls(c5_channels, *low, num_classes, channels=channels, dropout=dropout, **kwargs)
     except TypeError as exc:
-        raise ArgumentError(f"bad block_kwargs for {cls.__name__}: {exc}") from None
+        raise ArgumentError(f"bad head_kwargs for {cls.__name__}: {exc}") from None

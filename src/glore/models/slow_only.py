@@ -32,6 +32,7 @@ from torch import nn
 
 from glore.checkpoint import load_checkpoint, read_state_dict
 from glore.errors import ArgumentError, ArgumentTypeError
+from .placement import parse_placement
 from .video_inflation import INFLATION_METHODS, InflationReport, inflate_kernel, inflate_state_dict
 
 __all__ = [
@@ -47,9 +48,6 @@ TEMPORAL_KERNELS = (1, 1, 3, 3)
 DEPTHS = {"slow_only_r50": (3, 4, 6, 3), "slow_only_r101": (3, 4, 23, 3)}
 # the 2D timm ResNet each one inflates from
 SOURCES_2D = {"slow_only_r50": "resnet50", "slow_only_r101": "resnet101"}
-# block options on video (GCNet §5.3: GC ratio 1/4 on Kinetics; NLNet's video blocks pool keys and
-# values 2x2 in space)
-VIDEO_BLOCK_DEFAULTS = {"gc": {"ratio": 1 / 4}, "nl": {"sub_sample": True}}
 
 
 class Bottleneck3d(nn.Module):
@@ -207,7 +205,7 @@ def create_slow_only(name: str, *, block: str | None = None, units=None, positio
         **kwargs: :class:`SlowOnlyResNet` options (``width_mult``, ``in_channels``, ``dropout``,
             ``stride_1x1``, ``temporal_kernels``).
     """
-    from .insert import insert_blocks, inserted_blocks  # insert -> hosts -> slow_only: imported on use
+    from .insert import inserted_blocks, place_blocks  # insert -> hosts -> slow_only: imported on use
 
     if name not in DEPTHS:
         raise ArgumentError(f"unknown Slow-only model {name!r}; expected one of {sorted(DEPTHS)}")
@@ -218,23 +216,15 @@ def create_slow_only(name: str, *, block: str | None = None, units=None, positio
         raise ArgumentTypeError(f"pretrained must be True, False or a 2D weights file, got {pretrained!r}")
     if inflation not in INFLATION_METHODS:
         raise ArgumentError(f"inflation must be one of {list(INFLATION_METHODS)}, got {inflation!r}")
-    block_kwargs = dict(block_kwargs or {})
-    if block is None and (units is not None or position is not None or block_kwargs):
-        raise ArgumentError(f"units, position and block_kwargs need a block; got block=None with units={units!r}, "
-                            f"position={position!r}, block_kwargs {sorted(block_kwargs)}")
-    if block is not None and units is None:
-        raise ArgumentError(f"block={block!r} needs units, e.g. units=[2, 3] or 'all'; got None")
+    placement = parse_placement(block, units, position, block_kwargs, example="units=[2, 3] or 'all'")
     unknown = sorted(set(kwargs) - set(inspect.signature(SlowOnlyResNet).parameters) - {"depths"})
     if unknown:
         accepted = sorted(set(inspect.signature(create_slow_only).parameters) - {"name", "kwargs"}
                           | set(inspect.signature(SlowOnlyResNet).parameters) - {"depths"})
         raise ArgumentTypeError(f"{name} does not take the keyword(s) {unknown}; it takes {accepted}")
     model = SlowOnlyResNet(DEPTHS[name], num_classes=num_classes, **kwargs)
-    if block is not None:
-        if not isinstance(block, str):
-            raise ArgumentTypeError(f"block must be a block name or None, got {block!r}")
-        block_kwargs = {**VIDEO_BLOCK_DEFAULTS.get(block.lower(), {}), **block_kwargs}
-        insert_blocks(model, block=block, units=units, position=position, **block_kwargs)
+    if placement is not None:
+        place_blocks(model, placement, settings=("video",))
     if pretrained not in (False, None):
         state, source = _state_dict_2d(name, pretrained)
         inflated, report = inflate_state_dict(state, model, method=inflation)

@@ -10,48 +10,45 @@ a function of one 13x13 window of the input; ``docs/demo.md`` shows why that can
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from torch import nn
 
 from glore.errors import ArgumentError
-from ..nn import BLOCKS, create_block
-from .insert import check_block_kwargs
+from ..nn import create_block
 from .layers import conv_bn_relu
+from .placement import block_name, block_options, check_block_kwargs, deprecated
 
-# per-block defaults for the demo network, as a function of its width (overridable by kwargs)
-_BLOCK_DEFAULTS = {
-    "glore": lambda width: {"mid": width},                # N = width nodes, C_s = 2 * width states
-    "gc": lambda width: {"ratio": 1 / 4},                  # GCNet's r = 4 (an 8-wide bottleneck at 32)
-    "nl": lambda width: {},                                # inner C/2, embedded gaussian
-}
-
-
-def default_block_kwargs(block: str, width: int) -> dict:
-    """The demo network's options for ``block`` at ``width`` (saved with checkpoints so that a later
-    change of these defaults cannot silently change what a checkpoint rebuilds)."""
-    key = block.lower() if isinstance(block, str) else block
-    return _BLOCK_DEFAULTS.get(key, lambda w: {})(width)
-
-
-def check_arguments(*, num_classes, in_chans, width, block, block_kwargs) -> None:
-    """The checks of the demo networks' arguments (the image net here, the clip net in video.py)."""
+def check_arguments(*, num_classes, in_chans, width) -> None:
+    """The checks of the demo networks' arguments (the image net here, the clip net in distant_clips.py)."""
     for name, value in (("num_classes", num_classes), ("in_chans", in_chans), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ArgumentError(f"{name} must be a positive integer, got {value!r}")
     if width % 4:
         raise ArgumentError(f"width must be a multiple of 4, got {width}")
-    if block is None and block_kwargs:
-        raise ArgumentError(f"block options {sorted(block_kwargs)} given without a block")
 
 
-def block_slot(block: str | None, width: int, block_kwargs: dict, **defaults) -> tuple[nn.Module, dict]:
+def block_slot(block: str | None, width: int, block_kwargs: Mapping | None, old_block_kwargs: Mapping,
+               settings: Sequence[str] = ("demo",), builder: str = "distant_digits_net") -> tuple[nn.Module, dict]:
     """The one block of a demo network and its options: ``nn.Identity`` for the baseline, else
-    ``block`` at ``width`` with the demo defaults, then ``defaults``, then ``block_kwargs``."""
-    if block is None:
+    ``block`` at ``width`` with the options of ``settings`` (:func:`glore.models.placement.block_options`),
+    then ``block_kwargs``. Options given as keywords (``old_block_kwargs``) still work for one release."""
+    if old_block_kwargs:
+        deprecated(f"{builder}(..., {', '.join(f'{k}=' for k in old_block_kwargs)})",
+                   f"block_kwargs={dict(old_block_kwargs)!r}", stacklevel=5)
+        if block_kwargs:
+            raise ArgumentError(f"give the block options in block_kwargs only, got block_kwargs={dict(block_kwargs)!r} "
+                                f"and the keywords {sorted(old_block_kwargs)}")
+        block_kwargs = old_block_kwargs
+    block_kwargs = dict(block_kwargs or {})
+    name = block_name(block)
+    if name is None:
+        if block_kwargs:
+            raise ArgumentError(f"block options {sorted(block_kwargs)} given without a block")
         return nn.Identity(), {}
-    if isinstance(block, str) and block.lower() in BLOCKS:   # a misspelt option is named, with the accepted ones
-        check_block_kwargs(block.lower(), block_kwargs)
-    kwargs = {**default_block_kwargs(block, width), **defaults, **block_kwargs}
-    return create_block(block, width, **kwargs), kwargs
+    check_block_kwargs(name, block_kwargs)       # a misspelt option is named, with the accepted ones
+    kwargs = block_options(name, width, block_kwargs, settings)
+    return create_block(name, width, **kwargs), kwargs
 
 
 class DistantDigitsNet(nn.Module):
@@ -66,10 +63,9 @@ class DistantDigitsNet(nn.Module):
     stride = 4
 
     def __init__(self, *, block: str | None = None, num_classes: int = 10, in_chans: int = 1,
-                 width: int = 32, **block_kwargs):
+                 width: int = 32, block_kwargs: Mapping | None = None, **old_block_kwargs):
         super().__init__()
-        check_arguments(num_classes=num_classes, in_chans=in_chans, width=width, block=block,
-                        block_kwargs=block_kwargs)
+        check_arguments(num_classes=num_classes, in_chans=in_chans, width=width)
         half = width // 2
         # receptive fields 5 (stride 2), 9, 13 (stride 4); the 5x5 stride-2 first conv gives the
         # receptive field of two 3x3 convs (one at stride 2) without a full-resolution feature map
@@ -78,7 +74,7 @@ class DistantDigitsNet(nn.Module):
             conv_bn_relu(half, width, 3),
             conv_bn_relu(width, width, 3, stride=2),
         )
-        self.block, self.block_kwargs = block_slot(block, width, block_kwargs)
+        self.block, self.block_kwargs = block_slot(block, width, block_kwargs, old_block_kwargs)
         self.block_name = block
         self.head = nn.Sequential(conv_bn_relu(width, 2 * width, 1), conv_bn_relu(2 * width, 2 * width, 1))
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -93,10 +89,11 @@ class DistantDigitsNet(nn.Module):
 
 
 def distant_digits_net(*, block: str | None = None, num_classes: int = 10, in_chans: int = 1,
-                       width: int = 32, **block_kwargs) -> DistantDigitsNet:
-    """The demo network; ``block=None`` is the baseline (see :class:`DistantDigitsNet`)."""
+                       width: int = 32, block_kwargs: Mapping | None = None, **old_block_kwargs) -> DistantDigitsNet:
+    """The demo network; ``block=None`` is the baseline (see :class:`DistantDigitsNet`). ``block_kwargs``
+    are the block's options; given as keywords (``mid=16``) they still work for one release."""
     return DistantDigitsNet(block=block, num_classes=num_classes, in_chans=in_chans, width=width,
-                            **block_kwargs)
+                            block_kwargs=block_kwargs, **old_block_kwargs)
 
 
 SMALL_MODELS = {"distant_digits_net": distant_digits_net}

@@ -40,15 +40,17 @@ from glore.checkpoint import load_checkpoint, read_state_dict
 from glore.errors import ArgumentError
 from .distant_clips import DistantClipsNet, distant_clips_net
 from .video_inflation import InflationReport, inflate_model, inflate_state_dict, our_names
-from .video_official import is_official_video_state_dict, official_depths, official_unit_positions
-from .video_resnet import (BN_EPS, DEFAULT_POSITIONS, EXPANSION, RESNET101_POSITIONS, STAGE_WIDTHS,
-                           PreActBottleneck, PreActProjection, ResStage, VideoResNet)
+from .placement import block_name
+from .video_official import is_official_video_state_dict, official_depths, official_units
+from .video_resnet import (BN_EPS, DEFAULT_UNITS, EXPANSION, RESNET101_UNITS, STAGE_WIDTHS, PreActBottleneck,
+                           PreActProjection, ResStage, VideoResNet, video_units)
+from .video_resnet import __getattr__  # noqa: F401  the earlier DEFAULT_POSITIONS, RESNET101_POSITIONS
 
 __all__ = [
     "VideoResNet", "PreActBottleneck", "InflationReport", "create_video_model", "inflate_state_dict", "inflate_model",
     "resnet50_3d", "resnet101_3d", "resnet50_2d_lite", "resnet101_2d_lite",
     "VIDEO_MODELS", "DistantClipsNet", "distant_clips_net",
-    "PreActProjection", "ResStage", "DEFAULT_POSITIONS", "RESNET101_POSITIONS", "STAGE_WIDTHS", "EXPANSION", "BN_EPS",
+    "PreActProjection", "ResStage", "DEFAULT_UNITS", "RESNET101_UNITS", "STAGE_WIDTHS", "EXPANSION", "BN_EPS",
 ]
 
 
@@ -57,14 +59,14 @@ def resnet50_3d(*, block: str | None = "glore", num_classes: int = 400, **kwargs
     return VideoResNet((3, 4, 6, 3), block=block, num_classes=num_classes, **kwargs)
 
 
-def resnet101_3d(*, block: str | None = "glore", num_classes: int = 400,
+def resnet101_3d(*, block: str | None = "glore", num_classes: int = 400, units=None,
                  positions: Mapping[str, Sequence[int]] | None = None, **kwargs) -> VideoResNet:
     """3D ResNet-101 lite with the authors' unit placement (GloRe paper, Table 5): res3 after blocks
-    1, 3, res4 after blocks 6, 12, 18 of 23. ``positions=DEFAULT_POSITIONS`` gives the ResNet-50
-    placement (res4 after 1, 3, 5). 51,695,984 parameters without units, 57,442,672 with 5 GloRe units
-    (400 classes), whichever the placement."""
-    positions = RESNET101_POSITIONS if positions is None else positions
-    return VideoResNet((3, 4, 23, 3), block=block, num_classes=num_classes, positions=positions, **kwargs)
+    1, 3, res4 after blocks 6, 12, 18 of 23 (:data:`RESNET101_UNITS`). ``units=DEFAULT_UNITS`` gives the
+    ResNet-50 placement (res4 after 1, 3, 5). 51,695,984 parameters without units, 57,442,672 with 5
+    GloRe units (400 classes), whichever the placement."""
+    units = video_units(units, positions, block, RESNET101_UNITS)
+    return VideoResNet((3, 4, 23, 3), block=block, num_classes=num_classes, units=units, **kwargs)
 
 
 def resnet50_2d_lite(*, block: str | None = "glore", num_classes: int = 1000, **kwargs) -> VideoResNet:
@@ -72,12 +74,11 @@ def resnet50_2d_lite(*, block: str | None = "glore", num_classes: int = 1000, **
     return VideoResNet((3, 4, 6, 3), block=block, num_classes=num_classes, dims=2, **kwargs)
 
 
-def resnet101_2d_lite(*, block: str | None = "glore", num_classes: int = 1000,
+def resnet101_2d_lite(*, block: str | None = "glore", num_classes: int = 1000, units=None,
                       positions: Mapping[str, Sequence[int]] | None = None, **kwargs) -> VideoResNet:
     """2D twin of :func:`resnet101_3d` (the same unit placement by default)."""
-    positions = RESNET101_POSITIONS if positions is None else positions
-    return VideoResNet((3, 4, 23, 3), block=block, num_classes=num_classes, positions=positions, dims=2,
-                       **kwargs)
+    units = video_units(units, positions, block, RESNET101_UNITS)
+    return VideoResNet((3, 4, 23, 3), block=block, num_classes=num_classes, units=units, dims=2, **kwargs)
 
 
 VIDEO_MODELS = {
@@ -90,15 +91,16 @@ VIDEO_MODELS = {
 
 def _official_model_kwargs(state: Mapping[str, torch.Tensor], block: str | None, kwargs: dict) -> dict:
     """Settings of the authors' network read from its checkpoint: unit placement and ``normalize=False``."""
-    positions = official_unit_positions(state)
-    name = block.lower() if isinstance(block, str) else None
-    if positions and name != "glore":
-        raise ArgumentError(f"the checkpoint holds GloRe units at {positions}; expected block='glore', got {block!r}")
-    if not positions and name not in (None, "none", ""):
+    units = official_units(state)
+    name = block_name(block)
+    if units and name != "glore":
+        raise ArgumentError(f"the checkpoint holds GloRe units at {units}; expected block='glore', got {block!r}")
+    if not units and name is not None:
         raise ArgumentError(f"the checkpoint holds no context unit; expected block=None, got {block!r}")
     kwargs = dict(kwargs)
-    if positions:
-        kwargs.setdefault("positions", positions)
+    if units:
+        if "units" not in kwargs and "positions" not in kwargs:
+            kwargs["units"] = units
         kwargs["block_kwargs"] = {"normalize": False, **dict(kwargs.get("block_kwargs") or {})}
     return kwargs
 
@@ -117,7 +119,8 @@ def create_video_model(name: str, *, block: str | None = "glore", num_classes: i
             checkpoint's places with ``normalize=False``).
         inflate_from: a 2D lite checkpoint to inflate into the 3D weights, ours or the authors' ImageNet
             seed (names that do not map are warned about and stored in ``model.inflation_report``).
-        **kwargs: passed to :class:`VideoResNet` (``width_mult``, ``dropout``, ``positions``, ...).
+        **kwargs: passed to :class:`VideoResNet` (``units``, ``position``, ``block_kwargs``,
+            ``width_mult``, ``dropout``, ...).
     """
     key = name.lower() if isinstance(name, str) else name
     if key not in VIDEO_MODELS:

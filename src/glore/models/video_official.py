@@ -27,8 +27,10 @@ import torch
 
 from glore.errors import ArgumentError, ArgumentTypeError
 from ..nn import convert_official_state_dict
+from .placement import deprecated
 
-__all__ = ["convert_official_video_state_dict", "is_official_video_state_dict", "official_unit_positions",
+__all__ = ["convert_official_video_state_dict", "is_official_video_state_dict", "official_units",
+           "official_unit_positions",
            "strip_module_prefix"]
 
 _STEM = {"conv1.conv.weight": "conv1.weight"}
@@ -52,14 +54,23 @@ def is_official_video_state_dict(state_dict: Mapping[str, torch.Tensor]) -> bool
     return "conv1.conv.weight" in keys and any(_BLOCK.match(k) for k in keys)
 
 
-def official_unit_positions(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
-    """``{"layerK": 0-based block indices}`` of the units in an authors' state dict (``B06_extra`` -> 5)."""
-    positions = defaultdict(set)
+def official_units(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    """``{"resK": 1-based block indices}`` of the units in an authors' state dict (``conv4`` ``B06_extra``
+    -> ``res4`` 6): the ``units=`` of the network that loads it."""
+    units = defaultdict(set)
     for key in strip_module_prefix(state_dict):
         m = _UNIT.match(key)
         if m:
-            positions[f"layer{int(m.group(1)) - 1}"].add(int(m.group(2)) - 1)
-    return {stage: tuple(sorted(idx)) for stage, idx in sorted(positions.items())}
+            units[f"res{int(m.group(1))}"].add(int(m.group(2)))
+    return {stage: tuple(sorted(idx)) for stage, idx in sorted(units.items())}
+
+
+def official_unit_positions(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    """The earlier spelling of :func:`official_units`: ``{"layerK": 0-based block indices}``."""
+    deprecated("official_unit_positions (0-based indices under layer1..layer4)",
+               "official_units (1-based indices under res2..res5)")
+    return {f"layer{int(stage[3:]) - 1}": tuple(i - 1 for i in indices)
+            for stage, indices in official_units(state_dict).items()}
 
 
 def official_depths(state_dict: Mapping[str, torch.Tensor]) -> tuple[int, ...]:

@@ -11,17 +11,43 @@ from torch import nn
 
 from glore.errors import ArgumentError
 from ..nn import create_block
+from .placement import block_name, block_options, deprecated, parse_placement, units_from_positions
 
-__all__ = ["VideoResNet", "PreActBottleneck", "PreActProjection", "ResStage", "DEFAULT_POSITIONS",
-           "RESNET101_POSITIONS", "STAGE_WIDTHS", "EXPANSION", "BN_EPS"]
+__all__ = ["VideoResNet", "PreActBottleneck", "PreActProjection", "ResStage", "DEFAULT_UNITS",
+           "RESNET101_UNITS", "STAGE_WIDTHS", "EXPANSION", "BN_EPS", "video_units"]
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 EXPANSION = 4
-# (stage, 0-based block indices) after which a context unit sits: res3 blocks 1, 3; res4 blocks 1, 3, 5
-DEFAULT_POSITIONS = {"layer2": (0, 2), "layer3": (0, 2, 4)}
+STAGES = ("res2", "res3", "res4", "res5")
+# the blocks after which a context unit sits (1-based): res3 blocks 1, 3; res4 blocks 1, 3, 5
+DEFAULT_UNITS = {"res3": (1, 3), "res4": (1, 3, 5)}
 # the authors' ResNet-101-3D (GloRe paper, Table 5): res4 units after blocks 6, 12 and 18 of 23
-RESNET101_POSITIONS = {"layer2": (0, 2), "layer3": (5, 11, 17)}
+RESNET101_UNITS = {"res3": (1, 3), "res4": (6, 12, 18)}
 BN_EPS = 1e-4                    # every BatchNorm of the authors' release
+
+# the earlier spelling: {"layerK": 0-based block indices}
+_OLD_NAMES = {"DEFAULT_POSITIONS": ("DEFAULT_UNITS", {"layer2": (0, 2), "layer3": (0, 2, 4)}),
+              "RESNET101_POSITIONS": ("RESNET101_UNITS", {"layer2": (0, 2), "layer3": (5, 11, 17)})}
+
+
+def __getattr__(name: str):
+    if name in _OLD_NAMES:
+        new, value = _OLD_NAMES[name]
+        deprecated(f"{name} (0-based indices under layer1..layer4)", f"{new} (1-based indices under res2..res5)")
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def video_units(units, positions, block, default):
+    """``units`` for a video network: the earlier ``positions`` translated, else ``default`` when a
+    block is asked for and no units are given."""
+    if positions is not None:
+        if units is not None:
+            raise ArgumentError(f"give units= or the earlier positions=, not both; got units={units!r}, "
+                                f"positions={positions!r}")
+        units = units_from_positions(positions)
+        return units if block_name(block) is not None else None     # ignored without a block, as before
+    return default if units is None and block_name(block) is not None else units
 
 
 def _temporal_kernel(stage: int, index: int) -> int:
@@ -113,16 +139,6 @@ class ResStage(nn.Module):
         return x
 
 
-def _default_block_kwargs(block: str, width: int) -> dict:
-    if block == "glore":
-        return {"mid": width}            # mid = the host stage's bottleneck width (128 in res3, 256 in res4)
-    if block == "gc":
-        return {"ratio": 1 / 4}          # GCNet uses r = 4 for video
-    if block == "nl":
-        return {"sub_sample": True}      # NLNet's video blocks pool keys and values 2x2 in space
-    return {}
-
-
 class VideoResNet(nn.Module):
     """Pre-activation ResNet "lite" (3D for video, or its 2D twin) with optional context units.
 
@@ -131,10 +147,13 @@ class VideoResNet(nn.Module):
         block: context unit name for :func:`glore.nn.create_block` (``glore``, ``nl``, ``gc``, ``snl``,
             ``se``) or ``None`` for the baseline.
         num_classes: output classes.
-        positions: ``{"layerK": (0-based block indices,)}`` after which a unit is inserted; defaults
-            to res3 blocks 1, 3 and res4 blocks 1, 3, 5.
-        block_kwargs: extra keyword arguments for every unit (defaults: GloRe ``mid`` = the stage's
-            bottleneck width, GC ``ratio=1/4``, NL ``sub_sample=True``).
+        units: after which blocks a unit sits, as for :func:`glore.models.create_model`
+            (``{"res3": [1, 3], "res4": [1, 3, 5]}``, 1-based; ``(n, m)``; ``"all"``); defaults to
+            :data:`DEFAULT_UNITS`, res3 blocks 1, 3 and res4 blocks 1, 3, 5. The earlier
+            ``positions={"layerK": (0-based indices,)}`` works for one release, with a ``FutureWarning``.
+        position: ``after_add`` (the units sit after a block; the only slot here) or ``None``.
+        block_kwargs: options of every unit, over :data:`glore.models.placement.BLOCK_TABLE`'s video
+            defaults (GloRe ``mid`` = the stage's bottleneck width, GC ``ratio=1/4``, NL ``sub_sample=True``).
         width_mult: multiplies the stem and stage widths (reduced models for tests and small data).
         stem_channels: channels of ``conv1`` before ``width_mult``.
         in_channels: input channels (3 for RGB).
@@ -143,9 +162,9 @@ class VideoResNet(nn.Module):
     """
 
     def __init__(self, depths: Sequence[int], *, block: str | None = "glore", num_classes: int = 400,
-                 positions: Mapping[str, Sequence[int]] | None = None, block_kwargs: Mapping | None = None,
+                 units=None, position: str | None = None, block_kwargs: Mapping | None = None,
                  width_mult: float = 1.0, stem_channels: int = 32, in_channels: int = 3,
-                 dropout: float = 0.5, dims: int = 3):
+                 dropout: float = 0.5, dims: int = 3, positions: Mapping[str, Sequence[int]] | None = None):
         super().__init__()
         if dims not in (2, 3):
             raise ArgumentError(f"dims must be 2 or 3, got {dims!r}")
@@ -155,15 +174,12 @@ class VideoResNet(nn.Module):
             raise ArgumentError(f"width_mult must be a positive number, got {width_mult!r}")
         if not isinstance(num_classes, int) or num_classes <= 0:
             raise ArgumentError(f"num_classes must be a positive integer, got {num_classes!r}")
-        if block is not None and not isinstance(block, str):
-            raise ArgumentError(f"block must be a block name or None, got {block!r}")
-        block = block.lower() if isinstance(block, str) else None
-        if block in ("none", ""):
-            block = None
-        positions = dict(DEFAULT_POSITIONS if positions is None else positions)
-        unknown = sorted(set(positions) - {f"layer{i}" for i in range(1, 5)})
-        if unknown:
-            raise ArgumentError(f"positions keys must be among layer1..layer4, got {unknown}")
+        placement = parse_placement(block, video_units(units, positions, block, DEFAULT_UNITS), position,
+                                    block_kwargs)
+        if placement is not None and placement.position not in (None, "after_add"):
+            raise ArgumentError(f"VideoResNet's units sit after a block (position='after_add'), got {position!r}")
+        chosen = placement.where(dict(zip(STAGES, depths))) if placement else {}
+        block = placement.block if placement else None
         self.dims, self.depths, self.block = dims, tuple(depths), block
         self.num_classes = num_classes
 
@@ -187,14 +203,11 @@ class VideoResNet(nn.Module):
                     channels, width, temporal_kernel=_temporal_kernel(s, i),
                     stride=strides[s] if i == 0 else (1, 1, 1), projection=(i == 0), dims=dims))
                 channels = width * EXPANSION
-            units = {}
-            if block is not None:
-                for i in positions.get(name, ()):
-                    if not 0 <= i < depth:
-                        raise ArgumentError(f"positions[{name!r}] has block index {i}, expected 0..{depth - 1}")
-                    kwargs = {**_default_block_kwargs(block, width), **dict(block_kwargs or {})}
-                    units[i] = create_block(block, channels, **kwargs)
-            self.add_module(name, ResStage(blocks, units))
+            stage_units = {}
+            for index in chosen.get(STAGES[s], ()):
+                options = block_options(block, channels, placement.block_kwargs, ("video",))
+                stage_units[index - 1] = create_block(block, channels, **options)
+            self.add_module(name, ResStage(blocks, stage_units))
         self.num_features = channels
         self.norm = _norm(dims, channels)
         self.pool = nn.AdaptiveAvgPool3d(1) if dims == 3 else nn.AdaptiveAvgPool2d(1)

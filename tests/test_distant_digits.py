@@ -145,7 +145,7 @@ def test_demo_net_rejects_bad_options():
     with pytest.raises(ValueError, match="width must be a multiple of 4, got 30"):
         distant_digits_net(width=30)
     with pytest.raises(ValueError, match="without a block"):
-        distant_digits_net(mid=4)
+        distant_digits_net(block_kwargs={"mid": 4})
     with pytest.raises(ValueError, match="unknown block"):
         distant_digits_net(block="transformer")
 

@@ -134,7 +134,7 @@ def test_segmenter_with_pretrained_backbone_and_blocks_inside_it(r18):
                               features_only=True, out_indices=(3, 4), output_stride=8).eval()
     seg = create_segmenter("resnet18", pretrained=path, head="glore", num_classes=3, channels=32,
                            multigrid=None, aux=False,
-                           backbone_blocks=dict(block="gc", units="all", block_kwargs={"ratio": 1 / 4}))
+                           block="gc", units="all", block_kwargs={"ratio": 1 / 4})
     assert len(inserted_blocks(seg.backbone)) == 2 + 2 + 2
     with torch.no_grad():
         for ours, theirs in zip(seg.eval().backbone(X), plain(X), strict=True):

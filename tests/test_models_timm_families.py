@@ -141,7 +141,8 @@ def test_defaults_from_the_hosts_channels():
     hidden = {n: u.transform[0].out_channels for n, u in inserted_blocks(model).items()}
     assert hidden == {"stages.1.blocks.0.drop_path.after_1x1": 16, "stages.3.blocks.0.drop_path.after_1x1": 20}
     assert gc_ratio(96) == 1 / 6 and gc_ratio(1024) == 1 / 16 and gc_ratio(8) == 1.0
-    given = insert_blocks(_plain("convnext_atto", {}), block="gc", units={"stages.3": [1]}, ratio=1 / 4)
+    given = insert_blocks(_plain("convnext_atto", {}), block="gc", units={"stages.3": [1]},
+                          block_kwargs={"ratio": 1 / 4})
     assert next(iter(inserted_blocks(given).values())).transform[0].out_channels == 80
 
 

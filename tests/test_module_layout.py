@@ -11,11 +11,11 @@ from glore.models import (distant_clips, segmentation, segmentation_backbone, se
 
 def test_old_paths_name_the_new_objects():
     for old, new, names in [
-        (video, video_resnet, ["VideoResNet", "PreActBottleneck", "DEFAULT_POSITIONS", "RESNET101_POSITIONS"]),
+        (video, video_resnet, ["VideoResNet", "PreActBottleneck", "DEFAULT_UNITS", "RESNET101_UNITS"]),
         (video, video_inflation, ["InflationReport", "inflate_state_dict", "inflate_model"]),
         (video, distant_clips, ["DistantClipsNet", "distant_clips_net"]),
         (slow_only, video_inflation, ["InflationReport"]),
-        (segmentation, segmentation_heads, ["ContextHead", "FCNHead", "HEADS", "OWN_HEADS", "DEFAULT_BLOCK_KWARGS"]),
+        (segmentation, segmentation_heads, ["ContextHead", "FCNHead", "HEADS", "OWN_HEADS", "DEFAULT_CONCAT_INPUT"]),
         (segmentation, segmentation_backbone, ["create_backbone", "apply_multigrid", "feature_channels",
                                                "LOCAL_BACKBONES"]),
         (segmentation, tiny_segnet, ["TinySegNet"]),

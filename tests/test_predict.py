@@ -93,7 +93,7 @@ def test_segmentation_predictions_are_the_segmenter_argmax(tmp_path):
 
     cfg = load_config(os.path.join(CONFIGS, "segmentation", "seg_digits_glore.yaml"),
                       ["data.train_samples=16", "data.val_samples=4", "data.batch_size=8", "trainer.max_epochs=1",
-                       "model.channels=16", "model.aux_channels=8", "model.block_kwargs.mid=8",
+                       "model.channels=16", "model.aux_channels=8", "model.head_kwargs.mid=8",
                        f"output_dir={tmp_path / 'run'}", "trainer.enable_progress_bar=false"])
     runner.train(cfg)
     checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"

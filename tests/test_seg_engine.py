@@ -10,7 +10,7 @@ from glore.engine.config import load_config
 from glore.engine.segmentation import build_datamodule, build_module, metric_values
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs", "segmentation")
-SMALL = ["model.channels=16", "model.aux_channels=8", "model.block_kwargs.mid=8",
+SMALL = ["model.channels=16", "model.aux_channels=8", "model.head_kwargs.mid=8",
          "data.train_samples=4", "data.val_samples=4", "data.batch_size=2"]
 
 

@@ -218,10 +218,10 @@ def test_head_parameters_in_the_ccnet_set_up():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(head="danet", units=2), "one attention module"),
+    (dict(head="danet", head_depth=2), "one attention module"),
     (dict(head="ann", concat_input=True), "no c5 concatenation"),
-    (dict(head="danet", block_kwargs={"ratio": 0.25}), "bad block_kwargs for DualAttentionHead"),
-    (dict(head="ccnet", block_kwargs={"mid": 4}), "bad block_kwargs for CrissCrossAttention"),
+    (dict(head="danet", head_kwargs={"ratio": 0.25}), "bad head_kwargs for DualAttentionHead"),
+    (dict(head="ccnet", head_kwargs={"mid": 4}), "bad head_kwargs for CrissCrossAttention"),
     (dict(head="pspnet"), "head must be one of"),
 ])
 def test_head_option_errors(kwargs, match):

@@ -48,7 +48,7 @@ def test_resnet50_glore_head_parameters():
     # no forward pass: the GloRe head adds exactly one GloRe(512, mid=128) unit over the plain FCN
     fcn = create_segmenter("resnet50", head=None)
     glore = create_segmenter("resnet50", head="glore")
-    two = create_segmenter("resnet50", head="glore", units=2)
+    two = create_segmenter("resnet50", head="glore", head_depth=2)
     unit = GloRe(512, mid=128)
     assert isinstance(glore.head.context[0], GloRe)
     assert n_params(glore) - n_params(fcn) == n_params(unit)
@@ -120,7 +120,7 @@ def test_bad_arguments_are_named(tmp_path):
 
 def test_tiny_backbone_is_stride_4_without_multigrid():
     model = create_segmenter("tiny_segnet", head="glore", num_classes=3, channels=32, aux_channels=16,
-                             multigrid=None, block_kwargs={"mid": 8}).eval()
+                             multigrid=None, head_kwargs={"mid": 8}).eval()
     with torch.no_grad():
         c4, c5 = model.backbone(torch.randn(2, 3, 64, 48))
         out = model(torch.randn(2, 3, 64, 48))

@@ -131,7 +131,7 @@ def test_bad_prediction_options_are_named(cityscapes_with_test_split, tmp_path):
     with pytest.raises(ValueError, match="device must be"):
         segmentation.evaluate(module, datamodule, cfg, device="tpu")
     digits = load_config(os.path.join(os.path.dirname(CONFIG), "seg_digits_glore.yaml"),
-                         ["model.channels=16", "model.aux_channels=8", "model.block_kwargs.mid=8"])
+                         ["model.channels=16", "model.aux_channels=8", "model.head_kwargs.mid=8"])
     digits_module = segmentation.build_module(digits)
     with pytest.raises(ValueError, match="needs data.name=cityscapes"):
         segmentation.evaluate(digits_module, segmentation.build_datamodule(digits), digits,

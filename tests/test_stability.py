@@ -28,7 +28,8 @@ def _train_003(steps: int, *, canvas: int = 32, seed: int = 0, **unit_kwargs):
     data = DistantDigits("train", num_samples=steps * BATCH, canvas=canvas, min_distance=4, seed=seed)
     model = timm.create_model("resnet18", pretrained=False, num_classes=10, in_chans=1)
     # res4 = timm's layer3 (256 channels, as in the reproduction's "256 -> 256"); after its last block
-    insert_blocks(model, block="glore", units={"res4": [2]}, num_nodes=16, num_state=256, **unit_kwargs)
+    insert_blocks(model, block="glore", units={"res4": [2]},
+                  block_kwargs=dict(num_nodes=16, num_state=256, **unit_kwargs))
     opt = torch.optim.SGD(model.parameters(), lr=0.04, momentum=0.9, weight_decay=5e-4)
     model.train()
     losses = []

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from glore.models import create_video_model
-from glore.models.video import (DEFAULT_POSITIONS, PreActBottleneck, VideoResNet, inflate_model,
+from glore.models.video import (DEFAULT_UNITS, PreActBottleneck, VideoResNet, inflate_model,
                                 inflate_state_dict)
 from glore.nn import GlobalContext, GloRe, NonLocal
 
@@ -36,7 +36,7 @@ def test_units_sit_after_blocks_1_3_of_res3_and_1_3_5_of_res4():
     for name, depth3, res4 in (("resnet50_3d", 6, ["0", "2", "4"]),
                                ("resnet101_3d", 23, ["5", "11", "17"]),   # the authors' R101 placement
                                ("resnet101_3d_old", 23, ["0", "2", "4"])):
-        kw = {"positions": DEFAULT_POSITIONS} if name.endswith("_old") else {}
+        kw = {"units": DEFAULT_UNITS} if name.endswith("_old") else {}
         model = tiny(name.removesuffix("_old"), **kw)
         assert len(model.layer3.blocks) == depth3
         assert sorted(model.layer2.units) == ["0", "2"]
@@ -51,7 +51,7 @@ def test_units_sit_after_blocks_1_3_of_res3_and_1_3_5_of_res4():
 def test_resnet101_parameter_counts_for_both_placements():
     baseline = n_params(create_video_model("resnet101_3d", block=None))
     authors = create_video_model("resnet101_3d")
-    old = create_video_model("resnet101_3d", positions=DEFAULT_POSITIONS)
+    old = create_video_model("resnet101_3d", units=DEFAULT_UNITS)
     assert baseline == 51_695_984
     assert n_params(authors) == n_params(old) == 57_442_672
     assert sorted(authors.layer3.units, key=int) == ["5", "11", "17"]
@@ -141,8 +141,8 @@ def test_errors_name_the_values():
         create_video_model("resnet18_3d")
     with pytest.raises(ValueError, match=r"5-d input.*\(2, 3, 32, 32\)"):
         tiny()(torch.randn(2, 3, 32, 32))
-    with pytest.raises(ValueError, match="index 7"):
-        tiny(positions={"layer2": (7,)})
+    with pytest.raises(ValueError, match=r"indices \[8\]"):
+        tiny(units={"res3": [8]})
     with pytest.raises(ValueError, match="'foo'"):
         tiny(block="foo")
 

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from glore.models import create_video_model, load_checkpoint
-from glore.models.video import RESNET101_POSITIONS
+from glore.models.video import RESNET101_UNITS
 from glore.models.video_official import (convert_official_video_state_dict, is_official_video_state_dict,
-                                         official_unit_positions)
+                                         official_units)
 
 EPS = 1e-4
 
@@ -175,7 +175,7 @@ def test_kinetics_release_loads_and_gives_the_authors_logits(tmp_path, name, dep
 def test_release_names_are_recognised_and_positions_read():
     state = {"module." + k: v for k, v in AuthorsNet((3, 4, 23, 3), R101_UNITS, num_classes=4).state_dict().items()}
     assert is_official_video_state_dict(state)
-    assert official_unit_positions(state) == {k: v for k, v in RESNET101_POSITIONS.items()}
+    assert official_units(state) == {k: v for k, v in RESNET101_UNITS.items()}
     converted = convert_official_video_state_dict(state)
     model = create_video_model("resnet101_3d", num_classes=4, block_kwargs={"normalize": False})
     assert set(converted) == set(model.state_dict())

@@ -5,14 +5,14 @@ Config (see ``configs/segmentation/*.yaml``)::
     task: segmentation
     model:
       backbone: resnet50      # glore.models.create_segmenter options from here on
-      head: glore             # null | glore | nl | snl | gc
-      units: 1
+      head: glore             # null | glore | nl | snl | gc | ccnet | danet | ann
+      head_depth: 1           # context blocks in the head; head_kwargs: their options
       num_classes: 19
       multigrid: [1, 2, 4]
       aux: true
       aux_weight: 0.4         # weight of the auxiliary (res4) loss
       pretrained: false       # ImageNet weights of the backbone: true (timm's) or a local file
-      backbone_blocks: null   # blocks in the backbone: {block: gc, units: all, block_kwargs: {ratio: 0.25}}
+      block: null             # blocks in the backbone, e.g. block: gc, units: all, block_kwargs: {ratio: 0.25}
       checkpoint: null        # a segmenter state dict, or classification weights of the backbone
       inference:              # validation-time inference, Segmenter.predict options (glore evaluate options override it)
         mode: whole           # whole | slide

@@ -8,203 +8,37 @@ timm backbones are built through timm's own builder (``build_model_with_cfg``), 
 ``drop_path_rate``, ``num_classes``, ``device``, ...) mean what they mean in ``timm.create_model``.
 Pretrained weights are the backbone's; the inserted blocks keep their initialisation, the identity
 for zero-initialised blocks, so the model starts with the pretrained backbone's outputs.
+
+This module checks the arguments and picks the build; the builds are :mod:`glore.models.timm_build`
+and :mod:`glore.models.torchvision_build`, the names :mod:`glore.models.names`, the rewording of a
+backbone's ``TypeError`` :mod:`glore.models.keyword_errors` and the reading of a checkpoint into a
+model :mod:`glore.models.loading`; their public names are importable from here too.
 """
 
 from __future__ import annotations
 
-import difflib
-import inspect
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
+import timm
+from timm.models import get_pretrained_cfg
 from torch import nn
+from torchvision.models import get_model_weights
 
-from glore.checkpoint import CheckpointError
+from glore.checkpoint import CheckpointError, read_state_dict
 from glore.errors import ArgumentError, ArgumentTypeError, GloreError, MissingFileError
-from .hosts import rename_legacy_keys
-from .insert import find_stages, inserted_blocks, insert_blocks
+from . import registry
+from .insert import inserted_blocks, insert_blocks
+from .loading import load_checkpoint
+from .names import available_backbones, check_name
 from .placement import parse_placement
+from .timm_build import build_timm, keep_inserted_blocks, move_stride_to_1x1
+from .torchvision_build import TORCHVISION_BACKBONES, build_torchvision
 from .weights import WeightsUnavailableError, check_hub_weights, check_url_weights, weights_mismatch
 
-# torchvision builders reachable as "tv_<name>"
-TORCHVISION_BACKBONES = (
-    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
-    "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
-)
-# timm modules whose models find_stages understands: the ResNet family and DPN through
-# glore.models.hosts, the others through glore.models.timm_hosts
-_TIMM_MODULES = ("resnet", "dpn")
-_TIMM_GENERIC_MODULES = ("convnext", "regnet", "resnetv2", "efficientnet", "mobilenetv3", "cspnet", "byobnet",
-                         "vision_transformer", "deit", "swin_transformer")
-# timm's features_only wrapper settings of these families (as their own builders set them)
-_FEATURE_CFGS = {"resnet": {}, "dpn": {"feature_concat": True, "flatten_sequential": True}}
-# keywords that timm.create_model / build_model_with_cfg take besides the model class's own
-_TIMM_BUILD_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir",
-                      "scriptable", "exportable", "no_jit", "features_only", "out_indices",
-                      "feature_cls", "output_stride")
-
-
-def available_backbones() -> list[str]:
-    """Names accepted by :func:`create_model`: timm ResNet-family and DPN models, ``tv_*`` ResNets,
-    and the paper configurations registered by :mod:`glore.models.registry`."""
-    import timm
-
-    from . import registry
-
-    names = set(registry.CONFIGS) | {f"tv_{n}" for n in TORCHVISION_BACKBONES}
-    for module in _TIMM_MODULES + _TIMM_GENERIC_MODULES:
-        names.update(timm.list_models(module=module))
-    return sorted(names)
-
-
-def _timm_family(name: str) -> str | None:
-    import timm
-
-    return next((m for m in _TIMM_MODULES + _TIMM_GENERIC_MODULES if name in timm.list_models(module=m)), None)
-
-
-def _check_name(name: str) -> None:
-    if not isinstance(name, str):
-        raise ArgumentTypeError(f"model name must be a str, got {type(name).__name__}")
-    names = available_backbones()
-    if name not in names:
-        close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
-        hint = f"; close matches: {close}" if close else ""
-        raise ArgumentError(f"unknown backbone {name!r}: expected a timm ResNet-family, DPN, ConvNeXt, RegNet, "
-                         f"ResNetV2, EfficientNet, MobileNetV3, CSPNet, ByobNet, ViT/DeiT or Swin name, "
-                         f"tv_<torchvision resnet> or a registered configuration{hint}")
-
-
-def keep_inserted_blocks(state_dict: dict, model: nn.Module) -> dict:
-    """timm ``pretrained_filter_fn``: a backbone's state dict, plus ``model``'s own tensors of the
-    inserted blocks that it lacks, so that timm's strict load leaves the blocks as initialised."""
-    prefixes = tuple(f"{name}." for name in inserted_blocks(model))
-    own = {k: v for k, v in model.state_dict().items() if k.startswith(prefixes)} if prefixes else {}
-    return {**own, **state_dict}
-
-
-def move_stride_to_1x1(model: nn.Module) -> nn.Module:
-    """The original ResNet's downsampling (He et al., arXiv 1512.03385, and its Caffe release): the
-    stride of a stage's first bottleneck on its first 1x1 conv instead of its 3x3 conv (timm's and
-    torchvision's "v1.5"), in place. The weights keep their shapes and names, so the same checkpoints
-    load; ResNet-50 counts 3.86 GMACs at 224x224 instead of 4.09 (GCNet Tables 8-9)."""
-    for stage, hosts in find_stages(model).items():
-        for host in hosts:
-            block = host.module
-            conv1, conv2 = getattr(block, "conv1", None), getattr(block, "conv2", None)
-            anti_aliased = not isinstance(getattr(block, "aa", nn.Identity()), nn.Identity)
-            if not isinstance(conv1, nn.Conv2d) or conv1.kernel_size != (1, 1) or not hasattr(block, "conv3") \
-                    or anti_aliased:
-                raise ArgumentError(f"stride_in_1x1 needs ResNet bottleneck blocks (1x1, 3x3, 1x1 convs, no "
-                                    f"anti-aliasing), got {type(block).__name__} ({host.name}, {stage})")
-            if conv2.stride != (1, 1):
-                conv1.stride, conv2.stride = conv2.stride, (1, 1)
-    return model
-
-
-def build_timm(variant: str, backbone: str, blocks: Mapping | None, *, pretrained: bool = False,
-               stride_in_1x1: bool = False, **kwargs) -> nn.Module:
-    """Build timm ``backbone`` with ``blocks`` (:func:`insert_blocks` arguments) under the pretrained
-    config of ``variant`` (``backbone`` itself, or a registered configuration), through timm's
-    ``build_model_with_cfg``: pretrained loading, ``features_only`` wrappers and the model's
-    ``pretrained_cfg`` are timm's. ``checkpoint_path`` is read after building, as timm does.
-    ``stride_in_1x1`` builds the original ResNet (:func:`move_stride_to_1x1`)."""
-    import timm
-    from timm.models import build_model_with_cfg
-
-    checkpoint_path = kwargs.pop("checkpoint_path", None)
-    family = _timm_family(backbone)
-    if family in _TIMM_GENERIC_MODULES:
-        model = _build_timm_then_insert(variant, backbone, blocks, pretrained=pretrained, **kwargs)
-        if checkpoint_path:
-            load_checkpoint(model, checkpoint_path)
-        return model
-
-    def backbone_with_blocks(**model_kwargs):
-        model = timm.create_model(backbone, pretrained=False, **model_kwargs)
-        if stride_in_1x1:
-            move_stride_to_1x1(model)
-        if blocks:
-            insert_blocks(model, **blocks)
-        return model
-
-    try:
-        model = build_model_with_cfg(backbone_with_blocks, variant, pretrained,
-                                     feature_cfg=dict(_FEATURE_CFGS.get(family, {})),
-                                     pretrained_filter_fn=keep_inserted_blocks, **kwargs)
-    except TypeError as exc:
-        raise _explain_keyword(exc, backbone, family) from exc
-    if checkpoint_path:
-        load_checkpoint(model, checkpoint_path)
-    return model
-
-
-def _build_timm_then_insert(variant: str, backbone: str, blocks: Mapping | None, *, pretrained: bool,
-                            **kwargs) -> nn.Module:
-    """The families of :mod:`glore.models.timm_hosts`: timm builds the plain backbone with all of
-    its own machinery (pretrained weights and their filter, ``features_only`` wrapper), then the
-    blocks go in at their initialisation, so a pretrained model gives the backbone's outputs.
-    ``variant``'s pretrained cfg (a registered configuration's: its backbone's, under its name)
-    becomes the model's."""
-    import timm
-    from timm.models import get_pretrained_cfg
-
-    pretrained_cfg = kwargs.pop("pretrained_cfg", None)
-    if variant != backbone and (pretrained_cfg is None or isinstance(pretrained_cfg, str)):
-        pretrained_cfg = get_pretrained_cfg(f"{variant}.{pretrained_cfg}" if pretrained_cfg else variant)
-    model = timm.create_model(backbone, pretrained=pretrained, pretrained_cfg=pretrained_cfg, **kwargs)
-    if blocks:
-        insert_blocks(model, **blocks)
-    return model
-
-
-def _explain_keyword(exc: TypeError, backbone: str, family: str | None) -> TypeError:
-    """A ``TypeError`` naming the keyword the backbone does not take, and those it takes."""
-    found = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
-    if not found or family not in _TIMM_MODULES:
-        return exc
-    import timm.models.dpn
-    import timm.models.resnet
-
-    cls = {"resnet": timm.models.resnet.ResNet, "dpn": timm.models.dpn.DPN}[family]
-    own = [n for n in inspect.signature(cls).parameters if n not in ("self", "kwargs")]
-    return TypeError(f"{backbone} does not take the keyword {found.group(1)!r}: timm's {cls.__name__} "
-                     f"takes {sorted(own)}, and timm.create_model also takes {list(_TIMM_BUILD_KWARGS)}")
-
-
-def build_torchvision(name: str, blocks: Mapping | None, *, pretrained: bool = False,
-                      stride_in_1x1: bool = False, **kwargs) -> nn.Module:
-    """torchvision ResNet ``name`` (``weights=`` the torchvision way; ``pretrained=True`` is
-    ``weights="DEFAULT"``) with ``blocks`` inserted."""
-    import torchvision
-
-    if pretrained and kwargs.get("weights") is not None:
-        raise ArgumentError(f"tv_{name}: give pretrained=True or weights=, not both (got weights="
-                         f"{kwargs['weights']!r})")
-    if pretrained:
-        kwargs["weights"] = "DEFAULT"
-    checkpoint_path = kwargs.pop("checkpoint_path", None)
-    builder = getattr(torchvision.models, name)
-    try:
-        model = builder(**kwargs)
-    except TypeError as exc:
-        found = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
-        if not found:
-            raise
-        own = [n for n in inspect.signature(torchvision.models.ResNet).parameters if n != "self"]
-        raise ArgumentTypeError(f"tv_{name} does not take the keyword {found.group(1)!r}: torchvision's "
-                        f"ResNet takes {sorted(own)}, and its builder takes ['progress', 'weights']"
-                        ) from exc
-    if stride_in_1x1:
-        move_stride_to_1x1(model)
-    if blocks:
-        insert_blocks(model, **blocks)
-    if checkpoint_path:
-        load_checkpoint(model, checkpoint_path)
-    return model
+__all__ = ["create_model", "available_backbones", "load_checkpoint", "build_timm", "build_torchvision",
+           "keep_inserted_blocks", "move_stride_to_1x1", "TORCHVISION_BACKBONES"]
 
 
 def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, block: str | None = None, units=None,
@@ -244,7 +78,7 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, blo
         TypeError: a keyword the backbone does not take, or an option the block does not take
             (naming it, and what is accepted).
     """
-    _check_name(name)                   # first: a misspelt name is the likeliest mistake
+    check_name(name)                    # first: a misspelt name is the likeliest mistake
     num_classes = kwargs.get("num_classes")
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0):
         raise ArgumentError(f"num_classes must be an integer >= 0 (0: no classifier, the pooled features), "
@@ -255,8 +89,6 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, blo
         raise ArgumentTypeError(f"stride_in_1x1 must be true or false, got {stride_in_1x1!r}")
     if stride_in_1x1:
         kwargs["stride_in_1x1"] = True
-    from . import registry
-
     if name in registry.CONFIGS and blocks:
         raise ArgumentError(f"{name} is a registered configuration with its blocks already in "
                          f"place; pass its backbone {registry.CONFIGS[name].backbone!r} to add "
@@ -265,7 +97,7 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, blo
         path = Path(pretrained)
         if not path.is_file():
             raise MissingFileError(f"pretrained weights file not found: {str(path)!r}")
-        state = _read_state_dict(path)            # a file that is not a checkpoint is named here
+        state = read_state_dict(path)             # a file that is not a checkpoint is named here
         try:
             if name.startswith("tv_"):
                 model = build_torchvision(name[3:], None, **kwargs)
@@ -302,11 +134,7 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False, blo
 def _build(name: str, blocks: Mapping | None, *, pretrained: bool, **kwargs) -> nn.Module:
     if name.startswith("tv_"):
         return build_torchvision(name[3:], blocks, pretrained=pretrained, **kwargs)
-    from . import registry
-
     if name in registry.CONFIGS:
-        import timm
-
         return timm.create_model(name, pretrained=pretrained, **kwargs)
     return build_timm(name, name, blocks, pretrained=pretrained, **kwargs)
 
@@ -322,12 +150,8 @@ def _locate_weights(name: str, kwargs: dict) -> dict:
     local = f"pretrained=/path/{name}.safetensors"
     if name.startswith("tv_"):
         if kwargs.get("weights") is None:
-            from torchvision.models import get_model_weights
-
             check_url_weights(get_model_weights(name[3:]).DEFAULT.url, model=name, local_option=local)
         return kwargs
-    from timm.models import get_pretrained_cfg
-
     cfg = get_pretrained_cfg(name)
     overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
     settings = {**(cfg.to_dict() if cfg is not None else {}), **overlay}
@@ -342,32 +166,3 @@ def _locate_weights(name: str, kwargs: dict) -> dict:
     elif settings.get("url"):
         check_url_weights(settings["url"], model=name, local_option=local)
     return kwargs
-
-
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    from glore.checkpoint import read_state_dict
-
-    return read_state_dict(path)
-
-
-def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load a local state dict into any glore model (no downloads): image, segmentation or 3D.
-
-    Keys of inserted blocks that the file lacks (a backbone checkpoint, as when fine-tuning from
-    ImageNet weights) keep their initialisation, the identity for zero-initialised blocks, and are
-    named in a warning. Any other missing key, any unexpected key and any shape mismatch raises a
-    ``ValueError`` naming them. Names of earlier layouts are renamed first: the hook-era
-    ``<block>_<position>`` blocks, and the authors' released 3D networks (``conv2.B01.conv_m1...``).
-    """
-    from glore.checkpoint import load_checkpoint as load_weights
-
-    blocks = tuple(f"{name}." for name in inserted_blocks(model))
-    return load_weights(model, path, strict=True, optional=blocks, rename=_rename_earlier_layouts)
-
-
-def _rename_earlier_layouts(state: dict) -> dict:
-    from .video_official import convert_official_video_state_dict, is_official_video_state_dict
-
-    if is_official_video_state_dict(state):
-        return convert_official_video_state_dict(state)
-    return rename_legacy_keys(state)

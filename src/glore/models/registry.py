@@ -17,6 +17,7 @@ from timm.models import generate_default_cfgs, get_pretrained_cfg, register_mode
 
 from glore.errors import ArgumentError
 from .placement import BLOCK_TABLE, resolve_units
+from .timm_build import build_timm
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,6 @@ def blocks_of(cfg: ModelConfig) -> dict:
 
 def build_config(name: str, pretrained: bool = False, **kwargs):
     """Build registered configuration ``name``; ``kwargs`` as for ``timm.create_model``."""
-    from .factory import build_timm
-
     if name not in CONFIGS:
         raise ArgumentError(f"unknown configuration {name!r}; expected one of {sorted(CONFIGS)}")
     cfg = CONFIGS[name]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import register_flop_formula
 from torchvision.ops import DeformConv2d
 
 
@@ -62,8 +63,6 @@ def add_deformable_convs(resnet: nn.Module, stages=(2, 3, 4)) -> list[str]:
 def _register_flop_formula() -> None:
     """Count ``torchvision::deform_conv2d`` as the convolution it modulates (torch's counter skips
     custom operators; the offset/mask conv is an ordinary conv and is counted as such)."""
-    from torch.utils.flop_counter import register_flop_formula
-
     @register_flop_formula(torch.ops.torchvision.deform_conv2d)
     def deform_conv2d_flop(input_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
         out_channels, in_per_group, kh, kw = weight_shape

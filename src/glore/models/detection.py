@@ -21,10 +21,26 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import torch
+import torchvision
 from torch import nn
+from torchvision.models import get_model_weights
+from torchvision.models.detection import FasterRCNN, MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.resnet import Bottleneck, ResNet
+from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+from glore.checkpoint import CheckpointError, read_state_dict
 from glore.errors import ArgumentError, MissingFileError
+from .cascade import AgnosticBoxPredictor, CascadeRoIHeads
+from .deformable import add_deformable_convs
+from .insert import inserted_blocks, place_blocks
 from .placement import parse_placement
+from .weights import check_url_weights, weights_mismatch
 
 ARCHS = ("fasterrcnn", "maskrcnn", "cascade_rcnn", "cascade_maskrcnn")
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
@@ -36,8 +52,6 @@ _TRAIN_ORDER = ("layer4", "layer3", "layer2", "layer1", "conv1")
 
 def _building_on_meta() -> bool:
     """Whether modules are being created on the meta device (``with torch.device("meta"):``)."""
-    import torch
-
     return torch.empty(()).device.type == "meta"
 
 
@@ -61,9 +75,7 @@ def _backbone_weights(backbone: str, pretrained):
     checked to be cached or downloadable."""
     if pretrained is None or pretrained is False:
         return None
-    from torchvision.models import get_model_weights
 
-    from .weights import check_url_weights
 
     if backbone == "resnext101_32x4d":
         raise ArgumentError(f"torchvision has no weights for resnext101_32x4d; pass pretrained_backbone as a local "
@@ -86,9 +98,6 @@ def _backbone_weights(backbone: str, pretrained):
 def _resnet(backbone: str, weights, norm) -> nn.Module:
     """A torchvision ResNet; ResNeXt-101 32x4d (GCNet's X101, which torchvision does not list) from
     torchvision's ``ResNet`` class with 32 groups of width 4."""
-    import torchvision
-    from torchvision.models.resnet import Bottleneck, ResNet
-
     if backbone == "resnext101_32x4d":
         return ResNet(Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=4, norm_layer=norm)
     return torchvision.models.get_model(backbone, weights=weights, norm_layer=norm)
@@ -96,10 +105,6 @@ def _resnet(backbone: str, weights, norm) -> nn.Module:
 
 def _load_backbone_file(resnet: nn.Module, path: str, backbone: str) -> None:
     """ImageNet weights of ``backbone`` from a local file (torchvision's or timm's ResNet names)."""
-    from glore.checkpoint import CheckpointError, read_state_dict
-
-    from .weights import weights_mismatch
-
     own = resnet.state_dict()
     state = {k: v for k, v in read_state_dict(path, expected=own).items()
              if k in own or not k.endswith("num_batches_tracked")}     # FrozenBatchNorm2d keeps no counter
@@ -112,9 +117,6 @@ def _load_backbone_file(resnet: nn.Module, path: str, backbone: str) -> None:
 
 def _freeze_norms(module: nn.Module) -> None:
     """Replace every ``BatchNorm2d`` under ``module`` by a ``FrozenBatchNorm2d`` with its statistics."""
-    import torch
-    from torchvision.ops import FrozenBatchNorm2d
-
     for name, child in module.named_children():
         if isinstance(child, nn.BatchNorm2d):
             frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps).to(child.weight.device)
@@ -145,7 +147,6 @@ def _freeze(resnet: nn.Module, trainable_layers: int) -> None:
 
 
 def _check_blocks_train(resnet: nn.Module, trainable_layers: int) -> None:
-    from .insert import inserted_blocks
 
     frozen = [name for name, blk in inserted_blocks(resnet).items()
               if not any(p.requires_grad for p in blk.parameters())]
@@ -155,7 +156,6 @@ def _check_blocks_train(resnet: nn.Module, trainable_layers: int) -> None:
 
 
 def _anchor_generator(returned_layers: Sequence[int], anchor_sizes):
-    from torchvision.models.detection.anchor_utils import AnchorGenerator
 
     levels = len(returned_layers) + 1                       # + the max-pooled level on top
     if anchor_sizes is None:                                # torchvision's 8 x stride: 32 .. 512 on P2-P6
@@ -211,15 +211,6 @@ def create_detector(arch: str = "maskrcnn", backbone: str = "resnet50", *, block
             sizes samples one per training batch, multi-scale training --, ``max_size``,
             ``rpn_pre_nms_top_n_train``, ``box_batch_size_per_image``, ``box_score_thresh``, ...).
     """
-    from torchvision.models.detection import FasterRCNN, MaskRCNN
-    from torchvision.models.detection.backbone_utils import BackboneWithFPN
-    from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
-    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-    from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
-    from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
-
-    from .insert import inserted_blocks, place_blocks
-
     if arch not in ARCHS:
         raise ArgumentError(f"arch must be one of {list(ARCHS)}, got {arch!r}")
     if backbone not in BACKBONES:
@@ -242,8 +233,6 @@ def create_detector(arch: str = "maskrcnn", backbone: str = "resnet50", *, block
     if local:
         _load_backbone_file(resnet, local, backbone)
     if dcn:
-        from .deformable import add_deformable_convs
-
         add_deformable_convs(resnet, stages=(2, 3, 4))
     if placement is not None:
         place_blocks(resnet, placement)
@@ -290,8 +279,6 @@ def create_detector(arch: str = "maskrcnn", backbone: str = "resnet50", *, block
 def _cascade_heads(single: nn.Module, make_box_head, box_head_channels: int, num_classes: int) -> nn.Module:
     """Cascade R-CNN's three stages in place of torchvision's single-stage ``RoIHeads`` ``single``,
     keeping its RoI pooling, mask branch and test-time settings."""
-    from .cascade import AgnosticBoxPredictor, CascadeRoIHeads
-
     sampler = single.fg_bg_sampler
     return CascadeRoIHeads(
         single.box_roi_pool, [make_box_head() for _ in range(3)],

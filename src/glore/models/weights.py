@@ -16,6 +16,9 @@ import socket
 from collections.abc import Iterable
 from urllib.parse import urlparse
 
+import torch
+from huggingface_hub import constants, try_to_load_from_cache
+
 from glore.errors import GloreError
 
 CONNECT_TIMEOUT = 3.0          # seconds to open a connection to the hub or the weights' host
@@ -32,22 +35,14 @@ def hub_offline() -> bool:
     value = os.environ.get("HF_HUB_OFFLINE")
     if value is not None:
         return value.strip().lower() in _TRUE
-    try:
-        from huggingface_hub import constants
-    except ImportError:
-        return False
     return bool(constants.HF_HUB_OFFLINE)
 
 
 def _hub_endpoint() -> str:
-    from huggingface_hub import constants
-
     return os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
 
 
 def _hub_cache() -> str:
-    from huggingface_hub import constants
-
     if os.environ.get("HF_HUB_CACHE"):
         return os.environ["HF_HUB_CACHE"]
     if os.environ.get("HF_HOME"):
@@ -70,8 +65,6 @@ def check_hub_weights(repo_id: str, filenames: Iterable[str], *, model: str, loc
     """The cached file of the first of ``filenames`` of ``repo_id`` that is in the local cache (read
     it from there: the hub is not asked again); None when none is cached and the hub answers; else
     :class:`WeightsUnavailableError` naming the repository and ``local_option``."""
-    from huggingface_hub import try_to_load_from_cache
-
     cache = _hub_cache()
     for name in filenames:
         cached = try_to_load_from_cache(repo_id, name, cache_dir=cache)
@@ -92,8 +85,6 @@ def check_hub_weights(repo_id: str, filenames: Iterable[str], *, model: str, loc
 def check_url_weights(url: str, *, model: str, local_option: str) -> None:
     """Nothing when ``url``'s file is in torch's hub cache or its host answers; else
     :class:`WeightsUnavailableError` naming the URL and ``local_option``."""
-    import torch
-
     cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(url).path))
     if os.path.isfile(cached) or reachable(url):
         return

@@ -22,8 +22,8 @@ from glore.errors import ArgumentError, ArgumentTypeError
 from ..nn import BLOCKS, create_block
 from . import timm_hosts
 from .hosts import SLOTS, as_host, host_channels, offered_positions
-from .placement import (ALL_STAGES, BLOCK_TABLE, POSITIONS, Placement, block_options, check_block_kwargs,  # noqa: F401
-                        deprecated, gc_ratio, parse_placement, resolve_units)
+from .placement import (ALL_STAGES, BLOCK_TABLE, POSITIONS, Placement, block_name, block_options,  # noqa: F401
+                        check_block_kwargs, deprecated, gc_ratio, parse_placement, resolve_units)
 
 STAGES = ("res2", "res3", "res4", "res5")
 
@@ -125,6 +125,8 @@ def insert_blocks(model: nn.Module, *, block: str, units, position: str | None =
         TypeError: unsupported model, or a block option the block does not take.
     """
     if old_block_kwargs:
+        if block_name(block) is not None:
+            check_block_kwargs(block_name(block), old_block_kwargs)    # a misspelt keyword: no warning first
         deprecated(f"insert_blocks(..., {', '.join(f'{k}=' for k in old_block_kwargs)})",
                    f"block_kwargs={dict(old_block_kwargs)!r}")
         if block_kwargs:

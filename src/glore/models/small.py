@@ -33,7 +33,11 @@ def block_slot(block: str | None, width: int, block_kwargs: Mapping | None, old_
     """The one block of a demo network and its options: ``nn.Identity`` for the baseline, else
     ``block`` at ``width`` with the options of ``settings`` (:func:`glore.models.placement.block_options`),
     then ``block_kwargs``. Options given as keywords (``old_block_kwargs``) still work for one release."""
+    name = block_name(block)
     if old_block_kwargs:
+        if name is None:
+            raise ArgumentError(f"block options {sorted(old_block_kwargs)} given without a block")
+        check_block_kwargs(name, old_block_kwargs)      # a misspelt keyword is named, with no warning first
         deprecated(f"{builder}(..., {', '.join(f'{k}=' for k in old_block_kwargs)})",
                    f"block_kwargs={dict(old_block_kwargs)!r}", stacklevel=5)
         if block_kwargs:
@@ -41,7 +45,6 @@ def block_slot(block: str | None, width: int, block_kwargs: Mapping | None, old_
                                 f"and the keywords {sorted(old_block_kwargs)}")
         block_kwargs = old_block_kwargs
     block_kwargs = dict(block_kwargs or {})
-    name = block_name(block)
     if name is None:
         if block_kwargs:
             raise ArgumentError(f"block options {sorted(block_kwargs)} given without a block")

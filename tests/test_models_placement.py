@@ -211,7 +211,7 @@ def test_config_keys_in_the_earlier_spelling(tmp_path, task, model, old, new):
     with _warns(f"{old}.* is deprecated and goes in the next release; write model."):
         cfg = load_config(path)
     assert {k: cfg["model"][k] for k in new} == new
-    assert not set(model) - set(new) & set(cfg["model"])          # the old key is gone
+    assert not (set(model) - set(new)) & set(cfg["model"])        # the old key is gone
 
 
 def _shipped_configs():

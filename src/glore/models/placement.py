@@ -87,9 +87,11 @@ def deprecated(old: str, new: str, *, stacklevel: int = 3) -> None:
                   stacklevel=stacklevel)
 
 
-def block_name(name, choices: Sequence = tuple(BLOCKS), *, what: str = "block", aliases: Sequence[str] = ()):
+def block_name(name, choices: Sequence | None = None, *, what: str = "block", aliases: Sequence[str] = ()):
     """``name`` lower-cased; ``None``, ``"none"``, ``""`` (and ``aliases``) as ``None``; a name not
-    among ``choices`` is refused with the names it could be."""
+    among ``choices`` (default: the blocks of :data:`glore.nn.BLOCKS`) is refused with the names it
+    could be."""
+    choices = tuple(BLOCKS) if choices is None else choices
     if name is None:
         return None
     if not isinstance(name, str):

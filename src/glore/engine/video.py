@@ -70,8 +70,6 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
         raise ArgumentError(f"model.name must name a video model, got {name!r}")
     pretrained = model_cfg.get("pretrained") or model_cfg.get("inflate_from")
     kwargs = {k: v for k, v in model_cfg.items() if k not in _MODEL_KEYS}
-    if "block" in kwargs and kwargs["block"] in ("none", "None", ""):
-        kwargs["block"] = None
     if name.lower() in SLOW_ONLY_MODELS:
         return create_slow_only(name.lower(), pretrained=pretrained or False, **kwargs)
     if name.lower() not in VIDEO_MODELS:

@@ -124,17 +124,17 @@ def insert_blocks(model: nn.Module, *, block: str, units, position: str | None =
             a position the backbone does not offer (DPN offers ``after_add`` only).
         TypeError: unsupported model, or a block option the block does not take.
     """
+    name = block_name(block)
+    if name is None:                        # insert_blocks always inserts something
+        raise ArgumentError(f"unknown block {block!r}; expected one of {sorted(BLOCKS)}")
     if old_block_kwargs:
-        if block_name(block) is not None:
-            check_block_kwargs(block_name(block), old_block_kwargs)    # a misspelt keyword: no warning first
+        check_block_kwargs(name, old_block_kwargs)       # a misspelt keyword is named, with no warning first
         deprecated(f"insert_blocks(..., {', '.join(f'{k}=' for k in old_block_kwargs)})",
                    f"block_kwargs={dict(old_block_kwargs)!r}")
         if block_kwargs:
             raise ArgumentError(f"give the block options in block_kwargs only, got block_kwargs={dict(block_kwargs)!r} "
                                 f"and the keywords {sorted(old_block_kwargs)}")
         block_kwargs = old_block_kwargs
-    if not isinstance(block, str) or block.lower() in ("none", ""):
-        raise ArgumentError(f"unknown block {block!r}; expected one of {sorted(BLOCKS)}")
     return place_blocks(model, parse_placement(block, units, position, block_kwargs))
 
 

@@ -33,10 +33,10 @@ from torch import nn
 from glore.checkpoint import CheckpointError, load_checkpoint, read_state_dict
 from glore.errors import ArgumentError
 from .segmentation_backbone import LOCAL_BACKBONES, apply_multigrid, create_backbone, feature_channels
+from . import segmentation_heads
 from .placement import parse_placement, upgrade_segmenter_spelling
 from .segmentation_heads import (DEFAULT_CONCAT_INPUT, HEADS, OWN_HEADS, AsymmetricNonLocalHead, ContextHead,
                                  DualAttentionHead, FCNHead, check_head, own_head)
-from .segmentation_heads import __getattr__  # noqa: F401  the earlier DEFAULT_BLOCK_KWARGS
 from .segmentation_inference import inference
 from .tiny_segnet import TinySegNet
 
@@ -46,6 +46,12 @@ __all__ = [
     "DualAttentionHead", "AsymmetricNonLocalHead", "LOCAL_BACKBONES", "TinySegNet", "apply_multigrid",
     "create_backbone", "feature_channels",
 ]
+
+
+def __getattr__(name: str):
+    if name == "DEFAULT_BLOCK_KWARGS":                            # the earlier spelling, with a FutureWarning
+        return segmentation_heads.DEFAULT_BLOCK_KWARGS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Segmenter(nn.Module):

@@ -40,11 +40,11 @@ from glore.checkpoint import load_checkpoint, read_state_dict
 from glore.errors import ArgumentError
 from .distant_clips import DistantClipsNet, distant_clips_net
 from .video_inflation import InflationReport, inflate_model, inflate_state_dict, our_names
+from . import video_resnet
 from .placement import block_name
 from .video_official import is_official_video_state_dict, official_depths, official_units
 from .video_resnet import (BN_EPS, DEFAULT_UNITS, EXPANSION, RESNET101_UNITS, STAGE_WIDTHS, PreActBottleneck,
                            PreActProjection, ResStage, VideoResNet, video_units)
-from .video_resnet import __getattr__  # noqa: F401  the earlier DEFAULT_POSITIONS, RESNET101_POSITIONS
 
 __all__ = [
     "VideoResNet", "PreActBottleneck", "InflationReport", "create_video_model", "inflate_state_dict", "inflate_model",
@@ -52,6 +52,12 @@ __all__ = [
     "VIDEO_MODELS", "DistantClipsNet", "distant_clips_net",
     "PreActProjection", "ResStage", "DEFAULT_UNITS", "RESNET101_UNITS", "STAGE_WIDTHS", "EXPANSION", "BN_EPS",
 ]
+
+
+def __getattr__(name: str):
+    if name in ("DEFAULT_POSITIONS", "RESNET101_POSITIONS"):     # the earlier spellings, with a FutureWarning
+        return getattr(video_resnet, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def resnet50_3d(*, block: str | None = "glore", num_classes: int = 400, **kwargs) -> VideoResNet:

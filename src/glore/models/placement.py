@@ -67,7 +67,8 @@ class BlockDefaults:
 
 # The one table of per-block defaults: a new block family is one line here (and its nn/ file).
 BLOCK_TABLE: dict[str, BlockDefaults] = {
-    # mid = C / 4: the bottleneck width of the host (GloRe paper §4.2); the demo nets use mid = C
+    # mid = C / 4, the bottleneck width of the host (GloRe paper §4.2), hence mid nodes with 2 mid states;
+    # the demo nets use mid = C
     "glore": BlockDefaults("after_add", host=lambda c: {"mid": max(1, c // 4)},
                            settings={"demo": lambda c: {"mid": c}}),
     # NLNet's video blocks pool keys and values 2x2 in space

@@ -64,9 +64,9 @@ def _train(args) -> int:
     if args.print_config:
         import yaml
 
-        from ..engine.config import to_plain
+        from ..engine.config import filled_config, to_plain
 
-        print(yaml.safe_dump(to_plain(cfg), sort_keys=False), end="")
+        print(yaml.safe_dump(to_plain(filled_config(cfg)), sort_keys=False), end="")
         return 0
     metrics = train(cfg, resume=args.resume, overwrite=args.overwrite)
     if _is_rank_zero():

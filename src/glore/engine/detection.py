@@ -52,6 +52,7 @@ import torch
 from glore.errors import ArgumentError
 from .base import TaskModule, check_finite_input
 from .datamodule import TaskData, data_root
+from .schema import DetectionDataSection
 
 DATASETS = ("coco", "det-digits")
 _LIST_OPTIONS = ("returned_layers", "anchor_sizes", "min_size")   # create_detector options given as tuples
@@ -173,11 +174,8 @@ class DetectionModule(TaskModule):
 class DetectionData(TaskData):
     """Train / val loaders for ``cfg["data"]`` (a COCO folder or det-digits); batches are lists."""
 
-    batch_size = 2
-    val_batch_size = 1
     collate_fn = staticmethod(collate)
-    builtin_sets = ("det-digits",)
-    disk_only_keys = ("root", "hflip", "train_images", "train_annotations", "val_images", "val_annotations")
+    section = DetectionDataSection
 
     def __init__(self, data_cfg: dict, *, masks: bool, seed: int = 0, num_classes: int | None = None):
         super().__init__(data_cfg, seed=seed)
@@ -187,11 +185,8 @@ class DetectionData(TaskData):
         self._val_gt = None
 
     def _coco_paths(self, split: str) -> tuple[str, str]:
-        data = self.data_cfg
-        root = data_root(data, "a folder with the images and annotations/")
-        year = "train2017" if split == "train" else "val2017"
-        images = data.get(f"{split}_images", year)
-        annotations = data.get(f"{split}_annotations", f"annotations/instances_{year}.json")
+        root = data_root(self.data_cfg, "a folder with the images and annotations/")
+        images, annotations = getattr(self.data, f"{split}_images"), getattr(self.data, f"{split}_annotations")
         return os.path.join(root, images), os.path.join(root, annotations)
 
     def dataset(self, split: str, *, train: bool):
@@ -202,7 +197,7 @@ class DetectionData(TaskData):
         from glore.data.coco import CocoDetectionSet, detection_transforms
 
         images, annotations = self._coco_paths(split)
-        transforms = detection_transforms(train=train, hflip=bool(self.data_cfg.get("hflip", True)))
+        transforms = detection_transforms(train=train, hflip=self.data.hflip)
         return CocoDetectionSet(images, annotations, transforms=transforms, masks=self.masks, train=train)
 
     def setup(self, stage: str | None = None) -> None:

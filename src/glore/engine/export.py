@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from glore.errors import ArgumentError, GloreError, RunFolderError
+from .schema import data_section
 
 FORMATS = ("onnx", "pt2")
 RTOL, ATOL = 1e-3, 1e-4
@@ -40,15 +41,15 @@ class ExportError(GloreError, RuntimeError):
 
 def example_input(cfg: dict, batch: int = 2) -> torch.Tensor:
     """A random input of the shape the run's network reads at evaluation (``batch`` samples)."""
-    data, model = cfg["data"], cfg["model"]
-    name, options = data.get("name"), dict(data.get("options") or {})
+    data, model = data_section(cfg.get("task", "classification"), cfg["data"]), cfg["model"]
+    name, options = data.name, dict(data.options or {})
     shapes = {
         "distant-digits": lambda: (int(model.get("in_chans") or 1), int(options.get("canvas", 48)),
                                    int(options.get("canvas", 48))),
-        "imagefolder": lambda: (3, int(data.get("image_size", 224)), int(data.get("image_size", 224))),
+        "imagefolder": lambda: (3, data.image_size, data.image_size),
         "seg-digits": lambda: (3, int(options.get("canvas", 64)), int(options.get("canvas", 64))),
-        "cityscapes": lambda: (3, *_pair(data.get("crop_size", 769))),
-        "kinetics": lambda: (3, int(data.get("num_frames", 8)), int(data.get("crop", 224)), int(data.get("crop", 224))),
+        "cityscapes": lambda: (3, *_pair(data.crop_size)),
+        "kinetics": lambda: (3, int(data.num_frames), int(data.crop), int(data.crop)),
         "moving-digits": lambda: (int(options.get("channels", 1)), int(options.get("num_frames", 8)),
                                   int(options.get("size", 48)), int(options.get("size", 48))),
         "distant-clips": lambda: (int(model.get("in_chans") or 1), int(options.get("num_frames", 8)),

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from glore.errors import ArgumentError, MissingFileError, RunFolderError
+from .schema import VideoDataSection, data_section
 
 # built-in sets whose canvases are grey: (channels the network reads, the sets' default canvas side)
 _GREY_SETS = {"distant-digits": (1, 48), "seg-digits": (3, 64), "det-digits": (3, 96)}
@@ -122,9 +123,10 @@ def input_reader(cfg: dict) -> Callable[[Path], torch.Tensor]:
     """The function reading one input file of a run as its evaluation reads its data: a built-in set's
     grey canvas, an image layout's resize + center crop + ImageNet normalisation, a Cityscapes image
     normalised, a COCO image in [0, 1], a video's evaluation clips ``(views, C, T, H, W)``."""
-    task, data, model = cfg.get("task", "classification"), cfg["data"], cfg["model"]
-    name = data.get("name")
-    options = dict(data.get("options") or {})
+    task, model = cfg.get("task", "classification"), cfg["model"]
+    data = data_section(task, cfg["data"])
+    name = data.name
+    options = dict(data.options or {})
     if name in _GREY_SETS:
         channels, canvas = _GREY_SETS[name]
         channels = int(model.get("in_chans") or channels) if name == "distant-digits" else channels
@@ -133,8 +135,7 @@ def input_reader(cfg: dict) -> Callable[[Path], torch.Tensor]:
     if name == "imagefolder":
         from glore.data.imagefolder import build_transform, load_rgb
 
-        transform = build_transform(train=False, image_size=int(data.get("image_size", 224)),
-                                    resize_size=int(data.get("resize_size", 256)))
+        transform = build_transform(train=False, image_size=data.image_size, resize_size=data.resize_size)
         return lambda path: transform(load_rgb(str(path)))
     if name == "cityscapes":
         from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -150,14 +151,13 @@ def input_reader(cfg: dict) -> Callable[[Path], torch.Tensor]:
     raise ArgumentError(f"glore predict cannot read inputs for data.name={name!r} (task {task!r})")
 
 
-def _kinetics_reader(data: dict) -> Callable[[Path], torch.Tensor]:
+def _kinetics_reader(data: VideoDataSection) -> Callable[[Path], torch.Tensor]:
     from glore.data.video import read_video_frames, sample_clip_indices
     from glore.data.video_transforms import eval_transform
 
-    num_frames, stride = int(data.get("num_frames", 8)), int(data.get("stride", 8))
-    num_clips, num_crops = int(data.get("num_clips", 10)), int(data.get("num_crops", 3))
-    transform = eval_transform(crop=int(data.get("crop", 224)), short_side=int(data.get("short_side", 256)),
-                               num_crops=num_crops)
+    num_frames, stride = int(data.num_frames), int(data.stride)
+    num_clips, num_crops = int(data.num_clips), int(data.num_crops)
+    transform = eval_transform(crop=int(data.crop), short_side=int(data.short_side), num_crops=num_crops)
 
     def read(path: Path) -> torch.Tensor:
         clips = read_video_frames(path, lambda n: sample_clip_indices(n, num_frames, stride, mode="multi",

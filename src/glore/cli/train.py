@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 
+import yaml
+
 from glore.errors import ArgumentError
 
 
@@ -62,8 +64,6 @@ def _train(args) -> int:
         overrides.append(f"output_dir={args.output_dir}")
     cfg = load_config(args.config, overrides)
     if args.print_config:
-        import yaml
-
         from ..engine.config import filled_config, to_plain
 
         print(yaml.safe_dump(to_plain(filled_config(cfg)), sort_keys=False), end="")

@@ -63,23 +63,29 @@ import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
+from timm.utils import ModelEmaV3
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from glore.data.distant_clips import DistantClips
+from glore.data.distant_digits import DistantDigits
+from glore.data.imagefolder import RECIPE_KEYS, build_image_dataset, class_folders, count_classes
 from glore.errors import ArgumentError, ConfigError
+from glore.models import create_model
+from glore.models.small import SMALL_MODELS
 from .base import TaskModule
 from .datamodule import TaskData, data_root
 from .schema import ClassificationDataSection, Data, data_section
 
 DATASETS = ("distant-digits", "distant-clips", "imagefolder")
+IN_MEMORY_SETS = {"distant-digits": DistantDigits, "distant-clips": DistantClips}
 # model keys consumed here; the rest of cfg["model"] go to the model builder
 _MODEL_KEYS = ("name", "label_smoothing")
 
 
 def _small_models() -> dict:
-    from glore.models.small import SMALL_MODELS
-
     return SMALL_MODELS
 
 
@@ -108,7 +114,6 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
         except (ModuleNotFoundError, AttributeError) as exc:
             raise ArgumentError(f"unknown model {name!r}: cannot import {attr!r} from {module_name!r} ({exc})") from None
         return builder(**kwargs)
-    from glore.models import create_model
 
     try:
         return create_model(name, **kwargs)
@@ -132,8 +137,6 @@ def resolve_num_classes(cfg: dict) -> int:
     if data.name not in DATASETS:
         raise ArgumentError(unknown_dataset(data.name))
     if data.name == "imagefolder":
-        from glore.data.imagefolder import count_classes
-
         split = data.train_split
         root = data_root(cfg["data"], "a folder with train/ and val/")
         num = count_classes(root, split, layout=data.layout)
@@ -187,7 +190,6 @@ def training_classes(root: str, train_split: str, split: str) -> list[str] | Non
     """The class folders of the training split, which the labels of ``split`` follow (None when the
     training split is absent: then ``split``'s own folders). A class of ``split`` that training lacks is
     refused; training classes that ``split`` lacks are named in a warning."""
-    from glore.data.imagefolder import class_folders
 
     train_dir, split_dir = os.path.join(root, train_split), os.path.join(root, split)
     if split == train_split or not os.path.isdir(train_dir) or not os.path.isdir(split_dir):
@@ -228,7 +230,6 @@ def build_mixup(data: ClassificationDataSection, num_classes: int, label_smoothi
     ``mixup_switch_prob``, ``mixup_mode``), or ``None`` when both alphas are 0."""
     if not mixup_enabled(data):
         return None
-    from timm.data import Mixup
 
     if data.batch_size % 2:
         raise ConfigError(f"data.mixup / data.cutmix mix pairs of samples: data.batch_size must be even, got "
@@ -248,7 +249,6 @@ def build_ema(model: torch.nn.Module, optim_cfg: dict):
     decay = optim_cfg.get("ema_decay")
     if decay is None:
         return None
-    from timm.utils import ModelEmaV3
 
     ema = ModelEmaV3(model, decay=float(decay), use_warmup=bool(optim_cfg.get("ema_warmup", False)))
     return ema.requires_grad_(False)
@@ -369,13 +369,8 @@ class ClassificationData(TaskData):
 
     def _dataset(self, split: str, *, train: bool):
         data = self.data
-        if data.name in ("distant-digits", "distant-clips"):
-            if data.name == "distant-digits":
-                from glore.data.distant_digits import DistantDigits as in_memory_set
-            else:
-                from glore.data.distant_clips import DistantClips as in_memory_set
-            return self.builtin_set(in_memory_set, split, train=train)
-        from glore.data.imagefolder import RECIPE_KEYS, build_image_dataset
+        if data.name in IN_MEMORY_SETS:
+            return self.builtin_set(IN_MEMORY_SETS[data.name], split, train=train)
 
         root = data_root(self.data_cfg, "a folder with train/ and val/")
         classes = None

@@ -49,7 +49,11 @@ import os
 
 import torch
 
+from glore.data.coco import CocoDetectionSet, UnannotatedImages, detection_transforms
+from glore.data.det_digits import DetDigits
 from glore.errors import ArgumentError
+from glore.metrics.coco import coco_evaluate, load_coco, to_coco_results, write_results
+from glore.models.detection import create_detector
 from .base import TaskModule, check_finite_input
 from .datamodule import TaskData, data_root
 from .schema import DetectionDataSection
@@ -60,7 +64,6 @@ _LIST_OPTIONS = ("returned_layers", "anchor_sizes", "min_size")   # create_detec
 
 def build_detector(model_cfg: dict) -> torch.nn.Module:
     """``glore.models.create_detector`` from ``cfg["model"]``."""
-    from glore.models.detection import create_detector
 
     kwargs = dict(model_cfg)
     arch = kwargs.pop("arch", "maskrcnn")
@@ -103,7 +106,6 @@ def _gather(per_image: dict) -> dict:
 
 def add_results(per_image: dict, outputs, targets) -> None:
     """Put each image's detections, in the COCO results format, in ``per_image`` under its id."""
-    from glore.metrics.coco import to_coco_results
 
     for output, target in zip(outputs, targets):
         image_id = int(target["image_id"])
@@ -121,7 +123,6 @@ def coco_metrics(ground_truth, results: list, image_ids, *, segm: bool, prefix: 
                  class_agnostic: bool = False) -> dict:
     """``{prefix + "bbox/ap": ...}``: COCOeval's 12 numbers per IoU type over ``image_ids``; with
     ``class_agnostic`` also those of the boxes regardless of category (``bbox_agnostic/...``)."""
-    from glore.metrics.coco import coco_evaluate
 
     out = {}
     for iou_type in ("bbox", "segm") if segm else ("bbox",):
@@ -191,10 +192,7 @@ class DetectionData(TaskData):
 
     def dataset(self, split: str, *, train: bool):
         if self.name == "det-digits":
-            from glore.data.det_digits import DetDigits
-
             return self.builtin_set(DetDigits, split, train=train)
-        from glore.data.coco import CocoDetectionSet, detection_transforms
 
         images, annotations = self._coco_paths(split)
         transforms = detection_transforms(train=train, hflip=self.data.hflip)
@@ -220,7 +218,6 @@ class DetectionData(TaskData):
 
     def val_ground_truth(self):
         """The validation split's ground truth as a ``pycocotools`` ``COCO`` object."""
-        from glore.metrics.coco import load_coco
 
         if self._val_gt is None:
             self.setup("validate")
@@ -248,7 +245,6 @@ def evaluate(module: DetectionModule, datamodule: DetectionData, cfg: dict, *, d
 
     With ``images`` (a folder without annotations, e.g. COCO test-dev), no metrics: the detections of
     its images are written for submission instead (:func:`predict_folder`)."""
-    from glore.metrics.coco import write_results
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = module.model.to(dev).eval()
@@ -283,8 +279,6 @@ def predict_folder(model, datamodule: DetectionData, images: str, *, image_info:
     :class:`glore.data.coco.UnannotatedImages`) in the COCO results format, one file per IoU type as
     the COCO evaluation server takes them: ``<detections stem>_bbox.json`` (boxes) and, for Mask
     R-CNN, ``<detections stem>_segm.json`` (RLE masks, without the boxes)."""
-    from glore.data.coco import UnannotatedImages
-    from glore.metrics.coco import write_results
 
     dataset = UnannotatedImages(images, image_info)
     n = len(dataset) if limit is None else min(int(limit), len(dataset))

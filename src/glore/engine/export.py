@@ -26,9 +26,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import torch
 
 from glore.errors import ArgumentError, GloreError, RunFolderError
+from .runner import restore
 from .schema import data_section
 
 FORMATS = ("onnx", "pt2")
@@ -155,8 +157,6 @@ def check_export(network: torch.nn.Module, output: str | os.PathLike, fmt: str, 
     program) and ``network`` over :func:`check_inputs`; :class:`ExportError` beyond ``rtol=1e-3``,
     ``atol=1e-4``."""
     if fmt == "onnx":
-        import onnxruntime
-
         runtime = onnxruntime.InferenceSession(os.fspath(output), providers=["CPUExecutionProvider"])
         name = runtime.get_inputs()[0].name
 
@@ -193,7 +193,6 @@ def _tensor(out) -> torch.Tensor:
 def export(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathLike, *, check: bool = False,
            overwrite: bool = False) -> dict:
     """Export the network of a ``glore train`` checkpoint (see the module docstring)."""
-    from .runner import restore
 
     if fmt not in FORMATS:
         raise ArgumentError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")

@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 
 import torch
-from timm.optim import param_groups_weight_decay
+from timm.optim import create_optimizer_v2, param_groups_weight_decay
 
 from glore.errors import ArgumentError, ArgumentTypeError
 from .schema import Optim
@@ -76,8 +76,6 @@ def build_optimizer(params: torch.nn.Module | Iterable, optim_cfg: Mapping) -> t
 
 
 def _layer_decay_optimizer(model, name: str, lr: float, weight_decay: float, optim_cfg: Mapping):
-    from timm.optim import create_optimizer_v2
-
     if not isinstance(model, torch.nn.Module) or not hasattr(model, "group_matcher"):
         raise ArgumentTypeError(f"optim.layer_decay needs a timm network with group_matcher(), got "
                                 f"{type(model).__name__}")

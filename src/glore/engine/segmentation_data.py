@@ -9,6 +9,9 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
+from glore.data.cityscapes import CityscapesSegmentation
+from glore.data.seg_digits import SegDigits
+from glore.data.seg_transforms import build_seg_transforms
 from glore.errors import ArgumentError
 from .datamodule import TaskData, data_root
 from .schema import SegmentationDataSection
@@ -73,11 +76,7 @@ class SegmentationData(TaskData):
     def _dataset(self, split: str, *, train: bool):
         data = self.data
         if self.name == "seg-digits":
-            from glore.data.seg_digits import SegDigits
-
             return self.builtin_set(SegDigits, split, train=train)
-        from glore.data.cityscapes import CityscapesSegmentation
-        from glore.data.seg_transforms import build_seg_transforms
 
         crop = data.crop_size
         transform = build_seg_transforms(

@@ -47,8 +47,15 @@ import os
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
+from torchmetrics import MeanMetric, SumMetric
+from torchmetrics.classification import MulticlassAccuracy
 
+from glore.data.moving_digits import MovingDigits
+from glore.data.video import VideoFolder
+from glore.data.video_transforms import eval_transform, train_transform
 from glore.errors import ArgumentError
+from glore.models.slow_only import SLOW_ONLY_MODELS, create_slow_only
+from glore.models.video import VIDEO_MODELS, create_video_model
 from .base import check_finite_input
 from .classification import ClassificationModule
 from .datamodule import TaskData, data_root
@@ -62,8 +69,6 @@ _EVAL_OPTIONS = ("num_clips", "clips", "num_crops", "crops", "batch_size", "devi
 def build_model(model_cfg: dict) -> torch.nn.Module:
     """Build ``cfg["model"]`` with :func:`glore.models.create_video_model` (the GloRe paper's "lite"
     networks) or :func:`glore.models.slow_only.create_slow_only` (``slow_only_r50``, ``slow_only_r101``)."""
-    from glore.models.slow_only import SLOW_ONLY_MODELS, create_slow_only
-    from glore.models.video import VIDEO_MODELS, create_video_model
 
     model_cfg = dict(model_cfg)
     name = model_cfg.get("name")
@@ -93,8 +98,6 @@ def resolve_num_classes(cfg: dict) -> int:
     if data.name == "moving-digits":
         return 2
     if data.name == "kinetics":
-        from glore.data.video import VideoFolder
-
         folder = VideoFolder(_split_root(cfg["data"], data.train_split), annotations=data.train_annotations)
         return len(folder.classes)
     raise ArgumentError(f"model.num_classes is required for data.name={data.name!r}")
@@ -135,11 +138,7 @@ class VideoData(TaskData):
     def _dataset(self, split: str, *, mode: str, num_crops: int = 1):
         data = self.data
         if data.name == "moving-digits":
-            from glore.data.moving_digits import MovingDigits
-
             return self.builtin_set(MovingDigits, split, train=mode == "train")
-        from glore.data.video import VideoFolder
-        from glore.data.video_transforms import eval_transform, train_transform
 
         crop = int(data.crop)
         if mode == "train":
@@ -196,8 +195,6 @@ def build_datamodule(cfg: dict) -> VideoData:
 
 
 def _accuracy(num_classes: int, top_k: int):
-    from torchmetrics.classification import MulticlassAccuracy
-
     return MulticlassAccuracy(num_classes=num_classes, top_k=min(top_k, num_classes), average="micro")
 
 
@@ -218,7 +215,6 @@ def evaluate(module: VideoModule, datamodule: VideoData, cfg: dict, **options) -
     ``data/unreadable`` counts the videos skipped with ``data.skip_unreadable`` (in any worker process
     of this process).
     """
-    from torchmetrics import MeanMetric, SumMetric
 
     unknown = sorted(set(options) - set(_EVAL_OPTIONS))
     if unknown:

@@ -101,8 +101,6 @@ class Data(BaseModel):
     shuffle: bool = True
     options: Optional[dict[str, Any]] = None         # a built-in set's keyword options
     val_options: Optional[dict[str, Any]] = None     # over options, for validation
-    train_split: Any = "train"
-    val_split: Any = "val"
 
 
 class ClassificationDataSection(Data):
@@ -111,6 +109,8 @@ class ClassificationDataSection(Data):
         "root", "layout", "augment", "image_size", "resize_size", "scale", "hflip", "ratio", "rotation", "color_jitter",
         "lighting", "auto_augment", "re_prob", "re_mode", "re_count", "interpolation")
 
+    train_split: Any = "train"                       # folders (or a built-in set's split names)
+    val_split: Any = "val"
     layout: Any = "imagefolder"                      # or cub200
     augment: bool = True                             # RandomResizedCrop + flip on the training split
     image_size: PositiveInt = 224
@@ -139,6 +139,8 @@ class SegmentationDataSection(Data):
     builtin_sets: ClassVar[tuple[str, ...]] = ("seg-digits",)
     disk_only_keys: ClassVar[tuple[str, ...]] = ("root", "crop_size", "scale_range", "hflip")
 
+    train_split: Any = "train"                       # folders (or a built-in set's split names)
+    val_split: Any = "val"
     batch_size: PositiveInt = 8
     val_batch_size: Optional[PositiveInt] = 1
     drop_last: bool = True
@@ -155,6 +157,8 @@ class VideoDataSection(Data):
         "root", "crop", "flip", "scale", "short_side", "num_frames", "stride", "num_clips", "num_crops",
         "skip_unreadable", "train_annotations", "val_annotations")
 
+    train_split: Any = "train"                       # folders (or a built-in set's split names)
+    val_split: Any = "val"
     batch_size: PositiveInt = 8
     crop: Any = 224
     scale: Any = [256, 320]                          # the short side's range before the training crop

@@ -104,6 +104,7 @@ class Data(BaseModel):
 
 
 class ClassificationDataSection(Data):
+    """``data`` of classification: an image layout on disk, or the built-in distant-digits / distant-clips."""
     builtin_sets: ClassVar[tuple[str, ...]] = ("distant-digits", "distant-clips")
     disk_only_keys: ClassVar[tuple[str, ...]] = (
         "root", "layout", "augment", "image_size", "resize_size", "scale", "hflip", "ratio", "rotation", "color_jitter",
@@ -136,6 +137,7 @@ class ClassificationDataSection(Data):
 
 
 class SegmentationDataSection(Data):
+    """``data`` of segmentation: Cityscapes on disk, or the built-in seg-digits."""
     builtin_sets: ClassVar[tuple[str, ...]] = ("seg-digits",)
     disk_only_keys: ClassVar[tuple[str, ...]] = ("root", "crop_size", "scale_range", "hflip")
 
@@ -152,6 +154,7 @@ class SegmentationDataSection(Data):
 
 
 class VideoDataSection(Data):
+    """``data`` of video: a Kinetics layout on disk, or the built-in moving-digits."""
     builtin_sets: ClassVar[tuple[str, ...]] = ("moving-digits",)
     disk_only_keys: ClassVar[tuple[str, ...]] = (
         "root", "crop", "flip", "scale", "short_side", "num_frames", "stride", "num_clips", "num_crops",
@@ -174,6 +177,7 @@ class VideoDataSection(Data):
 
 
 class DetectionDataSection(Data):
+    """``data`` of detection: a COCO folder on disk, or the built-in det-digits."""
     builtin_sets: ClassVar[tuple[str, ...]] = ("det-digits",)
     disk_only_keys: ClassVar[tuple[str, ...]] = (
         "root", "hflip", "train_images", "train_annotations", "val_images", "val_annotations")

@@ -2,10 +2,12 @@
 Lightning: a failure here names the reader a Lightning upgrade moved."""
 
 import lightning as L
+import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from glore.engine._lightning_internals import attached_trainer, checkpoint_next_epoch, next_epoch, should_update_logs
+from glore.engine._lightning_internals import (attached_trainer, checkpoint_next_epoch, next_epoch, optimizer_steps,
+                                               should_update_logs)
 from glore.engine.loaders import ShardSampler, evaluation_sampler
 
 
@@ -45,3 +47,33 @@ def test_shard_sampler_gives_each_index_to_one_process_in_order():
     assert [list(s) for s in shards] == [[0, 3, 6], [1, 4], [2, 5]]
     assert [len(s) for s in shards] == [3, 2, 2]
     assert isinstance(evaluation_sampler(range(7), num_replicas=3, rank=1), DistributedSampler)  # Lightning keeps it
+
+
+class Counter(Recorder):
+    """Counts the schedule's steps in configure_optimizers and keeps Lightning's count from training."""
+
+    def configure_optimizers(self):
+        self.counted = optimizer_steps(self.trainer)
+        return super().configure_optimizers()
+
+    def on_train_start(self):
+        self.lightning = (self.trainer.num_training_batches, self.trainer.estimated_stepping_batches)
+
+
+class Batches(L.LightningDataModule):
+    def train_dataloader(self):
+        return DataLoader(TensorDataset(torch.randn(10, 2)), batch_size=3)
+
+
+@pytest.mark.parametrize("options", [{}, {"limit_train_batches": 2}, {"limit_train_batches": 0.5},
+                                     {"accumulate_grad_batches": 3}, {"max_steps": 5, "max_epochs": -1},
+                                     {"max_steps": 3}])
+def test_the_step_count_is_lightnings(tmp_path, options):
+    model = Counter()
+    options = {"max_epochs": 2, **options}
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path, **options)
+    trainer.fit(model, datamodule=Batches())
+    batches, total = model.lightning
+    per_epoch = -(-batches // options.get("accumulate_grad_batches", 1))
+    assert model.counted == (per_epoch, total)

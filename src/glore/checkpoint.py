@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
+from timm.models import clean_state_dict
 
 from glore.errors import GloreError, MissingFileError
 
@@ -41,8 +43,6 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
         raise MissingFileError(f"checkpoint file not found: {path!r}")
     try:
         if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
             checkpoint = load_file(path, device=str(map_location))
         else:
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)
@@ -81,7 +81,6 @@ def read_state_dict(path_or_state: str | os.PathLike | Mapping, expected: Iterab
     """The weights (name -> tensor) of a checkpoint file or mapping, wrapper prefixes removed; with
     ``expected`` (the model's names) a ``model.`` / ``net.`` prefix shared by all names is removed
     when that makes them match, else always."""
-    from timm.models import clean_state_dict
 
     source = os.fspath(path_or_state) if isinstance(path_or_state, (str, os.PathLike)) else "state dict"
     state = read_checkpoint(path_or_state) if source != "state dict" else dict(path_or_state)

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 from glore.analysis.complexity import summary
+from glore.analysis.detection_complexity import DenseDetector
+from glore.engine import classification, detection, segmentation, video
 from glore.errors import ArgumentError
 
 # how far a count may differ from the paper's and still match it (relative)
@@ -55,8 +57,6 @@ def architecture(cfg: dict) -> dict:
 
 
 def _builder(task: str):
-    from glore.engine import classification, detection, segmentation, video
-
     return {"classification": classification.build_model, "segmentation": segmentation.build_segmenter,
             "video": video.build_model, "detection": detection.build_detector}[task]
 
@@ -84,8 +84,6 @@ def count(cfg: dict, input_size=None) -> dict:
     def measure(device):
         network = build_network(cfg, device=device)
         if cfg["task"] == "detection":
-            from glore.analysis.detection_complexity import DenseDetector
-
             network = DenseDetector(network)
         return summary(network, input_size)
 

@@ -100,6 +100,8 @@ def class_means(model: nn.Module, modules: Mapping[str, nn.Module], batches: Ite
 def stage_blocks(model: nn.Module, stage: str = "res4") -> dict[str, nn.Module]:
     """The residual blocks of ``stage`` by GCNet's names (``c4.0`` .. ``c4.5`` for ResNet-50's res4):
     their outputs are the last activation of each block."""
+    # imported here: glore.models loads timm and torchvision, which `glore --help` (whose analyze command
+    # imports this module) does not need
     from ..models.insert import find_stages
 
     stages = find_stages(model)

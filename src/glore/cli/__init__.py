@@ -13,9 +13,13 @@ import argparse
 import importlib
 import sys
 
+from glore import __version__
 from glore.errors import GloreError
 
-# modules defining subcommands; each has register(subparsers) that adds parsers with set_defaults(func=...)
+# modules defining subcommands; each has register(subparsers) that adds parsers with set_defaults(func=...).
+# They import glore.engine.*, glore.models, glore.study and glore.zoo inside the commands that use them:
+# those load Lightning, timm, torchvision, pydantic or scipy, which `glore --help` and `glore --version`
+# (which build every subcommand's parser) do not need (docs/design-notes.md has the measurement).
 COMMAND_MODULES = (
     "glore.cli.train",    # train, evaluate
     "glore.cli.summary",  # summary
@@ -33,8 +37,6 @@ DESCRIPTION = ("Graph-based global reasoning (GloRe) and global-context blocks: 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from glore import __version__
-
     parser = argparse.ArgumentParser(prog="glore", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"glore {__version__}",
                         help="print the version and exit")

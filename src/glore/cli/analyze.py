@@ -5,6 +5,7 @@ and writes."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import re
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import torch
 
 from glore.errors import ArgumentError
+from ..engine import TASKS
 
 from .options import add_output_dir
 
@@ -32,9 +34,6 @@ def load_model_and_loader(args) -> tuple[torch.nn.Module, object]:
     """The model of a ``glore train`` checkpoint (``make demo`` writes those too), in eval mode on
     ``args.device``, rebuilt by ``glore.engine.runner.load_model``, and a loader over ``args.split``
     from the task's ``build_datamodule``."""
-    import importlib
-
-    from ..engine import TASKS
     from ..engine.runner import load_model
 
     model, cfg = load_model(str(args.checkpoint))

@@ -5,6 +5,9 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from glore.errors import MissingFileError
+from ..nn import BLOCKS
+
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
 
 
@@ -16,7 +19,6 @@ def model_sections() -> dict[str, list[str]]:
     from ..models.segmentation import HEADS, LOCAL_BACKBONES
     from ..models.small import SMALL_MODELS
     from ..models.video import VIDEO_MODELS
-    from ..nn import BLOCKS
 
     registered = [f"{name}  ({config.description})" if config.description else name
                   for name, config in sorted(registry.CONFIGS.items())]
@@ -74,8 +76,6 @@ def config_rows(root: Path = CONFIG_DIR) -> list[dict]:
 
 
 def _configs(args) -> int:
-    from glore.errors import MissingFileError
-
     root = Path(args.root) if args.root else CONFIG_DIR
     if not root.is_dir():
         raise MissingFileError(f"config folder not found: {str(root)!r}; expected the configs/ folder of a glore checkout")

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 
+import yaml
+
 from glore.errors import ArgumentError
 
 
@@ -62,11 +64,9 @@ def _train(args) -> int:
         overrides.append(f"output_dir={args.output_dir}")
     cfg = load_config(args.config, overrides)
     if args.print_config:
-        import yaml
+        from ..engine.config import filled_config, to_plain
 
-        from ..engine.config import to_plain
-
-        print(yaml.safe_dump(to_plain(cfg), sort_keys=False), end="")
+        print(yaml.safe_dump(to_plain(filled_config(cfg)), sort_keys=False), end="")
         return 0
     metrics = train(cfg, resume=args.resume, overwrite=args.overwrite)
     if _is_rank_zero():

@@ -23,9 +23,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.datasets import Cityscapes
 
 from glore.errors import ArgumentError, MissingFileError
-
 from .imagefolder import load_rgb
 
 IGNORE_INDEX = 255
@@ -155,8 +155,6 @@ class CityscapesSegmentation(torch.utils.data.Dataset):
 
     def __init__(self, root: str | os.PathLike, split: str = "train", *, transform: Callable | None = None,
                  return_instances: bool = False):
-        from torchvision.datasets import Cityscapes
-
         if split not in self.SPLITS:
             raise ArgumentError(f"split must be one of {list(self.SPLITS)}, got {split!r}")
         root = os.fspath(root)

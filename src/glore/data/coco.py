@@ -15,12 +15,21 @@ of the training targets; COCO evaluation reads them from the annotation file.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
 
 import torch
+from PIL import Image
+from pycocotools.coco import COCO
 from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.datasets import CocoDetection, VisionDataset, wrap_dataset_for_transforms_v2
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
-from glore.errors import GloreError, MissingFileError
+from glore.errors import ArgumentError, GloreError, MissingFileError
 
 BOX_TOLERANCE = 1.0   # pixels a box may pass the image border by (rounding in converted annotations)
 
@@ -69,11 +78,6 @@ def check_coco_json(data, ann_file: str) -> None:
 
 def load_coco_json(ann_file: str):
     """The checked content of a COCO ``instances`` file as a ``pycocotools`` ``COCO``; errors name the file."""
-    import contextlib
-    import io
-    import json
-
-    from pycocotools.coco import COCO
 
     try:
         with open(ann_file, encoding="utf-8") as handle:
@@ -121,7 +125,6 @@ def check_coco(coco, image_dir: str, ann_file: str) -> None:
 def detection_transforms(*, train: bool, hflip: bool = True):
     """v2 transforms: (training) horizontal flip, then float images in [0, 1] and boxes cleaned of
     degenerate ones. Resizing to the detector's ``min_size`` / ``max_size`` is the model's job."""
-    from torchvision.transforms import v2
 
     steps = [v2.ToImage()]
     if train and hflip:
@@ -133,7 +136,6 @@ def detection_transforms(*, train: bool, hflip: bool = True):
 def checked_coco_detection(image_dir: str, coco):
     """``torchvision.datasets.CocoDetection`` over an already loaded and checked ``COCO`` (its own
     constructor would read the file again, unchecked)."""
-    from torchvision.datasets import CocoDetection, VisionDataset
 
     dataset = CocoDetection.__new__(CocoDetection)
     VisionDataset.__init__(dataset, image_dir)
@@ -156,8 +158,6 @@ class CocoDetectionSet(Dataset):
 
     def __init__(self, image_dir: str | os.PathLike, ann_file: str | os.PathLike, *, transforms=None,
                  masks: bool = True, train: bool = False):
-        from torchvision.datasets import wrap_dataset_for_transforms_v2
-
         self.image_dir, self.ann_file = os.fspath(image_dir), os.fspath(ann_file)
         if not os.path.isfile(self.ann_file):
             raise MissingFileError(f"COCO annotation file not found: {self.ann_file!r}")
@@ -182,8 +182,6 @@ class CocoDetectionSet(Dataset):
         return len(self._data)
 
     def __getitem__(self, index: int):
-        from torchvision import tv_tensors
-
         image, target = self._data[index]
         height, width = image.height, image.width
         info = self.coco.imgs[self.ids[index]]
@@ -222,10 +220,6 @@ class UnannotatedImages(Dataset):
     """
 
     def __init__(self, image_dir: str | os.PathLike, image_info: str | os.PathLike | None = None):
-        import json
-
-        from glore.errors import ArgumentError, MissingFileError
-
         self.image_dir = os.fspath(image_dir)
         if not os.path.isdir(self.image_dir):
             raise MissingFileError(f"image folder not found: {self.image_dir!r}")
@@ -256,9 +250,6 @@ class UnannotatedImages(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int):
-        from PIL import Image
-        from torchvision.transforms.v2 import functional as TF
-
         image_id, path = self.items[index]
         with Image.open(path) as handle:
             image = TF.pil_to_tensor(handle.convert("RGB"))                   # (3, H, W) uint8

@@ -27,11 +27,12 @@ import os
 
 import numpy as np
 import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
 from glore.errors import ArgumentError
 from ._options import check_int, check_open_unit, check_split
-
 from .distant_digits import source_digits
 
 CATEGORIES = ({"id": 1, "name": "match"}, {"id": 2, "name": "other"})
@@ -166,7 +167,6 @@ class DetDigits(Dataset):
 
     def to_coco(self) -> dict:
         """The split as a COCO ``instances`` dict (masks as RLE, ``iscrowd`` 0)."""
-        from pycocotools import mask as mask_utils
 
         images, annotations = [], []
         for index in range(self.num_samples):
@@ -190,7 +190,6 @@ class DetDigits(Dataset):
 def write_coco_tree(dataset: DetDigits, root: str | os.PathLike) -> tuple[str, str]:
     """Write ``dataset`` as a COCO folder: ``<root>/<split>/*.png`` and
     ``<root>/annotations/instances_<split>.json``. Returns ``(image folder, annotation file)``."""
-    from PIL import Image
 
     root = os.fspath(root)
     image_dir = os.path.join(root, dataset.split)

@@ -26,8 +26,10 @@ unit from seeing both.
 from __future__ import annotations
 
 import functools
+
 import numpy as np
 import torch
+from sklearn.datasets import load_digits
 from torch.utils.data import Dataset
 
 from glore.errors import ArgumentError
@@ -45,7 +47,6 @@ def source_digits(split: str, *, digit_size: int = 8, val_fraction: float = 0.25
 
     The partition is class-stratified and fixed: train and val never share a scan.
     """
-    from sklearn.datasets import load_digits
 
     if split not in SPLITS:
         raise ArgumentError(f"split must be one of {list(SPLITS)}, got {split!r}")

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN
-from timm.data import IMAGENET_DEFAULT_STD as IMAGENET_STD
+from timm.data import IMAGENET_DEFAULT_STD as IMAGENET_STD, create_transform
 from torchvision import datasets, tv_tensors
 from torchvision.transforms import v2
 
@@ -163,8 +163,6 @@ RECIPE_KEYS = ("auto_augment", "re_prob", "re_mode", "re_count", "interpolation"
 
 
 def _timm_transform(*, train, image_size, resize_size, scale, hflip, mean, std, **recipe):
-    from timm.data import create_transform
-
     unknown = sorted(set(recipe) - set(RECIPE_KEYS))
     if unknown:
         raise ArgumentError(f"unknown augmentation option(s) {unknown}; expected some of {list(RECIPE_KEYS)}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.datasets import load_digits   # ships with scikit-learn, no download
 from torch.utils.data import Dataset
 
 from glore.errors import ArgumentError
@@ -28,8 +29,6 @@ _SPLITS = ("train", "val", "test")
 
 
 def _load_digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits   # ships with scikit-learn, no download
-
     data = load_digits()
     return (data.images / 16.0).astype(np.float32), data.target.astype(np.int64)
 

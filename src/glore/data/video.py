@@ -33,9 +33,12 @@ import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import av
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
+
 from glore.errors import ArgumentError, GloreError, MissingFileError
 from .imagefolder import to_rgb
 
@@ -96,7 +99,6 @@ def count_video_frames(path: str | Path) -> int:
     path = Path(path)
     if _is_frame_folder(path):
         return len(_frame_files(path))
-    import av
 
     try:
         with av.open(str(path)) as container:
@@ -114,7 +116,6 @@ def count_video_frames(path: str | Path) -> int:
 
 def _decode_file(path: Path) -> list:
     """All frames of a video file as PyAV frames (the caller converts the ones it needs to RGB)."""
-    import av
 
     try:
         with av.open(str(path)) as container:
@@ -193,7 +194,6 @@ def _read_file_clips(path: Path, clips_fn: Callable[[int], list[list[int]]]):
     The clips are chosen from the header's frame count; when the header has none, or seeking fails
     (see :func:`_seek_frames`), the whole file is decoded and the clips chosen from the decoded count.
     """
-    import av
 
     if not path.is_file():
         raise VideoReadError(f"cannot read video {path}: no such file")
@@ -218,8 +218,6 @@ def _read_file_clips(path: Path, clips_fn: Callable[[int], list[list[int]]]):
 
 
 def _read_image(path: Path) -> np.ndarray:
-    from PIL import Image
-
     try:
         with Image.open(path) as image:
             return np.asarray(to_rgb(image))

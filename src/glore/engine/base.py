@@ -33,14 +33,12 @@ What the base class does:
 
 from __future__ import annotations
 
-import math
-
 import lightning as L
 import torch
 import torchmetrics
 
 from glore.errors import GloreError
-from ._lightning_internals import attached_trainer, should_update_logs
+from ._lightning_internals import attached_trainer, optimizer_steps, should_update_logs
 from .config import to_plain
 from .loaders import seed_generators
 from .optim import build_optimizer, build_scheduler
@@ -125,55 +123,10 @@ class TaskModule(L.LightningModule):
         param-group dicts."""
         return self
 
-    def _count_train_batches(self) -> int | None:
-        """Batches per epoch and process, from the data module's loader without starting it.
-
-        (``trainer.estimated_stepping_batches`` would start the training iterator before a resumed
-        run has restored its epoch, so the first resumed epoch could read the order of epoch 0.)
-        """
-        trainer = self.trainer
-        datamodule = getattr(trainer, "datamodule", None)
-        if datamodule is None:
-            return None
-        loader = datamodule.train_dataloader()
-        if not isinstance(loader, torch.utils.data.DataLoader) or loader.batch_size is None:
-            return None
-        try:
-            batches = len(loader)
-        except TypeError:  # iterable dataset
-            return None
-        world = trainer.world_size
-        if world > 1 and not isinstance(loader.sampler, torch.utils.data.DistributedSampler):
-            samples = math.ceil(len(loader.dataset) / world)  # Lightning shards it
-            batches = samples // loader.batch_size if loader.drop_last else math.ceil(samples / loader.batch_size)
-        limit = trainer.limit_train_batches
-        if isinstance(limit, int) and not isinstance(limit, bool):
-            batches = min(batches, limit)
-        elif limit is not None:
-            batches = int(batches * float(limit))
-        return batches
-
-    def _steps_per_epoch(self) -> tuple[int, int | None]:
-        trainer = self.trainer
-        accumulate = max(trainer.accumulate_grad_batches, 1)
-        max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
-        batches = self._count_train_batches()
-        if batches is None:
-            total = trainer.estimated_stepping_batches
-            batches = trainer.num_training_batches
-            if batches is None or not math.isfinite(batches):
-                return (int(total) if math.isfinite(total) else 1), (int(total) if math.isfinite(total) else None)
-            return max(math.ceil(batches / accumulate), 1), (int(total) if math.isfinite(total) else None)
-        spe = max(math.ceil(batches / accumulate), 1)
-        total = spe * max_epochs if max_epochs else None
-        if trainer.max_steps is not None and trainer.max_steps > 0:
-            total = min(total, trainer.max_steps) if total else trainer.max_steps
-        return spe, total
-
     def configure_optimizers(self):
         optim_cfg = self.cfg["optim"]
         optimizer = build_optimizer(self.optimizer_param_groups(), optim_cfg)
-        steps_per_epoch, total = self._steps_per_epoch()
+        steps_per_epoch, total = optimizer_steps(self.trainer)
         max_epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
         scheduler = build_scheduler(optimizer, optim_cfg, steps_per_epoch, max_epochs, total_steps=total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"}}

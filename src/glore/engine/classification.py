@@ -63,22 +63,29 @@ import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
+from timm.utils import ModelEmaV3
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from glore.data.distant_clips import DistantClips
+from glore.data.distant_digits import DistantDigits
+from glore.data.imagefolder import RECIPE_KEYS, build_image_dataset, class_folders, count_classes
 from glore.errors import ArgumentError, ConfigError
+from glore.models import create_model
+from glore.models.small import SMALL_MODELS
 from .base import TaskModule
 from .datamodule import TaskData, data_root
+from .schema import ClassificationDataSection, Data, data_section
 
 DATASETS = ("distant-digits", "distant-clips", "imagefolder")
+IN_MEMORY_SETS = {"distant-digits": DistantDigits, "distant-clips": DistantClips}
 # model keys consumed here; the rest of cfg["model"] go to the model builder
 _MODEL_KEYS = ("name", "label_smoothing")
 
 
 def _small_models() -> dict:
-    from glore.models.small import SMALL_MODELS
-
     return SMALL_MODELS
 
 
@@ -106,7 +113,6 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
         except (ModuleNotFoundError, AttributeError) as exc:
             raise ArgumentError(f"unknown model {name!r}: cannot import {attr!r} from {module_name!r} ({exc})") from None
         return builder(**kwargs)
-    from glore.models import create_model
 
     try:
         return create_model(name, **kwargs)
@@ -122,24 +128,22 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
 def resolve_num_classes(cfg: dict) -> int:
     """``model.num_classes``, or the number of class folders of an image dataset; at least 2."""
     num = cfg["model"].get("num_classes")
-    data = cfg["data"]
+    data = data_section("classification", cfg["data"])
     if num is not None:
         if isinstance(num, bool) or not isinstance(num, int) or num < 2:
             raise ArgumentError(f"model.num_classes must be an integer >= 2 for classification, got {num!r}")
         return num
-    if data.get("name") not in DATASETS:
-        raise ArgumentError(unknown_dataset(data.get("name")))
-    if data.get("name") == "imagefolder":
-        from glore.data.imagefolder import count_classes
-
-        split = data.get("train_split", "train")
-        root = data_root(data, "a folder with train/ and val/")
-        num = count_classes(root, split, layout=data.get("layout", "imagefolder"))
+    if data.name not in DATASETS:
+        raise ArgumentError(unknown_dataset(data.name))
+    if data.name == "imagefolder":
+        split = data.train_split
+        root = data_root(cfg["data"], "a folder with train/ and val/")
+        num = count_classes(root, split, layout=data.layout)
         if num < 2:
             raise ArgumentError(f"{os.path.join(root, split)!r} holds {num} class folder; classification needs "
                                 "at least 2 (one folder per class)")
         return num
-    raise ArgumentError(f"model.num_classes is required for data.name={data.get('name')!r}")
+    raise ArgumentError(f"model.num_classes is required for data.name={data.name!r}")
 
 
 def unknown_dataset(name) -> str:
@@ -159,33 +163,32 @@ def check_scale(scale) -> tuple[float, float]:
     return float(scale[0]), float(scale[1])
 
 
-def recipe_options(data: dict) -> dict:
+def recipe_options(data: ClassificationDataSection) -> dict:
     """``data.ratio``, ``rotation``, ``color_jitter`` and ``lighting`` (GCNet's ImageNet recipe), checked."""
-    def number(key, default):
-        value = data.get(key, default)
+    def number(key):
+        value = getattr(data, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ConfigError(f"data.{key} must be a non-negative number, got {value!r}")
         return float(value)
 
-    ratio = data.get("ratio", (3 / 4, 4 / 3))
+    ratio = data.ratio
     if not (isinstance(ratio, (list, tuple)) and len(ratio) == 2 and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in ratio) and 0 < ratio[0] <= ratio[1]):
         raise ConfigError(f"data.ratio must be [min, max] aspect ratios with 0 < min <= max, got {ratio!r}")
-    jitter = data.get("color_jitter", 0.0)
+    jitter = data.color_jitter
     values = jitter if isinstance(jitter, (list, tuple)) else [jitter]
     if len(values) not in (1, 3) or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1
                                         for v in values):
         raise ConfigError(f"data.color_jitter must be a number in [0, 1) or [brightness, contrast, saturation] "
                           f"of them, got {jitter!r}")
-    return {"ratio": (float(ratio[0]), float(ratio[1])), "rotation": number("rotation", 0.0),
-            "color_jitter": jitter, "lighting": number("lighting", 0.0)}
+    return {"ratio": (float(ratio[0]), float(ratio[1])), "rotation": number("rotation"),
+            "color_jitter": jitter, "lighting": number("lighting")}
 
 
 def training_classes(root: str, train_split: str, split: str) -> list[str] | None:
     """The class folders of the training split, which the labels of ``split`` follow (None when the
     training split is absent: then ``split``'s own folders). A class of ``split`` that training lacks is
     refused; training classes that ``split`` lacks are named in a warning."""
-    from glore.data.imagefolder import class_folders
 
     train_dir, split_dir = os.path.join(root, train_split), os.path.join(root, split)
     if split == train_split or not os.path.isdir(train_dir) or not os.path.isdir(split_dir):
@@ -216,24 +219,24 @@ MIXUP_KEYS = {"mixup": "mixup_alpha", "cutmix": "cutmix_alpha", "mixup_prob": "p
               "mixup_switch_prob": "switch_prob", "mixup_mode": "mode"}
 
 
-def mixup_enabled(data_cfg: dict) -> bool:
-    return bool(data_cfg.get("mixup") or data_cfg.get("cutmix"))
+def mixup_enabled(data: Data) -> bool:
+    """Whether ``data.mixup`` or ``data.cutmix`` is on (only classification's section has them)."""
+    return bool(getattr(data, "mixup", 0) or getattr(data, "cutmix", 0))
 
 
-def build_mixup(data_cfg: dict, num_classes: int, label_smoothing: float):
+def build_mixup(data: ClassificationDataSection, num_classes: int, label_smoothing: float):
     """``timm.data.Mixup`` from ``data.mixup`` / ``data.cutmix`` (and ``mixup_prob``,
     ``mixup_switch_prob``, ``mixup_mode``), or ``None`` when both alphas are 0."""
-    if not mixup_enabled(data_cfg):
+    if not mixup_enabled(data):
         return None
-    from timm.data import Mixup
 
-    batch = data_cfg.get("batch_size")
-    if isinstance(batch, int) and batch % 2:
-        raise ConfigError(f"data.mixup / data.cutmix mix pairs of samples: data.batch_size must be even, got {batch}")
-    if data_cfg.get("drop_last") is False:
+    if data.batch_size % 2:
+        raise ConfigError(f"data.mixup / data.cutmix mix pairs of samples: data.batch_size must be even, got "
+                          f"{data.batch_size}")
+    if "drop_last" in data.model_fields_set and not data.drop_last:
         raise ConfigError("data.mixup / data.cutmix need every batch even: data.drop_last must be true (or left "
                           "out), got false")
-    kwargs = {ours: data_cfg[key] for key, ours in MIXUP_KEYS.items() if data_cfg.get(key) is not None}
+    kwargs = {ours: getattr(data, key) for key, ours in MIXUP_KEYS.items() if getattr(data, key) is not None}
     try:
         return Mixup(**kwargs, label_smoothing=label_smoothing, num_classes=num_classes)
     except AssertionError as exc:
@@ -245,7 +248,6 @@ def build_ema(model: torch.nn.Module, optim_cfg: dict):
     decay = optim_cfg.get("ema_decay")
     if decay is None:
         return None
-    from timm.utils import ModelEmaV3
 
     ema = ModelEmaV3(model, decay=float(decay), use_warmup=bool(optim_cfg.get("ema_warmup", False)))
     return ema.requires_grad_(False)
@@ -257,9 +259,10 @@ class ClassificationModule(TaskModule):
     monitor = "val/acc1"
     monitor_mode = "max"
 
-    # how the network and the class count come from the config; the video task swaps these
+    # how the network, the class count and the data keys come from the config; the video task swaps these
     network_builder = staticmethod(build_model)
     class_counter = staticmethod(resolve_num_classes)
+    section = ClassificationDataSection
 
     def __init__(self, cfg: dict):
         super().__init__(cfg)
@@ -268,15 +271,15 @@ class ClassificationModule(TaskModule):
         # the checkpoint's config keeps the count, so that it rebuilds without the class folders
         self.hparams["cfg"]["model"]["num_classes"] = self.num_classes
         self.model = self.network_builder(model_cfg)
-        data = self.cfg["data"]
+        data = data_section(self.section, self.cfg["data"])
         stride = network_stride(self.model)
-        size = data.get("image_size", 224)
-        if data.get("name") == "imagefolder" and stride and isinstance(size, int) and size < stride:
+        size = getattr(data, "image_size", None)
+        if data.name == "imagefolder" and stride and size is not None and size < stride:
             raise ConfigError(f"data.image_size={size} is smaller than the output stride {stride} of "
                               f"model.name={model_cfg.get('name')!r}: its last stage would see a 1x1 map of mostly "
                               f"padding; use data.image_size >= {stride}")
         self.label_smoothing = float(model_cfg.get("label_smoothing", 0.0) or 0.0)
-        self.mixup = build_mixup(self.cfg["data"], self.num_classes, self.label_smoothing)
+        self.mixup = build_mixup(data, self.num_classes, self.label_smoothing) if mixup_enabled(data) else None
         self.model_ema = build_ema(self.model, self.cfg["optim"])
         # a torchmetrics mean (sum and count synced over processes): with ``self.log(sync_dist=True)``
         # Lightning averages the per-process sample counts as integers, which is wrong for shards of
@@ -347,51 +350,36 @@ class ClassificationModule(TaskModule):
 class ClassificationData(TaskData):
     """Train / val loaders for ``cfg["data"]`` (distant-digits, distant-clips or an image layout)."""
 
-    builtin_sets = ("distant-digits", "distant-clips")
-    disk_only_keys = ("root", "layout", "augment", "image_size", "resize_size", "scale", "hflip", "ratio", "rotation",
-                      "color_jitter", "lighting", "auto_augment", "re_prob", "re_mode", "re_count", "interpolation")
+    section = ClassificationDataSection
 
     def __init__(self, data_cfg: dict, *, seed: int = 0, num_classes: int | None = None):
         super().__init__(data_cfg, seed=seed)
         self.num_classes = num_classes  # model.num_classes, checked against the folder's classes
-        if mixup_enabled(self.data_cfg):
-            self.drop_last = True       # mixup pairs the samples of a batch: no odd last batch
-        name = self.data_cfg.get("name")
-        if name not in DATASETS:
-            raise ArgumentError(unknown_dataset(name))
+        if mixup_enabled(self.data):    # mixup pairs the samples of a batch: no odd last batch
+            self.data = self.data.model_copy(update={"drop_last": True})
+        if self.data.name not in DATASETS:
+            raise ArgumentError(unknown_dataset(self.data.name))
 
     def train_dataset(self):
-        return self._dataset("train_split", "train", train=True)
+        return self._dataset(self.data.train_split, train=True)
 
     def val_dataset(self):
-        return self._dataset("val_split", "val", train=False)
+        return self._dataset(self.data.val_split, train=False)
 
-    def _dataset(self, split_key: str, default: str, *, train: bool):
-        data = self.data_cfg
-        split = data.get(split_key, default)
-        if data["name"] in ("distant-digits", "distant-clips"):
-            if data["name"] == "distant-digits":
-                from glore.data.distant_digits import DistantDigits as in_memory_set
-            else:
-                from glore.data.distant_clips import DistantClips as in_memory_set
-            return self.builtin_set(in_memory_set, split, train=train)
-        from glore.data.imagefolder import RECIPE_KEYS, build_image_dataset
+    def _dataset(self, split: str, *, train: bool):
+        data = self.data
+        if data.name in IN_MEMORY_SETS:
+            return self.builtin_set(IN_MEMORY_SETS[data.name], split, train=train)
 
-        root = data_root(data, "a folder with train/ and val/")
-        layout = data.get("layout", "imagefolder")
+        root = data_root(self.data_cfg, "a folder with train/ and val/")
         classes = None
-        if layout == "imagefolder" and not train:      # labels follow the training split's class folders
-            classes = training_classes(root, data.get("train_split", "train"), split)
+        if data.layout == "imagefolder" and not train:      # labels follow the training split's class folders
+            classes = training_classes(root, data.train_split, split)
         return build_image_dataset(
-            root, split, train=train, layout=layout,
-            augment=data.get("augment", True),
-            image_size=data.get("image_size", 224),
-            resize_size=data.get("resize_size", 256),
-            scale=check_scale(data.get("scale", (0.08, 1.0))),
-            hflip=data.get("hflip", True),
-            classes=classes,
+            root, split, train=train, layout=data.layout, augment=data.augment, image_size=data.image_size,
+            resize_size=data.resize_size, scale=check_scale(data.scale), hflip=data.hflip, classes=classes,
             **recipe_options(data),
-            recipe={k: data[k] for k in RECIPE_KEYS if data.get(k) is not None},
+            recipe={k: getattr(data, k) for k in RECIPE_KEYS if getattr(data, k) is not None},
         )
 
     def setup(self, stage: str | None = None) -> None:

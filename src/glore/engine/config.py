@@ -28,7 +28,7 @@ import yaml
 
 from glore.errors import ConfigError, MissingFileError
 
-from .schema import RunConfig, check_schema
+from .schema import RunConfig, check_schema, filled_data
 
 
 class _Loader(yaml.SafeLoader):
@@ -72,7 +72,8 @@ TOP_LEVEL_KEYS = ("task", "seed", "output_dir", "model", "data", "optim", "train
 
 def _schema_defaults() -> dict:
     """The defaults of every key of :mod:`glore.engine.schema` (the one table of them); ``data`` is
-    empty: its keys differ per task and their defaults live in the task's ``build_datamodule``."""
+    empty: its keys differ per task, and the tasks read its defaults from their section of the schema
+    (:func:`filled_config` shows them)."""
     defaults = RunConfig().model_dump()
     defaults["data"] = {}
     return defaults
@@ -196,6 +197,11 @@ def validate_config(cfg: Mapping) -> dict:
         _check_top_level(key, source="config")
     check_schema(cfg)
     return cfg
+
+
+def filled_config(cfg: Mapping) -> dict:
+    """``cfg`` with its ``data`` section's defaults filled in, for the keys its dataset reads."""
+    return {**cfg, "data": filled_data(cfg.get("task", "classification"), cfg.get("data") or {})}
 
 
 def to_plain(value):

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from glore.errors import ArgumentError, ConfigError
 from .loaders import EpochSeededDataset, make_loader
+from .schema import Data, data_section
 
 
 def data_root(data: dict, holds: str) -> str:
@@ -29,28 +30,28 @@ def data_root(data: dict, holds: str) -> str:
 class TaskData(L.LightningDataModule):
     """Train / val loaders for ``cfg["data"]``.
 
-    Class attributes (a task's defaults for keys the config leaves out):
-        batch_size: ``data.batch_size``.
-        drop_last: ``data.drop_last`` of the training loader.
-        val_batch_size: ``data.val_batch_size``; None means the training batch size.
-        collate_fn: the loaders' collate function (None: PyTorch's default).
+    ``section`` is the task's data section of :mod:`glore.engine.schema`, which declares the defaults of
+    the keys the config leaves out; ``self.data`` is ``data_cfg`` checked against it, ``self.data_cfg``
+    the keys as given. ``collate_fn`` is the loaders' collate function (None: PyTorch's default).
     """
 
-    batch_size = 32
-    drop_last = False
-    val_batch_size: int | None = None
+    section: type[Data] = Data
     collate_fn = None
-    # the task's built-in (generated) sets, and the data keys read only for data on disk: such a key
-    # given to a built-in set is refused; a built-in set's key given for data on disk is warned about
-    builtin_sets: tuple[str, ...] = ()
-    disk_only_keys: tuple[str, ...] = ()
-    builtin_only_keys = ("options", "val_options", "train_samples", "val_samples")
 
     def __init__(self, data_cfg: dict, *, seed: int = 0):
         super().__init__()
         self.data_cfg = dict(data_cfg)
+        self.data = data_section(self.section, self.data_cfg)
         self.seed = seed
         self.train_set = self.val_set = None
+
+    @property
+    def batch_size(self) -> int:
+        return self.data.batch_size
+
+    @property
+    def drop_last(self) -> bool:
+        return self.data.drop_last
 
     def train_dataset(self):
         raise NotImplementedError
@@ -61,9 +62,9 @@ class TaskData(L.LightningDataModule):
     def check_unread_keys(self) -> None:
         """Refuse the keys of data on disk given to a built-in set; warn about a built-in set's keys
         given for data on disk (configs derived from a built-in set's config keep them)."""
-        name = self.data_cfg.get("name")
-        builtin = name in self.builtin_sets
-        unread = [key for key in (self.disk_only_keys if builtin else self.builtin_only_keys)
+        name = self.data.name
+        builtin = name in self.data.builtin_sets
+        unread = [key for key in (self.data.disk_only_keys if builtin else self.data.builtin_only_keys)
                   if self.data_cfg.get(key) not in (None, {})]
         if not unread:
             return
@@ -126,24 +127,20 @@ class TaskData(L.LightningDataModule):
                train: bool = False) -> DataLoader:
         return make_loader(dataset, trainer=self.trainer, batch_size=batch_size, shuffle=shuffle,
                            drop_last=drop_last, train=train, seed=self.seed,
-                           num_workers=int(self.data_cfg.get("num_workers", 0)), collate_fn=self.collate_fn)
+                           num_workers=self.data.num_workers, collate_fn=self.collate_fn)
 
     def eval_batch_size(self) -> int:
-        """``data.val_batch_size``, else the task's default, else the training batch size."""
-        batch = (self.data_cfg.get("val_batch_size") or self.val_batch_size
-                 or self.data_cfg.get("batch_size", self.batch_size))
-        return int(batch)
+        """``data.val_batch_size``, else the training batch size."""
+        return self.data.val_batch_size or self.data.batch_size
 
     def train_dataloader(self) -> DataLoader:
-        data = self.data_cfg
-        batch_size = int(data.get("batch_size", self.batch_size))
-        drop_last = bool(data.get("drop_last", self.drop_last))
+        batch_size, drop_last = self.batch_size, self.drop_last
         world = self.trainer.world_size if self.trainer is not None else 1
         if drop_last and len(self.train_set) < batch_size * world:
             raise ArgumentError(f"data.batch_size={batch_size} with data.drop_last=true leaves no training batch: the "
                                 f"training split has {len(self.train_set)} samples"
                                 f"{f' over {world} processes' if world > 1 else ''}; lower data.batch_size")
-        return self.loader(self.train_set, batch_size=batch_size, shuffle=bool(data.get("shuffle", True)),
+        return self.loader(self.train_set, batch_size=batch_size, shuffle=self.data.shuffle,
                            drop_last=drop_last, train=True)
 
     def val_dataloader(self) -> DataLoader:

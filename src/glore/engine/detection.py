@@ -49,9 +49,14 @@ import os
 
 import torch
 
+from glore.data.coco import CocoDetectionSet, UnannotatedImages, detection_transforms
+from glore.data.det_digits import DetDigits
 from glore.errors import ArgumentError
+from glore.metrics.coco import coco_evaluate, load_coco, to_coco_results, write_results
+from glore.models.detection import create_detector
 from .base import TaskModule, check_finite_input
 from .datamodule import TaskData, data_root
+from .schema import DetectionDataSection
 
 DATASETS = ("coco", "det-digits")
 _LIST_OPTIONS = ("returned_layers", "anchor_sizes", "min_size")   # create_detector options given as tuples
@@ -59,7 +64,6 @@ _LIST_OPTIONS = ("returned_layers", "anchor_sizes", "min_size")   # create_detec
 
 def build_detector(model_cfg: dict) -> torch.nn.Module:
     """``glore.models.create_detector`` from ``cfg["model"]``."""
-    from glore.models.detection import create_detector
 
     kwargs = dict(model_cfg)
     arch = kwargs.pop("arch", "maskrcnn")
@@ -102,7 +106,6 @@ def _gather(per_image: dict) -> dict:
 
 def add_results(per_image: dict, outputs, targets) -> None:
     """Put each image's detections, in the COCO results format, in ``per_image`` under its id."""
-    from glore.metrics.coco import to_coco_results
 
     for output, target in zip(outputs, targets):
         image_id = int(target["image_id"])
@@ -120,7 +123,6 @@ def coco_metrics(ground_truth, results: list, image_ids, *, segm: bool, prefix: 
                  class_agnostic: bool = False) -> dict:
     """``{prefix + "bbox/ap": ...}``: COCOeval's 12 numbers per IoU type over ``image_ids``; with
     ``class_agnostic`` also those of the boxes regardless of category (``bbox_agnostic/...``)."""
-    from glore.metrics.coco import coco_evaluate
 
     out = {}
     for iou_type in ("bbox", "segm") if segm else ("bbox",):
@@ -173,11 +175,8 @@ class DetectionModule(TaskModule):
 class DetectionData(TaskData):
     """Train / val loaders for ``cfg["data"]`` (a COCO folder or det-digits); batches are lists."""
 
-    batch_size = 2
-    val_batch_size = 1
     collate_fn = staticmethod(collate)
-    builtin_sets = ("det-digits",)
-    disk_only_keys = ("root", "hflip", "train_images", "train_annotations", "val_images", "val_annotations")
+    section = DetectionDataSection
 
     def __init__(self, data_cfg: dict, *, masks: bool, seed: int = 0, num_classes: int | None = None):
         super().__init__(data_cfg, seed=seed)
@@ -187,22 +186,16 @@ class DetectionData(TaskData):
         self._val_gt = None
 
     def _coco_paths(self, split: str) -> tuple[str, str]:
-        data = self.data_cfg
-        root = data_root(data, "a folder with the images and annotations/")
-        year = "train2017" if split == "train" else "val2017"
-        images = data.get(f"{split}_images", year)
-        annotations = data.get(f"{split}_annotations", f"annotations/instances_{year}.json")
+        root = data_root(self.data_cfg, "a folder with the images and annotations/")
+        images, annotations = getattr(self.data, f"{split}_images"), getattr(self.data, f"{split}_annotations")
         return os.path.join(root, images), os.path.join(root, annotations)
 
     def dataset(self, split: str, *, train: bool):
         if self.name == "det-digits":
-            from glore.data.det_digits import DetDigits
-
             return self.builtin_set(DetDigits, split, train=train)
-        from glore.data.coco import CocoDetectionSet, detection_transforms
 
         images, annotations = self._coco_paths(split)
-        transforms = detection_transforms(train=train, hflip=bool(self.data_cfg.get("hflip", True)))
+        transforms = detection_transforms(train=train, hflip=self.data.hflip)
         return CocoDetectionSet(images, annotations, transforms=transforms, masks=self.masks, train=train)
 
     def setup(self, stage: str | None = None) -> None:
@@ -225,7 +218,6 @@ class DetectionData(TaskData):
 
     def val_ground_truth(self):
         """The validation split's ground truth as a ``pycocotools`` ``COCO`` object."""
-        from glore.metrics.coco import load_coco
 
         if self._val_gt is None:
             self.setup("validate")
@@ -253,7 +245,6 @@ def evaluate(module: DetectionModule, datamodule: DetectionData, cfg: dict, *, d
 
     With ``images`` (a folder without annotations, e.g. COCO test-dev), no metrics: the detections of
     its images are written for submission instead (:func:`predict_folder`)."""
-    from glore.metrics.coco import write_results
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = module.model.to(dev).eval()
@@ -288,8 +279,6 @@ def predict_folder(model, datamodule: DetectionData, images: str, *, image_info:
     :class:`glore.data.coco.UnannotatedImages`) in the COCO results format, one file per IoU type as
     the COCO evaluation server takes them: ``<detections stem>_bbox.json`` (boxes) and, for Mask
     R-CNN, ``<detections stem>_segm.json`` (RLE masks, without the boxes)."""
-    from glore.data.coco import UnannotatedImages
-    from glore.metrics.coco import write_results
 
     dataset = UnannotatedImages(images, image_info)
     n = len(dataset) if limit is None else min(int(limit), len(dataset))

@@ -26,9 +26,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import torch
 
 from glore.errors import ArgumentError, GloreError, RunFolderError
+from .runner import restore
+from .schema import data_section
 
 FORMATS = ("onnx", "pt2")
 RTOL, ATOL = 1e-3, 1e-4
@@ -40,15 +43,15 @@ class ExportError(GloreError, RuntimeError):
 
 def example_input(cfg: dict, batch: int = 2) -> torch.Tensor:
     """A random input of the shape the run's network reads at evaluation (``batch`` samples)."""
-    data, model = cfg["data"], cfg["model"]
-    name, options = data.get("name"), dict(data.get("options") or {})
+    data, model = data_section(cfg.get("task", "classification"), cfg["data"]), cfg["model"]
+    name, options = data.name, dict(data.options or {})
     shapes = {
         "distant-digits": lambda: (int(model.get("in_chans") or 1), int(options.get("canvas", 48)),
                                    int(options.get("canvas", 48))),
-        "imagefolder": lambda: (3, int(data.get("image_size", 224)), int(data.get("image_size", 224))),
+        "imagefolder": lambda: (3, data.image_size, data.image_size),
         "seg-digits": lambda: (3, int(options.get("canvas", 64)), int(options.get("canvas", 64))),
-        "cityscapes": lambda: (3, *_pair(data.get("crop_size", 769))),
-        "kinetics": lambda: (3, int(data.get("num_frames", 8)), int(data.get("crop", 224)), int(data.get("crop", 224))),
+        "cityscapes": lambda: (3, *_pair(data.crop_size)),
+        "kinetics": lambda: (3, int(data.num_frames), int(data.crop), int(data.crop)),
         "moving-digits": lambda: (int(options.get("channels", 1)), int(options.get("num_frames", 8)),
                                   int(options.get("size", 48)), int(options.get("size", 48))),
         "distant-clips": lambda: (int(model.get("in_chans") or 1), int(options.get("num_frames", 8)),
@@ -154,8 +157,6 @@ def check_export(network: torch.nn.Module, output: str | os.PathLike, fmt: str, 
     program) and ``network`` over :func:`check_inputs`; :class:`ExportError` beyond ``rtol=1e-3``,
     ``atol=1e-4``."""
     if fmt == "onnx":
-        import onnxruntime
-
         runtime = onnxruntime.InferenceSession(os.fspath(output), providers=["CPUExecutionProvider"])
         name = runtime.get_inputs()[0].name
 
@@ -192,7 +193,6 @@ def _tensor(out) -> torch.Tensor:
 def export(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathLike, *, check: bool = False,
            overwrite: bool = False) -> dict:
     """Export the network of a ``glore train`` checkpoint (see the module docstring)."""
-    from .runner import restore
 
     if fmt not in FORMATS:
         raise ArgumentError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")

@@ -28,12 +28,15 @@ import warnings
 from collections.abc import Iterable, Mapping
 
 import torch
-from timm.optim import param_groups_weight_decay
+from timm.optim import create_optimizer_v2, param_groups_weight_decay
 
 from glore.errors import ArgumentError, ArgumentTypeError
+from .schema import Optim
 
 SCHEDULES = ("step", "cosine", "poly", "onecycle", "constant")
 OPTIMIZERS = ("sgd", "adamw")
+# the values of the keys an optim section leaves out: the schema's
+OPTIM_DEFAULTS = Optim().model_dump()
 
 
 def _param_groups(params, weight_decay: float, split_decay: bool):
@@ -53,27 +56,26 @@ def _param_groups(params, weight_decay: float, split_decay: bool):
 
 def build_optimizer(params: torch.nn.Module | Iterable, optim_cfg: Mapping) -> torch.optim.Optimizer:
     """Build the optimizer named by ``optim_cfg["name"]`` over ``params`` (a module or parameters)."""
-    name = str(optim_cfg.get("name", "sgd")).lower()
-    lr = float(optim_cfg.get("lr", 0.1))
-    weight_decay = float(optim_cfg.get("weight_decay", 0.0))
+    optim_cfg = {**OPTIM_DEFAULTS, **optim_cfg}
+    name = str(optim_cfg["name"]).lower()
+    lr = float(optim_cfg["lr"])
+    weight_decay = float(optim_cfg["weight_decay"])
     if optim_cfg.get("layer_decay") is not None:
         return _layer_decay_optimizer(params, name, lr, weight_decay, optim_cfg)
     groups = _param_groups(params, weight_decay, bool(optim_cfg.get("no_weight_decay_on_norm_and_bias")))
     if name == "sgd":
-        momentum = float(optim_cfg.get("momentum", 0.9))
-        nesterov = bool(optim_cfg.get("nesterov", False))
+        momentum = float(optim_cfg["momentum"])
+        nesterov = bool(optim_cfg["nesterov"])
         if nesterov and momentum <= 0:
             raise ArgumentError(f"nesterov SGD needs momentum > 0, got momentum={momentum}")
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
     if name == "adamw":
-        betas = tuple(float(b) for b in optim_cfg.get("betas", (0.9, 0.999)))
+        betas = tuple(float(b) for b in optim_cfg["betas"])
         return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay)
     raise ArgumentError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
 
 
 def _layer_decay_optimizer(model, name: str, lr: float, weight_decay: float, optim_cfg: Mapping):
-    from timm.optim import create_optimizer_v2
-
     if not isinstance(model, torch.nn.Module) or not hasattr(model, "group_matcher"):
         raise ArgumentTypeError(f"optim.layer_decay needs a timm network with group_matcher(), got "
                                 f"{type(model).__name__}")
@@ -81,9 +83,9 @@ def _layer_decay_optimizer(model, name: str, lr: float, weight_decay: float, opt
         raise ArgumentError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
     if name == "sgd":
         options = dict(opt="nesterov" if optim_cfg.get("nesterov") else "momentum",
-                       momentum=float(optim_cfg.get("momentum", 0.9)))
+                       momentum=float(optim_cfg["momentum"]))
     else:
-        options = dict(opt="adamw", betas=tuple(float(b) for b in optim_cfg.get("betas", (0.9, 0.999))))
+        options = dict(opt="adamw", betas=tuple(float(b) for b in optim_cfg["betas"]))
     optimizer = create_optimizer_v2(model, lr=lr, weight_decay=weight_decay,
                                     layer_decay=float(optim_cfg["layer_decay"]),
                                     filter_bias_and_bn=bool(optim_cfg.get("no_weight_decay_on_norm_and_bias")),
@@ -166,16 +168,17 @@ def build_scheduler(
     ``total_steps`` defaults to ``steps_per_epoch * max_epochs`` (pass it when ``max_steps`` limits
     the run).
     """
-    schedule = str(optim_cfg.get("schedule", "constant")).lower()
+    optim_cfg = {**OPTIM_DEFAULTS, **optim_cfg}
+    schedule = str(optim_cfg["schedule"]).lower()
     steps_per_epoch = max(int(steps_per_epoch), 1)
     if total_steps is None or total_steps <= 0:
         total_steps = steps_per_epoch * max(int(max_epochs), 1)
     warmup = max(
-        int(optim_cfg.get("warmup_steps", 0) or 0),
-        int(round(float(optim_cfg.get("warmup_epochs", 0) or 0) * steps_per_epoch)),
+        int(optim_cfg["warmup_steps"] or 0),
+        int(round(float(optim_cfg["warmup_epochs"] or 0) * steps_per_epoch)),
     )
-    lr = float(optim_cfg.get("lr", 0.1))
-    min_lr = float(optim_cfg.get("min_lr", 0.0) or 0.0)
+    lr = float(optim_cfg["lr"])
+    min_lr = float(optim_cfg["min_lr"] or 0.0)
     asked = (f"optim.warmup_epochs={optim_cfg.get('warmup_epochs', 0)}, "
              f"optim.warmup_steps={optim_cfg.get('warmup_steps', 0)}")
     if schedule == "onecycle" and warmup:
@@ -189,11 +192,11 @@ def build_scheduler(
         total_steps=total_steps,
         steps_per_epoch=steps_per_epoch,
         warmup_steps=warmup,
-        warmup_start_factor=float(optim_cfg.get("warmup_start_factor", 0.001)),
-        milestones=optim_cfg.get("milestones", ()) or (),
-        gamma=float(optim_cfg.get("gamma", 0.1)),
-        power=float(optim_cfg.get("power", 0.9)),
+        warmup_start_factor=float(optim_cfg["warmup_start_factor"]),
+        milestones=optim_cfg["milestones"] or (),
+        gamma=float(optim_cfg["gamma"]),
+        power=float(optim_cfg["power"]),
         min_factor=min_lr / lr if lr > 0 else 0.0,
-        pct_start=float(optim_cfg.get("pct_start", 0.3)),
+        pct_start=float(optim_cfg["pct_start"]),
     )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

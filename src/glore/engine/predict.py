@@ -28,8 +28,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from torchvision.transforms.v2.functional import normalize, pil_to_tensor
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+from tqdm.auto import tqdm
 
+from glore.checkpoint import checkpoint_class_names
+from glore.data.cityscapes import train_id_to_id_lut
+from glore.data.imagefolder import IMAGE_EXTENSIONS, ImageReadError, build_transform, load_rgb, to_rgb
+from glore.data.seg_palette import colour_image, palette
+from glore.data.video import FRAME_EXTENSIONS, VIDEO_EXTENSIONS, read_video_frames, sample_clip_indices
+from glore.data.video_transforms import eval_transform
 from glore.errors import ArgumentError, MissingFileError, RunFolderError
+from glore.metrics.coco import to_coco_results
+from .runner import restore
+from .schema import VideoDataSection, data_section
+from .segmentation import inference_options
 
 # built-in sets whose canvases are grey: (channels the network reads, the sets' default canvas side)
 _GREY_SETS = {"distant-digits": (1, 48), "seg-digits": (3, 64), "det-digits": (3, 96)}
@@ -39,16 +54,12 @@ _CLIP_SETS = ("distant-clips", "moving-digits")   # built-in clip sets: a video 
 # ---------------------------------------------------------------- inputs
 
 def _is_video(path: Path) -> bool:
-    from glore.data.video import VIDEO_EXTENSIONS
-
     return path.suffix.lower() in VIDEO_EXTENSIONS
 
 
 def find_inputs(inputs: Sequence[str | os.PathLike], *, videos: bool) -> list[tuple[Path, str]]:
     """``(path, name)`` of every input file: the files given, and the images (``videos``: the videos
     and frame folders) found under the folders given, in sorted order."""
-    from glore.data.imagefolder import IMAGE_EXTENSIONS
-    from glore.data.video import FRAME_EXTENSIONS, VIDEO_EXTENSIONS
 
     def wanted(path: Path) -> bool:
         return path.suffix.lower() in (VIDEO_EXTENSIONS if videos else IMAGE_EXTENSIONS)
@@ -95,9 +106,6 @@ def find_inputs(inputs: Sequence[str | os.PathLike], *, videos: bool) -> list[tu
 def read_grey(path: Path, channels: int = 1, size: int | None = None) -> torch.Tensor:
     """``(channels, H, W)`` float32 in [0, 1] of an image read as grey (a saved canvas), resized
     (bilinear) to ``size`` x ``size`` when it has another size."""
-    from PIL import Image
-
-    from glore.data.imagefolder import ImageReadError, to_rgb
 
     try:
         with Image.open(path) as image:
@@ -111,10 +119,6 @@ def read_grey(path: Path, channels: int = 1, size: int | None = None) -> torch.T
 
 
 def _rgb_tensor(path: Path) -> torch.Tensor:
-    from torchvision.transforms.v2.functional import pil_to_tensor
-
-    from glore.data.imagefolder import load_rgb
-
     return pil_to_tensor(load_rgb(str(path))).float() / 255.0
 
 
@@ -122,24 +126,19 @@ def input_reader(cfg: dict) -> Callable[[Path], torch.Tensor]:
     """The function reading one input file of a run as its evaluation reads its data: a built-in set's
     grey canvas, an image layout's resize + center crop + ImageNet normalisation, a Cityscapes image
     normalised, a COCO image in [0, 1], a video's evaluation clips ``(views, C, T, H, W)``."""
-    task, data, model = cfg.get("task", "classification"), cfg["data"], cfg["model"]
-    name = data.get("name")
-    options = dict(data.get("options") or {})
+    task, model = cfg.get("task", "classification"), cfg["model"]
+    data = data_section(task, cfg["data"])
+    name = data.name
+    options = dict(data.options or {})
     if name in _GREY_SETS:
         channels, canvas = _GREY_SETS[name]
         channels = int(model.get("in_chans") or channels) if name == "distant-digits" else channels
         size = int(options.get("canvas", canvas))
         return lambda path: read_grey(path, channels, size)
     if name == "imagefolder":
-        from glore.data.imagefolder import build_transform, load_rgb
-
-        transform = build_transform(train=False, image_size=int(data.get("image_size", 224)),
-                                    resize_size=int(data.get("resize_size", 256)))
+        transform = build_transform(train=False, image_size=data.image_size, resize_size=data.resize_size)
         return lambda path: transform(load_rgb(str(path)))
     if name == "cityscapes":
-        from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-        from torchvision.transforms.v2.functional import normalize
-
         return lambda path: normalize(_rgb_tensor(path), list(IMAGENET_DEFAULT_MEAN), list(IMAGENET_DEFAULT_STD))
     if name == "coco":
         return _rgb_tensor
@@ -150,14 +149,10 @@ def input_reader(cfg: dict) -> Callable[[Path], torch.Tensor]:
     raise ArgumentError(f"glore predict cannot read inputs for data.name={name!r} (task {task!r})")
 
 
-def _kinetics_reader(data: dict) -> Callable[[Path], torch.Tensor]:
-    from glore.data.video import read_video_frames, sample_clip_indices
-    from glore.data.video_transforms import eval_transform
-
-    num_frames, stride = int(data.get("num_frames", 8)), int(data.get("stride", 8))
-    num_clips, num_crops = int(data.get("num_clips", 10)), int(data.get("num_crops", 3))
-    transform = eval_transform(crop=int(data.get("crop", 224)), short_side=int(data.get("short_side", 256)),
-                               num_crops=num_crops)
+def _kinetics_reader(data: VideoDataSection) -> Callable[[Path], torch.Tensor]:
+    num_frames, stride = int(data.num_frames), int(data.stride)
+    num_clips, num_crops = int(data.num_clips), int(data.num_crops)
+    transform = eval_transform(crop=int(data.crop), short_side=int(data.short_side), num_crops=num_crops)
 
     def read(path: Path) -> torch.Tensor:
         clips = read_video_frames(path, lambda n: sample_clip_indices(n, num_frames, stride, mode="multi",
@@ -170,7 +165,6 @@ def _kinetics_reader(data: dict) -> Callable[[Path], torch.Tensor]:
 
 def _clip_reader(cfg: dict) -> Callable[[Path], torch.Tensor]:
     """A built-in clip set's clip: ``num_frames`` consecutive grey frames from the middle of a video."""
-    from glore.data.video import read_video_frames, sample_clip_indices
 
     data, model = cfg["data"], cfg["model"]
     options = dict(data.get("options") or {})
@@ -236,11 +230,6 @@ def predict(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathLike], 
             overwrite: bool = False, progress: bool | None = None) -> dict:
     """Predict ``inputs`` with ``checkpoint`` into ``output_dir`` (see the module docstring); returns
     ``{"task", "inputs", "files"}`` (the files written)."""
-    from tqdm.auto import tqdm
-
-    from glore.checkpoint import checkpoint_class_names
-
-    from .runner import restore
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ArgumentError(f"--batch-size must be a positive integer, got {batch_size!r}")
@@ -320,10 +309,6 @@ class _SegWriter:
     """Per image: a label-id PNG and a colour PNG (the ``glore evaluate`` palette)."""
 
     def __init__(self, output_dir: Path, class_names: list[str], cfg: dict, *, topk: int, score_threshold: float):
-        from glore.data.seg_palette import palette
-
-        from .segmentation import inference_options
-
         self.output_dir = output_dir
         self.dataset = cfg["data"].get("name")
         self.colours = palette(self.dataset, len(class_names))
@@ -331,11 +316,6 @@ class _SegWriter:
         self.written: list[Path] = []
 
     def run(self, network, chunk, tensors, dev) -> None:
-        from PIL import Image
-
-        from glore.data.cityscapes import train_id_to_id_lut
-        from glore.data.seg_palette import colour_image
-
         for start, batch in _stack_runs(tensors):
             preds = network.predict(batch.to(dev), **self.options).argmax(1).to(torch.uint8).cpu().numpy()
             for offset, pred in enumerate(preds):
@@ -361,10 +341,6 @@ class _DetWriter:
         self.count = 0
 
     def run(self, network, chunk, tensors, dev) -> None:
-        from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
-
-        from glore.metrics.coco import to_coco_results
-
         outputs = network([t.to(dev) for t in tensors])
         for (path, name), image, output in zip(chunk, tensors, outputs):
             self.count += 1
@@ -384,7 +360,6 @@ class _DetWriter:
             canvas = draw_bounding_boxes(canvas, output["boxes"].cpu()[keep], labels=labels, colors="red")
             path_out = self.output_dir / f"{name}_detections.png"
             path_out.parent.mkdir(parents=True, exist_ok=True)
-            from PIL import Image
 
             Image.fromarray(canvas.permute(1, 2, 0).numpy()).save(path_out)
             self.written.append(path_out)

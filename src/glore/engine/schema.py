@@ -1,8 +1,9 @@
 """The typed schema of a run config (pydantic v2), checked as a whole before anything runs.
 
 Every section is checked: unknown keys are refused (the error names the key path and the accepted
-keys), values are checked for type and range. ``optim`` and ``trainer`` are fully typed; ``data``
-accepts the keys its task reads (:data:`DATA_KEYS`), with the shared ones typed.
+keys), values are checked for type and range. ``optim`` and ``trainer`` are fully typed; ``data`` is
+checked against its task's section (:data:`DATA_SECTIONS`), which declares the defaults the task code
+reads (:func:`data_section`).
 
 Pass-through keys: ``model`` is not listed key by key, because its keys go on to the model builders
 (classification: timm's ``create_model`` kwargs; segmentation ``create_segmenter``; video
@@ -13,7 +14,7 @@ likewise ``data.options`` / ``data.val_options`` go to the dataset constructors.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt
@@ -80,43 +81,125 @@ class Trainer(BaseModel):
 
 
 class Data(BaseModel):
-    """The keys every task's data section shares; the task-specific ones are allowed by name."""
-    model_config = ConfigDict(extra="allow", strict=True)
+    """The keys every task's data section shares, with their defaults; each task's section adds its own.
+
+    Keys typed ``Any`` are checked with their own messages where they are read (``scale``, ``ratio``,
+    ``color_jitter``, ...). The class variables say which keys a dataset reads: ``disk_only_keys``
+    only for data on disk, ``builtin_only_keys`` only for the task's ``builtin_sets``.
+    """
+    model_config = Strict
+    builtin_sets: ClassVar[tuple[str, ...]] = ()
+    disk_only_keys: ClassVar[tuple[str, ...]] = ()
+    builtin_only_keys: ClassVar[tuple[str, ...]] = ("options", "val_options", "train_samples", "val_samples")
+
     name: Optional[str] = None
     root: Optional[str] = None
-    batch_size: Optional[PositiveInt] = None
-    val_batch_size: Optional[PositiveInt] = None
-    num_workers: Optional[NonNegativeInt] = None
-    drop_last: Optional[bool] = None
-    shuffle: Optional[bool] = None
-    options: Optional[dict[str, Any]] = None
-    val_options: Optional[dict[str, Any]] = None
-    # task-specific keys of the same meaning in every task that reads them (DATA_KEYS says which)
-    hflip: Optional[bool] = None
-    flip: Optional[bool] = None
-    augment: Optional[bool] = None
-    image_size: Optional[PositiveInt] = None
-    resize_size: Optional[PositiveInt] = None
+    batch_size: PositiveInt = 32                     # per process
+    val_batch_size: Optional[PositiveInt] = None     # None: batch_size
+    num_workers: NonNegativeInt = 0
+    drop_last: bool = False                          # of the training loader
+    shuffle: bool = True
+    options: Optional[dict[str, Any]] = None         # a built-in set's keyword options
+    val_options: Optional[dict[str, Any]] = None     # over options, for validation
 
 
-# the keys every task's data section accepts
-SHARED_DATA_KEYS = {"name", "root", "batch_size", "val_batch_size", "num_workers", "drop_last", "shuffle", "options",
-                    "val_options"}
+class ClassificationDataSection(Data):
+    """``data`` of classification: an image layout on disk, or the built-in distant-digits / distant-clips."""
+    builtin_sets: ClassVar[tuple[str, ...]] = ("distant-digits", "distant-clips")
+    disk_only_keys: ClassVar[tuple[str, ...]] = (
+        "root", "layout", "augment", "image_size", "resize_size", "scale", "hflip", "ratio", "rotation", "color_jitter",
+        "lighting", "auto_augment", "re_prob", "re_mode", "re_count", "interpolation")
+
+    train_split: Any = "train"                       # folders (or a built-in set's split names)
+    val_split: Any = "val"
+    layout: Any = "imagefolder"                      # or cub200
+    augment: bool = True                             # RandomResizedCrop + flip on the training split
+    image_size: PositiveInt = 224
+    resize_size: PositiveInt = 256
+    scale: Any = [0.08, 1.0]                         # area fractions of the crop
+    ratio: Any = [3 / 4, 4 / 3]                      # aspect ratios of the crop
+    hflip: bool = True
+    rotation: Any = 0.0                              # degrees
+    color_jitter: Any = 0.0
+    lighting: Any = 0.0                              # std of AlexNet's PCA lighting noise
+    # timm's recipe components: None leaves timm's own default
+    auto_augment: Any = None
+    re_prob: Any = None
+    re_mode: Any = None
+    re_count: Any = None
+    interpolation: Any = None
+    # timm.data.Mixup: alphas 0 turn it off; None leaves timm's default
+    mixup: Any = 0.0
+    cutmix: Any = 0.0
+    mixup_prob: Any = None
+    mixup_switch_prob: Any = None
+    mixup_mode: Any = None
 
 
-# task-specific data keys (read by glore.engine.<task>.build_datamodule and the configs/)
-DATA_KEYS = {
-    "classification": {"augment", "color_jitter", "hflip", "image_size", "layout", "lighting", "ratio",
-                       "resize_size", "rotation", "scale", "train_split", "val_split", "auto_augment", "re_prob",
-                       "re_mode", "re_count", "interpolation", "mixup", "cutmix", "mixup_prob", "mixup_switch_prob",
-                       "mixup_mode"},
-    "segmentation": {"crop_size", "hflip", "scale_range", "train_samples", "val_samples", "train_split",
-                     "val_split"},
-    "video": {"crop", "flip", "num_clips", "num_crops", "num_frames", "scale", "short_side", "skip_unreadable",
-              "stride", "train_annotations", "val_annotations", "train_split", "val_split"},
-    "detection": {"hflip", "train_annotations", "train_images", "train_samples", "val_annotations",
-                  "val_images", "val_samples"},
-}
+class SegmentationDataSection(Data):
+    """``data`` of segmentation: Cityscapes on disk, or the built-in seg-digits."""
+    builtin_sets: ClassVar[tuple[str, ...]] = ("seg-digits",)
+    disk_only_keys: ClassVar[tuple[str, ...]] = ("root", "crop_size", "scale_range", "hflip")
+
+    train_split: Any = "train"                       # folders (or a built-in set's split names)
+    val_split: Any = "val"
+    batch_size: PositiveInt = 8
+    val_batch_size: Optional[PositiveInt] = 1
+    drop_last: bool = True
+    crop_size: Any = 769                             # a side, or [height, width]
+    scale_range: Any = [0.5, 2.0]
+    hflip: bool = True
+    train_samples: Any = None
+    val_samples: Any = None
+
+
+class VideoDataSection(Data):
+    """``data`` of video: a Kinetics layout on disk, or the built-in moving-digits."""
+    builtin_sets: ClassVar[tuple[str, ...]] = ("moving-digits",)
+    disk_only_keys: ClassVar[tuple[str, ...]] = (
+        "root", "crop", "flip", "scale", "short_side", "num_frames", "stride", "num_clips", "num_crops",
+        "skip_unreadable", "train_annotations", "val_annotations")
+
+    train_split: Any = "train"                       # folders (or a built-in set's split names)
+    val_split: Any = "val"
+    batch_size: PositiveInt = 8
+    crop: Any = 224
+    scale: Any = [256, 320]                          # the short side's range before the training crop
+    flip: bool = True
+    short_side: Any = 256                            # at evaluation
+    num_frames: Any = 8
+    stride: Any = 8
+    num_clips: Any = 10                              # clips per video, for video top-1
+    num_crops: Any = 3
+    skip_unreadable: Any = False
+    train_annotations: Any = None
+    val_annotations: Any = None
+
+
+class DetectionDataSection(Data):
+    """``data`` of detection: a COCO folder on disk, or the built-in det-digits."""
+    builtin_sets: ClassVar[tuple[str, ...]] = ("det-digits",)
+    disk_only_keys: ClassVar[tuple[str, ...]] = (
+        "root", "hflip", "train_images", "train_annotations", "val_images", "val_annotations")
+
+    batch_size: PositiveInt = 2
+    val_batch_size: Optional[PositiveInt] = 1
+    hflip: bool = True
+    train_images: Any = "train2017"                  # folders and files under root
+    val_images: Any = "val2017"
+    train_annotations: Any = "annotations/instances_train2017.json"
+    val_annotations: Any = "annotations/instances_val2017.json"
+    train_samples: Any = None
+    val_samples: Any = None
+
+
+# each task's data section
+DATA_SECTIONS: dict[str, type[Data]] = {"classification": ClassificationDataSection,
+                                        "segmentation": SegmentationDataSection, "video": VideoDataSection,
+                                        "detection": DetectionDataSection}
+# the keys every task's data section accepts, and each task's own
+SHARED_DATA_KEYS = set(Data.model_fields)
+DATA_KEYS = {task: set(section.model_fields) - SHARED_DATA_KEYS for task, section in DATA_SECTIONS.items()}
 
 
 class Reference(BaseModel):
@@ -143,7 +226,7 @@ class RunConfig(BaseModel):
     seed: NonNegativeInt = 0
     output_dir: str = Field("runs/default", min_length=1)
     model: dict[str, Any] = {}
-    data: Data = Data()
+    data: dict[str, Any] = {}            # checked against the task's section (DATA_SECTIONS)
     optim: Optim = Optim()
     trainer: Trainer = Trainer()
     reference: Optional[Reference] = None
@@ -155,33 +238,59 @@ def _path(loc) -> str:
                                                                              "constrained-")))
 
 
+def _problems(exc: pydantic.ValidationError, prefix: str = "", task: str | None = None) -> list[str]:
+    problems, seen = [], set()
+    for error in exc.errors():
+        path = prefix + _path(error["loc"])
+        if path in seen:  # a union reports each alternative; the first says enough
+            continue
+        seen.add(path)
+        if error["type"] == "extra_forbidden":
+            section = path.rsplit(".", 1)[0] if "." in path else ""
+            if section == "data" and task is not None:
+                problems.append(f"unknown key {path!r} for task {task!r}; data accepts "
+                                f"{', '.join(sorted(DATA_SECTIONS[task].model_fields))}")
+            else:
+                problems.append(f"unknown key {path!r}; {section or 'the top level'} accepts "
+                                f"{', '.join(_accepted(section))}")
+        else:
+            problems.append(f"{path}={error.get('input')!r}: {error['msg']}")
+    return problems
+
+
 def check_schema(cfg: dict) -> None:
     """Raise :class:`SchemaError` naming every key path of ``cfg`` that does not fit the schema."""
     problems = []
     try:
         RunConfig.model_validate(cfg)
     except pydantic.ValidationError as exc:
-        seen = set()
-        for error in exc.errors():
-            path = _path(error["loc"])
-            if path in seen:  # a union reports each alternative; the first says enough
-                continue
-            seen.add(path)
-            if error["type"] == "extra_forbidden":
-                section = path.rsplit(".", 1)[0] if "." in path else ""
-                problems.append(f"unknown key {path!r}; {section or 'the top level'} accepts "
-                                f"{', '.join(_accepted(section))}")
-            else:
-                problems.append(f"{path}={error.get('input')!r}: {error['msg']}")
-    data, task = cfg.get("data"), cfg.get("task")
-    if isinstance(data, dict) and task in DATA_KEYS:
-        known = SHARED_DATA_KEYS | DATA_KEYS[task]
-        for key in sorted(set(data) - known):
-            problems.append(f"unknown key 'data.{key}' for task {task!r}; data accepts {', '.join(sorted(known))}")
+        problems += _problems(exc)
+    data, task = cfg.get("data"), cfg.get("task", "classification")
+    if isinstance(data, dict) and task in DATA_SECTIONS:
+        try:
+            DATA_SECTIONS[task].model_validate(data)
+        except pydantic.ValidationError as exc:
+            problems += _problems(exc, "data.", task)
     if problems:
         raise SchemaError("invalid config: " + "; ".join(problems))
 
 
+def data_section(task: str | type[Data], data: dict) -> Data:
+    """``data`` checked as the data section of ``task`` (a name, or its section class): its keys as
+    attributes, the left-out ones at their defaults (``model_fields_set`` holds the keys ``data`` gives)."""
+    section = DATA_SECTIONS[task] if isinstance(task, str) else task
+    name = next((t for t, s in DATA_SECTIONS.items() if s is section), None)
+    try:
+        return section.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise SchemaError("invalid config: " + "; ".join(_problems(exc, "data.", name))) from None
+
+
+def filled_data(task: str, data: dict) -> dict:
+    """``data`` with the defaults of the keys its dataset reads filled in (``glore train --print-config``)."""
+    section = data_section(task, data)
+    unread = section.disk_only_keys if section.name in section.builtin_sets else section.builtin_only_keys
+    return section.model_dump(exclude=set(unread) - section.model_fields_set)
 def _accepted(section: str) -> list[str]:
     model = {"": RunConfig, "optim": Optim, "trainer": Trainer, "reference": Reference}.get(section)
     return list(model.model_fields) if model else []

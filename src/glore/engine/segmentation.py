@@ -57,10 +57,16 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
+from glore.data.seg_digits import CLASS_NAMES
+from glore.data.seg_palette import palette
 from glore.errors import ArgumentError
+from glore.metrics.cityscapes import CityscapesMetrics, SegmentationIoU
+from glore.models.segmentation import create_segmenter
 from ..models.segmentation_inference import INFERENCE_DEFAULTS, check_options, is_single_pass
 from .base import TaskModule
+from .runner import run_validation
 from .segmentation_data import SegmentationData, build_datamodule, dataset_name
+from .segmentation_writers import CityscapesResultWriter, ColouredPredictionWriter
 
 __all__ = ["SegmentationModule", "build_module", "build_datamodule", "build_segmenter", "build_metric",
            "inference_options", "metric_values", "evaluate"]
@@ -72,7 +78,6 @@ _MODEL_KEYS = ("name", "backbone", "inference")
 
 def build_segmenter(model_cfg: dict) -> torch.nn.Module:
     """``glore.models.create_segmenter`` from ``cfg["model"]``."""
-    from glore.models.segmentation import create_segmenter
 
     model_cfg = dict(model_cfg)
     backbone = model_cfg.get("backbone") or model_cfg.get("name") or "resnet50"
@@ -97,13 +102,10 @@ def inference_options(model_cfg: dict, **overrides) -> dict:
 
 
 def build_metric(cfg: dict, num_classes: int):
-    from glore.metrics.cityscapes import CityscapesMetrics, SegmentationIoU
-
     if dataset_name(cfg["data"]) == "cityscapes":
         if num_classes != 19:
             raise ArgumentError(f"Cityscapes evaluation needs model.num_classes=19, got {num_classes}")
         return CityscapesMetrics()
-    from glore.data.seg_digits import CLASS_NAMES
 
     names = CLASS_NAMES if num_classes == len(CLASS_NAMES) else None
     return SegmentationIoU(num_classes, ignore_index=IGNORE_INDEX, class_names=names)
@@ -201,10 +203,6 @@ def _device_trainer_options(device: str | None) -> dict:
 
 
 def _prediction_writers(cfg: dict, num_classes: int, *, save_predictions, save_coloured, coloured_dir) -> list:
-    from glore.data.seg_palette import palette
-
-    from .segmentation_writers import CityscapesResultWriter, ColouredPredictionWriter
-
     writers = []
     if save_predictions is not None:
         if not isinstance(save_predictions, (str, os.PathLike)) or not os.fspath(save_predictions):
@@ -230,7 +228,6 @@ def evaluate(module: SegmentationModule, datamodule: SegmentationData, cfg: dict
              device: str | None = None) -> dict:
     """Validate ``module`` with ``Trainer.validate`` under the evaluation options of the module
     docstring; the metrics plus ``val/images`` (images evaluated)."""
-    from .runner import run_validation
 
     mode = None if sliding_window is None else ("slide" if sliding_window else "whole")
     module.inference_opts = inference_options(cfg["model"], mode=mode, crop_size=crop_size, stride=stride,

@@ -9,8 +9,12 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
+from glore.data.cityscapes import CityscapesSegmentation
+from glore.data.seg_digits import SegDigits
+from glore.data.seg_transforms import build_seg_transforms
 from glore.errors import ArgumentError
 from .datamodule import TaskData, data_root
+from .schema import SegmentationDataSection
 
 DATASETS = ("cityscapes", "seg-digits")
 
@@ -51,11 +55,7 @@ class SegmentationData(TaskData):
     ``val_limit`` (set before ``setup``) keeps only the first that many validation samples.
     """
 
-    batch_size = 8
-    drop_last = True
-    val_batch_size = 1
-    builtin_sets = ("seg-digits",)
-    disk_only_keys = ("root", "crop_size", "scale_range", "hflip")
+    section = SegmentationDataSection
 
     def __init__(self, data_cfg: dict, *, seed: int = 0, val_limit: int | None = None):
         super().__init__(data_cfg, seed=seed)
@@ -63,31 +63,26 @@ class SegmentationData(TaskData):
         self.name = dataset_name(self.data_cfg)
 
     def train_dataset(self):
-        return self._dataset("train_split", "train", train=True)
+        return self._dataset(self.data.train_split, train=True)
 
     def val_dataset(self):
-        val_set = NamedSamples(self._dataset("val_split", "val", train=False))
+        val_set = NamedSamples(self._dataset(self.data.val_split, train=False))
         if self.val_limit is not None:
             if isinstance(self.val_limit, bool) or not isinstance(self.val_limit, int) or self.val_limit < 1:
                 raise ArgumentError(f"limit must be a positive integer (validation samples), got {self.val_limit!r}")
             val_set = torch.utils.data.Subset(val_set, range(min(self.val_limit, len(val_set))))
         return val_set
 
-    def _dataset(self, split_key: str, default: str, *, train: bool):
-        data = self.data_cfg
-        split = data.get(split_key, default)
+    def _dataset(self, split: str, *, train: bool):
+        data = self.data
         if self.name == "seg-digits":
-            from glore.data.seg_digits import SegDigits
-
             return self.builtin_set(SegDigits, split, train=train)
-        from glore.data.cityscapes import CityscapesSegmentation
-        from glore.data.seg_transforms import build_seg_transforms
 
-        crop = data.get("crop_size", 769)
+        crop = data.crop_size
         transform = build_seg_transforms(
             train=train, crop_size=tuple(crop) if isinstance(crop, list) else crop,
-            scale_range=data.get("scale_range", (0.5, 2.0)), hflip=bool(data.get("hflip", True)))
-        return CityscapesSegmentation(data_root(data, "a folder with leftImg8bit/ and gtFine/"), split, transform=transform, return_instances=not train)
+            scale_range=data.scale_range, hflip=data.hflip)
+        return CityscapesSegmentation(data_root(self.data_cfg, "a folder with leftImg8bit/ and gtFine/"), split, transform=transform, return_instances=not train)
 
 
 def build_datamodule(cfg: dict) -> SegmentationData:

@@ -12,6 +12,7 @@ import numpy as np
 from lightning.pytorch.callbacks import Callback
 from PIL import Image
 
+from glore.data.cityscapes import train_id_to_id_lut
 from glore.data.seg_palette import colour_image
 
 
@@ -29,8 +30,6 @@ class CityscapesResultWriter(Callback):
     """
 
     def __init__(self, directory: str | os.PathLike):
-        from glore.data.cityscapes import train_id_to_id_lut
-
         self.directory = os.fspath(directory)
         self._to_label_ids = train_id_to_id_lut()
         self.written: list[str] = []

@@ -47,11 +47,19 @@ import os
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
+from torchmetrics import MeanMetric, SumMetric
+from torchmetrics.classification import MulticlassAccuracy
 
+from glore.data.moving_digits import MovingDigits
+from glore.data.video import VideoFolder
+from glore.data.video_transforms import eval_transform, train_transform
 from glore.errors import ArgumentError
+from glore.models.slow_only import SLOW_ONLY_MODELS, create_slow_only
+from glore.models.video import VIDEO_MODELS, create_video_model
 from .base import check_finite_input
 from .classification import ClassificationModule
 from .datamodule import TaskData, data_root
+from .schema import VideoDataSection, data_section
 
 DATASETS = ("kinetics", "moving-digits")
 _MODEL_KEYS = ("name", "label_smoothing", "pretrained", "inflate_from")
@@ -61,8 +69,6 @@ _EVAL_OPTIONS = ("num_clips", "clips", "num_crops", "crops", "batch_size", "devi
 def build_model(model_cfg: dict) -> torch.nn.Module:
     """Build ``cfg["model"]`` with :func:`glore.models.create_video_model` (the GloRe paper's "lite"
     networks) or :func:`glore.models.slow_only.create_slow_only` (``slow_only_r50``, ``slow_only_r101``)."""
-    from glore.models.slow_only import SLOW_ONLY_MODELS, create_slow_only
-    from glore.models.video import VIDEO_MODELS, create_video_model
 
     model_cfg = dict(model_cfg)
     name = model_cfg.get("name")
@@ -78,23 +84,21 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
     return create_video_model(name, inflate_from=pretrained, **kwargs)
 
 
-def _split_root(data: dict, split_key: str, default: str) -> str:
-    return os.path.join(data_root(data, "a folder with train/ and val/"), str(data.get(split_key, default)))
+def _split_root(data: dict, split: str) -> str:
+    return os.path.join(data_root(data, "a folder with train/ and val/"), str(split))
 
 
 def resolve_num_classes(cfg: dict) -> int:
     num = cfg["model"].get("num_classes")
     if num is not None:
         return int(num)
-    data = cfg["data"]
-    if data.get("name") == "moving-digits":
+    data = data_section("video", cfg["data"])
+    if data.name == "moving-digits":
         return 2
-    if data.get("name") == "kinetics":
-        from glore.data.video import VideoFolder
-
-        annotations = data.get("train_annotations")
-        return len(VideoFolder(_split_root(data, "train_split", "train"), annotations=annotations).classes)
-    raise ArgumentError(f"model.num_classes is required for data.name={data.get('name')!r}")
+    if data.name == "kinetics":
+        folder = VideoFolder(_split_root(cfg["data"], data.train_split), annotations=data.train_annotations)
+        return len(folder.classes)
+    raise ArgumentError(f"model.num_classes is required for data.name={data.name!r}")
 
 
 class VideoModule(ClassificationModule):
@@ -102,6 +106,7 @@ class VideoModule(ClassificationModule):
 
     network_builder = staticmethod(build_model)
     class_counter = staticmethod(resolve_num_classes)
+    section = VideoDataSection
     test_step = ClassificationModule.validation_step
 
     def on_train_epoch_end(self) -> None:
@@ -115,56 +120,47 @@ class VideoModule(ClassificationModule):
 class VideoData(TaskData):
     """Train / val loaders for ``cfg["data"]``; ``multi_clip_dataloader`` for video top-1."""
 
-    batch_size = 8
-    builtin_sets = ("moving-digits",)
-    disk_only_keys = ("root", "crop", "flip", "scale", "short_side", "num_frames", "stride", "num_clips", "num_crops",
-                      "skip_unreadable", "train_annotations", "val_annotations")
+    section = VideoDataSection
 
     def __init__(self, data_cfg: dict, *, seed: int = 0):
         super().__init__(data_cfg, seed=seed)
-        name = self.data_cfg.get("name")
+        name = self.data.name
         if name not in DATASETS:
             raise ArgumentError(f"unknown video dataset data.name={name!r}; expected one of {', '.join(DATASETS)}")
 
     @property
     def has_videos(self) -> bool:
         """Whether the data are videos from which several clips can be drawn (video top-1)."""
-        return self.data_cfg["name"] == "kinetics"
+        return self.data.name == "kinetics"
 
-    def _dataset(self, split_key: str, default: str, *, mode: str, num_crops: int = 1):
-        data = self.data_cfg
-        if data["name"] == "moving-digits":
-            from glore.data.moving_digits import MovingDigits
+    def _dataset(self, split: str, *, mode: str, num_crops: int = 1):
+        data = self.data
+        if data.name == "moving-digits":
+            return self.builtin_set(MovingDigits, split, train=mode == "train")
 
-            return self.builtin_set(MovingDigits, data.get(split_key, default), train=mode == "train")
-        from glore.data.video import VideoFolder
-        from glore.data.video_transforms import eval_transform, train_transform
-
-        crop = int(data.get("crop", 224))
+        crop = int(data.crop)
         if mode == "train":
-            transform = train_transform(crop=crop, scale=tuple(int(s) for s in data.get("scale", (256, 320))),
-                                        flip=bool(data.get("flip", True)))
+            transform = train_transform(crop=crop, scale=tuple(int(s) for s in data.scale), flip=data.flip)
         else:
-            transform = eval_transform(crop=crop, short_side=int(data.get("short_side", 256)), num_crops=num_crops)
-        annotations = data.get("train_annotations" if mode == "train" else "val_annotations")
+            transform = eval_transform(crop=crop, short_side=int(data.short_side), num_crops=num_crops)
+        annotations = data.train_annotations if mode == "train" else data.val_annotations
         classes = None
         if annotations is None and mode != "train":
             # label indices must follow the training classes even when a val folder lacks some
-            train_root = _split_root(data, "train_split", "train")
+            train_root = _split_root(self.data_cfg, data.train_split)
             if os.path.isdir(train_root):
                 classes = VideoFolder(train_root).classes
         return VideoFolder(
-            _split_root(data, split_key, default), annotations=annotations, classes=classes,
-            num_frames=int(data.get("num_frames", 8)), stride=int(data.get("stride", 8)), mode=mode,
-            num_clips=int(data.get("num_clips", 10)), transform=transform,
-            skip_unreadable=bool(data.get("skip_unreadable", False)),
+            _split_root(self.data_cfg, split), annotations=annotations, classes=classes,
+            num_frames=int(data.num_frames), stride=int(data.stride), mode=mode, num_clips=int(data.num_clips),
+            transform=transform, skip_unreadable=bool(data.skip_unreadable),
         )
 
     def train_dataset(self):
-        return self._dataset("train_split", "train", mode="train")
+        return self._dataset(self.data.train_split, mode="train")
 
     def val_dataset(self):
-        return self._dataset("val_split", "val", mode="center")
+        return self._dataset(self.data.val_split, mode="center")
 
     test_dataloader = TaskData.val_dataloader
 
@@ -173,9 +169,9 @@ class VideoData(TaskData):
         """Items ``(views (K * num_crops, C, T, H, W), label)``: ``K = num_clips`` evenly spaced clips per
         video, each cut into ``num_crops`` crops (clip-major). The dataset is kept as ``multi_set``."""
         if not self.has_videos:
-            raise ArgumentError(f"data.name={self.data_cfg['name']!r} has single clips; multi-clip "
+            raise ArgumentError(f"data.name={self.data.name!r} has single clips; multi-clip "
                              f"evaluation needs data.name='kinetics'")
-        dataset = self._dataset("val_split", "val", mode="multi", num_crops=num_crops)
+        dataset = self._dataset(self.data.val_split, mode="multi", num_crops=num_crops)
         if num_clips is not None:
             dataset.num_clips = int(num_clips)
         self.multi_set = dataset
@@ -197,8 +193,6 @@ def build_datamodule(cfg: dict) -> VideoData:
 
 
 def _accuracy(num_classes: int, top_k: int):
-    from torchmetrics.classification import MulticlassAccuracy
-
     return MulticlassAccuracy(num_classes=num_classes, top_k=min(top_k, num_classes), average="micro")
 
 
@@ -219,7 +213,6 @@ def evaluate(module: VideoModule, datamodule: VideoData, cfg: dict, **options) -
     ``data/unreadable`` counts the videos skipped with ``data.skip_unreadable`` (in any worker process
     of this process).
     """
-    from torchmetrics import MeanMetric, SumMetric
 
     unknown = sorted(set(options) - set(_EVAL_OPTIONS))
     if unknown:
@@ -258,9 +251,9 @@ def evaluate(module: VideoModule, datamodule: VideoData, cfg: dict, **options) -
     result = {"val/acc1": float(clip_acc1.compute()), "val/loss": float(loss.compute()), "val/videos": total}
 
     if datamodule.has_videos:
-        data = cfg["data"]
-        num_clips = int(options.get("num_clips") or options.get("clips") or data.get("num_clips", 10))
-        num_crops = int(options.get("num_crops") or options.get("crops") or data.get("num_crops", 3))
+        data = datamodule.data
+        num_clips = int(options.get("num_clips") or options.get("clips") or data.num_clips)
+        num_crops = int(options.get("num_crops") or options.get("crops") or data.num_crops)
         views = num_clips * num_crops
         per_video = max(1, int(batch_size) // views) if batch_size else None
         video_acc1 = _accuracy(module.num_classes, 1).to(device)

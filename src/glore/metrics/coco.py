@@ -19,6 +19,9 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from glore.errors import ArgumentError
 
@@ -28,7 +31,6 @@ IOU_TYPES = ("bbox", "segm")
 
 def load_coco(annotations):
     """A ``pycocotools.coco.COCO`` from an ``instances_*.json`` path, a COCO dict, or a COCO object."""
-    from pycocotools.coco import COCO
 
     if isinstance(annotations, COCO):
         return annotations
@@ -43,7 +45,6 @@ def load_coco(annotations):
 
 def to_coco_results(outputs: Sequence[Mapping], image_ids: Sequence[int], *, mask_threshold: float = 0.5) -> list[dict]:
     """COCO result dicts for each detection of ``outputs`` (one torchvision output dict per image)."""
-    from pycocotools import mask as mask_utils
 
     results = []
     for output, image_id in zip(outputs, image_ids, strict=True):
@@ -84,7 +85,6 @@ def coco_evaluate(annotations, results, iou_type: str = "bbox", *, image_ids: Se
     images a partial validation run saw). ``segm`` ignores the results' ``bbox``, ``bbox`` their
     ``segmentation``. ``class_agnostic`` scores the boxes whatever their category (COCOeval's
     ``useCats = 0``): localisation alone. With no detections at all every statistic is 0."""
-    from pycocotools.cocoeval import COCOeval
 
     if iou_type not in IOU_TYPES:
         raise ArgumentError(f"iou_type must be one of {list(IOU_TYPES)}, got {iou_type!r}")

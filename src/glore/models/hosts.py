@@ -53,8 +53,9 @@ class _Slots:
     """
 
     def _init_slots(self) -> None:
+        children = dict(self.named_children())
         for slot in SLOTS:
-            if slot not in self._modules:
+            if slot not in children:
                 self.add_module(slot, nn.Identity())
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

@@ -11,6 +11,8 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
+import submitit
+
 from .spec import Launcher, Run
 
 Finished = Callable[[Run, int], None]   # called with a run and its exit code when it ends
@@ -72,7 +74,6 @@ def run_local(runs: Sequence[Run], launcher: Launcher, on_finish: Finished) -> d
 def run_submitit(runs: Sequence[Run], launcher: Launcher, folder: str, on_finish: Finished) -> dict[Run, int]:
     """Submit ``runs`` as jobs through submitit (``launcher.submitit.cluster``: ``slurm``, ``local``,
     ``debug``, or ``None`` for submitit's choice) and wait for them; ``{run: exit code}``."""
-    import submitit
 
     options = launcher.submitit.model_dump()
     cluster = options.pop("cluster")

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from . import stats
 from .spec import Run, StudySpec
@@ -139,12 +140,9 @@ def write(results: dict, spec: StudySpec, runs: list[Run], folder: str | Path) -
 
 def plot_points(results: dict, path: Path) -> None:
     """Write a figure of every run's value per variant, with the mean and its confidence interval, to ``path``."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = list(results["variants"])
-    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 3.5))
+    fig = Figure(figsize=(1.2 * len(names) + 2, 3.5))
+    ax = fig.subplots()
     for i, name in enumerate(names):
         values = [r["value"] for r in results["runs"] if r["variant"] == name and r["value"] is not None]
         ax.scatter([i] * len(values), values, alpha=0.6, color="tab:gray", zorder=2)
@@ -160,16 +158,12 @@ def plot_points(results: dict, path: Path) -> None:
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def plot_curves(spec: StudySpec, runs: list[Run], path: Path) -> None:
     """Write a figure of the compared metric per epoch, the mean over seeds of each variant, to ``path``."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    fig = Figure(figsize=(5.5, 3.5))
+    ax = fig.subplots()
     for name in spec.variants:
         curves = [curve(r, spec.compare.metric) for r in runs if r.variant == name and r.finished()]
         epochs = sorted(set().union(*curves)) if curves else []
@@ -191,4 +185,3 @@ def plot_curves(spec: StudySpec, runs: list[Run], path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -22,6 +22,7 @@ of the shared layers are the same in a pair.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +120,6 @@ def _format_value(value) -> str:
     if value is None:
         return "null"
     if isinstance(value, (list, dict)):
-        import json
         return json.dumps(value)
     return str(value)
 

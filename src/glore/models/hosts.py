@@ -19,8 +19,6 @@ parameter counts for DPN-98/131 (acting on the concatenation would make every un
 
 from __future__ import annotations
 
-import re
-
 import torch
 import torchvision.models.resnet as tv_resnet
 from timm.models import dpn as timm_dpn
@@ -31,38 +29,16 @@ from glore.errors import ArgumentTypeError
 from .slow_only import Bottleneck3d
 
 SLOTS = ("after_1x1", "after_add")
-# a key of the earlier layout: "<host>.<block>_<slot>.<rest>"
-_LEGACY_KEY = re.compile(r"^(?P<host>(?:.+\.)?)(?:glore|nl|snl|gc|se)_(?P<slot>after_1x1|after_add)\.(?P<rest>.+)$")
-
-
-def rename_legacy_keys(state: dict) -> dict:
-    """Keys of the earlier layout (``layer3.0.glore_after_add.*``) renamed to the slots'
-    (``layer3.0.after_add.*``); other keys unchanged."""
-    renamed = {}
-    for key, value in state.items():
-        m = _LEGACY_KEY.match(key)
-        renamed[f"{m['host']}{m['slot']}.{m['rest']}" if m else key] = value
-    return renamed
 
 
 class _Slots:
-    """The two slots, and the reading of checkpoints of the earlier layout.
-
-    Until this layout, a block inserted at ``position`` was stored as ``<block>_<position>`` (e.g.
-    ``layer3.0.glore_after_add``); such keys are read into the slot.
-    """
+    """The two slots, ``nn.Identity`` until filled."""
 
     def _init_slots(self) -> None:
         children = dict(self.named_children())
         for slot in SLOTS:
             if slot not in children:
                 self.add_module(slot, nn.Identity())
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        ours = {k: state_dict.pop(k) for k in [k for k in state_dict if k.startswith(prefix)]}
-        state_dict.update({prefix + k: v for k, v in
-                           rename_legacy_keys({k[len(prefix):]: v for k, v in ours.items()}).items()})
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class TimmBottleneck(_Slots, timm_resnet.Bottleneck):

@@ -175,7 +175,8 @@ def run_config(args: argparse.Namespace) -> int:
     print(f"config        {args.config} ({cfg['task']})")
     print(f"input         1x{'x'.join(map(str, counts['input']))}")
     print(f"params        {counts['params'] / 1e6:.3f} M")
-    print(f"GMACs         {counts['gmacs']:.3f}")
+    convention = "" if counts["convention"] == "torch" else f" (counted as {counts['convention']} counts)"
+    print(f"GMACs         {counts['gmacs']:.3f}{convention}")
     if reference:
         print(f"paper         {reference['paper']} table {reference['table']}: {reference['row']}")
         for key, unit in (("params", "M"), ("gmacs", "GMACs")):

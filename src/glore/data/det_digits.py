@@ -92,8 +92,8 @@ class DetDigits(Dataset):
         self.min_distance = check_int("min_distance", min_distance, 0)
         self.digit_gap = check_int("digit_gap", digit_gap, 0)
         self.dim, self.mask_threshold = check_open_unit("dim", dim), check_open_unit("mask_threshold", mask_threshold)
-        if digit_shade is not None and digit_shade != 1:
-            digit_shade = check_open_unit("digit_shade", digit_shade)
+        if digit_shade is not None and (isinstance(digit_shade, bool) or digit_shade != 1):
+            digit_shade = check_open_unit("digit_shade", digit_shade)     # (0, 1), or 1.0: bright
         self.digit_shade = None if digit_shade is None else float(digit_shade)
         self.seed = check_int("seed", seed, 0)
         # the key in a corner leaves an L-shaped band for the digits; it must hold one digit at least

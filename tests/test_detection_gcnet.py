@@ -117,6 +117,23 @@ def test_mmdet_convention_of_a_detector_is_unpadded_and_named():
         count_detector(model, (3, 64, 80), convention="detectron")
 
 
+def test_summary_counts_a_detector_in_either_convention(capsys):
+    import json
+
+    from glore.cli import main
+
+    args = ["summary", "resnet18", "--kind", "detection", "--arch", "fasterrcnn", "--num-classes", "3",
+            "--input-size", "3,64,80", "--json"]
+    counts = {}
+    for convention in ("torch", "mmdet"):
+        assert main([*args, "--convention", convention]) == 0
+        counts[convention] = json.loads(capsys.readouterr().out)["macs"]
+    assert main(args) == 0 and json.loads(capsys.readouterr().out)["macs"] == counts["torch"]   # the default
+    assert counts["mmdet"] != counts["torch"]
+    assert main(["summary", "resnet18", "--convention", "mmdet"]) == 2
+    assert "counts detectors only" in capsys.readouterr().err
+
+
 def test_4conv1fc_head_with_norms():
     from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead
 

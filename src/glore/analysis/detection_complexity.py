@@ -67,7 +67,8 @@ def paper_figures(arch, backbone, *, block=None, units=None, position=None, bloc
 
 
 class DenseDetector(nn.Module):
-    """A detector's layers on fixed-size inputs (see the module docstring); ``forward(images)``."""
+    """A detector's layers on fixed-size inputs (see the module docstring); ``forward(images)``. With
+    ``pad=False`` the image is used as given (mmdetection's dummy forward), not padded to a multiple of 32."""
 
     def __init__(self, detector: nn.Module, *, proposals: int = 1000, detections: int = 100, pad: bool = True):
         super().__init__()

@@ -52,7 +52,8 @@ def table_markdown(rows: list) -> str:
         if ref.get("known_deviation"):
             notes.append(f"- {ref['row']}: {ref['known_deviation']}")
             mark = " *"
-        lines.append(f"| {ref['row']}{mark} | {'x'.join(map(str, ref['input']))} | "
+        convention = f" ({ref['convention']})" if ref.get("convention") else ""
+        lines.append(f"| {ref['row']}{mark} | {'x'.join(map(str, ref['input']))}{convention} | "
                      f"{_number(ref.get('params_m'))} | {counts['params'] / 1e6:.2f} | "
                      f"{_number(ref.get('gmacs'))} | {counts['gmacs']:.2f} | {metrics} | "
                      f"`{path.relative_to(zoo.CONFIG_ROOT.parent).as_posix()}` |")
@@ -67,7 +68,8 @@ def zoo_page(tables: dict) -> str:
              "`reference:` section that copies the paper's figures. This page is generated from those "
              "configs when the documentation is built: *ours* is the network `glore train` builds from the "
              "config, counted by `glore summary --config FILE` at the paper's input size (multiply-adds, "
-             f"the papers' FLOPs). A row matches when its parameters are within {zoo.PARAMS_TOLERANCE:.0%} "
+             "the papers' FLOPs; an input marked (mmdet) is counted as mmdetection's FLOP counter counts, "
+             f"the convention of GCNet's detection FLOPs, see the detection page). A row matches when its parameters are within {zoo.PARAMS_TOLERANCE:.0%} "
              f"and its GMACs within {zoo.GMACS_TOLERANCE:.0%} of the paper's; a known deviation says why "
              "not. `tests/test_paper_configs.py` checks every row.", ""]
     for (paper, table), rows in sorted(tables.items(), key=lambda item: _table_key(item[0])):

@@ -61,14 +61,14 @@ def test_rule_key_the_keys_shade_is_every_digits_class_and_out_of_the_plain_dete
         for obj in objects:                                                # the digits' squares out: the key
             x1, y1, x2, y2 = (int(v) for v in obj["box"])
             key[max(y1 - data.digit_size, 0):y2 + data.digit_size, max(x1 - data.digit_size, 0):x2 + data.digit_size] = 0
-        assert (key > 0).sum() == 16 * 16                                  # a filled key
+        assert (key > 0).sum() == 24 * 24                                  # a filled key
         assert {o["label"] for o in objects} == {1 if key.max() == 1.0 else 2}   # the key's shade decides
         labels |= {o["label"] for o in objects}
         digit_shades |= {o["shade"] for o in objects}
-    assert labels == {1, 2} and len(digit_shades) == 2                     # the digits' own shade does not decide
+    assert labels == {1, 2} and digit_shades == {0.75}                     # the digits all look alike
     plain = build_detector(cfg["model"])
     gc = build_detector(load_config(os.path.join(CONFIGS, "det_digits_key_gc.yaml"))["model"])
-    for block in (gc.backbone.body.layer1[0].after_1x1, gc.backbone.body.layer1[1].after_1x1):
+    for block in (gc.backbone.body.layer1[0].after_add, gc.backbone.body.layer1[1].after_add):
         torch.nn.init.normal_(block.transform[-1].weight)                  # leave the identity initialisation
     for index in range(4):
         image, other, boxes = _recoloured_key(data, index)
@@ -76,3 +76,23 @@ def test_rule_key_the_keys_shade_is_every_digits_class_and_out_of_the_plain_dete
         torch.testing.assert_close(_box_features(plain, image, boxes), _box_features(plain, other, boxes),
                                    rtol=0, atol=0)
         assert not torch.allclose(_box_features(gc, image, boxes), _box_features(gc, other, boxes))
+
+
+def test_digit_shade_draws_every_digit_alike_and_keeps_the_layouts():
+    import pytest
+
+    from glore.errors import ArgumentError
+
+    options = dict(num_samples=6, key_size=24, key_fill=True, rule="key")
+    random_shades, one_shade = DetDigits("val", **options), DetDigits("val", digit_shade=0.75, **options)
+    for index in range(6):
+        (image, objects), (alike, alike_objects) = random_shades.sample(index), one_shade.sample(index)
+        assert [o["box"] for o in objects] == [o["box"] for o in alike_objects]
+        assert [o["label"] for o in objects] == [o["label"] for o in alike_objects]
+        for obj, same in zip(objects, alike_objects):
+            x1, y1, x2, y2 = (int(v) for v in obj["box"])
+            assert same["shade"] == 0.75
+            assert alike[y1:y2, x1:x2].max() == pytest.approx(0.75)
+            assert image[y1:y2, x1:x2].max() == pytest.approx(obj["shade"])
+    with pytest.raises(ArgumentError, match="digit_shade must be a number in"):
+        DetDigits("val", digit_shade=1.5)

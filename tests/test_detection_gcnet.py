@@ -81,6 +81,59 @@ def test_deformable_convs_are_counted_as_convs():
     assert macs == 16 * 8 * 9 * 100 + 27 * 8 * 9 * 100          # the conv + its offset/mask conv
 
 
+class _Attention(nn.Module):
+    def forward(self, x):                       # a matrix product outside any module: mmdetection does not count it
+        flat = x.flatten(2)
+        return x + (flat @ flat.mT @ flat).view_as(x)
+
+
+def test_mmdet_convention_counts_modules_as_mmdetections_counter():
+    from glore.analysis.detection_complexity import mmdet_macs
+
+    deconv = nn.ConvTranspose2d(8, 4, 2, stride=2)                 # 5x5 -> 10x10
+    assert mmdet_macs(deconv, torch.zeros(1, 8, 5, 5)) == 2 * 2 * 8 * 4 * 100 + 4 * 100     # over its output
+    head = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
+                         _Attention(), nn.Flatten(), nn.Linear(6 * 4 * 4, 5))
+    conv, bn, relu, pool, linear = 27 * 6 * 64 + 6 * 64, 2 * 6 * 64, 6 * 64, 6 * 64, 96 * 5
+    assert mmdet_macs(head, torch.zeros(2, 3, 8, 8)) == conv + bn + relu + pool + linear      # per image
+    dcn = ModulatedDeformConv2d.from_conv(nn.Conv2d(8, 16, 3, padding=1, bias=False))
+    assert mmdet_macs(dcn, torch.zeros(1, 8, 10, 10)) == 16 * 8 * 9 * 100 + (27 * 8 * 9 + 27) * 100
+
+
+def test_mmdet_convention_of_a_detector_is_unpadded_and_named():
+    from glore.analysis.detection_complexity import count_detector
+    from glore.errors import ArgumentError
+
+    model = create_detector("maskrcnn", "resnet18", num_classes=3, **SMALL).eval()
+    torch_count = count_detector(model, (3, 64, 80))["macs"]                        # padded to 64x96
+    mmdet = count_detector(model, (3, 64, 80), convention="mmdet")
+    assert mmdet["params"] == sum(p.numel() for p in model.parameters())
+    assert mmdet["macs"] < count_detector(model, (3, 64, 96), convention="mmdet")["macs"]    # 64x80: not padded
+    # the mask head's 2x2 deconv over its 28x28 output: 3 x its multiply-adds more than the torch count
+    deconv = model.roi_heads.mask_predictor.conv5_mask
+    extra_deconv = 3 * deconv.weight.numel() * 14 * 14 * 100
+    assert mmdet["macs"] - extra_deconv > torch_count * 0.8 * 80 / 96
+    with pytest.raises(ArgumentError, match="convention must be one of"):
+        count_detector(model, (3, 64, 80), convention="detectron")
+
+
+def test_summary_counts_a_detector_in_either_convention(capsys):
+    import json
+
+    from glore.cli import main
+
+    args = ["summary", "resnet18", "--kind", "detection", "--arch", "fasterrcnn", "--num-classes", "3",
+            "--input-size", "3,64,80", "--json"]
+    counts = {}
+    for convention in ("torch", "mmdet"):
+        assert main([*args, "--convention", convention]) == 0
+        counts[convention] = json.loads(capsys.readouterr().out)["macs"]
+    assert main(args) == 0 and json.loads(capsys.readouterr().out)["macs"] == counts["torch"]   # the default
+    assert counts["mmdet"] != counts["torch"]
+    assert main(["summary", "resnet18", "--convention", "mmdet"]) == 2
+    assert "counts detectors only" in capsys.readouterr().err
+
+
 def test_4conv1fc_head_with_norms():
     from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead
 

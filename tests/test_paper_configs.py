@@ -66,3 +66,14 @@ def test_a_reference_must_name_its_row(tmp_path):
 def test_summary_without_a_model_or_config_is_one_line(capsys):
     assert main(["summary"]) == 2
     assert "expected a model name" in capsys.readouterr().err
+
+
+def test_the_mmdet_convention_counts_detectors_only(tmp_path):
+    from glore.errors import ArgumentError
+
+    path = tmp_path / "row.yaml"
+    path.write_text("task: classification\nmodel: {name: resnet18, num_classes: 10}\n"
+                    "reference: {paper: gcnet, table: '8', row: r18, gmacs: 1.8, input: [3, 224, 224], "
+                    "convention: mmdet}\n")
+    with pytest.raises(ArgumentError, match="detection configs only"):
+        zoo.count(load_config(path))

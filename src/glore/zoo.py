@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from glore.analysis.complexity import summary
-from glore.analysis.detection_complexity import DenseDetector
+from glore.analysis.detection_complexity import count_detector
 from glore.engine import classification, detection, segmentation, video
 from glore.errors import ArgumentError
 
@@ -77,21 +77,27 @@ def build_network(cfg: dict, *, device: str = "meta") -> nn.Module:
 
 def count(cfg: dict, input_size=None) -> dict:
     """Parameters and GMACs of ``cfg``'s network at ``input_size`` (default: the reference's input,
-    else the task's :data:`DEFAULT_INPUT`)."""
+    else the task's :data:`DEFAULT_INPUT`), counted in the reference's ``convention`` (default
+    ``torch``; a detector's ``mmdet``: :func:`glore.analysis.detection_complexity.count_detector`)."""
     reference = cfg.get("reference") or {}
     input_size = tuple(input_size or reference.get("input") or DEFAULT_INPUT[cfg["task"]])
+
+    convention = reference.get("convention") or "torch"
+    if convention != "torch" and cfg["task"] != "detection":
+        raise ArgumentError(f"reference.convention {convention!r} applies to detection configs only, "
+                            f"got task {cfg['task']!r}")
 
     def measure(device):
         network = build_network(cfg, device=device)
         if cfg["task"] == "detection":
-            network = DenseDetector(network)
+            return count_detector(network, input_size, convention=convention)
         return summary(network, input_size)
 
     try:
         result = measure("meta")
     except NotImplementedError:   # an operator without a meta kernel: count on the CPU
         result = measure("cpu")
-    return {"params": result["params"], "gmacs": result["gmacs"], "input": list(input_size)}
+    return {"params": result["params"], "gmacs": result["gmacs"], "input": list(input_size), "convention": convention}
 
 
 def compare(counts: dict, reference: dict) -> dict:

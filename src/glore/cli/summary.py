@@ -163,6 +163,9 @@ def run_config(args: argparse.Namespace) -> int:
     if args.block is not None or args.units is not None or args.position is not None or args.block_arg:
         raise ArgumentError("--block, --units, --position and --block-arg do not go with --config; "
                             "override the config instead, e.g. model.block=gc")
+    if args.convention is not None:
+        raise ArgumentError(f"--convention does not go with --config (got --convention {args.convention}); "
+                            f"the reference's convention counts, e.g. override reference.convention=mmdet")
     overrides = [a for a in (args.backbone, *args.overrides) if a is not None]
     cfg = load_config(args.config, overrides)
     input_size = parse_input_size(args.input_size) if args.input_size else None
@@ -176,7 +179,8 @@ def run_config(args: argparse.Namespace) -> int:
     print(f"config        {args.config} ({cfg['task']})")
     print(f"input         1x{'x'.join(map(str, counts['input']))}")
     print(f"params        {counts['params'] / 1e6:.3f} M")
-    print(f"GMACs         {counts['gmacs']:.3f}")
+    convention = "" if counts["convention"] == "torch" else f" (counted as {counts['convention']} counts)"
+    print(f"GMACs         {counts['gmacs']:.3f}{convention}")
     if reference:
         print(f"paper         {reference['paper']} table {reference['table']}: {reference['row']}")
         for key, unit in (("params", "M"), ("gmacs", "GMACs")):
@@ -205,10 +209,12 @@ def run(args: argparse.Namespace) -> int:
     model = build(args.kind, args.backbone, block=args.block, units=args.units,
                   position=args.position, num_classes=args.num_classes,
                   block_kwargs=args.block_kwargs, arch=args.arch)
+    if args.convention is not None and args.kind != "detection":
+        raise ArgumentError(f"--convention counts detectors only (--kind detection), got --kind {args.kind}")
     if args.kind == "detection":
-        from glore.analysis.detection_complexity import DenseDetector, paper_figures
+        from glore.analysis.detection_complexity import count_detector, paper_figures
 
-        result = summary(DenseDetector(model), input_size)
+        result = count_detector(model, input_size, convention=args.convention or "torch")
         config, figures = None, paper_figures(args.arch, args.backbone, block=args.block, units=args.units,
                                               position=args.position, block_kwargs=args.block_kwargs,
                                               num_classes=args.num_classes)
@@ -248,7 +254,10 @@ def run(args: argparse.Namespace) -> int:
             line += (f"; over the baseline: paper +{row['gmacs_increment']:.2f}, "
                      f"ours +{row['ours_gmacs_increment']:.2f}")
         print(f"{line}  [{row['source']}: {row['row']}]")
-    if args.kind == "detection":
+    if args.kind == "detection" and args.convention == "mmdet":
+        print("GMACs: as mmdetection's get_flops counts (modules only, the image unpadded), box head on 1000 "
+              "regions, mask head on 100")
+    elif args.kind == "detection":
         print("GMACs: backbone + FPN + RPN head on the padded image, box head on 1000 proposals, "
               "mask head on 100 detections")
     if not rows and args.kind in ("classification", "detection"):
@@ -281,5 +290,8 @@ def register(subparsers) -> None:
     p.add_argument("--input-size", default=None,
                    help="C,H,W or C,T,H,W (default 3,224,224; segmentation 3,769,769; "
                         "video 3,8,224,224; detection 3,800,1333)")
+    p.add_argument("--convention", choices=("torch", "mmdet"), default=None,
+                   help="detection: how to count (torch: convolutions and matrix products on the padded image, "
+                        "the default; mmdet: as mmdetection's get_flops counts, the GCNet paper's FLOPs)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)

@@ -8,7 +8,9 @@ rescaled to ``digit_size``) and one *key*: a square (hollow, or filled with ``ke
 - ``rule="key"``: 1 ``bright-key`` when the key is bright, 2 ``dim-key`` when it is dim (the class is
   the context's alone: every digit of a canvas has the same one, whatever its own shade).
 
-Its box is the tight box of its scan's pixels above ``mask_threshold``; its mask those pixels. A
+With ``digit_shade`` every digit is drawn at that one shade instead, so under ``rule="key"`` the
+digits carry nothing of the class at all. Its box is the tight box of its scan's pixels above
+``mask_threshold``; its mask those pixels. A
 digit's own shade is visible locally, the key's is not: every digit box is at least ``min_distance``
 pixels (Chebyshev gap) from the key, so a detector whose box features never see the key cannot do
 better than guessing between the two classes (``docs/detection.md`` works out the receptive fields).
@@ -71,6 +73,7 @@ class DetDigits(Dataset):
         min_distance: minimum gap in pixels between the key and any digit.
         digit_gap: minimum gap between two digits.
         dim: intensity of dim digits and keys (bright ones are 1.0).
+        digit_shade: draw every digit at this intensity instead of bright or dim at random.
         mask_threshold: scan intensity from which a pixel belongs to the digit.
         seed: generation seed.
     """
@@ -78,7 +81,7 @@ class DetDigits(Dataset):
     def __init__(self, split: str = "train", *, num_samples: int | None = None, canvas: int = 96,
                  num_digits: int = 3, digit_size: int = 14, key_size: int = 10, min_distance: int = 32,
                  digit_gap: int = 4, dim: float = 0.5, mask_threshold: float = 0.3, seed: int = 0,
-                 key_fill: bool = False, rule: str = "match"):
+                 key_fill: bool = False, rule: str = "match", digit_shade: float | None = None):
         if rule not in RULES:
             raise ArgumentError(f"rule must be one of {list(RULES)}, got {rule!r}")
         self.rule, self.key_fill = rule, bool(key_fill)
@@ -90,6 +93,9 @@ class DetDigits(Dataset):
         self.min_distance = check_int("min_distance", min_distance, 0)
         self.digit_gap = check_int("digit_gap", digit_gap, 0)
         self.dim, self.mask_threshold = check_open_unit("dim", dim), check_open_unit("mask_threshold", mask_threshold)
+        if digit_shade is not None and (isinstance(digit_shade, bool) or digit_shade != 1):
+            digit_shade = check_open_unit("digit_shade", digit_shade)     # (0, 1), or 1.0: bright
+        self.digit_shade = None if digit_shade is None else float(digit_shade)
         self.seed = check_int("seed", seed, 0)
         # the key in a corner leaves an L-shaped band for the digits; it must hold one digit at least
         if self.key_size + self.min_distance + self.digit_size > self.canvas:
@@ -138,6 +144,8 @@ class DetDigits(Dataset):
         objects = []
         for y, x, s, _ in boxes:
             shade = 1.0 if rng.random() < 0.5 else self.dim
+            if self.digit_shade is not None:
+                shade = self.digit_shade       # (the draw above keeps the layouts of the random-shade sets)
             scan = self._images[int(rng.integers(len(self._images)))]
             scan = scan / max(float(scan.max()), 1e-6)
             image[y:y + s, x:x + s] = shade * scan

@@ -206,8 +206,10 @@ class Reference(BaseModel):
     """A paper's table row that a config reproduces: its figures, copied from the paper.
 
     ``params_m`` and ``gmacs`` (multiply-adds, the papers' "FLOPs") are for one input of ``input``;
-    ``known_deviation`` says why this library's count differs from the paper's beyond the tolerance
-    of :mod:`glore.zoo`.
+    ``convention`` is how the paper counted them where it differs from the default (``mmdet``: the
+    GCNet paper's detection FLOPs, mmdetection's counter, see
+    :mod:`glore.analysis.detection_complexity`); ``known_deviation`` says why this library's count
+    differs from the paper's beyond the tolerance of :mod:`glore.zoo`.
     """
     model_config = ConfigDict(extra="forbid")
     paper: Literal["glore", "gcnet", "reproduction"]
@@ -216,6 +218,7 @@ class Reference(BaseModel):
     params_m: Optional[float] = Field(None, gt=0)
     gmacs: Optional[float] = Field(None, gt=0)
     input: list[PositiveInt] = Field(min_length=3, max_length=4)
+    convention: Optional[Literal["torch", "mmdet"]] = None
     metrics: dict[str, Optional[float]] = {}
     known_deviation: Optional[str] = None
 

@@ -37,6 +37,7 @@ from torch import nn
 from torchvision.ops import DeformConv2d
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from glore.analysis.complexity import count_parameters, summary
 from glore.errors import ArgumentError
 from glore.models.paper_figures import PaperFigure
 
@@ -163,8 +164,6 @@ def mmdet_macs(model: nn.Module, images: torch.Tensor) -> int:
 def count_detector(detector: nn.Module, input_size, *, convention: str = "torch") -> dict:
     """Parameters and GMACs of ``detector`` for one image of ``input_size`` ``(3, H, W)`` in
     ``convention`` (:data:`CONVENTIONS`, see the module docstring)."""
-    from glore.analysis.complexity import count_parameters, summary
-
     if convention not in CONVENTIONS:
         raise ArgumentError(f"convention must be one of {list(CONVENTIONS)}, got {convention!r}")
     if convention == "torch":

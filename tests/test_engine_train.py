@@ -227,9 +227,13 @@ def test_unknown_trainer_option_lists_the_supported_ones(data_root, tmp_path):
 def test_block_kwargs_reach_the_builder():
     from glore.engine.classification import build_model
 
-    model = build_model({"name": "test_engine_tinynet:tiny_net", "num_classes": 3, "label_smoothing": 0.1,
-                         "block_kwargs": {"width": 6}})
-    assert model[0].out_channels == 6 and model[-1].out_features == 3
+    from glore.nn import GloRe
+
+    model = build_model({"name": "distant_digits_net", "num_classes": 3, "label_smoothing": 0.1,
+                         "block": "glore", "block_kwargs": {"mid": 6}})
+    unit = next(m for m in model.modules() if isinstance(m, GloRe))
+    classifier = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    assert unit.extend.weight.shape[1] == 2 * 6 and classifier.out_features == 3
 
 
 def test_num_classes_below_the_folders_classes_is_a_clear_error(data_root, tmp_path):

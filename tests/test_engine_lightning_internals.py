@@ -1,4 +1,4 @@
-"""The readers of Lightning's private state (glore.engine._lightning_internals) against the installed
+"""The readers of Lightning's private state (glore._internals.lightning_state) against the installed
 Lightning: a failure here names the reader a Lightning upgrade moved."""
 
 import lightning as L
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from glore.engine._lightning_internals import (attached_trainer, checkpoint_next_epoch, next_epoch, optimizer_steps,
+from glore._internals.lightning_state import (attached_trainer, checkpoint_next_epoch, next_epoch, optimizer_steps,
                                                should_update_logs)
 from glore.engine.loaders import ShardSampler, evaluation_sampler
 

@@ -120,14 +120,19 @@ def _group_norm_ops(module, inputs, output) -> int:
     return inputs[0].numel() * (4 if module.affine else 3)
 
 
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_POOLS = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
+          nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+          nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
 # module type -> operations of one call, in the order mmdetection's counter matches them
 _MMDET_HOOKS = (
-    ((nn.modules.conv._ConvNd, DeformConv2d), _conv_macs),
+    ((*_CONVS, DeformConv2d), _conv_macs),
     ((nn.Linear,), _linear_macs),
-    ((nn.modules.pooling._AvgPoolNd, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd,
-      nn.modules.pooling._AdaptiveMaxPoolNd), lambda m, i, o: i[0].numel()),
+    (_POOLS, lambda m, i, o: i[0].numel()),
     ((nn.ReLU, nn.PReLU, nn.ELU, nn.LeakyReLU, nn.ReLU6), lambda m, i, o: o.numel()),
-    ((nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d), _norm_ops),
+    ((*_BATCH_NORMS, FrozenBatchNorm2d), _norm_ops),
     ((nn.GroupNorm,), _group_norm_ops),
     ((nn.Upsample,), lambda m, i, o: o.numel()),
 )

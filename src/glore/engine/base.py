@@ -38,7 +38,7 @@ import torch
 import torchmetrics
 
 from glore.errors import GloreError
-from ._lightning_internals import attached_trainer, optimizer_steps, should_update_logs
+from glore._internals.lightning_state import attached_trainer, optimizer_steps, should_update_logs
 from .config import to_plain
 from .loaders import seed_generators
 from .optim import build_optimizer, build_scheduler

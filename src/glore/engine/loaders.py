@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ._lightning_internals import next_epoch
+from glore._internals.lightning_state import next_epoch
 
 
 class EpochShuffleSampler(torch.utils.data.Sampler):

@@ -23,7 +23,7 @@ import filelock
 import torch
 
 from glore.errors import ResumeError, RunFolderError
-from ._lightning_internals import checkpoint_next_epoch
+from glore._internals.lightning_state import checkpoint_next_epoch
 from .config import DEFAULTS
 
 LOCK_NAME = ".glore.lock"

@@ -22,9 +22,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.detection import _utils as det_utils
 from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_inference, maskrcnn_loss
 from torchvision.ops import boxes as box_ops
+
+from glore._internals.torchvision_detection import BoxCoder, Matcher
 
 IOU_THRESHOLDS = (0.5, 0.6, 0.7)
 STAGE_WEIGHTS = (1.0, 0.5, 0.25)
@@ -72,8 +73,8 @@ class CascadeRoIHeads(RoIHeads):
                          mask_roi_pool=mask_roi_pool, mask_head=mask_head, mask_predictor=mask_predictor)
         self.box_heads = nn.ModuleList(box_heads)
         self.box_predictors = nn.ModuleList(box_predictors)
-        self.matchers = [det_utils.Matcher(t, t, allow_low_quality_matches=False) for t in iou_thresholds]
-        self.box_coders = [det_utils.BoxCoder(tuple(w)) for w in box_coder_weights]
+        self.matchers = [Matcher(t, t, allow_low_quality_matches=False) for t in iou_thresholds]
+        self.box_coders = [BoxCoder(tuple(w)) for w in box_coder_weights]
         self.stage_weights = tuple(float(w) for w in stage_weights)
 
     def _sample(self, stage: int, proposals: list[torch.Tensor], targets: list[dict]):

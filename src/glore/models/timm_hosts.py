@@ -29,9 +29,9 @@ from typing import Optional
 
 import torch
 from timm.models import byobnet, convnext, cspnet, regnet, resnetv2, swin_transformer, vision_transformer
-from timm.models import _efficientnet_blocks as efficientnet_blocks
 from torch import nn
 
+from glore._internals import timm_blocks as efficientnet_blocks
 from glore.errors import ArgumentError
 
 # block class -> family, as the docs name it

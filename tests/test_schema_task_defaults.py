@@ -100,3 +100,24 @@ def test_a_value_that_does_not_fit_the_section_is_named_with_the_task():
         _config("classification", name="imagefolder", crop=5)
     with pytest.raises(SchemaError, match=r"data.image_size=0: Input should be greater than 0"):
         data_section("classification", {"image_size": 0})
+
+
+def test_each_task_reads_its_model_keys_from_its_model_section():
+    from glore.engine.detection import build_datamodule as detection_data
+
+    data = {"name": "det-digits", "train_samples": 2, "val_samples": 2}
+    plain = detection_data({"model": {}, "data": data, "seed": 0})
+    assert plain.masks is True and plain.num_classes == schema.DetectionModelSection.model_fields["num_classes"].default
+    assert detection_data({"model": {"arch": "cascade_maskrcnn"}, "data": data}).masks is True
+    assert detection_data({"model": {"arch": "fasterrcnn", "num_classes": 3}, "data": data}).masks is False
+    assert schema.model_section("detection", {"min_size": [640, 800]}).test_size == 800
+    section = schema.model_section("classification", {"name": "resnet18", "block": "glore"})
+    assert section.label_smoothing == 0.0 and section.model_extra == {"name": "resnet18", "block": "glore"}
+
+
+def test_a_model_key_of_the_wrong_kind_is_one_line_naming_it():
+    with pytest.raises(SchemaError, match=r"^invalid config: model\.label_smoothing=1\.5: ") as info:
+        load_config(None, ["model.name=resnet18", "model.label_smoothing=1.5"])
+    assert "\n" not in str(info.value)
+    with pytest.raises(SchemaError, match=r"model\.arch='yolo'"):
+        load_config(None, ["task=detection", "model.arch=yolo"])

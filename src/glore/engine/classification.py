@@ -77,7 +77,7 @@ from glore.models import create_model
 from glore.models.small import SMALL_MODELS
 from .base import TaskModule
 from .datamodule import TaskData, data_root
-from .schema import ClassificationDataSection, Data, data_section
+from .schema import ClassificationDataSection, Data, data_section, model_section
 
 DATASETS = ("distant-digits", "distant-clips", "imagefolder")
 IN_MEMORY_SETS = {"distant-digits": DistantDigits, "distant-clips": DistantClips}
@@ -278,7 +278,7 @@ class ClassificationModule(TaskModule):
             raise ConfigError(f"data.image_size={size} is smaller than the output stride {stride} of "
                               f"model.name={model_cfg.get('name')!r}: its last stage would see a 1x1 map of mostly "
                               f"padding; use data.image_size >= {stride}")
-        self.label_smoothing = float(model_cfg.get("label_smoothing", 0.0) or 0.0)
+        self.label_smoothing = float(model_section("classification", model_cfg).label_smoothing or 0.0)
         self.mixup = build_mixup(data, self.num_classes, self.label_smoothing) if mixup_enabled(data) else None
         self.model_ema = build_ema(self.model, self.cfg["optim"])
         # a torchmetrics mean (sum and count synced over processes): with ``self.log(sync_dist=True)``

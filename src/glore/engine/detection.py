@@ -56,7 +56,7 @@ from glore.metrics.coco import coco_evaluate, load_coco, to_coco_results, write_
 from glore.models.detection import create_detector
 from .base import TaskModule, check_finite_input
 from .datamodule import TaskData, data_root
-from .schema import DetectionDataSection
+from .schema import DetectionDataSection, model_section
 
 DATASETS = ("coco", "det-digits")
 _LIST_OPTIONS = ("returned_layers", "anchor_sizes", "min_size")   # create_detector options given as tuples
@@ -66,7 +66,8 @@ def build_detector(model_cfg: dict) -> torch.nn.Module:
     """``glore.models.create_detector`` from ``cfg["model"]``."""
 
     kwargs = dict(model_cfg)
-    arch = kwargs.pop("arch", "maskrcnn")
+    arch = model_section("detection", model_cfg).arch
+    kwargs.pop("arch", None)
     backbone = kwargs.pop("backbone", None) or kwargs.pop("name", None) or "resnet50"
     kwargs.pop("name", None)
     for key in _LIST_OPTIONS:
@@ -231,9 +232,8 @@ def build_module(cfg: dict) -> DetectionModule:
 
 
 def build_datamodule(cfg: dict) -> DetectionData:
-    masks = cfg["model"].get("arch", "maskrcnn") == "maskrcnn"
-    num_classes = cfg["model"].get("num_classes", 91)     # create_detector's default
-    return DetectionData(cfg["data"], masks=masks, seed=int(cfg.get("seed", 0)), num_classes=num_classes)
+    model = model_section("detection", cfg["model"])
+    return DetectionData(cfg["data"], masks=model.masks, seed=int(cfg.get("seed", 0)), num_classes=model.num_classes)
 
 
 @torch.no_grad()

@@ -31,7 +31,7 @@ import torch
 
 from glore.errors import ArgumentError, GloreError, RunFolderError
 from .runner import restore
-from .schema import data_section
+from .schema import data_section, model_section
 
 FORMATS = ("onnx", "pt2")
 RTOL, ATOL = 1e-3, 1e-4
@@ -77,7 +77,7 @@ def dynamic_shapes(task: str, example: torch.Tensor) -> tuple:
 
 def trace_detector(network: torch.nn.Module, cfg: dict) -> None:
     """Try ``torch.export`` on a detector; :class:`ExportError` with the reason it fails."""
-    size = int(cfg["model"].get("min_size", 800))
+    size = model_section("detection", cfg["model"]).test_size
     try:
         with contextlib.redirect_stderr(io.StringIO()):        # torch.export prints the partial graph there
             torch.export.export(network, ([torch.rand(3, size, size)],))

@@ -197,6 +197,41 @@ class DetectionDataSection(Data):
 DATA_SECTIONS: dict[str, type[Data]] = {"classification": ClassificationDataSection,
                                         "segmentation": SegmentationDataSection, "video": VideoDataSection,
                                         "detection": DetectionDataSection}
+
+class Model(BaseModel):
+    """``model``: the keys a task reads itself, with their defaults; every other key is an option of the
+    task's builder (``create_model``, ``create_segmenter``, ``create_video_model``, ``create_detector``),
+    which checks it."""
+    model_config = ConfigDict(extra="allow")
+
+
+class ClassificationModelSection(Model):
+    """``model`` of classification: ``label_smoothing`` is the loss's (or Mixup's) label smoothing."""
+    label_smoothing: Optional[Fraction] = 0.0
+
+
+class DetectionModelSection(Model):
+    """``model`` of detection: the architecture (masks are read for the two Mask R-CNNs), the class
+    count (above the largest category id) and the shorter image side (a list: one drawn per training
+    batch, the last one at test time)."""
+    arch: Literal["fasterrcnn", "maskrcnn", "cascade_rcnn", "cascade_maskrcnn"] = "maskrcnn"
+    num_classes: PositiveInt = 91
+    min_size: Union[PositiveInt, list[PositiveInt]] = 800
+
+    @property
+    def masks(self) -> bool:
+        return self.arch in ("maskrcnn", "cascade_maskrcnn")
+
+    @property
+    def test_size(self) -> int:
+        return self.min_size[-1] if isinstance(self.min_size, list) else self.min_size
+
+
+# each task's model section
+MODEL_SECTIONS: dict[str, type[Model]] = {"classification": ClassificationModelSection, "segmentation": Model,
+                                          "video": Model, "detection": DetectionModelSection}
+
+
 # the keys every task's data section accepts, and each task's own
 SHARED_DATA_KEYS = set(Data.model_fields)
 DATA_KEYS = {task: set(section.model_fields) - SHARED_DATA_KEYS for task, section in DATA_SECTIONS.items()}
@@ -274,6 +309,12 @@ def check_schema(cfg: dict) -> None:
             DATA_SECTIONS[task].model_validate(data)
         except pydantic.ValidationError as exc:
             problems += _problems(exc, "data.", task)
+    model = cfg.get("model")
+    if isinstance(model, dict) and task in MODEL_SECTIONS:
+        try:
+            MODEL_SECTIONS[task].model_validate(model)
+        except pydantic.ValidationError as exc:
+            problems += _problems(exc, "model.", task)
     if problems:
         raise SchemaError("invalid config: " + "; ".join(problems))
 
@@ -287,6 +328,15 @@ def data_section(task: str | type[Data], data: dict) -> Data:
         return section.model_validate(data)
     except pydantic.ValidationError as exc:
         raise SchemaError("invalid config: " + "; ".join(_problems(exc, "data.", name))) from None
+
+
+def model_section(task: str, model: dict) -> Model:
+    """``model`` checked as the model section of ``task``: the keys the task reads as attributes, at
+    their defaults when left out; the builder's options kept as given (``model_extra``)."""
+    try:
+        return MODEL_SECTIONS[task].model_validate(model)
+    except pydantic.ValidationError as exc:
+        raise SchemaError("invalid config: " + "; ".join(_problems(exc, "model.", task))) from None
 
 
 def filled_data(task: str, data: dict) -> dict:

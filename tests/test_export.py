@@ -90,3 +90,22 @@ def test_detector_export_is_refused_with_the_reason():
     with pytest.raises(ExportError, match="batched_nms") as info:
         trace_detector(model, {"model": {"min_size": 64}})
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name, dataset, shape", [
+    ("distant-digits", "DistantDigits", lambda d: (1, d["canvas"], d["canvas"])),
+    ("distant-clips", "DistantClips", lambda d: (1, d["num_frames"], d["canvas"], d["canvas"])),
+    ("moving-digits", "MovingDigits", lambda d: (d["channels"], d["num_frames"], d["size"], d["size"])),
+])
+def test_the_example_input_of_a_built_in_set_is_the_sets_own_default_shape(name, dataset, shape):
+    import inspect
+
+    import glore.data
+    from glore.engine.export import example_input
+
+    defaults = {k: p.default for k, p in inspect.signature(getattr(glore.data, dataset)).parameters.items()}
+    task = "video" if name == "moving-digits" else "classification"
+    x = example_input({"task": task, "data": {"name": name}, "model": {}}, batch=1)
+    assert tuple(x.shape[1:]) == shape(defaults)
+    given = example_input({"task": task, "data": {"name": name, "options": {"num_frames": 4}}, "model": {}}, batch=1)
+    assert name == "distant-digits" or given.shape[2] == 4

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
+
 import numpy as np
 
 from glore.errors import ArgumentError
@@ -45,3 +48,12 @@ def check_open_unit(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
         raise ArgumentError(f"{name} must be a number in (0, 1), got {value!r}")
     return float(value)
+
+
+def dataset_option(dataset: type, options: Mapping | None, key: str):
+    """``options[key]``, else the default of ``dataset``'s keyword ``key``: the value a built-in set
+    built from ``data.options`` uses, read where only its shape is needed (export, predict)."""
+    options = options or {}
+    if key in options:
+        return options[key]
+    return inspect.signature(dataset).parameters[key].default

@@ -29,6 +29,11 @@ import numpy as np
 import onnxruntime
 import torch
 
+from glore.data._options import dataset_option
+from glore.data.distant_clips import DistantClips
+from glore.data.distant_digits import DistantDigits
+from glore.data.moving_digits import MovingDigits
+from glore.data.seg_digits import SegDigits
 from glore.errors import ArgumentError, GloreError, RunFolderError
 from .runner import restore
 from .schema import data_section, model_section
@@ -45,17 +50,20 @@ def example_input(cfg: dict, batch: int = 2) -> torch.Tensor:
     """A random input of the shape the run's network reads at evaluation (``batch`` samples)."""
     data, model = data_section(cfg.get("task", "classification"), cfg["data"]), cfg["model"]
     name, options = data.name, dict(data.options or {})
+    def option(dataset, key):
+        return int(dataset_option(dataset, options, key))
+
     shapes = {
-        "distant-digits": lambda: (int(model.get("in_chans") or 1), int(options.get("canvas", 48)),
-                                   int(options.get("canvas", 48))),
+        "distant-digits": lambda: (int(model.get("in_chans") or 1), option(DistantDigits, "canvas"),
+                                   option(DistantDigits, "canvas")),
         "imagefolder": lambda: (3, data.image_size, data.image_size),
-        "seg-digits": lambda: (3, int(options.get("canvas", 64)), int(options.get("canvas", 64))),
+        "seg-digits": lambda: (3, option(SegDigits, "canvas"), option(SegDigits, "canvas")),
         "cityscapes": lambda: (3, *_pair(data.crop_size)),
         "kinetics": lambda: (3, int(data.num_frames), int(data.crop), int(data.crop)),
-        "moving-digits": lambda: (int(options.get("channels", 1)), int(options.get("num_frames", 8)),
-                                  int(options.get("size", 48)), int(options.get("size", 48))),
-        "distant-clips": lambda: (int(model.get("in_chans") or 1), int(options.get("num_frames", 8)),
-                                  int(options.get("canvas", 32)), int(options.get("canvas", 32))),
+        "moving-digits": lambda: (option(MovingDigits, "channels"), option(MovingDigits, "num_frames"),
+                                  option(MovingDigits, "size"), option(MovingDigits, "size")),
+        "distant-clips": lambda: (int(model.get("in_chans") or 1), option(DistantClips, "num_frames"),
+                                  option(DistantClips, "canvas"), option(DistantClips, "canvas")),
     }
     if name not in shapes:
         raise ArgumentError(f"glore export has no example input for data.name={name!r}; expected one of "

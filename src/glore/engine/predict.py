@@ -35,8 +35,14 @@ from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 from tqdm.auto import tqdm
 
 from glore.checkpoint import checkpoint_class_names
+from glore.data._options import dataset_option
 from glore.data.cityscapes import train_id_to_id_lut
+from glore.data.det_digits import DetDigits
+from glore.data.distant_clips import DistantClips
+from glore.data.distant_digits import DistantDigits
 from glore.data.imagefolder import IMAGE_EXTENSIONS, ImageReadError, build_transform, load_rgb, to_rgb
+from glore.data.moving_digits import MovingDigits
+from glore.data.seg_digits import SegDigits
 from glore.data.seg_palette import colour_image, palette
 from glore.data.video import FRAME_EXTENSIONS, VIDEO_EXTENSIONS, read_video_frames, sample_clip_indices
 from glore.data.video_transforms import eval_transform
@@ -46,9 +52,10 @@ from .runner import restore
 from .schema import VideoDataSection, data_section
 from .segmentation import inference_options
 
-# built-in sets whose canvases are grey: (channels the network reads, the sets' default canvas side)
-_GREY_SETS = {"distant-digits": (1, 48), "seg-digits": (3, 64), "det-digits": (3, 96)}
-_CLIP_SETS = ("distant-clips", "moving-digits")   # built-in clip sets: a video read as grey frames
+# built-in sets whose canvases are grey: (the set, the channels the network reads)
+_GREY_SETS = {"distant-digits": (DistantDigits, 1), "seg-digits": (SegDigits, 3), "det-digits": (DetDigits, 3)}
+# built-in clip sets: a video read as grey frames
+_CLIP_SETS = {"distant-clips": DistantClips, "moving-digits": MovingDigits}
 
 
 # ---------------------------------------------------------------- inputs
@@ -131,9 +138,9 @@ def input_reader(cfg: dict) -> Callable[[Path], torch.Tensor]:
     name = data.name
     options = dict(data.options or {})
     if name in _GREY_SETS:
-        channels, canvas = _GREY_SETS[name]
+        dataset, channels = _GREY_SETS[name]
         channels = int(model.get("in_chans") or channels) if name == "distant-digits" else channels
-        size = int(options.get("canvas", canvas))
+        size = int(dataset_option(dataset, options, "canvas"))
         return lambda path: read_grey(path, channels, size)
     if name == "imagefolder":
         transform = build_transform(train=False, image_size=data.image_size, resize_size=data.resize_size)
@@ -167,8 +174,8 @@ def _clip_reader(cfg: dict) -> Callable[[Path], torch.Tensor]:
     """A built-in clip set's clip: ``num_frames`` consecutive grey frames from the middle of a video."""
 
     data, model = cfg["data"], cfg["model"]
-    options = dict(data.get("options") or {})
-    num_frames = int(options.get("num_frames", 8))
+    dataset, options = _CLIP_SETS[data["name"]], dict(data.get("options") or {})
+    num_frames = int(dataset_option(dataset, options, "num_frames"))
     channels = int(options.get("channels", model.get("in_chans") or 1))
 
     def read(path: Path) -> torch.Tensor:

@@ -37,7 +37,7 @@ TORCHVISION_BACKBONES = (
 # glore.models.hosts, the others through glore.models.timm_hosts
 _TIMM_MODULES = ("resnet", "dpn")
 _TIMM_GENERIC_MODULES = ("convnext", "regnet", "resnetv2", "efficientnet", "mobilenetv3", "cspnet", "byobnet",
-                         "vision_transformer", "deit", "swin_transformer")
+                         "vision_transformer", "deit", "swin_transformer", "hrnet")
 # timm's features_only wrapper settings of these families (as their own builders set them)
 _FEATURE_CFGS = {"resnet": {}, "dpn": {"feature_concat": True, "flatten_sequential": True}}
 # keywords that timm.create_model / build_model_with_cfg take besides the model class's own
@@ -73,7 +73,7 @@ def _check_name(name: str) -> None:
         close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
         hint = f"; close matches: {close}" if close else ""
         raise ArgumentError(f"unknown backbone {name!r}: expected a timm ResNet-family, DPN, ConvNeXt, RegNet, "
-                         f"ResNetV2, EfficientNet, MobileNetV3, CSPNet, ByobNet, ViT/DeiT or Swin name, "
+                         f"ResNetV2, EfficientNet, MobileNetV3, CSPNet, ByobNet, ViT/DeiT, Swin or HRNet name, "
                          f"tv_<torchvision resnet> or a registered configuration{hint}")
 
 

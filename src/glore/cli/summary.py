@@ -123,8 +123,8 @@ def build(kind: str, backbone: str, *, block=None, units=None, position=None, nu
         kwargs["head_kwargs" if segmentation else "block_kwargs"] = block_kwargs
     if kind == "segmentation":
         from glore.models.segmentation import LOCAL_BACKBONES
-        if backbone in LOCAL_BACKBONES:       # no res5 stage: the ResNets' default multi-grid
-            kwargs["multigrid"] = None         # does not apply
+        if backbone in LOCAL_BACKBONES or backbone.startswith("hrnet_"):   # no res5 stage: the ResNets'
+            kwargs["multigrid"] = None         # default multi-grid does not apply
     return builder(backbone, **kwargs)
 
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from glore.errors import ArgumentError, ArgumentTypeError
 from ..nn import BLOCKS, create_block
-from . import timm_hosts
+from . import hrnet, timm_hosts
 from .hosts import SLOTS, as_host, host_channels, offered_positions
 from .placement import (ALL_STAGES, BLOCK_TABLE, POSITIONS, Placement, block_name, block_options,  # noqa: F401
                         check_block_kwargs, deprecated, gc_ratio, parse_placement, resolve_units)
@@ -73,7 +73,8 @@ def find_stages(model: nn.Module) -> dict[str, list[Host]]:
 
     Supports timm ``ResNet`` (ResNet, SE-ResNet, ResNeXt, wide ResNet, ECA-ResNet, ...), timm ``DPN``,
     torchvision ``ResNet`` (detection backbones with frozen BatchNorm too), the Slow-only 3D ResNets of
-    :mod:`glore.models.slow_only`, the timm families of :mod:`glore.models.timm_hosts` (ConvNeXt,
+    :mod:`glore.models.slow_only`, timm's HRNet (:mod:`glore.models.hrnet`: ``layer1`` and
+    ``stage<s>.<module>.branches.<branch>``), the timm families of :mod:`glore.models.timm_hosts` (ConvNeXt,
     RegNet, ResNetV2, EfficientNet, MobileNetV3, CSPNet, ByobNet, ViT, Swin; their stages named as in
     timm's ``feature_info``, ``stages.2``) and timm's ``features_only`` wrappers of them.
     """
@@ -83,9 +84,12 @@ def find_stages(model: nn.Module) -> dict[str, list[Host]]:
         stages = _dpn_hosts(model)
     if not any(stages.values()):
         stages = {stage: [Host(name, blk) for name, blk in hosts]
+                  for stage, hosts in hrnet.find_hrnet_stages(model).items()}
+    if not any(stages.values()):
+        stages = {stage: [Host(name, blk) for name, blk in hosts]
                   for stage, hosts in timm_hosts.find_timm_stages(model).items()}
     if not any(stages.values()):
-        raise ArgumentTypeError(f"blocks can be inserted into timm ResNet/SE-ResNet/ResNeXt/wide ResNet, DPN, "
+        raise ArgumentTypeError(f"blocks can be inserted into timm ResNet/SE-ResNet/ResNeXt/wide ResNet, DPN, HRNet, "
                                 f"{', '.join(sorted(set(timm_hosts.FAMILIES.values())))} and torchvision ResNet "
                                 f"models, got {type(model).__name__}")
     for hosts in stages.values():

@@ -33,5 +33,5 @@ def check_name(name: str) -> None:
         close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
         hint = f"; close matches: {close}" if close else ""
         raise ArgumentError(f"unknown backbone {name!r}: expected a timm ResNet-family, DPN, ConvNeXt, RegNet, "
-                            f"ResNetV2, EfficientNet, MobileNetV3, CSPNet, ByobNet, ViT/DeiT or Swin name, "
+                            f"ResNetV2, EfficientNet, MobileNetV3, CSPNet, ByobNet, ViT/DeiT, Swin or HRNet name, "
                             f"tv_<torchvision resnet> or a registered configuration{hint}")

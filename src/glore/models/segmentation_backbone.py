@@ -1,5 +1,6 @@
 """The backbone of a segmenter: a dilated timm ResNet (output stride 8, multi-grid in res5) returning
-``[c4, c5]``, or one of :data:`LOCAL_BACKBONES`."""
+``[c4, c5]``, timm's HRNet (the HRNetV2 representation at stride 4 as both maps,
+:mod:`glore.models.hrnet`), or one of :data:`LOCAL_BACKBONES`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from torch import nn
 
 from glore.errors import ArgumentError
 from .factory import create_model
+from .hrnet import as_hrnetv2
 from .tiny_segnet import TinySegNet
 
 __all__ = ["LOCAL_BACKBONES", "apply_multigrid", "create_backbone", "feature_channels"]
@@ -38,9 +40,11 @@ LOCAL_BACKBONES = {"tiny_segnet": TinySegNet}
 
 def feature_channels(backbone: nn.Module) -> tuple[int, int]:
     """Channels of the ``[c4, c5]`` maps a segmentation backbone returns."""
+    if hasattr(backbone, "out_channels"):
+        return tuple(backbone.out_channels)
     if hasattr(backbone, "feature_info"):
         return tuple(backbone.feature_info.channels())
-    return tuple(backbone.out_channels)
+    raise ArgumentError(f"cannot tell the channels of the maps of a {type(backbone).__name__} backbone")
 
 
 def create_backbone(name: str = "resnet50", *, multigrid: Sequence[int] | None = (1, 2, 4),
@@ -52,8 +56,21 @@ def create_backbone(name: str = "resnet50", *, multigrid: Sequence[int] | None =
     multi-grid in res5, built by :func:`glore.models.create_model` (so ``pretrained`` and
     ``blocks``, its ``block``/``units``/``position``/``block_kwargs``, e.g. GCNet's GC in c3-c5:
     ``dict(block="gc", units="all", block_kwargs={"ratio": 1/4})``); or a backbone of
-    :data:`LOCAL_BACKBONES` (fixed stride, no multi-grid, no pretrained weights or blocks).
+    :data:`LOCAL_BACKBONES` (fixed stride, no multi-grid, no pretrained weights or blocks). An
+    HRNet (``hrnet_w18_small``, ``hrnet_w48``, ...) gives the HRNetV2 representation as both maps,
+    at its fixed stride 4 (no multi-grid), and takes ``pretrained`` and ``blocks`` (stages
+    ``layer1`` and ``stage<s>.<module>.branches.<branch>``, :mod:`glore.models.hrnet`).
     """
+    if name.startswith("hrnet_"):
+        if output_stride not in (None, 4):
+            raise ArgumentError(f"backbone {name!r} gives the HRNetV2 representation at output_stride 4, "
+                                f"got output_stride={output_stride!r}")
+        if multigrid is not None:
+            raise ArgumentError(f"backbone {name!r} has no res5 stage for multi-grid; pass multigrid=None, "
+                                f"got {multigrid!r}")
+        backbone = create_model(name, pretrained=pretrained, **dict(blocks or {}), features_only=True,
+                                feature_location="", out_indices=(1, 2, 3, 4), **kwargs)
+        return as_hrnetv2(backbone)
     if name in LOCAL_BACKBONES:
         cls = LOCAL_BACKBONES[name]
         if output_stride not in (None, cls.output_stride):

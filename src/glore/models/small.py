@@ -99,4 +99,11 @@ def distant_digits_net(*, block: str | None = None, num_classes: int = 10, in_ch
                             block_kwargs=block_kwargs, **old_block_kwargs)
 
 
-SMALL_MODELS = {"distant_digits_net": distant_digits_net}
+def distant_digits_convnext(**kwargs) -> nn.Module:
+    """The small ConvNeXt-style network of :mod:`glore.models.small_convnext` (imports timm)."""
+    from .small_convnext import distant_digits_convnext as build
+
+    return build(**kwargs)
+
+
+SMALL_MODELS = {"distant_digits_net": distant_digits_net, "distant_digits_convnext": distant_digits_convnext}

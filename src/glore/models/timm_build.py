@@ -22,7 +22,7 @@ __all__ = ["TIMM_MODULES", "TIMM_GENERIC_MODULES", "timm_family", "keep_inserted
 # glore.models.hosts, the others through glore.models.timm_hosts
 TIMM_MODULES = ("resnet", "dpn")
 TIMM_GENERIC_MODULES = ("convnext", "regnet", "resnetv2", "efficientnet", "mobilenetv3", "cspnet", "byobnet",
-                        "vision_transformer", "deit", "swin_transformer")
+                        "vision_transformer", "deit", "swin_transformer", "hrnet")
 # timm's features_only wrapper settings of these families (as their own builders set them)
 _FEATURE_CFGS = {"resnet": {}, "dpn": {"feature_concat": True, "flatten_sequential": True}}
 

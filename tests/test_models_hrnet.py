@@ -103,7 +103,7 @@ def test_hrnetv2_representation_concatenates_the_upsampled_branches():
 
 def test_segmenter_forward_and_aux():
     model = create_segmenter(NAME, head="glore", num_classes=3, multigrid=None, channels=32, aux_channels=16,
-                             block_kwargs={"mid": 8})
+                             head_kwargs={"mid": 8})
     assert isinstance(model.head.context[0], GloRe)
     x = torch.randn(2, 3, 50, 70)
     out = model.train()(x)

@@ -28,12 +28,13 @@ from .layers import conv_bn_relu
 
 def distant_digits_convnext(*, block: str | None = None, units=None, position: str | None = None,
                             num_classes: int = 10, in_chans: int = 1, depths: Sequence[int] = (2, 2, 2, 2),
-                            dims: Sequence[int] = (32, 48, 64, 96), **block_kwargs) -> nn.Module:
+                            dims: Sequence[int] = (32, 48, 64, 96), block_kwargs: Mapping | None = None) -> nn.Module:
     """The network described in this module; ``block=None`` is the baseline. ``block``, ``units``,
-    ``position`` and the block's options (``mid=``, ``ratio=``, ...) as :func:`create_model` takes them."""
+    ``position`` and ``block_kwargs`` (the block's options: ``mid``, ``ratio``, ...) as
+    :func:`create_model` takes them."""
     model = create_model("convnext_atto", depths=list(depths), dims=list(dims), in_chans=in_chans,
                          num_classes=num_classes, norm_layer="batchnorm2d", conv_mlp=True, output_stride=8,
-                         block=block, units=_plain(units), position=position, block_kwargs=block_kwargs)
+                         block=block, units=_plain(units), position=position, block_kwargs=dict(block_kwargs or {}))
     width = dims[0]
     model.stem = nn.Sequential(                      # receptive fields 5 (stride 2), 9, 13 (stride 4)
         conv_bn_relu(in_chans, width // 2, 5, stride=2),

@@ -134,7 +134,7 @@ def test_non_finite_validation_input_is_reported_with_the_sample():
 
 @pytest.mark.parametrize("override, expected", [
     ("model.blok=1", r"block 'glore' does not take the option\(s\) \['blok'\]; it takes \[.*'mid'"),
-    ("model.name=distant_digit_net", r"unknown model 'distant_digit_net'.*small models: \['distant_digits_net'\]"),
+    ("model.name=distant_digit_net", r"unknown model 'distant_digit_net'.*small models: \['distant_digits_convnext', 'distant_digits_net'\]"),
 ])
 def test_misspelt_model_keys_and_names_are_named(tmp_path, capsys, override, expected):
     import re

@@ -81,7 +81,7 @@ def as_hrnetv2(model: nn.Module) -> HRNetV2Features:
     feature_location="", out_indices=(1, 2, 3, 4)``) into :class:`HRNetV2Features`, in place (it
     keeps its modules and state-dict keys)."""
     if type(model) is not timm_hrnet.HighResolutionNetFeatures or model.incre_modules is not None \
-            or sorted(model._out_idx) != [1, 2, 3, 4]:
+            or tuple(model.feature_info.out_indices) != (1, 2, 3, 4):
         raise TypeError(f"as_hrnetv2 needs timm's HRNet features of the four branches, got {type(model).__name__}")
     model.__class__ = HRNetV2Features
     return model

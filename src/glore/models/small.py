@@ -18,6 +18,7 @@ from glore.errors import ArgumentError
 from ..nn import create_block
 from .layers import conv_bn_relu
 from .placement import block_name, block_options, check_block_kwargs, deprecated
+from .small_convnext import distant_digits_convnext
 
 def check_arguments(*, num_classes, in_chans, width) -> None:
     """The checks of the demo networks' arguments (the image net here, the clip net in distant_clips.py)."""
@@ -97,13 +98,6 @@ def distant_digits_net(*, block: str | None = None, num_classes: int = 10, in_ch
     are the block's options; given as keywords (``mid=16``) they still work for one release."""
     return DistantDigitsNet(block=block, num_classes=num_classes, in_chans=in_chans, width=width,
                             block_kwargs=block_kwargs, **old_block_kwargs)
-
-
-def distant_digits_convnext(**kwargs) -> nn.Module:
-    """The small ConvNeXt-style network of :mod:`glore.models.small_convnext` (imports timm)."""
-    from .small_convnext import distant_digits_convnext as build
-
-    return build(**kwargs)
 
 
 SMALL_MODELS = {"distant_digits_net": distant_digits_net, "distant_digits_convnext": distant_digits_convnext}

@@ -33,6 +33,16 @@ def _recoloured_key(data, index):
     return as_tensor(image), as_tensor(other), boxes
 
 
+def _assert_only_the_context_detector_sees_the_key(plain, context, data):
+    """Recolouring the key leaves the plain detector's box features unchanged and changes ``context``'s."""
+    for index in range(4):
+        image, other, boxes = _recoloured_key(data, index)
+        assert not torch.equal(image, other)
+        torch.testing.assert_close(_box_features(plain, image, boxes), _box_features(plain, other, boxes),
+                                   rtol=0, atol=0)
+        assert not torch.allclose(_box_features(context, image, boxes), _box_features(context, other, boxes))
+
+
 def test_plain_detector_cannot_see_the_key_and_glore_can():
     torch.manual_seed(0)
     cfg = load_config(os.path.join(CONFIGS, "det_digits_baseline.yaml"))
@@ -41,12 +51,7 @@ def test_plain_detector_cannot_see_the_key_and_glore_can():
     glore = build_detector(load_config(os.path.join(CONFIGS, "det_digits_glore.yaml"))["model"])
     unit = glore.backbone.body.layer1[1].after_add
     torch.nn.init.ones_(unit.norm.weight)                   # leave the identity initialisation
-    for index in range(4):
-        image, other, boxes = _recoloured_key(data, index)
-        assert not torch.equal(image, other)
-        torch.testing.assert_close(_box_features(plain, image, boxes), _box_features(plain, other, boxes),
-                                   rtol=0, atol=0)
-        assert not torch.allclose(_box_features(glore, image, boxes), _box_features(glore, other, boxes))
+    _assert_only_the_context_detector_sees_the_key(plain, glore, data)
 
 
 def test_rule_key_the_keys_shade_is_every_digits_class_and_out_of_the_plain_detectors_reach():
@@ -70,12 +75,7 @@ def test_rule_key_the_keys_shade_is_every_digits_class_and_out_of_the_plain_dete
     gc = build_detector(load_config(os.path.join(CONFIGS, "det_digits_key_gc.yaml"))["model"])
     for block in (gc.backbone.body.layer1[0].after_add, gc.backbone.body.layer1[1].after_add):
         torch.nn.init.normal_(block.transform[-1].weight)                  # leave the identity initialisation
-    for index in range(4):
-        image, other, boxes = _recoloured_key(data, index)
-        assert not torch.equal(image, other)
-        torch.testing.assert_close(_box_features(plain, image, boxes), _box_features(plain, other, boxes),
-                                   rtol=0, atol=0)
-        assert not torch.allclose(_box_features(gc, image, boxes), _box_features(gc, other, boxes))
+    _assert_only_the_context_detector_sees_the_key(plain, gc, data)
 
 
 def test_digit_shade_draws_every_digit_alike_and_keeps_the_layouts():

@@ -381,7 +381,7 @@ def print_ratio_table(rows):
         print(f"| {config} | " + " | ".join(" / ".join(f"{r[key]:.2f}" for r in pair) for key in keys)
               + " |")
     goals = {"glore_over_plain": 1.0, "glore_over_limit": 1.10, "nl_over_timm": 1.0, "gc_over_timm": 1.0}
-    missed = [f"{r['config']} {r['layout']}: {key} {r[key]:.2f} > {goal:.2f}" for r in rows
+    missed = [f"{r['config']} {r['layout']}: {key} {r[key]:.3f} > {goal:.2f}" for r in rows
               for key, goal in goals.items() if r[key] > goal]
     print("goals (ours / plain <= 1.0, ours / limit <= 1.10, NL and GC / timm <= 1.0): "
           + ("all met" if not missed else "missed: " + "; ".join(missed)))

@@ -16,7 +16,7 @@ import yaml
 from glore.cli import main
 from glore.errors import ConfigError
 from glore.study import stats
-from glore.study.spec import expand, load_study
+from glore.study.spec import check_settings, expand, load_study
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"trainer.max_epochs": 1, "data.options.num_samples": 128, "data.val_options.num_samples": 64,
@@ -65,6 +65,23 @@ def test_a_study_file_is_checked_as_a_whole(tmp_path):
     runs = expand(load_study(write_study(tmp_path)))
     assert [(r.variant, r.seed) for r in runs] == [("baseline", 0), ("baseline", 1), ("glore", 0), ("glore", 1)]
     assert "model.block=glore" in runs[2].overrides and "data.options.seed=1" in runs[3].overrides
+
+
+def test_a_study_whose_runs_were_made_with_other_settings_is_refused(tmp_path, capsys):
+    runs = expand(load_study(write_study(tmp_path)))
+    for run in runs[:2]:                         # the baseline's runs started under the study file as it was
+        run.record_settings()
+        run.output_dir.mkdir(parents=True)
+        run.metrics_path.write_text('{"val/acc1": 0.5}')
+    assert main(["study", "--config", str(write_study(tmp_path)), "--status"]) == 0      # same settings
+    path = write_study(tmp_path, overrides={**TINY, "trainer.max_epochs": 3})
+    with pytest.raises(ConfigError, match=r"2 started run\(s\).*baseline/seed0.*trainer.max_epochs: 1 then, 3 now"):
+        check_settings(expand(load_study(path)))
+    assert main(["study", "--config", str(path), "--status"]) == 2
+    assert "trainer.max_epochs: 1 then, 3 now" in capsys.readouterr().err
+    assert runs[0].metrics_path.read_text() == '{"val/acc1": 0.5}'            # nothing lost
+    changed_config = write_study(tmp_path, config=str(REPO / "configs/demo/glore.yaml"))
+    assert any(c.startswith("config: ") for c in expand(load_study(changed_config))[0].settings_changes())
 
 
 @pytest.mark.slow

@@ -38,7 +38,7 @@ def grid(spec, runs) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from glore.study import launch, report
-    from glore.study.spec import expand, load_study
+    from glore.study.spec import check_settings, expand, load_study
 
     spec = load_study(args.config)
     if args.launcher:
@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers:
         spec.launcher.workers = args.workers
     runs = expand(spec)
+    check_settings(runs)
     todo = [r for r in runs if report.run_state(r) not in ("done", "diverged")]
     print(f"study {spec.name!r}: {len(runs)} runs, {len(runs) - len(todo)} finished, {len(todo)} to run")
     print(grid(spec, runs), flush=True)
@@ -53,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         def on_finish(run, code):
             print(f"{run.variant} seed {run.seed}: {report.record_exit(run, code)}", flush=True)
 
+        for r in todo:
+            r.record_settings()
         if spec.launcher.name == "submitit":
             launch.run_submitit(todo, spec.launcher, f"{spec.output_dir}/submitit", on_finish)
         else:

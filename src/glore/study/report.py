@@ -182,6 +182,7 @@ def plot_curves(spec: StudySpec, runs: list[Run], path: Path) -> None:
     ax.set_ylabel(spec.compare.metric)
     ax.set_title(spec.name)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if ax.lines:                    # no finished run with a learning curve yet: an empty plot, no legend
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -103,6 +103,31 @@ class Run:
         """Whether the run has written its final metrics (``glore train`` writes them last)."""
         return self.metrics_path.is_file() and self.metrics_path.stat().st_size > 2
 
+    @property
+    def settings_path(self) -> Path:
+        """``seed<N>.settings.json`` beside the run's folder: the config and overrides it was started with."""
+        return self.output_dir.parent / f"{self.output_dir.name}.settings.json"
+
+    def settings(self) -> dict[str, Any]:
+        """What makes this run: its base config and its overrides."""
+        return {"config": self.config, "overrides": list(self.overrides)}
+
+    def record_settings(self) -> None:
+        """Write :meth:`settings` beside the run's folder (before the run starts)."""
+        self.settings_path.parent.mkdir(parents=True, exist_ok=True)
+        self.settings_path.write_text(json.dumps(self.settings(), indent=1))
+
+    def settings_changes(self) -> list[str]:
+        """What differs between the settings the run was started with and the study's now, as
+        ``"key: old then, new now"``; empty where nothing differs or nothing was recorded."""
+        if not self.settings_path.is_file():
+            return []
+        recorded = json.loads(self.settings_path.read_text())
+        then = {"config": recorded.get("config"), **_as_mapping(recorded.get("overrides", []))}
+        now = {"config": self.config, **_as_mapping(self.overrides)}
+        return [f"{key}: {then.get(key, '(unset)')} then, {now.get(key, '(unset)')} now"
+                for key in dict.fromkeys([*then, *now]) if then.get(key) != now.get(key)]
+
     def train_args(self) -> list[str]:
         """The arguments of ``glore train`` for this run: a fresh start, or a resume of the
         interrupted run in its folder."""
@@ -112,6 +137,23 @@ class Run:
         elif self.output_dir.exists():       # started but stopped before its first checkpoint
             args += ["--overwrite"]
         return args + list(self.overrides)
+
+
+def _as_mapping(overrides) -> dict[str, str]:
+    """``["a.b=1", ...]`` as ``{"a.b": "1", ...}``."""
+    return dict(item.split("=", 1) for item in overrides)
+
+
+def check_settings(runs: list[Run]) -> None:
+    """Refuse a study whose started runs were made with other settings than its file gives now (a
+    finished run is not run again, so its result would stand for settings it never had)."""
+    changed = [(run, run.settings_changes()) for run in runs]
+    changed = [(run, changes) for run, changes in changed if changes]
+    if changed:
+        run, changes = changed[0]
+        raise ConfigError(f"{len(changed)} started run(s) of this study were made with other settings than the "
+                          f"study file gives now, e.g. {str(run.output_dir)!r}: {'; '.join(changes)}; give the "
+                          f"study a new output_dir, or delete those runs' folders to run them again")
 
 
 def _format_value(value) -> str:

@@ -4,6 +4,7 @@ without redoing a finished run, and the submitit launcher through its local exec
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,6 +83,9 @@ def test_a_study_whose_runs_were_made_with_other_settings_is_refused(tmp_path, c
     assert runs[0].metrics_path.read_text() == '{"val/acc1": 0.5}'            # nothing lost
     changed_config = write_study(tmp_path, config=str(REPO / "configs/demo/glore.yaml"))
     assert any(c.startswith("config: ") for c in expand(load_study(changed_config))[0].settings_changes())
+    for run in runs[:2]:                         # the runs' folders deleted: they run afresh, no refusal
+        shutil.rmtree(run.output_dir)
+    check_settings(expand(load_study(path)))
 
 
 @pytest.mark.slow

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"written: {spec.output_dir}/summary.md, summary.csv, runs.csv, results.json, points.png, curves.png")
     failed = [r for r in runs if report.run_state(r) == "failed"]
     if failed and not args.status:
-        logs = ", ".join(f"{r.output_dir}.log" for r in failed[:3])
+        logs = ", ".join(str(r.log_path) for r in failed[:3])
         raise StudyError(f"{len(failed)} of {len(runs)} runs failed; see {logs}"
                          + (" ..." if len(failed) > 3 else ""))
     return 0

@@ -52,10 +52,6 @@ def execute(cmd: Sequence[str], log_path: str, threads: int | None = None) -> in
         return subprocess.run(list(cmd), stdout=log, stderr=subprocess.STDOUT, env=env, check=False).returncode
 
 
-def _log_path(run: Run) -> str:
-    return str(run.output_dir) + ".log"
-
-
 def run_local(runs: Sequence[Run], launcher: Launcher, on_finish: Finished) -> dict[Run, int]:
     """Run ``runs`` on local worker processes; ``{run: exit code}``."""
     workers, threads = auto_workers(launcher)
@@ -63,7 +59,7 @@ def run_local(runs: Sequence[Run], launcher: Launcher, on_finish: Finished) -> d
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {}
         for run in runs:
-            futures[pool.submit(execute, command(run, launcher), _log_path(run), threads)] = run
+            futures[pool.submit(execute, command(run, launcher), str(run.log_path), threads)] = run
         for future in as_completed(futures):
             run = futures[future]
             codes[run] = future.result()
@@ -81,7 +77,7 @@ def run_submitit(runs: Sequence[Run], launcher: Launcher, folder: str, on_finish
     executor.update_parameters(**options)
     jobs = {}
     for run in runs:
-        jobs[run] = executor.submit(execute, command(run, launcher), _log_path(run), launcher.threads_per_run)
+        jobs[run] = executor.submit(execute, command(run, launcher), str(run.log_path), launcher.threads_per_run)
     codes = {}
     for run, job in jobs.items():
         try:

@@ -23,21 +23,19 @@ def run_state(run: Run) -> str:
     """``done``, ``diverged`` (stopped on a NaN/inf loss), ``failed``, ``started`` or ``pending``."""
     if run.finished():
         return "done"
-    status = run.output_dir.parent / f"{run.output_dir.name}.status.json"
-    if status.is_file():
-        return json.loads(status.read_text())["state"]
+    if run.status_path.is_file():
+        return json.loads(run.status_path.read_text())["state"]
     return "started" if run.output_dir.exists() else "pending"
 
 
 def record_exit(run: Run, code: int) -> str:
     """Remember how a run process ended (next to its folder); a diverged run is not run again."""
-    log = Path(str(run.output_dir) + ".log")
+    log = run.log_path
     text = log.read_text(encoding="utf-8", errors="replace").lower() if log.is_file() else ""
     state = "done" if code == 0 and run.finished() else (
         "diverged" if DIVERGED_MARK in text or "training loss is inf" in text else "failed")
-    status = run.output_dir.parent / f"{run.output_dir.name}.status.json"
-    status.parent.mkdir(parents=True, exist_ok=True)
-    status.write_text(json.dumps({"state": state, "exit_code": code}))
+    run.status_path.parent.mkdir(parents=True, exist_ok=True)
+    run.status_path.write_text(json.dumps({"state": state, "exit_code": code}))
     return state
 
 

@@ -103,10 +103,25 @@ class Run:
         """Whether the run has written its final metrics (``glore train`` writes them last)."""
         return self.metrics_path.is_file() and self.metrics_path.stat().st_size > 2
 
+    def beside(self, suffix: str) -> Path:
+        """The file ``seed<N><suffix>`` next to the run's folder (its ``.log``, ``.status.json``,
+        ``.settings.json``)."""
+        return self.output_dir.parent / f"{self.output_dir.name}{suffix}"
+
+    @property
+    def log_path(self) -> Path:
+        """``seed<N>.log`` beside the run's folder: the run's output."""
+        return self.beside(".log")
+
+    @property
+    def status_path(self) -> Path:
+        """``seed<N>.status.json`` beside the run's folder: how its process ended."""
+        return self.beside(".status.json")
+
     @property
     def settings_path(self) -> Path:
         """``seed<N>.settings.json`` beside the run's folder: the config and overrides it was started with."""
-        return self.output_dir.parent / f"{self.output_dir.name}.settings.json"
+        return self.beside(".settings.json")
 
     def settings(self) -> dict[str, Any]:
         """What makes this run: its base config and its overrides."""
@@ -119,8 +134,9 @@ class Run:
 
     def settings_changes(self) -> list[str]:
         """What differs between the settings the run was started with and the study's now, as
-        ``"key: old then, new now"``; empty where nothing differs or nothing was recorded."""
-        if not self.settings_path.is_file():
+        ``"key: old then, new now"``; empty where nothing differs, nothing was recorded or the run's
+        folder is gone (the run starts afresh and records its settings again)."""
+        if not (self.output_dir.exists() and self.settings_path.is_file()):
             return []
         recorded = json.loads(self.settings_path.read_text())
         then = {"config": recorded.get("config"), **_as_mapping(recorded.get("overrides", []))}
